@@ -1,0 +1,256 @@
+"""Settings: the only reader of the environment and of the TOML configuration file.
+
+:meth:`Settings.from_env` turns ``os.environ`` (and the file named by ``TSBOT_CONFIG``) into one
+frozen object; everything else receives it. Every field is documented in the README's
+configuration reference, which a test checks.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.durations import parse_duration
+
+__all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings"]
+
+ROLES = ("viewer", "operator", "admin")
+
+#: Environment variable -> (Settings field, default). The contract's names: design.md §3.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "SLACK_BOT_TOKEN": ("slack_bot_token", ""),
+    "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),
+    "SLACK_APP_TOKEN": ("slack_app_token", ""),
+    "SLACK_API_URL": ("slack_api_url", "https://slack.com/api/"),
+    "THINGSPACE_BASE_URL": ("thingspace_base_url", "https://thingspace.verizon.com/api"),
+    "THINGSPACE_CLIENT_ID": ("thingspace_client_id", ""),
+    "THINGSPACE_CLIENT_SECRET": ("thingspace_client_secret", ""),
+    "THINGSPACE_USERNAME": ("thingspace_username", ""),
+    "THINGSPACE_PASSWORD": ("thingspace_password", ""),
+    "THINGSPACE_ACCOUNT": ("thingspace_account", ""),
+    "TSBOT_PUBLIC_URL": ("public_url", ""),
+    "TSBOT_CALLBACK_USERNAME": ("callback_username", ""),
+    "TSBOT_CALLBACK_PASSWORD": ("callback_password", ""),
+    "TSBOT_DB": ("db_path", "./tsbot.db"),
+    "TSBOT_HOST": ("host", "127.0.0.1"),
+    "TSBOT_PORT": ("port", "3000"),
+    "TSBOT_CONFIG": ("config_path", ""),
+    "TSBOT_LOG_LEVEL": ("log_level", "INFO"),
+    "TSBOT_DB_SYNCHRONOUS": ("db_synchronous", "FULL"),
+}
+
+#: Secrets that ``tsbot serve`` refuses to start without.
+REQUIRED_TO_SERVE = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+
+
+class ConfigError(Exception):
+    """The environment or the configuration file is unusable; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Grants:
+    """Role -> Slack IDs (users ``U``/``W``, user groups ``S``, channels ``C``/``G``)."""
+
+    viewer: frozenset[str] = frozenset()
+    operator: frozenset[str] = frozenset()
+    admin: frozenset[str] = frozenset()
+
+    def ids_for(self, role: str) -> frozenset[str]:
+        ids: frozenset[str] = getattr(self, role)
+        return ids
+
+    def mentions_groups(self) -> bool:
+        return any(i.startswith("S") for role in ROLES for i in self.ids_for(role))
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- environment (see ENV_VARS) --
+    slack_bot_token: str = ""
+    slack_signing_secret: str = ""
+    slack_app_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    thingspace_base_url: str = "https://thingspace.verizon.com/api"
+    thingspace_client_id: str = ""
+    thingspace_client_secret: str = ""
+    thingspace_username: str = ""
+    thingspace_password: str = ""
+    thingspace_account: str = ""
+    public_url: str = ""
+    callback_username: str = ""
+    callback_password: str = ""
+    db_path: str = "./tsbot.db"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    config_path: str = ""
+    log_level: str = "INFO"
+    db_synchronous: str = "FULL"
+    # -- configuration file (TOML) --
+    grants: Grants = field(default_factory=Grants)
+    #: [channels] ops: notices about changes made outside the bot and auto-resume warnings
+    ops_channel: str = ""
+    #: [channels] alerts: where watch alerts go when `watch` names no channel
+    alerts_channel: str = ""
+    #: [limits] approval_size: bulk actions above this many devices need a second approver
+    approval_size: int = 25
+    #: [limits] max_targets: the most devices one command may name
+    max_targets: int = 10_000
+    #: [limits] confirm_ttl: how long a Confirm button stays valid
+    confirm_ttl: timedelta = timedelta(minutes=5)
+    #: [limits] no_result_after: when an accepted request with no callback is reported
+    no_result_after: timedelta = timedelta(minutes=30)
+    #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
+    directory_sync_every: timedelta = timedelta(hours=1)
+    #: [sms] reboot_text: the text the "Send reboot SMS" button sends
+    reboot_sms_text: str = "REBOOT"
+    #: [alerts] timezone: time zone for digests and dates shown in Slack
+    timezone: str = "UTC"
+    #: [alerts] digest_time: local time of the daily digest (HH:MM)
+    digest_time: str = "09:00"
+    #: [alerts] group_threshold: more devices than this going down in one channel within
+    #: group_window are grouped into one card
+    alert_group_threshold: int = 5
+    alert_group_window: timedelta = timedelta(minutes=10)
+    #: [alerts] recover_after: a device must stay reachable this long to count as recovered
+    alert_recover_after: timedelta = timedelta(minutes=15)
+    #: [alerts] realert_after: the shortest time between two alerts for one device
+    alert_realert_after: timedelta = timedelta(hours=1)
+    #: [alerts] evaluate_every: how often the reachability rules are evaluated
+    alert_evaluate_every: timedelta = timedelta(minutes=1)
+    #: [audit] retention: audit rows older than this are exported and removed (0 = keep forever)
+    audit_retention: timedelta = timedelta(0)
+    #: [audit] archive_dir: where retention writes its export files
+    audit_archive_dir: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from *environ* (default ``os.environ``) and the TOML file it names."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (name, default) in ENV_VARS.items():
+            values[name] = env.get(var, default).strip()
+        try:
+            values["port"] = int(values["port"])
+        except ValueError:
+            raise ConfigError(f"TSBOT_PORT must be a port number, not {values['port']!r}") from None
+        values.update(load_config_file(values["config_path"]))
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by ``tsbot demo`` and tests)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return Settings(**data)
+
+    def missing_to_serve(self) -> list[str]:
+        """Names of the required secrets that are empty."""
+        return [var for var in REQUIRED_TO_SERVE if not getattr(self, ENV_VARS[var][0])]
+
+
+def _duration(table: Mapping[str, Any], key: str, where: str) -> timedelta:
+    raw = table[key]
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return timedelta(seconds=raw)
+    try:
+        return parse_duration(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{key}: {exc}") from None
+
+
+def _positive_int(table: Mapping[str, Any], key: str, where: str) -> int:
+    raw = table[key]
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise ConfigError(f"{where}.{key} must be a positive whole number, not {raw!r}")
+    return raw
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read the TOML configuration file into Settings field values (empty path: nothing)."""
+    if not path:
+        return {}
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"TSBOT_CONFIG names {path}, which does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Validate the parsed TOML and map it to Settings fields."""
+    out: dict[str, Any] = {}
+    known_tables = {"grants", "channels", "limits", "directory", "sms", "alerts", "audit"}
+    unknown = set(data) - known_tables
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; known: {sorted(known_tables)}")
+
+    grants = data.get("grants", {})
+    role_ids: dict[str, frozenset[str]] = {}
+    for role, ids in grants.items():
+        if role not in ROLES:
+            raise ConfigError(f"{source}: [grants] has unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ConfigError(f"{source}: [grants] {role} must be a list of Slack IDs")
+        for slack_id in ids:
+            if not slack_id or slack_id[0] not in "UWSCG" or not slack_id.isalnum():
+                raise ConfigError(
+                    f"{source}: [grants] {role}: {slack_id!r} is not a Slack ID "
+                    "(users start with U or W, user groups with S, channels with C or G)"
+                )
+        role_ids[role] = frozenset(ids)
+    out["grants"] = Grants(**role_ids)
+
+    channels = data.get("channels", {})
+    for key, name in (("ops", "ops_channel"), ("alerts", "alerts_channel")):
+        if key in channels:
+            out[name] = str(channels[key])
+
+    limits = data.get("limits", {})
+    for key, name in (("approval_size", "approval_size"), ("max_targets", "max_targets")):
+        if key in limits:
+            out[name] = _positive_int(limits, key, "limits")
+    for key, name in (("confirm_ttl", "confirm_ttl"), ("no_result_after", "no_result_after")):
+        if key in limits:
+            out[name] = _duration(limits, key, "limits")
+
+    directory = data.get("directory", {})
+    if "sync_every" in directory:
+        out["directory_sync_every"] = _duration(directory, "sync_every", "directory")
+
+    sms = data.get("sms", {})
+    if "reboot_text" in sms:
+        out["reboot_sms_text"] = str(sms["reboot_text"])
+
+    alerts = data.get("alerts", {})
+    if "timezone" in alerts:
+        out["timezone"] = str(alerts["timezone"])
+    if "digest_time" in alerts:
+        out["digest_time"] = str(alerts["digest_time"])
+    if "group_threshold" in alerts:
+        out["alert_group_threshold"] = _positive_int(alerts, "group_threshold", "alerts")
+    for key, name in (
+        ("group_window", "alert_group_window"),
+        ("recover_after", "alert_recover_after"),
+        ("realert_after", "alert_realert_after"),
+        ("evaluate_every", "alert_evaluate_every"),
+    ):
+        if key in alerts:
+            out[name] = _duration(alerts, key, "alerts")
+
+    audit = data.get("audit", {})
+    if "retention" in audit:
+        out["audit_retention"] = _duration(audit, "retention", "audit")
+    if "archive_dir" in audit:
+        out["audit_archive_dir"] = str(audit["archive_dir"])
+    return out

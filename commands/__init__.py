@@ -1,0 +1,1 @@
+"""Slash-command verbs: grammar, permissions, confirmation and one module per command family."""

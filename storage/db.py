@@ -1,0 +1,125 @@
+"""Opening the database, applying migrations, and write transactions.
+
+SQLite allows one writer at a time. Every write goes through :func:`write`, which starts with
+``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing halfway with
+``SQLITE_BUSY`` (a deferred ``BEGIN`` that reads first can fail at once in WAL mode, whatever the
+busy timeout). Threads each use their own connection: see :class:`ConnectionPool`.
+
+Durability: WAL with ``synchronous=FULL`` by default, so a commit survives power loss, not only a
+process crash. ``TSBOT_DB_SYNCHRONOUS=NORMAL`` trades the last commits on power loss for speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["ConnectionPool", "migration_sets", "open_database", "write"]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def migration_sets() -> list[Migrations]:
+    """Every ``migrations`` set declared by a module of this package, in module-name order."""
+    import storage
+
+    sets: list[Migrations] = []
+    for info in sorted(pkgutil.iter_modules(storage.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"storage.{info.name}")
+        found = getattr(module, "migrations", None)
+        if isinstance(found, Migrations):
+            sets.append(found)
+    return sets
+
+
+def open_database(path: str | Path, *, migrate: bool = True, synchronous: str = "FULL") -> Database:
+    """Open (creating if needed) the SQLite file at *path*, set the pragmas, apply migrations.
+
+    The connection is in driver autocommit mode (``isolation_level=None``): transactions are only
+    the ones opened explicitly with :func:`write` or ``db.atomic()``.
+    """
+    if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+        raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+    conn = sqlite3.connect(
+        str(path),
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db = Database(conn)
+    if migrate:
+        for migration_set in migration_sets():
+            migration_set.apply(db)
+    return db
+
+
+@contextlib.contextmanager
+def write(db: Database) -> Iterator[Database]:
+    """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
+
+    Nested use becomes a savepoint, so helpers that write can be called inside a bigger
+    transaction and commit together with it.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+class ConnectionPool:
+    """One connection per thread to one database file, migrated once.
+
+    Bolt listeners, the inbox worker, the outbox relay and scheduler jobs each run on their own
+    threads; SQLite connections must not be shared across threads mid-transaction.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Database] = []
+        first = open_database(self.path, migrate=True, synchronous=synchronous)
+        self._local.db = first
+        self._all.append(first)
+
+    def get(self) -> Database:
+        """This thread's connection, opened on first use."""
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = open_database(self.path, migrate=False, synchronous=self.synchronous)
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    db.conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,22 @@
+"""Shared test set-up: no developer environment leaks into a test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+_PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ() -> Iterator[None]:
+    """Remove SLACK_*, THINGSPACE_* and TSBOT_* variables for the duration of each test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_PREFIXES)}
+    for key in saved:
+        del os.environ[key]
+    yield
+    for key in [k for k in os.environ if k.startswith(_PREFIXES)]:
+        del os.environ[key]
+    os.environ.update(saved)
