@@ -1,0 +1,224 @@
+"""The device directory: a local copy of the account's lines, for search and target resolution.
+
+Synced from ThingSpace at start and on a schedule; kept current between syncs by the bot's own
+results (callbacks). ``find`` matches partial identifiers, labels, custom fields and groups, so
+an on-call engineer with only "the ICCID ends in 9708" gets the line.
+
+Rows are plain data (this package knows nothing of ThingSpace's client): ``ids`` maps an
+identifier kind (``iccid``, ``mdn``, ``imei``…) to its value; the canonical ``key`` is
+``iccid:<ICCID>`` when the ICCID is known, otherwise the first identifier.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = [
+    "ID_KINDS",
+    "DirectoryDevice",
+    "canonical_key",
+    "count",
+    "find",
+    "group_members",
+    "groups",
+    "lookup",
+    "lookup_many",
+    "migrations",
+    "set_state",
+    "upsert_devices",
+]
+
+migrations = Migrations("tsbot.directory")
+
+ID_KINDS = ("iccid", "mdn", "msisdn", "imei", "imsi", "meid", "esn", "eid", "min")
+
+
+@migrations()
+def create_directory(db: Database) -> None:
+    kinds = ",\n".join(f"{k} TEXT" for k in ID_KINDS)
+    db.execute(
+        f"""
+        CREATE TABLE devices (
+            key TEXT PRIMARY KEY,
+            {kinds},
+            state TEXT NOT NULL DEFAULT '',
+            plan TEXT NOT NULL DEFAULT '',
+            label TEXT NOT NULL DEFAULT '',
+            groups_json TEXT NOT NULL DEFAULT '[]',
+            custom_json TEXT NOT NULL DEFAULT '{{}}',
+            search TEXT NOT NULL DEFAULT '',
+            last_connection TEXT,
+            resume_date TEXT,
+            synced_at REAL NOT NULL
+        )
+        """
+    )
+    for kind in ID_KINDS:
+        db.execute(f"CREATE INDEX devices_{kind} ON devices ({kind})")
+    db.execute(
+        """
+        CREATE TABLE device_groups (
+            name TEXT NOT NULL,
+            key TEXT NOT NULL REFERENCES devices (key) ON DELETE CASCADE,
+            PRIMARY KEY (name, key)
+        )
+        """
+    )
+
+
+@dataclass(frozen=True)
+class DirectoryDevice:
+    key: str
+    ids: dict[str, str]
+    state: str
+    plan: str
+    label: str
+    groups: list[str] = field(default_factory=list)
+    custom: dict[str, str] = field(default_factory=dict)
+    last_connection: str | None = None
+    resume_date: str | None = None
+
+    @property
+    def display(self) -> str:
+        """``tracker-0042 (…9708)``: label and masked key, for lists."""
+        kind, _, value = self.key.partition(":")
+        short = f"{kind} …{value[-4:]}" if len(value) > 4 else self.key
+        return f"{self.label} ({short})" if self.label else short
+
+
+def canonical_key(ids: Mapping[str, str]) -> str:
+    if ids.get("iccid"):
+        return f"iccid:{ids['iccid']}"
+    for kind in ID_KINDS:
+        if ids.get(kind):
+            return f"{kind}:{ids[kind]}"
+    raise ValueError("a device needs at least one identifier")
+
+
+_SELECT = (
+    "SELECT key, " + ", ".join(ID_KINDS) + ", state, plan, label, groups_json, custom_json, last_connection, "
+    "resume_date FROM devices"
+)
+
+
+def _row(r: Sequence[Any]) -> DirectoryDevice:
+    n = len(ID_KINDS)
+    ids = {kind: value for kind, value in zip(ID_KINDS, r[1 : 1 + n], strict=True) if value}
+    rest = r[1 + n :]
+    return DirectoryDevice(
+        key=r[0],
+        ids=ids,
+        state=rest[0],
+        plan=rest[1],
+        label=rest[2],
+        groups=json.loads(rest[3]),
+        custom=json.loads(rest[4]),
+        last_connection=rest[5],
+        resume_date=rest[6],
+    )
+
+
+def upsert_devices(db: Database, devices: Iterable[Mapping[str, Any]], *, now: float | None = None) -> int:
+    """Insert or refresh devices. Each mapping has ``ids`` and optionally ``state``, ``plan``,
+    ``groups``, ``custom`` (name -> value), ``label``, ``last_connection``, ``resume_date``."""
+    now = time.time() if now is None else now
+    n = 0
+    columns = ["key", *ID_KINDS, "state", "plan", "label", "groups_json", "custom_json", "search"]
+    columns += ["last_connection", "resume_date", "synced_at"]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:] if c != "resume_date")
+    sql = (
+        f"INSERT INTO devices ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT (key) DO UPDATE SET {updates}, "
+        "resume_date = coalesce(excluded.resume_date, devices.resume_date)"
+    )
+    for device in devices:
+        ids = {k.lower(): str(v) for k, v in dict(device["ids"]).items() if v}
+        key = canonical_key(ids)
+        custom = {str(k): str(v) for k, v in dict(device.get("custom") or {}).items()}
+        groups = [str(g) for g in device.get("groups") or []]
+        label = str(device.get("label") or next(iter(custom.values()), ""))
+        search = " ".join([label, *custom.values(), *groups]).lower()
+        values: list[Any] = [key, *(ids.get(k) for k in ID_KINDS)]
+        values += [str(device.get("state") or ""), str(device.get("plan") or ""), label]
+        values += [json.dumps(groups), json.dumps(custom), search]
+        values += [device.get("last_connection"), device.get("resume_date"), now]
+        db.execute(sql, values)
+        db.execute("DELETE FROM device_groups WHERE key = ?", [key])
+        db.conn.executemany(
+            "INSERT INTO device_groups (name, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(g.lower(), key) for g in groups],
+        )
+        n += 1
+    return n
+
+
+def lookup(db: Database, kind: str, value: str) -> DirectoryDevice | None:
+    kind = kind.lower()
+    if kind not in ID_KINDS:
+        return None
+    row = db.execute(f"{_SELECT} WHERE {kind} = ?", [value]).fetchone()
+    return _row(row) if row else None
+
+
+def lookup_many(db: Database, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], DirectoryDevice]:
+    """Look up many (kind, id) pairs; missing ones are absent from the result."""
+    found: dict[tuple[str, str], DirectoryDevice] = {}
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in refs:
+        by_kind.setdefault(kind.lower(), []).append(value)
+    for kind, values in by_kind.items():
+        if kind not in ID_KINDS:
+            continue
+        for i in range(0, len(values), 500):
+            part = values[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in db.execute(f"{_SELECT} WHERE {kind} IN ({marks})", part).fetchall():
+                device = _row(row)
+                found[(kind, device.ids[kind])] = device
+    return found
+
+
+def find(db: Database, text: str, *, limit: int = 20) -> tuple[list[DirectoryDevice], int]:
+    """Devices whose identifiers contain *text* (digits) or whose label, custom fields or groups
+    contain it. Returns (first *limit* matches, total match count)."""
+    needle = text.strip().lower()
+    if not needle:
+        return [], 0
+    like = f"%{needle.replace('%', '').replace('_', '')}%"
+    id_match = " OR ".join(f"lower({k}) LIKE :like" for k in ID_KINDS)
+    where = f"({id_match}) OR search LIKE :like"
+    total = int(db.execute(f"SELECT count(*) FROM devices WHERE {where}", {"like": like}).fetchone()[0])
+    rows = db.execute(
+        f"{_SELECT} WHERE {where} ORDER BY label, key LIMIT :limit", {"like": like, "limit": limit}
+    ).fetchall()
+    return [_row(r) for r in rows], total
+
+
+def group_members(db: Database, name: str) -> list[DirectoryDevice]:
+    rows = db.execute(
+        f"{_SELECT} WHERE key IN (SELECT key FROM device_groups WHERE name = ?) ORDER BY key", [name.lower()]
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def groups(db: Database) -> list[tuple[str, int]]:
+    rows = db.execute("SELECT name, count(*) FROM device_groups GROUP BY name ORDER BY name").fetchall()
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def set_state(db: Database, key: str, state: str, *, resume_date: str | None = None) -> None:
+    if resume_date is None:
+        db.execute("UPDATE devices SET state = ? WHERE key = ?", [state, key])
+    else:
+        db.execute("UPDATE devices SET state = ?, resume_date = ? WHERE key = ?", [state, resume_date, key])
+
+
+def count(db: Database) -> int:
+    return int(db.execute("SELECT count(*) FROM devices").fetchone()[0])

@@ -1,0 +1,207 @@
+"""ThingSpace requests the bot made for people, and the per-device outcome of each.
+
+A row is written when ThingSpace accepts an asynchronous request (suspend, restore, SMS, cancel
+location, reachability query): who asked, where the results must land (channel and the outbox
+key of the in-channel message that is the results thread), why, and one row per device. Callbacks
+settle the device rows; aggregation reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = [
+    "TrackedRequest",
+    "actions_today",
+    "add_request",
+    "device_outcomes",
+    "get_request",
+    "migrations",
+    "open_requests",
+    "set_device_outcome",
+    "set_request_state",
+]
+
+migrations = Migrations("tsbot.requests")
+
+
+@migrations()
+def create_requests(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE ts_requests (
+            request_id TEXT PRIMARY KEY,
+            verb TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread_key TEXT,
+            response_url TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            device_count INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'accepted',
+            detail TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            completed_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX ts_requests_open ON ts_requests (state, created_at)")
+    db.execute(
+        """
+        CREATE TABLE ts_request_devices (
+            request_id TEXT NOT NULL REFERENCES ts_requests (request_id),
+            device TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            detail TEXT NOT NULL DEFAULT '{}',
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (request_id, device)
+        )
+        """
+    )
+    db.execute("CREATE INDEX ts_request_devices_device ON ts_request_devices (device, updated_at)")
+
+
+@dataclass(frozen=True)
+class TrackedRequest:
+    request_id: str
+    verb: str
+    actor: str
+    channel: str
+    thread_key: str | None
+    response_url: str
+    reason: str
+    device_count: int
+    state: str
+    detail: dict[str, Any]
+    created_at: float
+    completed_at: float | None
+
+
+_COLUMNS = (
+    "request_id, verb, actor, channel, thread_key, response_url, reason, device_count, state, detail, "
+    "created_at, completed_at"
+)
+
+
+def _row(r: Any) -> TrackedRequest:
+    return TrackedRequest(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10], r[11]
+    )
+
+
+def add_request(
+    db: Database,
+    *,
+    request_id: str,
+    verb: str,
+    actor: str,
+    channel: str,
+    devices: Sequence[str],
+    thread_key: str | None,
+    response_url: str = "",
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> None:
+    now = time.time() if now is None else now
+    db.execute(
+        f"""
+        INSERT INTO ts_requests ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?, NULL)
+        ON CONFLICT (request_id) DO NOTHING
+        """,
+        [
+            request_id,
+            verb,
+            actor,
+            channel,
+            thread_key,
+            response_url,
+            reason,
+            len(devices),
+            json.dumps(detail or {}),
+            now,
+        ],
+    )
+    db.conn.executemany(
+        """
+        INSERT INTO ts_request_devices (request_id, device, updated_at) VALUES (?, ?, ?)
+        ON CONFLICT (request_id, device) DO NOTHING
+        """,
+        [(request_id, device, now) for device in devices],
+    )
+
+
+def get_request(db: Database, request_id: str) -> TrackedRequest | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM ts_requests WHERE request_id = ?", [request_id]).fetchone()
+    return _row(row) if row else None
+
+
+def open_requests(db: Database, *, older_than: float | None = None) -> list[TrackedRequest]:
+    sql = f"SELECT {_COLUMNS} FROM ts_requests WHERE state = 'accepted'"
+    params: list[Any] = []
+    if older_than is not None:
+        sql += " AND created_at < ?"
+        params.append(older_than)
+    return [_row(r) for r in db.execute(sql + " ORDER BY created_at", params).fetchall()]
+
+
+def set_request_state(db: Database, request_id: str, state: str, *, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    db.execute(
+        "UPDATE ts_requests SET state = ?, completed_at = ? WHERE request_id = ?", [state, now, request_id]
+    )
+
+
+def set_device_outcome(
+    db: Database,
+    request_id: str,
+    device: str,
+    status: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    now: float | None = None,
+) -> bool:
+    """Record a device's outcome; returns False if the device is not part of the request."""
+    now = time.time() if now is None else now
+    cursor = db.execute(
+        "UPDATE ts_request_devices SET status = ?, detail = ?, updated_at = ? WHERE request_id = ? AND device = ?",
+        [status, json.dumps(detail or {}), now, request_id, device],
+    )
+    return cursor.rowcount == 1
+
+
+def device_outcomes(db: Database, request_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = db.execute(
+        "SELECT device, status, detail FROM ts_request_devices WHERE request_id = ? ORDER BY device",
+        [request_id],
+    ).fetchall()
+    return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def actions_today(db: Database, devices: Sequence[str], *, day_start: float) -> dict[str, int]:
+    """How many provisioning requests (suspend/resume) the bot sent per device since *day_start*."""
+    if not devices:
+        return {}
+    counts: dict[str, int] = {}
+    chunk = 500
+    for i in range(0, len(devices), chunk):
+        part = list(devices[i : i + chunk])
+        marks = ",".join("?" * len(part))
+        rows = db.execute(
+            f"""
+            SELECT d.device, count(*) FROM ts_request_devices d JOIN ts_requests r USING (request_id)
+            WHERE d.device IN ({marks}) AND r.verb IN ('suspend', 'resume') AND r.created_at >= ?
+              AND d.status != 'refused'
+            GROUP BY d.device
+            """,
+            [*part, day_start],
+        ).fetchall()
+        counts.update({r[0]: int(r[1]) for r in rows})
+    return counts
