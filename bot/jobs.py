@@ -1,0 +1,54 @@
+"""Scheduled job functions: module-level, taking their dependencies (and ``now`` where time matters)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.directory_sync import sync_directory
+from storage import memberships, seen
+from storage.db import write
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+__all__ = ["EXTRA_JOBS", "housekeeping_job", "refresh_memberships_job", "sync_directory_job"]
+
+log = logging.getLogger(__name__)
+
+#: Other modules append ``register(scheduler, runtime)`` functions here (reachability, digests).
+EXTRA_JOBS: list[Callable[[Any, Runtime], None]] = []
+
+
+def sync_directory_job(runtime: Runtime) -> None:
+    sync_directory(runtime.thingspace, runtime.pool.get())
+
+
+def refresh_memberships_job(runtime: Runtime) -> None:
+    """Fetch members of every user group named in the grants (default deny if it fails)."""
+    grants = runtime.settings.grants
+    group_ids = sorted(
+        {i for role in ("viewer", "operator", "admin") for i in grants.ids_for(role) if i.startswith("S")}
+    )
+    db = runtime.pool.get()
+    for group_id in group_ids:
+        try:
+            answer = runtime.slack.usergroups_users_list(usergroup=group_id)
+        except SlackApiError as exc:
+            log.warning("could not read members of user group %s: %s", group_id, exc.response.get("error"))
+            with write(db):
+                memberships.replace_members(db, group_id, [])
+            continue
+        users = [str(u) for u in answer.get("users") or []]
+        with write(db):
+            memberships.replace_members(db, group_id, users)
+
+
+def housekeeping_job(runtime: Runtime, now: float | None = None) -> None:
+    db = runtime.pool.get()
+    with write(db):
+        seen.prune(db, now=time.time() if now is None else now)

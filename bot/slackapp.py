@@ -1,0 +1,103 @@
+"""The Bolt app: ``/ts`` and the ``ts:*`` buttons, wired to :mod:`commands`.
+
+Listeners do local work only (parse, authorize, write a job or pending action) and then ack;
+anything slow is a job for the worker. A listener never lets an exception reach Bolt (which
+would answer 500): the user gets a short reference instead, and the log gets the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from commands.context import ActionRequest, CommandRequest, Deps, Reply
+from commands.router import handle_action, handle_command
+from storage import outbox
+from storage.db import write
+
+__all__ = ["build_bolt_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _oops() -> Reply:
+    ref = secrets.token_hex(4)
+    log.exception("listener failed, ref %s", ref)
+    return Reply(
+        f":warning: Something went wrong on our side (ref `{ref}`). Nothing was changed; please try again."
+    )
+
+
+def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
+    settings = deps.settings
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[])
+    app = App(
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret,
+        client=client,
+        token_verification_enabled=False,
+        request_verification_enabled=True,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="bolt"),
+        logger=logging.getLogger("slack_bolt.App"),
+    )
+
+    @app.command(re.compile(r"^/ts\b|^/thingspace\b"))
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        request = CommandRequest(
+            user=str(command.get("user_id", "")),
+            channel=str(command.get("channel_id", "")),
+            text=str(command.get("text", "")),
+            response_url=str(command.get("response_url", "")),
+            trigger_id=str(command.get("trigger_id", "")),
+            team=str(command.get("team_id", "")),
+        )
+        try:
+            reply = handle_command(deps, request)
+        except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
+            reply = _oops()
+        ack(**reply.as_ack())
+        deps.hooks.get("ack", lambda *a: None)(time.perf_counter() - started)
+
+    @app.action(re.compile(r"^ts:"))
+    def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        channel = (
+            (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+        )
+        request = ActionRequest(
+            user=str((body.get("user") or {}).get("id", "")),
+            channel=str(channel),
+            action_id=str(action.get("action_id", "")),
+            value=str(action.get("value", "")),
+            response_url=str(body.get("response_url", "")),
+            message_ts=str((body.get("container") or {}).get("message_ts", "")),
+            trigger_id=str(body.get("trigger_id", "")),
+        )
+        try:
+            reply = handle_action(deps, request)
+        except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
+            reply = _oops()
+        if reply is not None and request.response_url:
+            db = deps.db()
+            key = f"click:{request.action_id}:{request.value}:{request.user}:{time.time_ns()}"
+            with write(db):
+                outbox.enqueue_respond(
+                    db,
+                    key=key,
+                    response_url=request.response_url,
+                    text=reply.text,
+                    blocks=reply.blocks,
+                    replace_original=bool(reply.replace_original),
+                )
+            deps.wake()
+        ack()
+
+    return app

@@ -1,0 +1,143 @@
+"""The HTTP surface of ``tsbot serve``: Starlette routes in front of Bolt and the callback intake.
+
+``POST /slack/events`` reads the raw body exactly once (capped), pre-validates the signature
+headers (Bolt's stock verifier answers 500 to a non-numeric timestamp or a non-ASCII signature),
+verifies the v0 HMAC with a ±5 min window, refuses a replay of the same signed request, and only
+then hands the same bytes to Bolt on a worker thread. Malformed or unsigned requests get 400/401,
+never 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from storage import seen
+from storage.db import ConnectionPool, write
+
+__all__ = ["MAX_SLACK_BODY", "create_web_app", "read_capped"]
+
+log = logging.getLogger(__name__)
+
+MAX_SLACK_BODY = 512 * 1024
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than *limit* bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ValueError("bad content-length")
+        if int(declared) > limit:
+            raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def create_web_app(
+    *,
+    bolt_app: App,
+    pool: ConnectionPool,
+    signing_secret: str,
+    ready: Callable[[], dict[str, bool]],
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    verifier = SignatureVerifier(signing_secret)
+
+    async def slack_events(request: Request) -> Response:
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not _TIMESTAMP.match(timestamp) or not _SIGNATURE.match(signature):
+            return _error(401, "missing or malformed X-Slack-Signature / X-Slack-Request-Timestamp")
+        try:
+            body = await read_capped(request, MAX_SLACK_BODY)
+        except BodyTooLarge:
+            return _error(413, "request body too large")
+        except ValueError:
+            return _error(400, "bad Content-Length")
+        if abs(clock() - int(timestamp)) > 60 * 5:
+            return _error(401, "stale request: timestamp is more than 5 minutes from now")
+        expected = verifier.generate_signature(timestamp=timestamp, body=body)
+
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            return _error(401, "invalid signature")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(400, "body is not UTF-8")
+
+        def dispatch() -> tuple[int, str, dict[str, Any]]:
+            db = pool.get()
+            with write(db):
+                first = seen.first_sighting(db, timestamp, signature, now=clock())
+            if not first:
+                return (
+                    409,
+                    '{"ok":false,"error":"duplicate request: this signed request was already received"}',
+                    {"content-type": ["application/json"]},
+                )
+            headers = {k: [v] for k, v in request.headers.items()}
+            response = bolt_app.dispatch(BoltRequest(body=text, headers=headers))
+            return response.status, response.body, response.headers
+
+        status, out_body, out_headers = await run_in_threadpool(dispatch)
+        content_type = (out_headers.get("content-type") or ["text/plain;charset=utf-8"])[0]
+        if status >= 500:
+            log.error("Bolt answered %s", status)
+        return Response(out_body, status_code=status, media_type=content_type)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await run_in_threadpool(ready)
+        return JSONResponse(
+            {"ready": all(checks.values()), "checks": checks},
+            status_code=200 if all(checks.values()) else 503,
+        )
+
+    async def metrics_route(request: Request) -> Response:
+        if metrics is None:
+            return _error(404, "metrics are not enabled")
+        payload, content_type = await run_in_threadpool(metrics)
+        return Response(payload, media_type=content_type)
+
+    routes: list[BaseRoute] = [
+        Route("/slack/events", slack_events, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+        *extra_routes,
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,143 @@
+"""Local reads answered straight in the ack: ``find`` (the directory) and ``history`` (the audit log)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.audit import AuditLog
+
+from bot import blocks
+from bot.durations import parse_duration
+from bot.thingspace.ids import InvalidDeviceId, parse_device_id
+from commands.context import ActionRequest, CommandRequest, Deps, Reply
+from commands.grammar import Invocation, UsageError, user_ref
+from commands.policy import may_run
+from storage import directory
+
+__all__ = ["find", "history", "history_more"]
+
+FIND_LIMIT = 15
+HISTORY_LIMIT = 15
+
+
+def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
+    text = inv.text.strip()
+    if len(text) < 3:
+        raise UsageError(
+            "`find` needs at least 3 characters: part of an id, a label, a custom field or a group.",
+            verb="find",
+        )
+    matches, total = directory.find(deps.db(), text, limit=FIND_LIMIT)
+    if not matches:
+        synced = directory.count(deps.db())
+        return Reply(
+            f"No device matches `{text}` among {synced:,} in the directory. Try fewer digits, a label, or a group name."
+        )
+    body: list[dict[str, Any]] = [
+        blocks.section(f"*{total:,} device{'s' if total != 1 else ''} match `{text}`*")
+    ]
+    for device in matches:
+        ids = " · ".join(f"{k}:`{v}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
+        line = f"*{device.label or device.key}* — {device.state or 'unknown'}\n{ids}"
+        if device.groups:
+            line += f"\ngroups: {', '.join(device.groups)}"
+        body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
+    if total > len(matches):
+        body.append(blocks.context(f"Showing {len(matches)} of {total:,}; add more of the id to narrow it."))
+    return Reply(f"{total} devices match {text}", blocks.limit_blocks(body))
+
+
+def _since(value: str) -> datetime:
+    try:
+        return datetime.now(UTC) - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since takes a duration like 24h or 7d, or a date like 2026-11-20; not {value!r}.",
+            verb="history",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _filters(inv: Invocation) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    if inv.targets:
+        if len(inv.targets) > 1:
+            raise UsageError("`history` takes at most one device.", verb="history")
+        try:
+            device = parse_device_id(inv.targets[0].text)
+        except InvalidDeviceId as exc:
+            raise UsageError(str(exc), verb="history") from None
+        filters["target"] = str(device)
+    if isinstance(inv.options.get("user"), str):
+        filters["actor"] = user_ref(str(inv.options["user"]))
+    if isinstance(inv.options.get("since"), str):
+        filters["since"] = _since(str(inv.options["since"])).isoformat()
+    limit = inv.options.get("limit")
+    if isinstance(limit, str):
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise UsageError("--limit takes a number from 1 to 100.", verb="history")
+        filters["limit"] = int(limit)
+    return filters
+
+
+def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply:
+    db = deps.db()
+    limit = int(filters.get("limit", HISTORY_LIMIT))
+    target = filters.get("target")
+    if target:
+        kind, _, value = target.partition(":")
+        entry = directory.lookup(db, kind, value)
+        if entry:
+            target = entry.key
+    since = datetime.fromisoformat(filters["since"]) if filters.get("since") else None
+    rows = AuditLog(db).query(
+        target=target, actor=filters.get("actor"), since=since, limit=limit + 1, before_id=before_id
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return Reply("No audit entries match." if before_id is None else "No older entries.")
+    lines = []
+    for row in rows:
+        when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        targets = ", ".join(row.targets[:3]) + (f" +{len(row.targets) - 3}" if len(row.targets) > 3 else "")
+        line = f"`{when}` <@{row.actor}> *{row.verb}* {targets} → {row.outcome}"
+        if row.reason:
+            line += f" — _{row.reason}_"
+        if row.request_id:
+            line += f" · req `{row.request_id[:8]}`"
+        lines.append(line)
+    body: list[dict[str, Any]] = []
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2800:
+            body.append(blocks.section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    body.append(blocks.section("\n".join(chunk)))
+    if more:
+        value = json.dumps({**filters, "before": rows[-1].id})
+        body.append(blocks.actions(blocks.button("More", "ts:history-more", value)))
+    return Reply(f"{len(rows)} audit entries", body)
+
+
+def history(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
+    return _render(deps, _filters(inv), None)
+
+
+def history_more(deps: Deps, req: ActionRequest, role: str | None) -> Reply:
+    if not may_run(role, "history"):
+        return Reply("You can't read the audit log here.", replace_original=False)
+    try:
+        filters = json.loads(req.value)
+        before = int(filters.pop("before"))
+    except (ValueError, KeyError, TypeError):
+        return Reply("That button is from an older message; run `/ts history` again.", replace_original=False)
+    reply = _render(deps, filters, before)
+    return Reply(reply.text, reply.blocks, replace_original=False)

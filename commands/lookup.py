@@ -1,0 +1,251 @@
+"""Read-only verbs that need ThingSpace: ``status``, ``diag``, ``reach``, ``request``.
+
+The command writes a job and answers "Looking up…" at once; :func:`run` (on the worker) calls
+ThingSpace and answers through the response_url — or, for ``reach``, opens a channel thread
+where the callback will land.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import blocks
+from bot.directory_sync import device_row
+from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import Device
+from commands import audit
+from commands.context import CommandRequest, Deps, Reply
+from commands.grammar import Invocation, UsageError
+from commands.targets import resolve
+from storage import directory, jobs, outbox, requests
+from storage.db import write
+from storage.jobs import Job
+
+__all__ = ["device_card", "run", "start", "start_request"]
+
+_REQUEST_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$")
+
+
+def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
+    db = deps.db()
+    [device] = resolve(db, inv.targets, verb=inv.verb, max_targets=1, single=True)
+    payload = {
+        "verb": inv.verb,
+        "device": str(device.device_id),
+        "key": device.key,
+        "user": req.user,
+        "channel": req.channel,
+        "response_url": req.response_url,
+    }
+    job_key = f"lookup:{inv.verb}:{req.user}:{device.key}:{time.time_ns()}"
+    with write(db):
+        jobs.enqueue(db, key=job_key, kind="lookup", payload=payload)
+        if inv.verb == "reach":
+            audit.record(
+                db, actor=req.user, channel=req.channel, verb="reach", outcome="queued", targets=[device.key]
+            )
+    deps.wake()
+    what = {"status": "Looking up", "diag": "Running diagnostics for", "reach": "Asking ThingSpace whether"}[
+        inv.verb
+    ]
+    tail = " is reachable…" if inv.verb == "reach" else "…"
+    return Reply(f":hourglass_flowing_sand: {what} {device.label}{tail}")
+
+
+def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
+    request_id = inv.text.strip()
+    if not _REQUEST_ID.match(request_id):
+        raise UsageError(
+            "`request` needs the request id ThingSpace gave, e.g. `/ts request 595f5c44-c31c-4552-8670-020a1545a84d`.",
+            verb="request",
+        )
+    payload = {
+        "verb": "request",
+        "request_id": request_id,
+        "user": req.user,
+        "channel": req.channel,
+        "response_url": req.response_url,
+    }
+    db = deps.db()
+    with write(db):
+        jobs.enqueue(db, key=f"lookup:request:{request_id}:{time.time_ns()}", kind="lookup", payload=payload)
+    deps.wake()
+    return Reply(f":hourglass_flowing_sand: Checking request `{request_id}`…")
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    ago = datetime.now(UTC) - moment.astimezone(UTC)
+    from bot.durations import format_duration
+
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({format_duration(ago)} ago)"
+
+
+def device_card(device: Device) -> list[dict[str, Any]]:
+    """The status card: state, plan, last connection, identifiers, and what to do next."""
+    label = device.label or str(device.device_id)
+    state = device.state or "unknown"
+    icon = {"active": ":large_green_circle:", "suspend": ":double_vertical_bar:"}.get(state, ":white_circle:")
+    ids = "\n".join(f"{k.upper()}: `{v}`" for k, v in sorted(device.ids.items()))
+    body = [
+        blocks.section(f"{icon} *{label}* — {state}"),
+        blocks.fields(
+            [
+                ("Plan", device.service_plan or "—"),
+                ("Connected", {True: "yes", False: "no", None: "unknown"}[device.connected]),
+                ("Last connection", _when(device.last_connection)),
+                ("Groups", ", ".join(device.groups) or "—"),
+            ]
+        ),
+        blocks.section(ids or "_no identifiers_"),
+    ]
+    target = str(device.device_id)
+    buttons = [blocks.button("Diagnose", "ts:run", f"diag {target}")]
+    if state == "active":
+        buttons.append(blocks.button("Suspend…", "ts:run", f"suspend {target}", style="danger"))
+    elif state == "suspend":
+        resume = device.extended_attributes.get("ResumeDate")
+        if resume:
+            body.append(blocks.context(f"Auto-resumes on {resume[:10]}"))
+        buttons.append(blocks.button("Resume…", "ts:run", f"resume {target}", style="primary"))
+    body.append(blocks.actions(*buttons))
+    return body
+
+
+def _respond(db: Any, job: Job, text: str, body: list[dict[str, Any]] | None = None) -> None:
+    url = job.payload.get("response_url") or ""
+    if url:
+        outbox.enqueue_respond(db, key=f"job:{job.id}:reply", response_url=url, text=text, blocks=body)
+
+
+def run(deps: Deps, job: Job) -> None:
+    """Run a lookup job on the worker: call ThingSpace, answer via the response_url."""
+    verb = job.payload["verb"]
+    db = deps.db()
+    client = deps.thingspace
+    try:
+        if verb == "request":
+            _run_request(deps, job)
+            return
+        device_id = DeviceId.from_wire(
+            dict(zip(("kind", "id"), job.payload["device"].split(":", 1), strict=True))
+        )
+        if verb == "status":
+            device = client.get_device(device_id)
+            with write(db):
+                directory.upsert_devices(db, [device_row(device)])
+                _respond(db, job, f"{device.label or device_id}: {device.state}", device_card(device))
+            return
+        if verb == "diag":
+            from commands import diag
+
+            text, body = diag.run_diag(deps, device_id, job.payload)
+            with write(db):
+                _respond(db, job, text, body)
+            return
+        if verb == "reach":
+            _run_reach(deps, job, device_id)
+            return
+    except ThingSpaceError as exc:
+        with write(db):
+            _respond(db, job, f":warning: ThingSpace could not answer: {exc.user_message}")
+            audit.record(
+                db,
+                actor=job.payload["user"],
+                channel=job.payload["channel"],
+                verb=verb,
+                outcome="failed",
+                targets=[job.payload.get("key", "")],
+                detail={"error": type(exc).__name__},
+            )
+        return
+    raise ValueError(f"unknown lookup verb {verb!r}")
+
+
+def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
+    db = deps.db()
+    user, channel = job.payload["user"], job.payload["channel"]
+    started = time.monotonic()
+    accepted = deps.thingspace.reachability_status(device_id, "REACHABLE_FOR_DATA")
+    request_id = accepted.request_id
+    key = job.payload["key"]
+    with write(db):
+        root = f"req:{request_id}"
+        outbox.enqueue_post(
+            db,
+            key=root,
+            channel=channel,
+            text=f"<@{user}> asked whether {device_id.masked()} is reachable · request `{request_id}`",
+            blocks=[
+                blocks.section(
+                    f":satellite_antenna: <@{user}> asked ThingSpace whether `{device_id}` is reachable."
+                ),
+                blocks.context(f"Request `{request_id}` · the answer will arrive in this thread"),
+            ],
+        )
+        requests.add_request(
+            db,
+            request_id=request_id,
+            verb="reach",
+            actor=user,
+            channel=channel,
+            devices=[key],
+            thread_key=root,
+            response_url=job.payload.get("response_url", ""),
+        )
+        audit.record(
+            db,
+            actor=user,
+            channel=channel,
+            verb="thingspace.call",
+            outcome="accepted",
+            targets=[key],
+            request_id=request_id,
+            detail={
+                "operation": "reachability_status",
+                "latency_ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+
+
+def _run_request(deps: Deps, job: Job) -> None:
+    db = deps.db()
+    request_id = job.payload["request_id"]
+    tracked = requests.get_request(db, request_id)
+    lines: list[str] = []
+    if tracked:
+        outcomes = requests.device_outcomes(db, request_id)
+        counts: dict[str, int] = {}
+        for _device, status, _detail in outcomes:
+            counts[status] = counts.get(status, 0) + 1
+        summary = ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items()))
+        started = datetime.fromtimestamp(tracked.created_at, UTC)
+        lines.append(
+            f"*{tracked.verb}* of {tracked.device_count:,} device(s) by <@{tracked.actor}> at {started:%Y-%m-%d %H:%M} UTC"
+            + (f" — {tracked.reason}" if tracked.reason else "")
+        )
+        lines.append(f"Results so far: {summary or 'none yet'} · state: {tracked.state}")
+    remote = ""
+    try:
+        status = deps.thingspace.request_status(request_id)
+        remote = f"ThingSpace says: *{status.status}*"
+    except ThingSpaceError as exc:
+        if not tracked:
+            with write(db):
+                _respond(
+                    db, job, f":warning: ThingSpace does not know request `{request_id}`: {exc.user_message}"
+                )
+            return
+        remote = "ThingSpace's request status covers only single-device provisioning requests; the results above come from its callbacks."
+    with write(db):
+        _respond(
+            db,
+            job,
+            f"Request {request_id}",
+            [blocks.section(f"Request `{request_id}`\n" + "\n".join(lines)), blocks.context(remote)],
+        )

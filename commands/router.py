@@ -1,0 +1,132 @@
+"""Entry points from Slack: a slash command or a button click in, a :class:`Reply` out.
+
+Everything here is local work — parse, authorize, read the directory and the audit log, write
+a job or a pending action with its audit entry — so the reply can go back in Slack's ack. What
+needs ThingSpace is a job row, run by the worker after the ack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.redact import mask_text
+from commands import actions, audit, browse, lookup
+from commands.context import ActionRequest, CommandRequest, Deps, Reply
+from commands.grammar import Invocation, UsageError, parse
+from commands.help import help_reply, role_line
+from commands.policy import VERBS, may_run, role_of
+from storage import memberships
+from storage.db import write
+
+__all__ = ["EXTRA_VERBS", "handle_action", "handle_command", "user_role"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Deps, CommandRequest, Invocation, str | None], Reply]
+
+_HANDLERS: dict[str, Handler] = {
+    "help": lambda deps, req, inv, role: help_reply(role, inv.text),
+    "find": browse.find,
+    "history": browse.history,
+    "status": lookup.start,
+    "diag": lookup.start,
+    "reach": lookup.start,
+    "request": lookup.start_request,
+    "suspend": actions.start,
+    "resume": actions.start,
+    "cancel-location": actions.start,
+    "sms": actions.start,
+}
+
+#: Verb families registered by other modules (watches): verb -> handler.
+EXTRA_VERBS: dict[str, Handler] = {}
+
+
+def user_role(deps: Deps, user: str, channel: str) -> str | None:
+    groups: set[str] = set()
+    if deps.settings.grants.mentions_groups():
+        groups = memberships.groups_of(deps.db(), user)
+    return role_of(deps.settings.grants, user=user, groups=groups, channel=channel)
+
+
+def handle_command(deps: Deps, req: CommandRequest) -> Reply:
+    """Answer a ``/ts`` command from local work only."""
+    db = deps.db()
+    try:
+        inv = parse(req.text)
+    except UsageError as exc:
+        with write(db):
+            audit.record(
+                db,
+                actor=req.user,
+                channel=req.channel,
+                verb=exc.verb or "unknown",
+                outcome="invalid",
+                detail={"error": mask_text(exc.message)},
+            )
+        deps.hooks.get("command", lambda *a: None)(exc.verb or "unknown", "invalid")
+        return _usage_reply(exc)
+    role = user_role(deps, req.user, req.channel)
+    if not may_run(role, inv.verb):
+        need = VERBS[inv.verb].role
+        with write(db):
+            audit.record(
+                db,
+                actor=req.user,
+                channel=req.channel,
+                verb=inv.verb,
+                outcome="denied",
+                targets=[t.text for t in inv.targets],
+                detail={"role": role, "needed": need},
+            )
+        deps.hooks.get("command", lambda *a: None)(inv.verb, "denied")
+        return Reply(
+            f":no_entry: You can't run `{inv.verb}` here: it needs the *{need}* role. "
+            f"{role_line(role)} `/ts help` lists what you can run; an admin can grant more."
+        )
+    handler = _HANDLERS.get(inv.verb) or EXTRA_VERBS.get(inv.verb)
+    if handler is None:
+        return Reply(f"`{inv.verb}` is not available in this installation. Try `/ts help`.")
+    try:
+        reply = handler(deps, req, inv, role)
+    except UsageError as exc:
+        with write(db):
+            audit.record(
+                db,
+                actor=req.user,
+                channel=req.channel,
+                verb=inv.verb,
+                outcome="invalid",
+                targets=[t.text for t in inv.targets],
+                detail={"error": mask_text(exc.message)},
+            )
+        deps.hooks.get("command", lambda *a: None)(inv.verb, "invalid")
+        return _usage_reply(exc)
+    deps.hooks.get("command", lambda *a: None)(inv.verb, "ok")
+    return reply
+
+
+def _usage_reply(exc: UsageError) -> Reply:
+    text = f":warning: {exc.message}"
+    if exc.verb and exc.verb in VERBS:
+        text += f"\nUsage: `/ts {VERBS[exc.verb].usage}`"
+    return Reply(text)
+
+
+def handle_action(deps: Deps, req: ActionRequest) -> Reply | None:
+    """A button click. Returns a reply to post via the response_url, or None when the handler
+    queued its own messages."""
+    kind = req.action_id.split(":", 1)[1] if ":" in req.action_id else req.action_id
+    if kind == "run":
+        # buttons that run a command as the clicker (Diagnose, Suspend… on a status card)
+        return handle_command(
+            deps,
+            CommandRequest(user=req.user, channel=req.channel, text=req.value, response_url=req.response_url),
+        )
+    if kind in actions.BUTTONS:
+        return actions.on_button(deps, req, kind)
+    if kind == "history-more":
+        return browse.history_more(deps, req, user_role(deps, req.user, req.channel))
+    log.info("ignored unknown action %s", kind)
+    return Reply("That button belongs to an older version of the bot; run the command again.")
