@@ -1,0 +1,98 @@
+"""The ThingSpace Connectivity Management client: ids, auth, typed models, errors, callbacks.
+
+Imports only httpx and the standard library (design.md §2). Typical use::
+
+    from bot.thingspace import ThingSpaceClient, parse_device_id
+
+    with ThingSpaceClient(settings.thingspace_base_url, client_id=..., client_secret=...,
+                          username=..., password=..., account=...) as ts:
+        diag = ts.extended_diagnostics(parse_device_id("89148000000800139708"))
+        accepted = ts.suspend([parse_device_id("iccid:89148000000800139708")])
+"""
+
+from __future__ import annotations
+
+from bot.thingspace.auth import ThingSpaceAuth
+from bot.thingspace.callbacks import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
+from bot.thingspace.client import DEFAULT_TIMEOUT, REACHABILITY_KINDS, REACHABILITY_TYPES, ThingSpaceClient
+from bot.thingspace.errors import (
+    DeviceNotFound,
+    InvalidInput,
+    InvalidRequest,
+    LoginCoolingDown,
+    LoginFailed,
+    LoginLockedOut,
+    RateLimited,
+    ServerError,
+    SessionExpired,
+    ThingSpaceAuthError,
+    ThingSpaceConnectError,
+    ThingSpaceError,
+    ThingSpaceResponseError,
+    ThingSpaceTimeout,
+    ThingSpaceTransportError,
+    UnexpectedResponse,
+)
+from bot.thingspace.ids import KIND_EXAMPLES, KIND_FORMATS, KINDS, DeviceId, InvalidDeviceId, parse_device_id
+from bot.thingspace.models import (
+    DEVICE_STATES,
+    SMS_ENCODINGS,
+    Account,
+    CallbackListener,
+    ConnectionEvent,
+    Device,
+    DevicePage,
+    Diagnostics,
+    ImeiIccidMismatch,
+    RequestAccepted,
+    RequestStatus,
+    SubRequest,
+    UsageRecord,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEVICE_STATES",
+    "KINDS",
+    "KIND_EXAMPLES",
+    "KIND_FORMATS",
+    "REACHABILITY_KINDS",
+    "REACHABILITY_TYPES",
+    "SMS_ENCODINGS",
+    "Account",
+    "CallbackEvent",
+    "CallbackKind",
+    "CallbackListener",
+    "ConnectionEvent",
+    "Device",
+    "DeviceId",
+    "DeviceNotFound",
+    "DevicePage",
+    "Diagnostics",
+    "ImeiIccidMismatch",
+    "InvalidCallback",
+    "InvalidDeviceId",
+    "InvalidInput",
+    "InvalidRequest",
+    "LoginCoolingDown",
+    "LoginFailed",
+    "LoginLockedOut",
+    "RateLimited",
+    "RequestAccepted",
+    "RequestStatus",
+    "ServerError",
+    "SessionExpired",
+    "SubRequest",
+    "ThingSpaceAuth",
+    "ThingSpaceAuthError",
+    "ThingSpaceClient",
+    "ThingSpaceConnectError",
+    "ThingSpaceError",
+    "ThingSpaceResponseError",
+    "ThingSpaceTimeout",
+    "ThingSpaceTransportError",
+    "UnexpectedResponse",
+    "UsageRecord",
+    "parse_callback",
+    "parse_device_id",
+]

@@ -1,0 +1,657 @@
+"""``ThingSpaceClient``: one method per Connectivity Management operation, typed in and out.
+
+The only code in the bot that speaks HTTP to ThingSpace. Paths and bodies follow
+thingspace-api.md; each method returns models from :mod:`bot.thingspace.models` and raises only
+the errors of :mod:`bot.thingspace.errors`.
+
+Asynchronous operations (suspend, restore, SMS, cancel location, reachability) return
+:class:`~bot.thingspace.models.RequestAccepted`; their results arrive later by callback, one per
+device, carrying the same ``request_id``.
+
+Resilience (reliability-anchors.md §4):
+
+* every call has httpx's per-phase timeouts (``timeout=``) *and* an overall ``deadline`` (seconds)
+  checked while the body arrives, so a server that trickles bytes cannot hold a thread;
+* **reads** (device list, diagnostics, history, usage, status, listings) are retried up to
+  ``retries`` times on a connect error or a 5xx answer, with exponential backoff and full jitter;
+* **changes** (suspend, restore, SMS, cancel location, callback registration, reachability
+  monitors) are never retried: a lost answer must be reconciled by the caller, not resent;
+* nothing else is retried (4xx, 429, read timeouts), and a refused login never is (see
+  :mod:`bot.thingspace.auth`);
+* logs carry the operation, status and duration; identifiers are masked.
+
+One client is safe to share between threads: httpx's pool is thread-safe and the auth is
+single-flight. ``observer(operation, seconds, error_class_name_or_None)`` is called after every
+operation (for metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import httpx
+
+from bot.thingspace.auth import ThingSpaceAuth
+from bot.thingspace.errors import (
+    DeviceNotFound,
+    InvalidRequest,
+    ThingSpaceConnectError,
+    ThingSpaceError,
+    ThingSpaceTimeout,
+    ThingSpaceTransportError,
+    UnexpectedResponse,
+    error_from_response,
+)
+from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import (
+    SMS_ENCODINGS,
+    Account,
+    CallbackListener,
+    ConnectionEvent,
+    Device,
+    DevicePage,
+    Diagnostics,
+    ImeiIccidMismatch,
+    RequestAccepted,
+    RequestStatus,
+    UsageRecord,
+    to_wire_datetime,
+    wire_device_list,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "REACHABILITY_KINDS",
+    "REACHABILITY_TYPES",
+    "ThingSpaceClient",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+
+#: ``requestType`` values of the reachability APIs (thingspace-api.md §9.1).
+REACHABILITY_TYPES: Final = (
+    "REACHABLE_FOR_DATA",
+    "REACHABLE_FOR_SMS",
+    "LOSS_OF_CONNECTIVITY",
+    "REACHABLE_FOR_DATA_SMS",
+    "REACHABLE_FOR_DATA_AND_LOSS",
+    "REACHABLE_FOR_SMS_AND_LOSS",
+    "REACHABLE_FOR_DATA_SMS_AND_LOSS",
+)
+#: The single-device status query accepts only the three simple types (§9.2).
+_STATUS_TYPES: Final = REACHABILITY_TYPES[:3]
+#: Kinds the reachability APIs accept (§3).
+REACHABILITY_KINDS: Final = ("imei", "mdn", "msisdn", "iccid")
+_DIAGNOSTICS_KINDS: Final = ("iccid", "imei", "mdn", "meid", "msisdn")
+_CANCEL_LOCATION_KINDS: Final = ("imei", "iccid", "mdn", "imsi", "eid", "msisdn", "min")
+_MAX_DEVICES: Final = 10_000
+_MAX_BODY: Final = 64 * 1024 * 1024
+_RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
+
+
+class ThingSpaceClient:
+    """A ThingSpace Connectivity Management client for one account. Thread-safe; close it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        username: str,
+        password: str,
+        account: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+        login_cooldown: float = 300.0,
+        deadline: float = 60.0,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        observer: Callable[[str, float, str | None], None] | None = None,
+    ) -> None:
+        if not account:
+            raise InvalidRequest("a ThingSpace account name is required (THINGSPACE_ACCOUNT)")
+        self.account = account
+        self.auth = ThingSpaceAuth(
+            base_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            username=username,
+            password=password,
+            clock=clock,
+            login_cooldown=login_cooldown,
+        )
+        self._retries = max(0, int(retries))
+        self._deadline = float(deadline)
+        self._backoff = float(backoff)
+        self._backoff_max = float(backoff_max)
+        self._observer = observer
+        self._http = httpx.Client(
+            base_url=str(base_url).rstrip("/"),
+            transport=transport,
+            timeout=timeout,
+            auth=self.auth,
+            headers={"Accept": "application/json"},
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ThingSpaceClient({str(self._http.base_url)!r}, account={self.account!r})"
+
+    # -- the one place that sends --------------------------------------------------------------
+
+    def _call(self, operation: str, method: str, path: str, *, body: Any = None, read: bool) -> Any:
+        """Send one operation; return the decoded JSON body (``None`` for an empty body)."""
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            return self._call_with_retries(method, path, body, read)
+        except ThingSpaceError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            logger.debug(
+                "%s %s %s in %.1f ms", operation, method, path, elapsed * 1000, extra={"error": error}
+            )
+            if self._observer is not None:
+                self._observer(operation, elapsed, error)
+
+    def _call_with_retries(self, method: str, path: str, body: Any, read: bool) -> Any:
+        attempts = 1 + (self._retries if read else 0)
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            try:
+                status, content, response = self._send_once(method, path, body)
+            except ThingSpaceConnectError as exc:
+                if last:
+                    raise
+                logger.warning("%s %s: %s; retry %d of %d", method, path, exc, attempt, attempts - 1)
+                self._sleep_before(attempt)
+                continue
+            if status in _RETRY_STATUSES and not last:
+                logger.warning("%s %s: HTTP %d; retry %d of %d", method, path, status, attempt, attempts - 1)
+                self._sleep_before(attempt)
+                continue
+            if not 200 <= status < 300:
+                raise error_from_response(response)
+            if not content.strip():
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise UnexpectedResponse("the answer is not JSON", status=status, path=path) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sleep_before(self, attempt: int) -> None:
+        cap = min(self._backoff_max, self._backoff * (2 ** (attempt - 1)))
+        time.sleep(random.uniform(0, cap))
+
+    def _send_once(self, method: str, path: str, body: Any) -> tuple[int, bytes, httpx.Response]:
+        """One HTTP exchange under the overall deadline; returns a fully read response."""
+        deadline = time.monotonic() + self._deadline
+        request = self._http.build_request(method, path, json=body)
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise ThingSpaceTimeout(
+                            f"{method} {path}: no complete answer within {self._deadline:.0f} s", path=path
+                        )
+                    if size > _MAX_BODY:
+                        raise UnexpectedResponse(
+                            "the answer is larger than 64 MiB", status=response.status_code, path=path
+                        )
+            finally:
+                response.close()
+        except httpx.TimeoutException as exc:
+            raise ThingSpaceTimeout(f"{method} {path}: {type(exc).__name__}", path=path) from exc
+        except httpx.ConnectError as exc:
+            raise ThingSpaceConnectError(f"{method} {path}: {type(exc).__name__}", path=path) from exc
+        except httpx.HTTPError as exc:
+            raise ThingSpaceTransportError(f"{method} {path}: {type(exc).__name__}", path=path) from exc
+        content = b"".join(chunks)
+        # Rebuild a plain, read response so callers can use .json() and error parsing.
+        done = httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=response.request
+        )
+        return response.status_code, content, done
+
+    # -- device information --------------------------------------------------------------------
+
+    def device_pages(
+        self,
+        *,
+        group: str | None = None,
+        service_plan: str | None = None,
+        state: str | None = None,
+        custom_fields: Mapping[str, str] | None = None,
+        contains: tuple[str, str] | None = None,
+        earliest: datetime | None = None,
+        latest: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[DevicePage]:
+        """Every page of the account's device list, moving ``earliest`` (§5.1).
+
+        ThingSpace answers 202 + ``hasMoreData`` while more remain; the list is sorted by date
+        added, so the next page starts at the last device's ``createdAt``. Devices seen on the
+        page boundary are not repeated.
+        """
+        base: dict[str, Any] = {"accountName": self.account}
+        if group:
+            base["groupName"] = group
+        if service_plan:
+            base["servicePlan"] = service_plan
+        if state:
+            base["currentState"] = state
+        if custom_fields:
+            base["customFields"] = [{"key": k, "value": v} for k, v in custom_fields.items()]
+        if contains:
+            kind, text = contains
+            base["filter"] = {"deviceIdentifierFilters": [{"kind": kind.lower(), "contains": text}]}
+        if latest is not None:
+            base["latest"] = to_wire_datetime(latest)
+        if page_size is not None:
+            base["maxNumberOfDevices"] = page_size
+        seen: set[tuple[str, str]] = set()
+        cursor = earliest
+        while True:
+            body = dict(base)
+            if cursor is not None:
+                body["earliest"] = to_wire_datetime(cursor)
+            data = self._call("list_devices", "POST", "/m2m/v1/devices/actions/list", body=body, read=True)
+            page = DevicePage.from_wire(self._object(data, "/m2m/v1/devices/actions/list"))
+            fresh = tuple(d for d in page.devices if _device_key(d) not in seen)
+            seen.update(_device_key(d) for d in fresh)
+            yield DevicePage(devices=fresh, has_more=page.has_more)
+            if not page.has_more:
+                return
+            dated = [d.created_at for d in page.devices if d.created_at is not None]
+            next_cursor = max(dated) if dated else None
+            if next_cursor is None or (not fresh and next_cursor == cursor):
+                raise UnexpectedResponse(
+                    "the device list says more data follows but the page does not advance",
+                    status=202,
+                    path="/m2m/v1/devices/actions/list",
+                )
+            cursor = next_cursor
+
+    def list_devices(self, **filters: Any) -> Iterator[Device]:
+        """All devices matching the filters of :meth:`device_pages`, page after page."""
+        for page in self.device_pages(**filters):
+            yield from page.devices
+
+    def get_device(self, device_id: DeviceId) -> Device:
+        """One line with its extended attributes; :class:`DeviceNotFound` if the account lacks it."""
+        body = {"accountName": self.account, "deviceId": device_id.to_wire()}
+        data = self._call("get_device", "POST", "/m2m/v1/devices/actions/list", body=body, read=True)
+        page = DevicePage.from_wire(self._object(data, "/m2m/v1/devices/actions/list"))
+        for device in page.devices:
+            if device.ids.get(device_id.kind, "").upper() == device_id.id.upper():
+                return device
+        if page.devices:
+            return page.devices[0]
+        raise DeviceNotFound(
+            f"no device {device_id.masked()} in the account",
+            status=200,
+            error_code="REQUEST_FAILED.DeviceNotFound",
+            path="/m2m/v1/devices/actions/list",
+        )
+
+    def extended_diagnostics(self, device_id: DeviceId) -> Diagnostics:
+        """Extended diagnostics of one line (§5.2; kinds iccid, imei, mdn, meid, msisdn)."""
+        _check_kind(device_id, _DIAGNOSTICS_KINDS, "extended diagnostics")
+        body = {"accountName": self.account, "deviceList": [device_id.to_wire()]}
+        path = "/m2m/v1/devices/extendeddiagnostics/actions/list"
+        data = self._call("extended_diagnostics", "POST", path, body=body, read=True)
+        return Diagnostics.from_wire(self._object(data, path))
+
+    def connection_history(
+        self, device_id: DeviceId, earliest: datetime, latest: datetime
+    ) -> Iterator[ConnectionEvent]:
+        """Connection events, oldest first, over as many 500-record pages as needed (§5.4)."""
+        _check_window(earliest, latest)
+        path = "/m2m/v1/devices/connections/actions/listHistory"
+        yield from self._history(
+            "connection_history",
+            path,
+            {"deviceId": device_id.to_wire()},
+            earliest,
+            latest,
+            key="connectionHistory",
+            parse=ConnectionEvent.from_wire,
+            when=lambda e: e.occurred_at,
+        )
+
+    def usage_history(
+        self, device_id: DeviceId, earliest: datetime, latest: datetime
+    ) -> Iterator[UsageRecord]:
+        """Usage records, oldest first, over as many 500-record pages as needed (§5.6)."""
+        _check_window(earliest, latest)
+        yield from self._history(
+            "usage_history",
+            "/m2m/v1/devices/usage/actions/list",
+            {"deviceId": device_id.to_wire()},
+            earliest,
+            latest,
+            key="usageHistory",
+            parse=UsageRecord.from_wire,
+            when=lambda r: r.timestamp,
+        )
+
+    def _history(
+        self,
+        operation: str,
+        path: str,
+        base: dict[str, Any],
+        earliest: datetime,
+        latest: datetime,
+        *,
+        key: str,
+        parse: Callable[[object], Any],
+        when: Callable[[Any], datetime | None],
+    ) -> Iterator[Any]:
+        cursor = earliest
+        boundary: set[Any] = set()
+        while True:
+            body = {**base, "earliest": to_wire_datetime(cursor), "latest": to_wire_datetime(latest)}
+            data = self._object(self._call(operation, "POST", path, body=body, read=True), path)
+            records = [parse(item) for item in data.get(key) or [] if isinstance(item, dict)]
+            fresh = [r for r in records if r not in boundary]
+            yield from fresh
+            if data.get("hasMoreData") is not True:
+                return
+            times = [t for t in (when(r) for r in records) if t is not None]
+            next_cursor = max(times) if times else None
+            if next_cursor is None or (not fresh and next_cursor == cursor):
+                raise UnexpectedResponse(
+                    "the history says more data follows but the page does not advance", status=202, path=path
+                )
+            boundary = {r for r in records if when(r) == next_cursor}
+            cursor = next_cursor
+
+    def imei_iccid_mismatches(
+        self,
+        *,
+        devices: Sequence[DeviceId] = (),
+        group: str | None = None,
+        earliest: datetime | None = None,
+        latest: datetime | None = None,
+    ) -> list[ImeiIccidMismatch]:
+        """SIMs activated with other hardware than expected (SDK ``DeviceMismatchListRequest``)."""
+        body: dict[str, Any] = {"accountName": self.account}
+        if devices:
+            body["devices"] = wire_device_list(devices)
+        if group:
+            body["groupName"] = group
+        if earliest is not None or latest is not None:
+            window: dict[str, str] = {}
+            if earliest is not None:
+                window["earliest"] = to_wire_datetime(earliest)
+            if latest is not None:
+                window["latest"] = to_wire_datetime(latest)
+            body["filter"] = window
+        path = "/m2m/v1/devices/actions/list/imeiiccidmismatch"
+        data = self._object(self._call("imei_iccid_mismatches", "POST", path, body=body, read=True), path)
+        return [ImeiIccidMismatch.from_wire(d) for d in data.get("devices") or [] if isinstance(d, dict)]
+
+    def account_info(self) -> Account:
+        """``GET /accounts/{account}``."""
+        path = f"/m2m/v1/accounts/{self.account}"
+        return Account.from_wire(self._object(self._call("account_info", "GET", path, read=True), path))
+
+    # -- provisioning (asynchronous, never retried) ----------------------------------------------
+
+    def suspend(self, devices: Sequence[DeviceId]) -> RequestAccepted:
+        """Suspend lines; one CarrierService callback per device follows (§4.1)."""
+        return self._carrier_action("suspend", devices)
+
+    def restore(self, devices: Sequence[DeviceId]) -> RequestAccepted:
+        """Restore suspended lines; one CarrierService callback per device follows (§4.2)."""
+        return self._carrier_action("restore", devices)
+
+    def _carrier_action(self, action: str, devices: Sequence[DeviceId]) -> RequestAccepted:
+        devices = _device_list(devices, action)
+        body = {"accountName": self.account, "devices": wire_device_list(devices)}
+        path = f"/m2m/v1/devices/actions/{action}"
+        logger.info("%s %d device(s), first %s", action, len(devices), devices[0].masked())
+        return self._accepted(action, "POST", path, body)
+
+    def send_sms(
+        self, devices: Sequence[DeviceId], text: str, encoding: str | None = None
+    ) -> RequestAccepted:
+        """Send an SMS; EnhancedConnectivityService and SMSDeliveryConfirmation callbacks follow.
+
+        The length is checked here for the encoding (160 in 7-bit, 140 in 8-bit).
+        """
+        devices = _device_list(devices, "send an SMS to")
+        if not isinstance(text, str) or not text:
+            raise InvalidRequest("the SMS text is empty")
+        if encoding is not None and encoding not in SMS_ENCODINGS:
+            raise InvalidRequest(f"unknown SMS encoding {encoding!r}; use one of: {', '.join(SMS_ENCODINGS)}")
+        limit = SMS_ENCODINGS[encoding or "7-bit"]
+        if len(text) > limit:
+            raise InvalidRequest(
+                f"the SMS is {len(text)} characters; {encoding or '7-bit'} allows at most {limit}"
+            )
+        body: dict[str, Any] = {
+            "accountName": self.account,
+            "smsMessage": text,
+            "deviceIds": [d.to_wire() for d in devices],
+        }
+        if encoding is not None:
+            body["dataEncoding"] = encoding
+        logger.info("SMS to %d device(s), first %s", len(devices), devices[0].masked())
+        return self._accepted("send_sms", "POST", "/m2m/v1/sms", body)
+
+    def cancel_location(self, device: DeviceId) -> RequestAccepted:
+        """Detach one line from the network (§7; one device per call, queued by ThingSpace)."""
+        _check_kind(device, _CANCEL_LOCATION_KINDS, "cancel location")
+        body = {"accountName": self.account, "devices": wire_device_list([device])}
+        logger.info("cancel location for %s", device.masked())
+        return self._accepted("cancel_location", "POST", "/m2m/v1/devices/actions/cancellocation", body)
+
+    # -- callback listeners ----------------------------------------------------------------------
+
+    def register_callback(
+        self, service: str, url: str, username: str = "", password: str = ""
+    ) -> CallbackListener:
+        """Register (or replace) the listener URL for one callback service (§8.1)."""
+        if not service or not url:
+            raise InvalidRequest("a callback registration needs a service name and a URL")
+        body: dict[str, str] = {"name": service, "url": url}
+        if username:
+            body["username"] = username
+        if password:
+            body["password"] = password
+        path = f"/m2m/v1/callbacks/{self.account}"
+        data = self._call("register_callback", "POST", path, body=body, read=False)
+        answer = data if isinstance(data, dict) else {}
+        return CallbackListener(
+            account=str(answer.get("accountName") or self.account),
+            service=str(answer.get("serviceName") or service),
+            url=url,
+            username=username,
+            password=password,
+        )
+
+    def list_callbacks(self) -> list[CallbackListener]:
+        """The registered listeners (an empty body means none, §8.2)."""
+        path = f"/m2m/v1/callbacks/{self.account}"
+        data = self._call("list_callbacks", "GET", path, read=True)
+        if data is None:
+            return []
+        if isinstance(data, dict):  # tolerate a wrapped or single answer
+            data = data.get("callbacks", [data] if "serviceName" in data else [])
+        if not isinstance(data, list):
+            raise UnexpectedResponse("the callback list is not a JSON array", status=200, path=path)
+        return [CallbackListener.from_wire(item) for item in data if isinstance(item, dict)]
+
+    def deregister_callback(self, service: str) -> None:
+        """Remove the listener of one service (§8.2)."""
+        if not service:
+            raise InvalidRequest("name the callback service to deregister")
+        path = f"/m2m/v1/callbacks/{self.account}/name/{service}"
+        self._call("deregister_callback", "DELETE", path, read=False)
+
+    # -- reachability (DiagnosticsService) -------------------------------------------------------
+
+    def start_reachability_monitor(
+        self, devices: Sequence[DeviceId], request_type: str, expires_at: datetime
+    ) -> RequestAccepted:
+        """Monitor reachability until ``expires_at`` (≤ 10 years); callbacks on every change (§9.1)."""
+        devices = _device_list(devices, "monitor")
+        _check_reachability(devices, request_type, REACHABILITY_TYPES)
+        body = {
+            "accountName": self.account,
+            "requestType": request_type,
+            "devices": wire_device_list(devices),
+            "monitorExpirationTime": to_wire_datetime(expires_at),
+        }
+        path = "/m2m/v1/diagnostics/basic/devicereachability"
+        return self._accepted("start_reachability_monitor", "POST", path, body)
+
+    def reachability_status(
+        self, device: DeviceId, request_type: str = "REACHABLE_FOR_DATA", expires_at: datetime | None = None
+    ) -> RequestAccepted:
+        """Ask once whether a device is reachable; the answer comes by callback (§9.2)."""
+        _check_reachability([device], request_type, _STATUS_TYPES)
+        body: dict[str, Any] = {
+            "accountName": self.account,
+            "device": device.to_wire(),
+            "requestType": request_type,
+        }
+        if expires_at is not None:
+            body["requestExpirationTime"] = to_wire_datetime(expires_at)
+        path = "/m2m/v1/diagnostics/basic/devicereachability/status"
+        return self._accepted("reachability_status", "POST", path, body)
+
+    def list_reachability_monitors(
+        self, devices: Sequence[DeviceId], request_type: str | None = None
+    ) -> RequestAccepted:
+        """Ask which monitors are active for these devices; the list comes by callback (§9.3)."""
+        devices = _device_list(devices, "list monitors of")
+        _check_reachability(devices, request_type, REACHABILITY_TYPES)
+        body: dict[str, Any] = {"accountName": self.account, "devices": wire_device_list(devices)}
+        if request_type is not None:
+            body["requestType"] = request_type
+        path = "/m2m/v1/diagnostics/basic/devicereachability/monitors"
+        return self._accepted("list_reachability_monitors", "POST", path, body)
+
+    def stop_reachability_monitors(self, monitor_ids: Iterable[str]) -> RequestAccepted:
+        """Stop monitors by id (§9.4; a DELETE with a JSON body)."""
+        ids = [m.strip() for m in monitor_ids if isinstance(m, str) and m.strip()]
+        if not ids:
+            raise InvalidRequest("name at least one monitor id to stop")
+        body = {"accountName": self.account, "monitorIds": ids}
+        path = "/m2m/v1/diagnostics/basic/devicereachability"
+        return self._accepted("stop_reachability_monitors", "DELETE", path, body)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def request_status(self, request_id: str, *, detailed: bool = False) -> RequestStatus:
+        """Status of an asynchronous request (§10).
+
+        v1 (default) knows only single-device provisioning requests; ``detailed=True`` asks the
+        v2 endpoint, which also lists per-device ``sub_requests``.
+        """
+        request_id = request_id.strip() if isinstance(request_id, str) else ""
+        if not request_id or "/" in request_id:
+            raise InvalidRequest("a request id is the requestId ThingSpace returned, e.g. 595f5c44-...")
+        version = "v2" if detailed else "v1"
+        path = f"/m2m/{version}/accounts/{self.account}/requests/{request_id}/status"
+        data = self._call("request_status", "GET", path, read=True)
+        return RequestStatus.from_wire(self._object(data, path))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _accepted(self, operation: str, method: str, path: str, body: Any) -> RequestAccepted:
+        data = self._call(operation, method, path, body=body, read=False)
+        try:
+            accepted = RequestAccepted.from_wire(data)
+        except (TypeError, ValueError):
+            raise UnexpectedResponse(
+                "ThingSpace accepted the request but sent no requestId", status=200, path=path
+            ) from None
+        logger.info("%s accepted as request %s", operation, accepted.request_id)
+        return accepted
+
+    @staticmethod
+    def _object(data: Any, path: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise UnexpectedResponse("the answer is not a JSON object", status=200, path=path)
+        return data
+
+
+def _device_key(device: Device) -> tuple[str, str]:
+    first = device.device_id
+    return (first.kind, first.id)
+
+
+def _device_list(devices: Sequence[DeviceId], action: str) -> list[DeviceId]:
+    if isinstance(devices, DeviceId):
+        devices = [devices]
+    out = list(dict.fromkeys(devices))  # drop repeats, keep order
+    if not out:
+        raise InvalidRequest(f"name at least one device to {action}")
+    if len(out) > _MAX_DEVICES:
+        raise InvalidRequest(f"at most {_MAX_DEVICES:,} devices per request; got {len(out):,}")
+    for device in out:
+        if not isinstance(device, DeviceId):
+            raise InvalidRequest(f"devices must be DeviceId values, not {type(device).__name__}")
+    return out
+
+
+def _check_kind(device: DeviceId, kinds: tuple[str, ...], what: str) -> None:
+    if not isinstance(device, DeviceId):
+        raise InvalidRequest(f"{what} needs a DeviceId, not {type(device).__name__}")
+    if device.kind not in kinds:
+        raise InvalidRequest(f"{what} accepts only {', '.join(kinds)} identifiers, not {device.kind}")
+
+
+def _check_reachability(
+    devices: Sequence[DeviceId], request_type: str | None, allowed: tuple[str, ...]
+) -> None:
+    if request_type is not None and request_type not in allowed:
+        raise InvalidRequest(f"unknown reachability type {request_type!r}; use one of: {', '.join(allowed)}")
+    for device in devices:
+        _check_kind(device, REACHABILITY_KINDS, "reachability monitoring")
+    if len({d.kind for d in devices}) > 1:
+        raise InvalidRequest("reachability requests take one kind of identifier per list")
+
+
+def _check_window(earliest: datetime, latest: datetime) -> None:
+    if not isinstance(earliest, datetime) or not isinstance(latest, datetime):
+        raise InvalidRequest("earliest and latest must be datetimes")
+    a = earliest if earliest.tzinfo else earliest.replace(tzinfo=latest.tzinfo)
+    b = latest if latest.tzinfo else latest.replace(tzinfo=earliest.tzinfo)
+    if a > b:
+        raise InvalidRequest("earliest is after latest")
