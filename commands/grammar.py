@@ -6,6 +6,7 @@ what is accepted; it is shown to the user as an ephemeral reply and nothing else
 
 from __future__ import annotations
 
+import html
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def channel_ref(value: str) -> str:
 
 def parse(text: str) -> Invocation:
     """Parse the text after ``/ts``."""
-    raw = text.strip()
+    raw = html.unescape(text).strip()  # Slack escapes &, < and > in what people type
     if not raw:
         return Invocation(verb="help", raw=raw)
     try:

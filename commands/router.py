@@ -19,7 +19,7 @@ from commands.policy import VERBS, may_run, role_of
 from storage import memberships
 from storage.db import write
 
-__all__ = ["EXTRA_VERBS", "handle_action", "handle_command", "user_role"]
+__all__ = ["EXTRA_ACTIONS", "EXTRA_VERBS", "handle_action", "handle_command", "user_role"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ _HANDLERS: dict[str, Handler] = {
 
 #: Verb families registered by other modules (watches): verb -> handler.
 EXTRA_VERBS: dict[str, Handler] = {}
+
+ActionHandler = Callable[[Deps, ActionRequest], Reply | None]
+#: Buttons registered by other modules: the part after ``ts:`` in action_id -> handler.
+EXTRA_ACTIONS: dict[str, ActionHandler] = {}
 
 
 def user_role(deps: Deps, user: str, channel: str) -> str | None:
@@ -128,5 +132,8 @@ def handle_action(deps: Deps, req: ActionRequest) -> Reply | None:
         return actions.on_button(deps, req, kind)
     if kind == "history-more":
         return browse.history_more(deps, req, user_role(deps, req.user, req.channel))
+    extra = EXTRA_ACTIONS.get(kind)
+    if extra is not None:
+        return extra(deps, req)
     log.info("ignored unknown action %s", kind)
     return Reply("That button belongs to an older version of the bot; run the command again.")

@@ -9,6 +9,9 @@ import pytest
 
 _PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
 
+#: shared fixtures: a bot with the Slack stand-in only (tests.helpers_bot)
+pytest_plugins = ["tests.helpers_bot"]
+
 
 @pytest.fixture(autouse=True)
 def clean_environ() -> Iterator[None]:
