@@ -1,0 +1,797 @@
+"""A local stand-in for the Slack Web API and ``response_url``: what ``tsbot demo`` and tests talk to.
+
+It answers enough of Slack for ``slack_sdk.WebClient(base_url=standin.api_url)`` and Bolt's
+``respond()`` to work unchanged: form, query or JSON parameters, ``Authorization: Bearer``
+checked, ``{"ok": true, ...}`` answers shaped like Slack's, Slack's error codes. Every call and
+every message is recorded for the tests (:meth:`SlackStandIn.calls`, :meth:`~SlackStandIn.messages`,
+:meth:`~SlackStandIn.wait_for`) and told to listeners (:meth:`~SlackStandIn.on_event`, which the
+demo prints). Failures are planned with :meth:`~SlackStandIn.inject`.
+
+Routes: ``/api/{method}`` (GET or POST), ``POST /response/{token}``, and control routes
+``GET /_standin/calls``, ``GET /_standin/messages``, ``GET /_standin/faults``,
+``POST /_standin/inject``, ``POST /_standin/reset``.
+
+Channels are strict, as in Slack: posting to an unknown channel answers ``channel_not_found``.
+The default workspace has the channels of :data:`DEFAULT_CHANNELS` and the people of
+:data:`DEFAULT_USERS`; :meth:`~SlackStandIn.add_channel` and :meth:`~SlackStandIn.add_user` add
+more (the driver adds whoever acts, wherever they act).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.console.blocks import (
+    MAX_BLOCKS_HOME,
+    MAX_BLOCKS_MESSAGE,
+    BlocksFormatError,
+    assign_block_ids,
+    parse_blocks,
+    validate_blocks,
+)
+from bot.console.faults import Fault, FaultPlan, FaultSpecError
+from bot.console.records import Call, Message
+from bot.console.response_urls import ResponseUrlError, ResponseUrls
+from bot.console.store import EventListener, MessageStore
+from bot.serving import ServerThread
+
+__all__ = [
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "DEFAULT_CHANNELS",
+    "DEFAULT_USERGROUPS",
+    "DEFAULT_USERS",
+    "TEAM_DOMAIN",
+    "SlackStandIn",
+]
+
+log = logging.getLogger(__name__)
+
+BOT_USER_ID = "U0TSBOT"
+BOT_ID = "B0TSBOT"
+APP_ID = "A0TSBOT"
+TEAM_DOMAIN = "tsbot-demo"
+TEAM_NAME = "tsbot demo"
+
+#: The demo workspace's people: an admin (the design's ``U012ADMIN``), two on-call operators
+#: and a NOC analyst.
+DEFAULT_USERS: Mapping[str, str] = {
+    "U012ADMIN": "ana",
+    "U0OPS1": "omar",
+    "U0OPS2": "olga",
+    "U0NOC1": "vic",
+}
+#: User groups: the on-call operators (the design's ``S0ONCALL``).
+DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"S0ONCALL": ("U0OPS1", "U0OPS2")}
+#: Channels: operations and the NOC (the design's ``C0NOC``).
+DEFAULT_CHANNELS: Mapping[str, str] = {"C0OPS": "ops", "C0NOC": "noc"}
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class _ApiError(Exception):
+    """A Slack error answer: HTTP 200 ``{"ok": false, "error": code}``."""
+
+    def __init__(self, code: str, messages: Sequence[str] = ()) -> None:
+        super().__init__(code)
+        self.code = code
+        self.messages = list(messages)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": False, "error": self.code}
+        if self.messages:
+            body["response_metadata"] = {"messages": self.messages}
+        return body
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def _optional_str(params: Mapping[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+class SlackStandIn:
+    """The Slack Web API and ``response_url``, in memory, behind a Starlette app (``.app``).
+
+    ``clock`` (seconds since the epoch) drives message ts and ``response_url`` expiry; tests may
+    pass a controllable one. Serve it with :meth:`start` (or a :class:`~bot.serving.ServerThread`
+    and then set :attr:`base_url`).
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-tsbot-demo",  # noqa: S107 - the demo workspace's public token
+        team_id: str = "T0TSBOT",
+        users: Mapping[str, str] | None = None,
+        usergroups: Mapping[str, Sequence[str]] | None = None,
+        channels: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self._clock: Callable[[], float] = clock or time.time
+        self._directory_lock = threading.Lock()
+        self._users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
+        self._usergroups: dict[str, tuple[str, ...]] = {
+            gid: tuple(members)
+            for gid, members in (DEFAULT_USERGROUPS if usergroups is None else usergroups).items()
+        }
+        self._channels: dict[str, str] = dict(DEFAULT_CHANNELS if channels is None else channels)
+        self._home_views: dict[str, dict[str, Any]] = {}
+        self._store = MessageStore(self._clock)
+        self._faults = FaultPlan()
+        self._response_urls = ResponseUrls(self._clock)
+        self._server: ServerThread | None = None
+        #: Where this stand-in is reachable (``http://127.0.0.1:PORT``); set by :meth:`start`.
+        self.base_url: str | None = None
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
+            "users.info": self._users_info,
+            "usergroups.users.list": self._usergroups_users_list,
+            "conversations.info": self._conversations_info,
+            "conversations.open": self._conversations_open,
+            "views.publish": self._views_publish,
+        }
+        self.app = Starlette(
+            routes=[
+                Route("/api/{method:path}", self._api_endpoint, methods=["GET", "POST"]),
+                Route("/response/{token}", self._response_endpoint, methods=["POST"]),
+                Route("/_standin/calls", self._control_calls, methods=["GET"]),
+                Route("/_standin/messages", self._control_messages, methods=["GET"]),
+                Route("/_standin/faults", self._control_faults, methods=["GET"]),
+                Route("/_standin/inject", self._control_inject, methods=["POST"]),
+                Route("/_standin/reset", self._control_reset, methods=["POST"]),
+            ]
+        )
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> Self:
+        """Serve on 127.0.0.1 (port 0: any free port) on a background thread; sets :attr:`base_url`."""
+        if self._server is not None:
+            raise RuntimeError("the Slack stand-in is already running at " + str(self.base_url))
+        self._server = ServerThread(self.app, port=port).start()
+        self.base_url = self._server.url
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base for ``WebClient(base_url=...)`` / ``SLACK_API_URL`` (ends with ``/``)."""
+        return self._require_base_url() + "/api/"
+
+    def _require_base_url(self) -> str:
+        if not self.base_url:
+            raise RuntimeError("the Slack stand-in is not served yet: call start() or set base_url")
+        return self.base_url.rstrip("/")
+
+    # -- the workspace ------------------------------------------------------------------------
+
+    def add_user(self, user_id: str, name: str | None = None) -> None:
+        """Add a person to the workspace (no-op if known)."""
+        with self._directory_lock:
+            self._users.setdefault(user_id, name or user_id.lower())
+
+    def add_channel(self, channel_id: str, name: str | None = None) -> None:
+        """Add a channel the bot is a member of (no-op if known)."""
+        with self._directory_lock:
+            self._channels.setdefault(channel_id, name or channel_id.lower())
+
+    def add_usergroup(self, group_id: str, members: Sequence[str]) -> None:
+        """Add or replace a user group and its members."""
+        with self._directory_lock:
+            self._usergroups[group_id] = tuple(members)
+
+    def user_name(self, user_id: str) -> str:
+        with self._directory_lock:
+            return self._users.get(user_id, user_id.lower())
+
+    def channel_name(self, channel_id: str) -> str:
+        with self._directory_lock:
+            return self._channels.get(channel_id, channel_id.lower())
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The App Home view last published for ``user_id``, if any."""
+        with self._directory_lock:
+            view = self._home_views.get(user_id)
+            return json.loads(json.dumps(view)) if view is not None else None
+
+    def new_response_url(self, channel: str, user: str, *, message_ts: str | None = None) -> str:
+        """A fresh ``response_url`` for ``user`` in ``channel`` (5 uses, 30 minutes).
+
+        ``message_ts`` binds it to a message (the one whose button was clicked), which
+        ``replace_original`` and ``delete_original`` then act on.
+        """
+        entry = self._response_urls.issue(channel, user, message_ts)
+        return f"{self._require_base_url()}/response/{entry.token}"
+
+    # -- queries for tests and the demo -------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        """Every recorded call (optionally of one method), oldest first."""
+        return self._store.calls(method)
+
+    def messages(
+        self,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        include_ephemeral: bool = True,
+        *,
+        include_deleted: bool = False,
+    ) -> list[Message]:
+        """Messages in ts order; ``thread_ts`` selects the replies of that thread."""
+        return self._store.messages(
+            channel, thread_ts, include_ephemeral=include_ephemeral, include_deleted=include_deleted
+        )
+
+    def message(self, channel: str, ts: str) -> Message:
+        """One message by channel and ts (deleted ones too); ``KeyError`` if there never was one."""
+        return self._store.get(self._dm_alias(channel), ts)
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        """The root message at ``ts`` and its replies, in ts order."""
+        return self._store.thread(self._dm_alias(channel), ts)
+
+    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 5.0) -> Message:
+        """Wait (without sleeping in the test) until a message matches; ``TimeoutError`` if none."""
+        return self._store.wait_for(predicate, timeout)
+
+    def wait_for_call(self, predicate: Callable[[Call], bool], timeout: float = 5.0) -> Call:
+        """Wait until a recorded call matches; ``TimeoutError`` if none does in time."""
+        return self._store.wait_for_call(predicate, timeout)
+
+    def on_event(self, callback: EventListener) -> None:
+        """Call ``callback(StandInEvent)`` after each post, update, ephemeral, response and delete."""
+        self._store.on_event(callback)
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def inject(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: float | None = None,
+        error: str | None = None,
+        count: int = 1,
+        channel: str | None = None,
+    ) -> None:
+        """Make the next ``count`` calls of ``method`` (``"response_url"`` for those posts) fail.
+
+        ``error`` set: HTTP 200 ``{"ok": false, "error": error}``. Otherwise HTTP ``status``
+        (429 gets ``Retry-After``, ``retry_after`` seconds or 1; a 5xx gets it only if given).
+        ``channel`` limits the fault to calls for that channel. ``ValueError`` on nonsense.
+        """
+        self._faults.add(
+            method, status=status, retry_after=retry_after, error=error, count=count, channel=channel
+        )
+
+    def clear_faults(self) -> None:
+        """Drop every planned failure."""
+        self._faults.clear()
+
+    def reset(self) -> None:
+        """Back to a fresh stand-in: no faults, messages, calls, response URLs or App Home views.
+
+        The workspace (users, groups, channels) and the event listeners stay.
+        """
+        self._faults.clear()
+        self._store.clear()
+        self._response_urls.clear()
+        with self._directory_lock:
+            self._home_views.clear()
+
+    # -- HTTP: the Web API --------------------------------------------------------------------
+
+    async def _api_endpoint(self, request: Request) -> Response:
+        method = request.path_params["method"].strip("/")
+        raw = await request.body()
+        params: dict[str, Any] = dict(request.query_params)
+        try:
+            params.update(self._body_params(request.headers.get("content-type", ""), raw))
+        except _ApiError as exc:
+            return self._answer(method, params, 200, exc.body())
+        token = params.pop("token", None)
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        handler = self._methods.get(method)
+        if handler is None:
+            return self._answer(method, params, 200, {"ok": False, "error": "unknown_method"})
+        if not token:
+            return self._answer(method, params, 200, {"ok": False, "error": "not_authed"})
+        if token != self.bot_token:
+            return self._answer(method, params, 200, {"ok": False, "error": "invalid_auth"})
+        fault = self._faults.take(method, _optional_str(params, "channel"))
+        if fault is not None:
+            return self._answer_fault(method, params, fault)
+        try:
+            body = handler(params)
+        except _ApiError as exc:
+            body = exc.body()
+        return self._answer(method, params, 200, body)
+
+    @staticmethod
+    def _body_params(content_type: str, raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            return {}
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if kind == "application/json":
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                raise _ApiError("invalid_json") from None
+            if not isinstance(parsed, dict):
+                raise _ApiError("invalid_json")
+            return parsed
+        if kind in ("application/x-www-form-urlencoded", ""):
+            try:
+                return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
+            except (UnicodeDecodeError, ValueError):
+                raise _ApiError("invalid_form_data") from None
+        raise _ApiError("invalid_form_data")
+
+    def _answer(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        status: int,
+        body: dict[str, Any],
+        headers: Mapping[str, str] | None = None,
+        *,
+        injected: bool = False,
+    ) -> Response:
+        self._store.record(
+            Call(
+                method=method,
+                params=dict(params),
+                at=self._clock(),
+                status=status,
+                response=body,
+                injected=injected,
+                headers=dict(headers or {}),
+            )
+        )
+        return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+    def _answer_fault(self, method: str, params: Mapping[str, Any], fault: Fault) -> Response:
+        status, body, headers = fault.response()
+        if body is not None:
+            return self._answer(method, params, status, body, headers, injected=True)
+        self._store.record(
+            Call(
+                method=method,
+                params=dict(params),
+                at=self._clock(),
+                status=status,
+                response={},
+                injected=True,
+            )
+        )
+        return PlainTextResponse(
+            f"HTTP {status} injected by the Slack stand-in", status_code=status, headers=headers
+        )
+
+    # -- the workspace's answers --------------------------------------------------------------
+
+    def _dm_alias(self, channel: str) -> str:
+        """A user id used as a channel means the DM with that user (``U123`` -> ``D123``)."""
+        if _USER_ID.match(channel):
+            return "D" + channel[1:]
+        return channel
+
+    def _resolve_channel(self, value: object) -> str:
+        channel = str(value or "").strip()
+        if not channel:
+            raise _ApiError("channel_not_found")
+        with self._directory_lock:
+            if channel in self._channels:
+                return channel
+            if _USER_ID.match(channel) and channel in self._users:
+                dm = self._dm_alias(channel)
+                self._channels.setdefault(dm, f"dm-{self._users[channel]}")
+                return dm
+            name = channel.lstrip("#")
+            for channel_id, channel_name in self._channels.items():
+                if channel_name == name:
+                    return channel_id
+        raise _ApiError("channel_not_found")
+
+    def _require_user(self, value: object) -> str:
+        user = str(value or "").strip()
+        with self._directory_lock:
+            if user not in self._users and user != BOT_USER_ID:
+                raise _ApiError("user_not_found")
+        return user
+
+    def _blocks_param(
+        self, params: Mapping[str, Any], *, limit: int = MAX_BLOCKS_MESSAGE
+    ) -> list[dict[str, Any]] | None:
+        if "blocks" not in params or params["blocks"] is None:
+            return None
+        try:
+            blocks = parse_blocks(params["blocks"])
+        except BlocksFormatError as exc:
+            raise _ApiError("invalid_blocks_format", [f"[ERROR] {exc}"]) from None
+        problems = validate_blocks(blocks, limit=limit)
+        if problems:
+            raise _ApiError("invalid_blocks", problems)
+        return blocks
+
+    def _message_json(self, message: Message) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": "message",
+            "text": message.text,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": self.team_id,
+            "ts": message.ts,
+            "blocks": [dict(b) for b in message.blocks],
+            "bot_profile": {"id": BOT_ID, "app_id": APP_ID, "name": "tsbot", "team_id": self.team_id},
+        }
+        if message.thread_ts is not None:
+            body["thread_ts"] = message.thread_ts
+        if message.updated:
+            body["edited"] = {"user": BOT_USER_ID, "ts": f"{message.versions[-1].at:.6f}"}
+        return body
+
+    @staticmethod
+    def _thread_ts(value: object) -> str | None:
+        if value is None or value == "":
+            return None
+        thread_ts = str(value)
+        try:
+            float(thread_ts)
+        except ValueError:
+            raise _ApiError("invalid_thread_ts") from None
+        return thread_ts
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": TEAM_NAME,
+            "user": "tsbot",
+            "team_id": self.team_id,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        blocks = self._blocks_param(params)
+        text = str(params.get("text") or "")
+        if not text and not blocks and not params.get("attachments"):
+            raise _ApiError("no_text")
+        ts = self._store.next_ts()
+        message = self._store.add(
+            channel=channel,
+            ts=ts,
+            text=text,
+            blocks=assign_block_ids(blocks or [], ts),
+            source="post",
+            thread_ts=self._thread_ts(params.get("thread_ts")),
+        )
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": self._message_json(message)}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = _optional_str(params, "ts")
+        if ts is None:
+            raise _ApiError("message_not_found")
+        blocks = self._blocks_param(params)
+        text = params.get("text")
+        if text is None and blocks is None:
+            raise _ApiError("no_text")
+        try:
+            current = self._store.get(channel, ts)
+        except KeyError:
+            raise _ApiError("message_not_found") from None
+        if current.deleted or current.ephemeral:
+            raise _ApiError("message_not_found")
+        message = self._store.update(
+            channel,
+            ts,
+            text=None if text is None else str(text),
+            blocks=None if blocks is None else assign_block_ids(blocks, ts),
+            source="update",
+        )
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": message.text,
+            "message": self._message_json(message),
+        }
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        user = self._require_user(params.get("user"))
+        blocks = self._blocks_param(params)
+        text = str(params.get("text") or "")
+        if not text and not blocks and not params.get("attachments"):
+            raise _ApiError("no_text")
+        ts = self._store.next_ts()
+        message = self._store.add(
+            channel=channel,
+            ts=ts,
+            text=text,
+            blocks=assign_block_ids(blocks or [], ts),
+            source="ephemeral",
+            thread_ts=self._thread_ts(params.get("thread_ts")),
+            user=user,
+        )
+        return {"ok": True, "message_ts": message.ts}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = _optional_str(params, "ts") or ""
+        try:
+            current = self._store.get(channel, ts)
+            if current.ephemeral:
+                raise KeyError(ts)
+            self._store.delete(channel, ts)
+        except KeyError:
+            raise _ApiError("message_not_found") from None
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = _optional_str(params, "message_ts") or ""
+        try:
+            self._store.get(channel, ts)
+        except KeyError:
+            raise _ApiError("message_not_found") from None
+        link = f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._require_user(params.get("user"))
+        name = "tsbot" if user == BOT_USER_ID else self.user_name(user)
+        return {
+            "ok": True,
+            "user": {
+                "id": user,
+                "team_id": self.team_id,
+                "name": name,
+                "real_name": name.title(),
+                "deleted": False,
+                "is_bot": user == BOT_USER_ID,
+                "is_admin": False,
+                "tz": "UTC",
+                "tz_label": "Coordinated Universal Time",
+                "tz_offset": 0,
+                "profile": {"display_name": name, "real_name": name.title()},
+            },
+        }
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = str(params.get("usergroup") or "")
+        with self._directory_lock:
+            members = self._usergroups.get(group)
+        if members is None:
+            raise _ApiError("no_such_subteam")
+        return {"ok": True, "users": list(members)}
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        is_im = channel.startswith("D")
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel,
+                "name": self.channel_name(channel),
+                "is_channel": channel.startswith("C"),
+                "is_group": channel.startswith("G"),
+                "is_im": is_im,
+                "is_private": not channel.startswith("C"),
+                "is_archived": False,
+                "is_member": True,
+                "created": 1700000000,
+                "context_team_id": self.team_id,
+            },
+        }
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = [u.strip() for u in str(params.get("users") or "").split(",") if u.strip()]
+        if len(users) != 1:
+            raise _ApiError("invalid_arguments", ["[ERROR] the stand-in opens DMs with exactly one user"])
+        channel = self._resolve_channel(self._require_user(users[0]))
+        return {"ok": True, "channel": {"id": channel}}
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._require_user(params.get("user_id"))
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                raise _ApiError("invalid_arguments", ["[ERROR] view is not valid JSON"]) from None
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise _ApiError(
+                "invalid_arguments", ["[ERROR] must be a view of type home [json-pointer:/view/type]"]
+            )
+        try:
+            blocks = parse_blocks(view.get("blocks", []))
+        except BlocksFormatError as exc:
+            raise _ApiError("invalid_arguments", [f"[ERROR] {exc} [json-pointer:/view/blocks]"]) from None
+        problems = validate_blocks(blocks, limit=MAX_BLOCKS_HOME)
+        if problems:
+            raise _ApiError(
+                "invalid_arguments", [p.replace("json-pointer:/", "json-pointer:/view/") for p in problems]
+            )
+        view_id = "V" + hashlib.sha256(f"{self.team_id}:{user}".encode()).hexdigest()[:10].upper()
+        stored = {
+            **view,
+            "id": view_id,
+            "team_id": self.team_id,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "blocks": list(assign_block_ids(blocks, view_id)),
+            "hash": self._store.next_ts(),
+        }
+        with self._directory_lock:
+            self._home_views[user] = stored
+        return {"ok": True, "view": stored}
+
+    # -- HTTP: response_url -------------------------------------------------------------------
+
+    async def _response_endpoint(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        raw = await request.body()
+        try:
+            entry = self._response_urls.check(token)
+        except ResponseUrlError as exc:
+            return self._answer("response_url", {}, 404, {"ok": False, "error": exc.code})
+        fault = self._faults.take("response_url", entry.channel)
+        context = {"channel": entry.channel, "user": entry.user}
+        if fault is not None:
+            return self._answer_fault("response_url", context, fault)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return self._answer("response_url", context, 400, {"ok": False, "error": "invalid_payload"})
+        if not isinstance(payload, dict):
+            return self._answer("response_url", context, 400, {"ok": False, "error": "invalid_payload"})
+        params = {**payload, **context}
+        try:
+            message_ts = self._respond(entry.channel, entry.user, entry.message_ts, payload)
+        except _ApiError as exc:
+            status = 404 if exc.code == "message_not_found" else 400
+            return self._answer("response_url", params, status, exc.body())
+        self._response_urls.consume(token, message_ts)
+        return self._answer("response_url", params, 200, {"ok": True})
+
+    def _respond(
+        self, channel: str, user: str, original_ts: str | None, payload: dict[str, Any]
+    ) -> str | None:
+        """Apply one ``response_url`` post; returns the ts of the message it produced or changed."""
+        if _truthy(payload.get("delete_original")):
+            if original_ts is None:
+                raise _ApiError("message_not_found")
+            try:
+                self._store.delete(channel, original_ts)
+            except KeyError:
+                raise _ApiError("message_not_found") from None
+            return None
+        blocks = self._blocks_param(payload)
+        text = str(payload.get("text") or "")
+        if not text and not blocks:
+            raise _ApiError("no_text")
+        if _truthy(payload.get("replace_original")) and original_ts is not None:
+            try:
+                self._store.update(
+                    channel,
+                    original_ts,
+                    text=text,
+                    blocks=assign_block_ids(blocks or [], original_ts),
+                    source="response_url",
+                )
+            except KeyError:
+                raise _ApiError("message_not_found") from None
+            return original_ts
+        in_channel = payload.get("response_type") == "in_channel"
+        ts = self._store.next_ts()
+        message = self._store.add(
+            channel=channel,
+            ts=ts,
+            text=text,
+            blocks=assign_block_ids(blocks or [], ts),
+            source="response_url",
+            thread_ts=self._thread_ts(payload.get("thread_ts")),
+            user=None if in_channel else user,
+        )
+        return message.ts
+
+    # -- HTTP: control routes -----------------------------------------------------------------
+
+    async def _control_calls(self, request: Request) -> Response:
+        method = request.query_params.get("method") or None
+        return JSONResponse({"calls": [c.to_dict() for c in self.calls(method)]})
+
+    async def _control_messages(self, request: Request) -> Response:
+        query = request.query_params
+        found = self.messages(
+            query.get("channel") or None,
+            query.get("thread_ts") or None,
+            include_ephemeral=_truthy(query.get("include_ephemeral", "true")),
+            include_deleted=_truthy(query.get("include_deleted", "false")),
+        )
+        return JSONResponse({"messages": [m.to_dict() for m in found]})
+
+    async def _control_faults(self, request: Request) -> Response:
+        return JSONResponse({"faults": self._faults.pending()})
+
+    async def _control_inject(self, request: Request) -> Response:
+        try:
+            spec = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"ok": False, "error": "body must be a JSON object"}, status_code=400)
+        if not isinstance(spec, dict):
+            return JSONResponse({"ok": False, "error": "body must be a JSON object"}, status_code=400)
+        unknown = sorted(set(spec) - {"method", "status", "retry_after", "error", "count", "channel"})
+        if unknown:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error": f"unknown field(s) {', '.join(unknown)}; accepted: method, status, "
+                    "retry_after, error, count, channel",
+                },
+                status_code=400,
+            )
+        try:
+            fault = self._faults.add(
+                str(spec.get("method") or ""),
+                status=spec.get("status", 429),
+                retry_after=spec.get("retry_after"),
+                error=spec.get("error"),
+                count=spec.get("count", 1),
+                channel=spec.get("channel"),
+            )
+        except FaultSpecError as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True, "fault": fault.to_dict()})
+
+    async def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
