@@ -171,7 +171,7 @@ class Runtime:
         except sqlite3.Error:
             checks["database"] = False
         checks["worker"] = self.worker.alive()
-        checks["outbox_relay"] = self.relay.running()
+        checks["outbox_relay"] = self.relay.running
         for part in self._extra_parts:
             checks[type(part).__name__] = bool(part.alive())
         return checks

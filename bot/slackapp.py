@@ -65,7 +65,7 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
         except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
             reply = _oops()
         ack(**reply.as_ack())
-        deps.hooks.get("ack", lambda *a: None)(time.perf_counter() - started)
+        deps.hook("ack", time.perf_counter() - started)
 
     @app.action(re.compile(r"^ts:"))
     def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:

@@ -90,7 +90,7 @@ def create_web_app(
             return _error(401, "stale request: timestamp is more than 5 minutes from now")
         expected = verifier.generate_signature(timestamp=timestamp, body=body)
 
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        if expected is None or not hmac.compare_digest(expected.encode(), signature.encode()):
             return _error(401, "invalid signature")
         try:
             text = body.decode("utf-8")
@@ -107,7 +107,7 @@ def create_web_app(
                     '{"ok":false,"error":"duplicate request: this signed request was already received"}',
                     {"content-type": ["application/json"]},
                 )
-            headers = {k: [v] for k, v in request.headers.items()}
+            headers: dict[str, str | Sequence[str]] = {k: [v] for k, v in request.headers.items()}
             response = bolt_app.dispatch(BoltRequest(body=text, headers=headers))
             return response.status, response.body, response.headers
 

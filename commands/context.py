@@ -32,6 +32,12 @@ class Deps:
     def db(self) -> Database:
         return self.pool.get()
 
+    def hook(self, name: str, *args: Any) -> None:
+        """Call an optional hook (metrics); commands never depend on one being set."""
+        fn = self.hooks.get(name)
+        if fn is not None:
+            fn(*args)
+
 
 @dataclass(frozen=True)
 class CommandRequest:

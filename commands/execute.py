@@ -137,7 +137,7 @@ def run(deps: Deps, job: Job) -> None:
                 f":x: ThingSpace refused the {verb}: {exc.user_message}. Nothing was changed.",
             )
             jobs.finish(db, job.id, ok=False, error=type(exc).__name__)
-        deps.hooks.get("thingspace_error", lambda *a: None)(verb, type(exc).__name__)
+        deps.hook("thingspace_error", verb, type(exc).__name__)
         return
     latency = round((time.monotonic() - started) * 1000)
     request_id = accepted.request_id
@@ -209,7 +209,7 @@ def run(deps: Deps, job: Job) -> None:
             "Results will appear in the channel thread.",
         )
         jobs.finish(db, job.id)
-    deps.hooks.get("thingspace_ok", lambda *a: None)(verb, latency)
+    deps.hook("thingspace_ok", verb, latency)
 
 
 def _tell(db: Any, action: pending.PendingAction, key: str, text: str) -> None:

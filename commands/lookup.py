@@ -232,8 +232,8 @@ def _run_request(deps: Deps, job: Job) -> None:
         lines.append(f"Results so far: {summary or 'none yet'} · state: {tracked.state}")
     remote = ""
     try:
-        status = deps.thingspace.request_status(request_id)
-        remote = f"ThingSpace says: *{status.status}*"
+        answer = deps.thingspace.request_status(request_id)
+        remote = f"ThingSpace says: *{answer.status}*"
     except ThingSpaceError as exc:
         if not tracked:
             with write(db):

@@ -69,7 +69,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
                 outcome="invalid",
                 detail={"error": mask_text(exc.message)},
             )
-        deps.hooks.get("command", lambda *a: None)(exc.verb or "unknown", "invalid")
+        deps.hook("command", exc.verb or "unknown", "invalid")
         return _usage_reply(exc)
     role = user_role(deps, req.user, req.channel)
     if not may_run(role, inv.verb):
@@ -84,7 +84,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
                 targets=[t.text for t in inv.targets],
                 detail={"role": role, "needed": need},
             )
-        deps.hooks.get("command", lambda *a: None)(inv.verb, "denied")
+        deps.hook("command", inv.verb, "denied")
         return Reply(
             f":no_entry: You can't run `{inv.verb}` here: it needs the *{need}* role. "
             f"{role_line(role)} `/ts help` lists what you can run; an admin can grant more."
@@ -105,9 +105,9 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
                 targets=[t.text for t in inv.targets],
                 detail={"error": mask_text(exc.message)},
             )
-        deps.hooks.get("command", lambda *a: None)(inv.verb, "invalid")
+        deps.hook("command", inv.verb, "invalid")
         return _usage_reply(exc)
-    deps.hooks.get("command", lambda *a: None)(inv.verb, "ok")
+    deps.hook("command", inv.verb, "ok")
     return reply
 
 
