@@ -77,6 +77,7 @@ _METHODS = {
 # A row whose next_attempt_at lies further ahead than this was scheduled by a clock that has
 # since been set back; it is treated as due rather than left waiting for hours.
 _CLOCK_STEP_HORIZON = 3600.0
+_MIN_SCAN_SPACING = 0.01
 
 
 def reference(key: str) -> str:
@@ -274,7 +275,13 @@ class OutboxRelay:
     # -- dispatching -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        last_scan = 0.0
         while not self._stopping.is_set():
+            # Completions wake the dispatcher; batching them bounds the scans to ~100/s.
+            since = time.monotonic() - last_scan
+            if since < _MIN_SCAN_SPACING:
+                self._stopping.wait(_MIN_SCAN_SPACING - since)
+            last_scan = time.monotonic()
             self._wake.clear()
             try:
                 delay = self._dispatch_once()
@@ -316,13 +323,13 @@ class OutboxRelay:
             self._executor.submit(self._send, _Work(claimed, work.channel, work.thread_ts, work.ts))
         return wait
 
-    def _block_key(self, row: OutboxRow, channel: str | None = None) -> tuple[str, str]:
+    def _block_key(self, row: OutboxRow) -> tuple[str, str]:
         method = _METHODS[row.kind]
         if row.kind == "update":
             return (method, "")
         if row.kind == "respond":
             return (method, row.lane)
-        return (method, channel or row.channel)
+        return (method, row.channel)
 
     def _lane_interval(self, row: OutboxRow) -> float:
         if row.kind == "update":
@@ -531,7 +538,7 @@ class OutboxRelay:
             return
         if outcome.status == "rate_limited":
             with self._lock:
-                key = self._block_key(row, work.channel)
+                key = self._block_key(row)
                 self._blocked[key] = max(self._blocked.get(key, 0.0), self._clock() + outcome.retry_after)
             outbox.mark_retry(
                 db,

@@ -31,7 +31,8 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlite_utils import Database
@@ -123,7 +124,7 @@ class OutboxRow:
     thread_key: str | None
     thread_ts: str | None
     target_key: str | None
-    payload: dict[str, Any]
+    payload_json: str = field(repr=False)
     state: str
     attempts: int
     failures: int
@@ -135,6 +136,12 @@ class OutboxRow:
     last_error: str | None
     created_at: float
     sent_at: float | None
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        """The message content (parsed on first use: the dispatcher looks at many rows' heads)."""
+        parsed: dict[str, Any] = json.loads(self.payload_json)
+        return parsed
 
 
 _COLUMNS = (
@@ -176,7 +183,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         thread_key=thread_key,
         thread_ts=thread_ts,
         target_key=target_key,
-        payload=json.loads(payload),
+        payload_json=payload,
         state=state,
         attempts=attempts,
         failures=failures,
@@ -434,10 +441,22 @@ def dead_letters(db: Database, *, limit: int = 100) -> list[OutboxRow]:
 
 def lane_heads(db: Database) -> list[OutboxRow]:
     """The oldest open row of every lane, oldest lane first: the only rows a relay may send."""
+    # A skip-scan over the open-lanes index: one seek per lane, however deep a lane's backlog.
     rows = db.execute(
         f"""
+        WITH RECURSIVE lanes (lane) AS (
+            SELECT min(lane) FROM outbox WHERE state IN ('pending', 'sending')
+            UNION ALL
+            SELECT (
+                SELECT min(lane) FROM outbox
+                WHERE state IN ('pending', 'sending') AND lane > lanes.lane
+            ) FROM lanes WHERE lanes.lane IS NOT NULL
+        )
         SELECT {_COLUMNS} FROM outbox WHERE id IN (
-            SELECT min(id) FROM outbox WHERE state IN ('pending', 'sending') GROUP BY lane
+            SELECT (
+                SELECT min(id) FROM outbox
+                WHERE state IN ('pending', 'sending') AND lane = lanes.lane
+            ) FROM lanes WHERE lanes.lane IS NOT NULL
         ) ORDER BY id
         """
     ).fetchall()
