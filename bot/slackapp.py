@@ -39,7 +39,6 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
     settings = deps.settings
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[])
     app = App(
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret,
         client=client,
         token_verification_enabled=False,

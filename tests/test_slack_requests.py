@@ -6,6 +6,7 @@ import json
 import time
 from urllib.parse import urlencode
 
+from storage.audit import AuditLog
 from tests.helpers_bot import SlackOnlyBot
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -26,7 +27,7 @@ def _command_body(text: str, user: str = "U012ADMIN", channel: str = "C0OPS") ->
 
 
 def _audit_count(bot: SlackOnlyBot) -> int:
-    return int(bot.runtime.pool.get().execute("SELECT count(*) FROM audit").fetchone()[0])
+    return AuditLog(bot.runtime.pool.get()).count()
 
 
 def test_signed_help_is_answered_in_the_ack(slack_bot: SlackOnlyBot) -> None:
