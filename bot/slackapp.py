@@ -16,7 +16,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
+from bot.home import home_view
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.router import handle_action, handle_command
 from storage import outbox
@@ -98,5 +100,15 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
                 )
             deps.wake()
         ack()
+
+    @app.event("app_home_opened")
+    def on_home_opened(event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab") not in (None, "home"):
+            return
+        user = str(event.get("user", ""))
+        try:
+            client.views_publish(user_id=user, view=home_view(deps, user))
+        except SlackApiError as exc:
+            log.warning("could not publish the App Home: %s", exc.response.get("error"))
 
     return app

@@ -1,0 +1,48 @@
+"""The App Home tab: the user's recent actions, what their role lets them do, and sections other
+parts contribute (open alerts for watched devices, their watches).
+
+Published with ``views.publish`` when the user opens the tab (``app_home_opened``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+from bot import blocks
+from commands.context import Deps
+from commands.help import role_line
+from commands.policy import verbs_for
+from commands.router import user_role
+from storage.audit import AuditLog
+
+__all__ = ["HOME_SECTIONS", "home_view"]
+
+#: Extra sections: ``fn(deps, user) -> list of blocks`` (e.g. alerts and watches).
+HOME_SECTIONS: list[Callable[[Deps, str], list[dict[str, Any]]]] = []
+
+RECENT = 10
+
+
+def home_view(deps: Deps, user: str) -> dict[str, Any]:
+    role = user_role(deps, user, "")
+    body: list[dict[str, Any]] = [blocks.header("ThingSpace chat-ops"), blocks.section(role_line(role))]
+    allowed = verbs_for(role)
+    body.append(blocks.section("*What you can run*\n" + "\n".join(f"• `/ts {v.usage}`" for v in allowed)))
+    for section in HOME_SECTIONS:
+        body.extend(section(deps, user))
+    rows = AuditLog(deps.db()).query(actor=user, limit=RECENT)
+    body.append(blocks.divider())
+    if rows:
+        lines = []
+        for row in rows:
+            when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            targets = ", ".join(row.targets[:2]) + (
+                f" +{len(row.targets) - 2}" if len(row.targets) > 2 else ""
+            )
+            lines.append(f"`{when}` *{row.verb}* {targets} → {row.outcome}")
+        body.append(blocks.section("*Your recent actions*\n" + "\n".join(lines)))
+    else:
+        body.append(blocks.section("*Your recent actions*\nNone yet. Try `/ts help` in a channel."))
+    return {"type": "home", "blocks": body[:100]}
