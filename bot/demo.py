@@ -174,8 +174,10 @@ class Console:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.logs import configure_logging
     from bot.stack import LocalStack
 
+    configure_logging("WARNING", json=False)
     out = sys.stdout
     workdir = Path(tempfile.mkdtemp(prefix="tsbot-demo-"))
     out.write(f"Starting the ThingSpace sandbox ({args.devices} lines), the Slack stand-in and the bot…\n")
