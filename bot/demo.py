@@ -96,8 +96,6 @@ class Console:
                 self.print(
                     f"  ! Slack would show an error: HTTP {response.status_code} {response.text[:200]}"
                 )
-            else:
-                self._show_ack(response.text)
             return True
         if word == "click":
             label = rest.strip().strip('"')
@@ -147,24 +145,6 @@ class Console:
             return True
         self.print(f"  ! not a console line: {word!r}. Type help.")
         return True
-
-    def _show_ack(self, body: str) -> None:
-        import json
-
-        from bot.console.render import render_blocks
-
-        if not body.strip():
-            return
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            self.print(f"  (ack) {body[:500]}")
-            return
-        lines = render_blocks(payload.get("blocks") or []) or [payload.get("text", "")]
-        kind = "only you" if payload.get("response_type", "ephemeral") == "ephemeral" else "in channel"
-        self.print(f"#{self.channel} › reply ({kind})")
-        for line in lines:
-            self.print(f"  {line}")
 
     def run_lines(self, lines: Iterable[str]) -> None:
         for line in lines:

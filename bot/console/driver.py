@@ -99,7 +99,17 @@ class SlackDriver:
             "response_url": self.standin.new_response_url(channel, user),
             "trigger_id": self._trigger_id(),
         }
-        return self._post_signed(urlencode(form).encode())
+        response = self._post_signed(urlencode(form).encode())
+        if response.status_code == 200 and response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                self.standin.record_command_reply(form["response_url"], body)
+        return response
 
     # -- buttons ------------------------------------------------------------------------------
 

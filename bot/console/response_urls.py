@@ -81,6 +81,13 @@ class ResponseUrls:
             if message_ts is not None and not entry.bound:
                 entry.message_ts = message_ts
 
+    def bind(self, token: str, message_ts: str) -> None:
+        """Make ``message_ts`` the URL's original without counting a use (a command's ack reply)."""
+        with self._lock:
+            entry = self._urls[token]
+            if not entry.bound:
+                entry.message_ts = message_ts
+
     def clear(self) -> None:
         with self._lock:
             self._urls.clear()

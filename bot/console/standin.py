@@ -743,6 +743,23 @@ class SlackStandIn:
         )
         return message.ts
 
+    def record_command_reply(self, response_url: str, body: Mapping[str, Any]) -> Message | None:
+        """Show a slash command's immediate answer (the body of the bot's ack) as Slack does.
+
+        Slack displays the ack's ``text``/``blocks`` as an ephemeral message to the person (or in
+        the channel with ``response_type: in_channel``); that message becomes the command's
+        response_url "original". It does not count as one of the URL's five uses.
+        """
+        if not (body.get("text") or body.get("blocks")):
+            return None
+        token = response_url.rstrip("/").rsplit("/", 1)[-1]
+        entry = self._response_urls.check(token)
+        ts = self._respond(entry.channel, entry.user, None, {**body, "replace_original": False})
+        if ts is None:
+            return None
+        self._response_urls.bind(token, ts)
+        return self._store.get(entry.channel, ts)
+
     # -- HTTP: control routes -----------------------------------------------------------------
 
     async def _control_calls(self, request: Request) -> Response:
