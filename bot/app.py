@@ -88,6 +88,9 @@ class Runtime:
         self._sync_at_start = sync_directory_at_start
         self._start_scheduler = start_scheduler
         self._extra_parts: list[Any] = []
+        #: set by bot.callbacks.install: the callback intake's writer and the inbox worker
+        self.inbox_writer: Any = None
+        self.inbox_worker: Any = None
         routes: list[Any] = []
         self._wakers: list[Callable[[], None]] = []
         self._install_extensions(routes)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from bot.redact import mask_text
-from commands import actions, audit, browse, lookup
+from commands import actions, audit, browse, lookup, retry
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, parse
 from commands.help import help_reply, role_line
@@ -130,6 +130,8 @@ def handle_action(deps: Deps, req: ActionRequest) -> Reply | None:
         )
     if kind in actions.BUTTONS:
         return actions.on_button(deps, req, kind)
+    if kind == "retry":
+        return retry.on_retry(deps, req)
     if kind == "history-more":
         return browse.history_more(deps, req, user_role(deps, req.user, req.channel))
     extra = EXTRA_ACTIONS.get(kind)

@@ -1,0 +1,218 @@
+"""Requests nobody answered: the "no result after 30 min" job, and inbox retention.
+
+:func:`check_unanswered` (every minute) takes the requests still ``accepted`` after
+``no_result_after`` ([limits] no_result_after, default 30 min):
+
+* a single-device suspend or resume is looked up with ThingSpace's request status (v1 knows only
+  single-device provisioning requests, thingspace-api.md §10.1): ``Success``/``Failed`` settle the
+  device as if the callback had come (said so in the thread), ``Pending`` is reported as still
+  pending at ThingSpace;
+* everything else — and a lookup that fails — marks the devices still ``pending`` as
+  ``no-result`` and says so: a thread reply for one device, the final summary (with those devices
+  under "no result after 30 min" and a Retry failed button) for many;
+* cancel location is queued by ThingSpace for up to 24 h, so it is checked only after a day.
+
+Each request is checked once (its state becomes ``checked``); a callback that arrives later still
+lands in the thread and replaces the "no result". The ThingSpace call happens outside any write
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot import blocks, outcomes, results
+from bot.durations import format_duration
+from bot.inbox_worker import post_result, render_progress
+from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.models import RequestStatus
+from storage import directory, inbox, request_outcomes, requests
+from storage.audit import AuditLog
+from storage.audit_events import SYSTEM_ACTOR, AuditEvent, Outcome, Verb
+from storage.db import write
+from storage.requests import TrackedRequest
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+__all__ = [
+    "CANCEL_LOCATION_WAIT",
+    "INBOX_RETENTION",
+    "check_unanswered",
+    "purge_inbox_job",
+    "register",
+]
+
+log = logging.getLogger(__name__)
+
+#: ThingSpace processes queued cancel-location requests within 24 h (thingspace-api.md §7).
+CANCEL_LOCATION_WAIT = timedelta(hours=25)
+#: Processed callbacks are kept this long (replay, audit questions), then deleted.
+INBOX_RETENTION = timedelta(days=30)
+_STATUS_LOOKUP_VERBS = ("suspend", "resume")
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+
+
+def check_unanswered(runtime: Runtime, now: float | None = None) -> int:
+    """Report the requests without a result after ``no_result_after``; returns how many."""
+    now = runtime.clock() if now is None else now
+    settings = runtime.settings
+    db = runtime.pool.get()
+    cutoff = now - settings.no_result_after.total_seconds()
+    handled = 0
+    for tracked in requests.open_requests(db, older_than=cutoff):
+        if (
+            tracked.verb == "cancel-location"
+            and tracked.created_at > now - CANCEL_LOCATION_WAIT.total_seconds()
+        ):
+            continue
+        remote: RequestStatus | None = None
+        lookup_error = ""
+        if tracked.verb in _STATUS_LOOKUP_VERBS and tracked.device_count == 1:
+            try:
+                remote = runtime.thingspace.request_status(tracked.request_id)
+            except ThingSpaceError as exc:
+                lookup_error = type(exc).__name__
+                log.warning("request status of %s could not be read: %s", tracked.request_id, lookup_error)
+        with write(db):
+            if _settle(runtime, db, tracked.request_id, remote, lookup_error, now):
+                handled += 1
+        AuditLog(db).anchor()
+    if handled:
+        runtime.wake()
+    return handled
+
+
+def _settle(
+    runtime: Runtime, db: Any, request_id: str, remote: RequestStatus | None, lookup_error: str, now: float
+) -> bool:
+    tracked = requests.get_request(db, request_id)
+    if tracked is None or tracked.state != "accepted":
+        return False  # answered (or checked) meanwhile
+    settings = runtime.settings
+    waited = format_duration(settings.no_result_after)
+    pending = request_outcomes.devices_with_status(db, request_id, [outcomes.PENDING])
+    requests.set_request_state(db, request_id, "checked", now=now)
+    if not pending:
+        return False
+    audit_detail: dict[str, Any] = {"operation": "request_status", "devices": len(pending)}
+    if (
+        remote is not None
+        and tracked.device_count == 1
+        and not remote.pending
+        and (remote.succeeded or remote.failed)
+    ):
+        key = pending[0]
+        status = outcomes.OK if remote.succeeded else outcomes.FAILED
+        detail: dict[str, Any] = {"via": "request-status", "at": _iso(now)}
+        if status == outcomes.FAILED:
+            detail["reason"] = "ThingSpace's request status says Failed (no callback arrived)"
+        request_outcomes.settle_pending(db, request_id, status, detail, devices=[key], now=now)
+        if status == outcomes.OK:
+            _directory_after(db, tracked, key)
+        _reply(runtime, db, tracked, key, status, detail, now, waited)
+        requests.set_request_state(db, request_id, "completed", now=now)
+        audit_detail["status"] = remote.status
+        outcome = Outcome.OK if status == outcomes.OK else Outcome.FAILED
+    elif remote is not None and remote.pending:
+        text = (
+            f":hourglass_flowing_sand: No callback after {waited}; ThingSpace still lists request "
+            f"`{request_id}` as pending. The result will be posted here when it arrives."
+        )
+        post_result(db, tracked, key=f"noresult:{request_id}", text=text, blocks=[blocks.section(text)])
+        audit_detail["status"] = remote.status
+        outcome = Outcome.QUEUED
+    else:
+        detail = {"at": _iso(now), "waited": waited}
+        if lookup_error:
+            detail["lookup_error"] = lookup_error
+        request_outcomes.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
+        if tracked.device_count == 1:
+            _reply(runtime, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited)
+        else:
+            render_progress(db, tracked, settings, now=now)
+        audit_detail["status"] = "no-result"
+        outcome = Outcome.FAILED
+    AuditLog(db).record(
+        AuditEvent(
+            at=datetime.fromtimestamp(now, UTC),
+            actor=SYSTEM_ACTOR,
+            channel=tracked.channel,
+            verb=Verb.THINGSPACE_CALL if remote is not None else Verb.CALLBACK,
+            targets=pending[:100],
+            reason=tracked.reason,
+            outcome=outcome,
+            request_id=request_id,
+            detail=audit_detail,
+        )
+    )
+    return True
+
+
+def _directory_after(db: Any, tracked: TrackedRequest, key: str) -> None:
+    kind, _, value = key.partition(":")
+    entry = directory.lookup(db, kind, value)
+    if entry is None:
+        return
+    if tracked.verb == "suspend":
+        directory.set_state(db, entry.key, "suspend")
+    elif tracked.verb == "resume":
+        directory.set_state(db, entry.key, "active", resume_date="")
+
+
+def _reply(
+    runtime: Runtime,
+    db: Any,
+    tracked: TrackedRequest,
+    key: str,
+    status: str,
+    detail: dict[str, Any],
+    now: float,
+    waited: str,
+) -> None:
+    kind, _, value = key.partition(":")
+    entry = directory.lookup(db, kind, value)
+    text, body = results.single_reply(
+        tracked.verb,
+        status,
+        detail,
+        results.device_label(entry, key),
+        tz=results.zone(runtime.settings.timezone),
+        request_id=tracked.request_id,
+        now=datetime.fromtimestamp(now, UTC),
+        no_result_after=waited,
+    )
+    post_result(db, tracked, key=f"noresult:{tracked.request_id}", text=text, blocks=body)
+
+
+def purge_inbox_job(runtime: Runtime, now: float | None = None) -> int:
+    """Delete processed callbacks older than :data:`INBOX_RETENTION`; returns how many."""
+    now = runtime.clock() if now is None else now
+    db = runtime.pool.get()
+    with write(db):
+        return inbox.purge(db, before=now - INBOX_RETENTION.total_seconds())
+
+
+def register(scheduler: Any, runtime: Runtime) -> None:
+    """Add the no-result check (every minute) and the inbox retention (hourly) to the scheduler."""
+    for func, seconds, job_id in (
+        (check_unanswered, 60, "callbacks-no-result"),
+        (purge_inbox_job, 3600, "inbox-retention"),
+    ):
+        scheduler.add_job(
+            func,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            name=job_id,
+            args=[runtime],
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(seconds // 2, 1),
+        )

@@ -1,0 +1,191 @@
+"""The callback inbox: every ThingSpace callback the intake acknowledged, durably, exactly once.
+
+The intake answers ThingSpace's POST only after the row is committed here, so a callback that got
+its 2xx survives a crash. One row is one *fact*: the unique index on
+``(request_id, device, outcome_key)`` turns ThingSpace's retries (same message, rising
+``callbackCount``) into no-ops with ``ON CONFLICT DO NOTHING`` — never ``INSERT OR IGNORE``, which
+would also hide ``NOT NULL``/``CHECK`` violations. The payload is stored without the echoed
+credentials (the caller strips them), which keeps enough to replay the callback.
+
+States: ``received`` → ``processed`` (the worker turned it into results, in the same transaction
+as those results) | ``unmatched`` (a request id the bot never issued and no service-specific
+route: kept for audit, no action) | ``failed`` (processing raised; kept with the error, retried
+after restart or by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = [
+    "STATES",
+    "InboxItem",
+    "InboxRow",
+    "claim_received",
+    "count_by_state",
+    "depth",
+    "get",
+    "insert_many",
+    "mark",
+    "migrations",
+    "purge",
+    "requeue_failed",
+]
+
+migrations = Migrations("tsbot.inbox")
+
+STATES = ("received", "processed", "unmatched", "failed")
+
+
+@migrations()
+def create_inbox(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL CHECK (request_id != ''),
+            device TEXT NOT NULL,
+            outcome_key TEXT NOT NULL CHECK (outcome_key != ''),
+            service TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            callback_count INTEGER NOT NULL DEFAULT 1,
+            state TEXT NOT NULL DEFAULT 'received'
+                CHECK (state IN ('received', 'processed', 'unmatched', 'failed')),
+            received_at REAL NOT NULL,
+            processed_at REAL,
+            last_error TEXT
+        )
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX inbox_fact ON inbox (request_id, device, outcome_key)")
+    db.execute("CREATE INDEX inbox_received ON inbox (id) WHERE state = 'received'")
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """A callback to store: what identifies the fact, and the body without credentials."""
+
+    request_id: str
+    device: str
+    outcome_key: str
+    service: str
+    kind: str
+    payload: Mapping[str, Any]
+    callback_count: int = 1
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    request_id: str
+    device: str
+    outcome_key: str
+    service: str
+    kind: str
+    payload: dict[str, Any]
+    callback_count: int
+    state: str
+    received_at: float
+    processed_at: float | None
+    last_error: str | None
+
+
+_COLUMNS = (
+    "id, request_id, device, outcome_key, service, kind, payload, callback_count, state, received_at, "
+    "processed_at, last_error"
+)
+
+
+def _row(r: Sequence[Any]) -> InboxRow:
+    return InboxRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11])
+
+
+_INSERT = """
+    INSERT INTO inbox (request_id, device, outcome_key, service, kind, payload, callback_count, received_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (request_id, device, outcome_key) DO NOTHING
+"""
+
+
+def insert_many(db: Database, items: Sequence[InboxItem], *, now: float | None = None) -> list[bool]:
+    """Store callbacks (inside the caller's write transaction); for each, True if it is new and
+    False if the same fact was already stored (a retry or a replay)."""
+    now = time.time() if now is None else now
+    conn = db.conn
+    out: list[bool] = []
+    for item in items:
+        cursor = conn.execute(
+            _INSERT,
+            (
+                item.request_id,
+                item.device,
+                item.outcome_key,
+                item.service,
+                item.kind,
+                json.dumps(dict(item.payload), separators=(",", ":"), ensure_ascii=False),
+                item.callback_count,
+                now,
+            ),
+        )
+        out.append(cursor.rowcount == 1)
+    return out
+
+
+def get(db: Database, row_id: int) -> InboxRow | None:
+    found = db.execute(f"SELECT {_COLUMNS} FROM inbox WHERE id = ?", [row_id]).fetchone()
+    return None if found is None else _row(found)
+
+
+def claim_received(db: Database, *, limit: int = 500, after_id: int = 0) -> list[InboxRow]:
+    """The oldest ``received`` rows (id order). One worker processes them; marking them in the
+    same transaction as their effects is what makes processing happen once."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM inbox WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?",
+        [after_id, limit],
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def mark(
+    db: Database, row_ids: Sequence[int], state: str, *, error: str | None = None, now: float | None = None
+) -> None:
+    """Move rows out of ``received`` (``processed``, ``unmatched`` or ``failed``)."""
+    if state not in STATES or state == "received":
+        raise ValueError(f"state must be one of processed, unmatched, failed, not {state!r}")
+    now = time.time() if now is None else now
+    db.conn.executemany(
+        "UPDATE inbox SET state = ?, processed_at = ?, last_error = ? WHERE id = ?",
+        [(state, now, error, row_id) for row_id in row_ids],
+    )
+
+
+def requeue_failed(db: Database) -> int:
+    """Put ``failed`` rows back to ``received`` (after a fix, or at start); returns how many."""
+    cursor = db.execute("UPDATE inbox SET state = 'received', last_error = NULL WHERE state = 'failed'")
+    return int(cursor.rowcount)
+
+
+def depth(db: Database) -> int:
+    """Callbacks stored and not yet processed."""
+    return int(db.execute("SELECT count(*) FROM inbox WHERE state = 'received'").fetchone()[0])
+
+
+def count_by_state(db: Database) -> dict[str, int]:
+    rows = db.execute("SELECT state, count(*) FROM inbox GROUP BY state").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def purge(db: Database, *, before: float) -> int:
+    """Delete processed/unmatched rows received before *before* (retention); returns how many."""
+    cursor = db.execute(
+        "DELETE FROM inbox WHERE state IN ('processed', 'unmatched') AND received_at < ?", [before]
+    )
+    return int(cursor.rowcount)

@@ -1,0 +1,295 @@
+"""Test helpers for the callback intake and inbox worker.
+
+* :func:`callback` builds a ThingSpace callback body in the shapes of ``bot.thingspace.shapes``
+  (what the sandbox sends), with the echoed credentials;
+* :func:`send_callbacks` POSTs bodies at a given concurrency over keep-alive connections
+  (``http.client``: light enough that the sender is not what a benchmark measures);
+* :class:`CallbackBot` is the real bot (``Runtime``) on loopback with the Slack stand-in, callback
+  credentials and an ops channel, but no sandbox: requests are seeded in its database the way
+  ``commands.execute`` records them after ThingSpace accepted them;
+* :func:`seed_request` does that seeding (a ``ts_requests`` row, one device row each, the
+  ``req:<id>`` root post in the channel).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from bot.app import Runtime
+from bot.config import Settings
+from bot.console.records import Message
+from bot.console.standin import SlackStandIn
+from bot.serving import ServerThread
+from bot.stack import DEMO_GRANTS
+from bot.thingspace import shapes
+from storage import directory, outbox, requests
+from storage.db import write
+
+__all__ = [
+    "CALLBACK_PASSWORD",
+    "CALLBACK_USER",
+    "CallbackBot",
+    "callback",
+    "callback_bot_fixture",
+    "seed_request",
+    "send_callbacks",
+]
+
+CALLBACK_USER = "tsbot-callbacks"
+CALLBACK_PASSWORD = "c4llb4ck-p4ss-9f1e7d2a"
+OPS = "C0OPS"
+
+
+def callback(
+    request_id: str,
+    device: str,
+    *,
+    outcome: str = "suspend",
+    count: int = 1,
+    username: str = CALLBACK_USER,
+    password: str = CALLBACK_PASSWORD,
+    fault: tuple[str, str] | None = None,
+    resume_date: str = "2026-03-15T00:00:00Z",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A callback for *device* (``kind:id``); *outcome* picks the payload: ``suspend``,
+    ``active``, ``cancel``, ``sms-sent``, ``sms-delivered``, ``sms-expired``, ``reachable``,
+    ``external``, ``resume-warning``; *fault* = (faultcode, faultstring) makes it a failure."""
+    kind, _, value = device.partition(":")
+    body: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "requestId": request_id,
+        "deviceIds": [{"id": value, "kind": kind}],
+        "status": "Success",
+        "callbackCount": count,
+        "maxCallbackThreshold": 4,
+    }
+    response: dict[str, Any] = {}
+    if outcome == "suspend":
+        response = {shapes.STATE_CHANGE: {"state": "suspend", "resumeDate": resume_date}}
+    elif outcome == "active":
+        response = {shapes.STATE_CHANGE: {"state": "active"}}
+    elif outcome == "cancel":
+        response = {shapes.CANCEL_LOCATION: {"status": "Completed", "completedAt": "2026-01-10T03:12:00Z"}}
+    elif outcome == "sms-sent":
+        response = {shapes.SMS_SENT: {"status": "Sent"}}
+    elif outcome == "sms-delivered":
+        response = {shapes.SMS_DELIVERY: {"status": "Delivered"}}
+    elif outcome == "sms-expired":
+        response = {shapes.SMS_DELIVERY: {"status": "Expired"}}
+    elif outcome == "reachable":
+        body[shapes.DIAGNOSTICS] = {
+            "monitorType": "REACHABLE_FOR_DATA",
+            "reachabilityStatus": shapes.REACHABLE,
+            "eventTime": "2026-01-10T11:59:30Z",
+        }
+    elif outcome == "external":
+        response = {
+            shapes.EXTERNAL_CHANGE: {
+                "changeType": "Suspend",
+                "state": "suspend",
+                "changedAt": "2026-01-10T09:30:00Z",
+                "changedBy": "portal user",
+            }
+        }
+    elif outcome == "resume-warning":
+        response = {
+            shapes.RESUME_TRACKING: {
+                "resumeDate": "2026-03-15T00:00:00Z",
+                "comment": "Device will be auto resumed on - 3/15/2026 12:00:00 AM",
+            }
+        }
+    else:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    if response:
+        body["deviceResponse"] = response
+    if fault is not None:
+        body.pop("deviceResponse", None)
+        body["status"] = "Failed"
+        body["faultResponse"] = {"faultcode": fault[0], "faultstring": fault[1]}
+    body.update(extra or {})
+    return body
+
+
+def send_callbacks(
+    url: str,
+    bodies: Sequence[bytes | dict[str, Any]],
+    *,
+    concurrency: int = 8,
+    on_answer: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[int]:
+    """POST each body once (keep-alive, *concurrency* connections); returns the status per body
+    (0 when the connection failed). ``on_answer(index, status)`` is called as answers arrive."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    payloads = [b if isinstance(b, bytes) else json.dumps(b).encode() for b in bodies]
+    statuses = [0] * len(payloads)
+    next_index = iter(range(len(payloads)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            while stop is None or not stop.is_set():
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                try:
+                    conn.request("POST", path, payloads[i], {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    response.read()
+                    statuses[i] = response.status
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=30)
+                    statuses[i] = 0
+                if on_answer is not None:
+                    on_answer(i, statuses[i])
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def seed_request(
+    runtime_or_db: Runtime | Any,
+    *,
+    verb: str,
+    devices: Sequence[str],
+    channel: str = OPS,
+    actor: str = "U012ADMIN",
+    request_id: str | None = None,
+    reason: str = "",
+    created_at: float | None = None,
+    detail: dict[str, Any] | None = None,
+) -> str:
+    """Record a request as ``commands.execute`` does once ThingSpace accepted it; returns its id."""
+    db = runtime_or_db.pool.get() if isinstance(runtime_or_db, Runtime) else runtime_or_db
+    request_id = request_id or str(uuid.uuid4())
+    root = f"req:{request_id}"
+    headline = f":double_vertical_bar: <@{actor}> is {verb}ing {len(devices):,} device(s)"
+    with write(db):
+        outbox.enqueue_post(db, key=root, channel=channel, text=headline)
+        requests.add_request(
+            db,
+            request_id=request_id,
+            verb=verb,
+            actor=actor,
+            channel=channel,
+            devices=list(devices),
+            thread_key=root,
+            reason=reason,
+            detail=detail,
+            now=created_at,
+        )
+    if isinstance(runtime_or_db, Runtime):
+        runtime_or_db.wake()
+    return request_id
+
+
+def iccids(n: int, start: int = 0) -> list[str]:
+    """``n`` distinct 20-digit ICCID device keys."""
+    return [f"iccid:8914800000{start + i:010d}" for i in range(n)]
+
+
+class CallbackBot:
+    """The real bot on loopback with the Slack stand-in, without the sandbox."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        self.standin = SlackStandIn().start()
+        for channel in ("C0A", "C0B", "C0C", "C0D"):
+            self.standin.add_channel(channel)
+        self.settings = Settings(
+            slack_bot_token=self.standin.bot_token,
+            slack_signing_secret="test-signing-secret",
+            slack_api_url=self.standin.api_url,
+            thingspace_base_url="http://127.0.0.1:9",  # these tests never reach ThingSpace
+            thingspace_client_id="c",
+            thingspace_client_secret="s",
+            thingspace_username="u",
+            thingspace_password="p",
+            thingspace_account="0000123456-00001",
+            callback_username=CALLBACK_USER,
+            callback_password=CALLBACK_PASSWORD,
+            db_path=str(tmp_path / "bot.db"),
+            grants=DEMO_GRANTS,
+            ops_channel=OPS,
+        ).with_overrides(**overrides)
+        self.runtime = Runtime(self.settings, sync_directory_at_start=False, start_scheduler=False)
+        self.server = ServerThread(self.runtime.web).start()
+        self.runtime.start()
+        self.url = self.server.url + "/thingspace/callbacks"
+
+    @property
+    def db(self) -> Any:
+        return self.runtime.pool.get()
+
+    def post(self, body: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
+        """One callback POST; (status, JSON answer)."""
+        parts = urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
+        try:
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            conn.request("POST", parts.path, payload, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        return response.status, json.loads(raw) if raw else {}
+
+    def add_devices(self, devices: Sequence[dict[str, Any]]) -> None:
+        with write(self.db):
+            directory.upsert_devices(self.db, devices)
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Wait until the inbox is drained and every outbox row is sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.runtime.settled():
+                return
+            time.sleep(0.05)
+        raise TimeoutError("the bot did not settle")
+
+    def root(self, request_id: str, channel: str = OPS) -> Message:
+        """The request's root message as Slack has it now."""
+        ref = outbox.message_ref(self.db, f"req:{request_id}")
+        assert ref is not None, "the root message was not posted"
+        return self.standin.message(ref[0], ref[1])
+
+    def thread(self, request_id: str) -> list[Message]:
+        """The replies in the request's results thread."""
+        ref = outbox.message_ref(self.db, f"req:{request_id}")
+        assert ref is not None, "the root message was not posted"
+        return self.standin.thread(ref[0], ref[1])[1:]
+
+    def close(self) -> None:
+        self.server.stop()
+        self.runtime.stop()
+        self.standin.stop()
+
+
+@pytest.fixture(name="cb_bot")
+def callback_bot_fixture(tmp_path: Path) -> Iterator[CallbackBot]:
+    bot = CallbackBot(tmp_path)
+    try:
+        yield bot
+    finally:
+        bot.close()
