@@ -55,10 +55,10 @@ def parse_when(text: str, *, now: datetime | None = None, end_of_day: bool = Fal
     cleaned = text.strip()
     now = now or datetime.now(UTC)
     if _DATE.fullmatch(cleaned):
-        day = date.fromisoformat(cleaned)
-        start = datetime.combine(day, time(0), tzinfo=UTC)
-        return start + timedelta(days=1) if end_of_day else start
-    if _DATE.match(cleaned):
+        with contextlib.suppress(ValueError):
+            start = datetime.combine(date.fromisoformat(cleaned), time(0), tzinfo=UTC)
+            return start + timedelta(days=1) if end_of_day else start
+    elif _DATE.match(cleaned):
         try:
             moment = datetime.fromisoformat(cleaned)
         except ValueError:
