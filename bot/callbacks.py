@@ -102,6 +102,7 @@ class InboxWriter:
         self._gate = threading.Lock()
         self.batches = 0
         self.stored = 0
+        self._last_commit = 0.0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -127,6 +128,10 @@ class InboxWriter:
 
     def wake(self) -> None:
         """Nothing to wake: the writer waits on its queue."""
+
+    def busy(self, window: float = 0.25) -> bool:
+        """Whether callbacks were stored within the last *window* seconds (a burst is on)."""
+        return time.monotonic() - self._last_commit < window
 
     def submit(self, item: InboxItem) -> Future[bool]:
         future: Future[bool] = Future()
@@ -182,6 +187,7 @@ class InboxWriter:
             return
         self.batches += 1
         self.stored += sum(results)
+        self._last_commit = time.monotonic()
         for (_, future), new in zip(batch, results, strict=True):
             future.set_result(new)
         if any(results):
@@ -287,13 +293,15 @@ def install(runtime: Runtime, routes: list[BaseRoute]) -> None:
     from bot import jobs, unanswered
     from bot.inbox_worker import InboxWorker
 
+    writer = InboxWriter(runtime.pool, clock=runtime.clock)
     worker = InboxWorker(
         runtime.pool,
         settings=runtime.settings,
         wake_outbox=runtime.relay.wake,
         clock=runtime.clock,
+        intake_busy=writer.busy,
     )
-    writer = InboxWriter(runtime.pool, on_commit=lambda n: worker.wake(), clock=runtime.clock)
+    writer.on_commit = lambda n: worker.wake()
     runtime.inbox_writer = writer
     runtime.inbox_worker = worker
     runtime.add_part(writer, waker=writer.wake)

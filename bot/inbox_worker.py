@@ -89,8 +89,17 @@ class Processor:
     requests_cache: dict[str, TrackedRequest | None] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
     audit: list[AuditEvent] = field(default_factory=list)
+    #: callback outcomes of this batch: (request, status, kind, fault code, applied) -> [(device, inbox id)]
+    outcome_groups: dict[tuple[str, str, str, str, bool], list[tuple[str, int]]] = field(default_factory=dict)
     marks: dict[str, list[int]] = field(default_factory=dict)
     posts: int = 0
+    _now_iso: str = ""
+
+    @property
+    def now_iso(self) -> str:
+        if not self._now_iso:
+            self._now_iso = _iso(datetime.fromtimestamp(self.now, UTC)) or ""
+        return self._now_iso
 
     @property
     def no_result_text(self) -> str:
@@ -133,12 +142,42 @@ class Processor:
             tracked = self._request(request_id)
             if tracked is not None:
                 render_progress(self.db, tracked, self.settings, now=self.now)
+        self._audit_outcomes()
         if self.audit:
             AuditLog(self.db).record_many(self.audit)
         for state, ids in self.marks.items():
             inbox.mark(self.db, ids, state, now=self.now)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _audit_outcomes(self) -> None:
+        """One audit row per request and identical outcome in this batch; its targets are the
+        devices (so ``history <device>`` finds each), its detail the inbox rows behind it."""
+        at = datetime.fromtimestamp(self.now, UTC)
+        for (request_id, status, kind, code, applied), members in self.outcome_groups.items():
+            tracked = self._request(request_id)
+            assert tracked is not None
+            self.audit.append(
+                AuditEvent(
+                    at=at,
+                    actor=THINGSPACE_ACTOR,
+                    channel=tracked.channel,
+                    verb=Verb.CALLBACK,
+                    targets=[key for key, _ in members],
+                    reason=tracked.reason,
+                    outcome=Outcome.FAILED if status in outcomes.FAILURES else Outcome.OK,
+                    request_id=request_id,
+                    detail={
+                        "operation": tracked.verb,
+                        "kind": kind,
+                        "status": status,
+                        "code": code,
+                        "applied": applied,
+                        "callbacks": len(members),
+                        "inbox_ids": [inbox_id for _, inbox_id in members],
+                    },
+                )
+            )
 
     def _mark(self, row: InboxRow, state: str) -> None:
         self.marks.setdefault(state, []).append(row.id)
@@ -169,7 +208,7 @@ class Processor:
         return found[0], found[1], entry
 
     def _detail(self, event: CallbackEvent) -> dict[str, Any]:
-        detail: dict[str, Any] = {"kind": event.kind.value, "at": _iso(datetime.fromtimestamp(self.now, UTC))}
+        detail: dict[str, Any] = {"kind": event.kind.value, "at": self.now_iso}
         if event.fault_code:
             detail["code"] = event.fault_code
         if event.fault_message:
@@ -205,27 +244,8 @@ class Processor:
         if applied:
             requests.set_device_outcome(self.db, tracked.request_id, key, status, detail, now=self.now)
             self._update_directory(entry, event, status)
-        self.audit.append(
-            AuditEvent(
-                at=datetime.fromtimestamp(self.now, UTC),
-                actor=THINGSPACE_ACTOR,
-                channel=tracked.channel,
-                verb=Verb.CALLBACK,
-                targets=[key],
-                reason=tracked.reason,
-                outcome=Outcome.FAILED if status in outcomes.FAILURES else Outcome.OK,
-                request_id=tracked.request_id,
-                detail={
-                    "operation": tracked.verb,
-                    "kind": event.kind.value,
-                    "status": status,
-                    "code": event.fault_code,
-                    "callback_count": event.callback_count,
-                    "applied": applied,
-                    "inbox_id": row.id,
-                },
-            )
-        )
+        group = (tracked.request_id, status, event.kind.value, event.fault_code, applied)
+        self.outcome_groups.setdefault(group, []).append((key, row.id))
         if not applied:
             return
         if tracked.device_count > 1:
@@ -381,7 +401,14 @@ def process_rows(db: Database, rows: list[InboxRow], settings: Settings, *, now:
 
 
 class InboxWorker:
-    """The thread that drains the inbox. ``run_once()`` processes one batch (tests call it too)."""
+    """The thread that drains the inbox. ``run_once()`` processes one batch (tests call it too).
+
+    The intake comes first: while callbacks are arriving (``intake_busy()`` is true) the worker
+    takes small slices (``burst_batch`` rows, then a ``burst_pause``), so a burst of 10,000
+    callbacks is acknowledged at full speed — one Python process shares one interpreter lock
+    between the HTTP server and this thread — and the progress message still moves. When the
+    burst ends the worker drains the backlog in full batches.
+    """
 
     def __init__(
         self,
@@ -392,8 +419,14 @@ class InboxWorker:
         clock: Callable[[], float] = time.time,
         batch_size: int = 500,
         poll: float = 1.0,
+        intake_busy: Callable[[], bool] = lambda: False,
+        burst_batch: int = 100,
+        burst_pause: float = 0.2,
     ) -> None:
         self.pool = pool
+        self.intake_busy = intake_busy
+        self.burst_batch = burst_batch
+        self.burst_pause = burst_pause
         self.settings = settings
         self.wake_outbox = wake_outbox
         self.clock = clock
@@ -436,19 +469,22 @@ class InboxWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            burst = self.intake_busy()
             try:
-                done = self.run_once()
+                done = self.run_once(limit=self.burst_batch if burst else None)
             except Exception:
                 log.exception("inbox worker batch failed; retrying shortly")
                 done = 0
                 self._stop.wait(self.poll)
-            if done == 0:
+            if burst:
+                self._stop.wait(self.burst_pause)
+            elif done == 0:
                 self._wake.wait(self.poll)
 
-    def run_once(self) -> int:
+    def run_once(self, limit: int | None = None) -> int:
         """Process the oldest batch of received callbacks; returns how many rows it took."""
         db = self.pool.get()
-        rows = inbox.claim_received(db, limit=self.batch_size)
+        rows = inbox.claim_received(db, limit=limit or self.batch_size)
         if not rows:
             return 0
         self._busy = True
