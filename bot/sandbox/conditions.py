@@ -1,0 +1,135 @@
+"""Diagnostic conditions: put a line into a state the bot's ``diag`` must recognise.
+
+Each condition rebuilds the device's live state (line state, provisioning actions, suspensions,
+IMEI, and its activity timeline) as if it had come about by ``anchor``; histories and diagnostics
+then follow from it. The demo devices (labels ``demo-<condition>``) use the canonical timings
+below; random devices of the seeded fleet use spread-out variants of the same conditions.
+
+============== ===============================================================================
+condition      what the line looks like at ``anchor``
+============== ===============================================================================
+healthy        active, attached, data session open, usual traffic (meters: 12-hour wake cycle)
+usage-spike    active, ~40 MB in the last hour against ~1 MB usual (device #0, the stolen tracker)
+suspended      suspended 20 days ago, auto-resume date set (90-day cap), an older 30-day suspension
+pending        active, but every provisioning request for it stays ``Pending`` (a stuck order)
+action-limit   five provisioning actions already used today (restore/suspend ×5, ends active)
+hung           attached but no data session for 26 h
+reconnect-loop a short session every 2 minutes for the last hour (≈30 sessions/h)
+no-traffic     a data session open for 4 days that moved no data
+imei-mismatch  the SIM moved to another device 3 days ago (new IMEI, in the mismatch report)
+asleep         sleepy NB-IoT device that last woke 7 h ago; next wake in 5 h (12-hour cycle)
+down           not attached and unreachable for 3 days
+============== ===============================================================================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final
+
+from bot.sandbox.activity import always_on, append_segment, loop, open_idle, silent, sleepy
+from bot.sandbox.fleet import WAKE_EVERY, Device
+from bot.sandbox.rules import resume_line, suspend_line
+
+__all__ = ["CONDITIONS", "apply_condition", "epoch"]
+
+CONDITIONS: Final[dict[str, str]] = {
+    "healthy": "active, attached, usual traffic",
+    "usage-spike": "about 40 MB in the last hour against about 1 MB usual",
+    "suspended": "suspended 20 days ago with an auto-resume date",
+    "pending": "provisioning requests for it stay Pending",
+    "action-limit": "five provisioning actions already used today",
+    "hung": "attached but no data session for 26 h",
+    "reconnect-loop": "a new data session every 2 minutes for the last hour",
+    "no-traffic": "a data session open for 4 days that moved no data",
+    "imei-mismatch": "SIM moved to another device (IMEI changed) 3 days ago",
+    "asleep": "sleepy device, asleep by design, next wake in about 5 h",
+    "down": "not attached, unreachable for 3 days",
+}
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def apply_condition(device: Device, condition: str, anchor: datetime, *, spread: float | None = None) -> None:
+    """Reset ``device``'s live state, then give it ``condition`` as of ``anchor``.
+
+    ``spread`` (0..1) varies the timings for random fleet devices; ``None`` gives the canonical
+    ones documented above. Raises ``ValueError`` for an unknown condition.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; use one of {', '.join(CONDITIONS)}")
+    v = 0.5 if spread is None else spread
+    device.condition = condition
+    device.state = "active"
+    device.plan = device.type.plan
+    device.actions = []
+    device.suspensions = []
+    device.resume_date = None
+    device.imei = device.original_imei
+    device.imei_change = None
+    device.stuck = False
+    healthy = device.healthy_mode()
+    device.timeline = [(epoch(device.created), healthy)]
+    now = epoch(anchor)
+
+    def since(canonical: timedelta, low: timedelta, high: timedelta) -> int:
+        offset = canonical if spread is None else low + (high - low) * v
+        return max(now - int(offset.total_seconds()), epoch(device.created) + 60)
+
+    if condition == "usage-spike":
+        spike = max(40_000_000, 10 * device.type.volume)
+        append_segment(device.timeline, now - 3600, always_on(spike, device.phase))
+    elif condition == "suspended":
+        start = since(timedelta(days=20), timedelta(days=5), timedelta(days=80))
+        older = start - 200 * 86400
+        if older > epoch(device.created) + 60:
+            suspend_line(device, _at(older, anchor))
+            resume_line(device, _at(older + 30 * 86400, anchor))
+        suspend_line(device, _at(start, anchor))
+    elif condition == "pending":
+        device.stuck = True
+    elif condition == "action-limit":
+        midnight = epoch(anchor.replace(hour=0, minute=0, second=0, microsecond=0))
+        suspend_line(device, _at(midnight - 6 * 3600, anchor))
+        span = max(now - midnight, 6)
+        for i in range(5):
+            moment = _at(midnight + span * (i + 1) // 6, anchor)
+            if i % 2 == 0:
+                resume_line(device, moment)
+            else:
+                suspend_line(device, moment)
+    elif condition == "hung":
+        append_segment(
+            device.timeline,
+            since(timedelta(hours=26), timedelta(hours=12), timedelta(hours=60)),
+            silent(attached=True),
+        )
+    elif condition == "reconnect-loop":
+        append_segment(device.timeline, now - 3600, loop(device.phase))
+    elif condition == "no-traffic":
+        append_segment(
+            device.timeline, since(timedelta(days=4), timedelta(days=2), timedelta(days=8)), open_idle()
+        )
+    elif condition == "imei-mismatch":
+        when = since(timedelta(days=3), timedelta(days=1), timedelta(days=21))
+        device.imei = device.spare_imei
+        device.imei_change = (
+            device.original_imei,
+            device.spare_imei,
+            datetime.fromtimestamp(when, anchor.tzinfo),
+        )
+    elif condition == "asleep":
+        phase = (now - 7 * 3600) % WAKE_EVERY
+        device.timeline = [(epoch(device.created), sleepy(WAKE_EVERY, phase, device.type.volume))]
+    elif condition == "down":
+        append_segment(
+            device.timeline,
+            since(timedelta(days=3), timedelta(days=2), timedelta(days=10)),
+            silent(attached=False),
+        )
+
+
+def _at(seconds: int, anchor: datetime) -> datetime:
+    return datetime.fromtimestamp(seconds, anchor.tzinfo)

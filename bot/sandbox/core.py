@@ -1,0 +1,290 @@
+"""The :class:`Sandbox`: state, callback sender and ASGI app wired together, plus a Python API.
+
+The Python API mirrors the ``/_sandbox/`` control routes so ``tsbot demo`` and tests can drive
+the sandbox in-process. Every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from starlette.applications import Starlette
+
+from bot.sandbox import reachability
+from bot.sandbox.actions import release_deferred
+from bot.sandbox.activity import always_on, append_segment, last_activity, silent, status_at
+from bot.sandbox.app import build_app
+from bot.sandbox.auth import AuthState
+from bot.sandbox.callbacks import CallbackSender
+from bot.sandbox.clock import Clock, ManualClock, iso
+from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch
+from bot.sandbox.faults import Faults, RequestLog
+from bot.sandbox.fleet import DEMO_CONDITIONS, Device
+from bot.sandbox.rules import actions_today, resume_line, suspend_line
+from bot.sandbox.state import SandboxConfig, SandboxState
+from bot.thingspace.shapes import (
+    EXTERNAL_CHANGE,
+    EXTERNAL_PROVISIONING_CHANGES,
+    RESUME_TRACKING,
+    RESUME_TRACKING_NOTIFICATION,
+)
+
+__all__ = ["EXTERNAL_CHANGE_TYPES", "ClockError", "Sandbox"]
+
+logger = logging.getLogger(__name__)
+
+EXTERNAL_CHANGE_TYPES = ("Suspend", "Resume", "Activate", "Deactivate", "ChangeMdn")
+
+
+class ClockError(ValueError):
+    """The sandbox's clock cannot be moved (it is the wall clock)."""
+
+
+class Sandbox:
+    """A running ThingSpace sandbox (serve ``.app`` with uvicorn; call :meth:`close` at the end)."""
+
+    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.auth = AuthState(config.credentials)
+        self.faults = Faults(config.default_latency)
+        self.request_log = RequestLog()
+        self.sender = CallbackSender(
+            lambda service: self.state.listener(service),
+            clock=clock,
+            concurrency=config.callback_concurrency,
+            retry_interval=config.callback_retry_interval,
+            on_tick=self.tick,
+        )
+        self.state = SandboxState(config, clock, self.sender.submit)
+        reachability.install(self.state)
+        self.app: Starlette = build_app(self)
+        self.sender.start()
+        logger.info("sandbox: %d devices (seed %d), account %s", config.devices, config.seed, config.account)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the callback sender (undelivered callbacks are abandoned)."""
+        self.sender.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self, *, everything: bool = False) -> None:
+        """Rebuild the fleet; forget requests, monitors, faults, queued callbacks and the lock."""
+        self.sender.clear()
+        self.state.build()
+        self.faults.clear()
+        self.faults.latency = self.config.default_latency
+        self.request_log.clear()
+        self.auth.reset(everything=everything)
+        if everything:
+            with self.state.lock:
+                self.state.listeners.clear()
+
+    def tick(self) -> int:
+        """Run the time-based events due on the sandbox clock (also done a few times a second)."""
+        return self.state.tick()
+
+    def advance_clock(self, seconds: float) -> str:
+        """Move a :class:`ManualClock` forward and run what became due; ValueError otherwise."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ClockError("the sandbox runs on the wall clock; only a ManualClock can be advanced")
+        clock.advance(timedelta(seconds=seconds))
+        self.tick()
+        return iso(self.clock())
+
+    # -- observing -------------------------------------------------------------------------------
+    def requests_received(
+        self, path: str | None = None, method: str | None = None, *, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """API requests received (method, path, time, status, errorCode); ``path`` exact or a glob."""
+        return self.request_log.query(path, method, after)
+
+    def callbacks_sent(self) -> list[dict[str, Any]]:
+        """Every callback attempt (and drop) so far, oldest first."""
+        return self.sender.log()
+
+    def pending_callbacks(self) -> int:
+        """Callbacks queued, in flight, or waiting for a retry."""
+        return self.sender.outstanding()
+
+    def wait_for_callbacks(self, timeout: float = 10.0) -> bool:
+        """Block until no callback is queued, in flight or waiting for a retry; False on timeout."""
+        return self.sender.wait_idle(timeout)
+
+    def summary(self) -> dict[str, Any]:
+        creds = self.config.credentials
+        return {
+            "account": self.config.account,
+            "clientId": creds.client_id,
+            "clientSecret": creds.client_secret,
+            "username": creds.username,
+            "password": creds.password,
+            "devices": self.config.devices,
+            "seed": self.config.seed,
+            "now": iso(self.clock()),
+            "latency": self.faults.latency,
+            "callbackRetryInterval": self.config.callback_retry_interval,
+            "listeners": sorted(self.state.listeners),
+            "userLocked": self.auth.locked,
+            "demoDevices": self.demo_devices(),
+        }
+
+    @staticmethod
+    def conditions() -> dict[str, str]:
+        return dict(CONDITIONS)
+
+    def demo_devices(self) -> dict[str, dict[str, str]]:
+        """condition -> {label, iccid, mdn} of the demo devices present in this fleet."""
+        with self.state.lock:
+            shown = self.state.devices[: len(DEMO_CONDITIONS)]
+            return {d.base_condition: {"label": d.label, "iccid": d.iccid, "mdn": d.mdn} for d in shown}
+
+    def device(self, ref: str) -> dict[str, Any]:
+        """One device as the sandbox sees it (``ref``: ``kind:id``, bare id or label)."""
+        with self.state.lock:
+            d = self.state.resolve_text(ref)
+            now = self.clock()
+            t = epoch(now)
+            status = status_at(d.timeline, t)
+            last = last_activity(d.timeline, t)
+            return {
+                "index": d.index,
+                "label": d.label,
+                "type": d.type.name,
+                "condition": d.condition,
+                "profile": d.timeline[-1][1].label,
+                "state": d.state,
+                "servicePlan": d.plan,
+                "ids": d.ids(),
+                "groups": list(d.groups),
+                "customFields": dict(d.custom),
+                "attached": status.attached,
+                "connected": status.connected,
+                "reachable": status.reachable,
+                "lastConnection": iso(_from_epoch(last, now)) if last is not None else None,
+                "actionsToday": actions_today(d, now),
+                "resumeDate": iso(d.resume_date) if d.resume_date else None,
+                "transientFailuresLeft": d.flaky,
+                "pendingRequestsHeld": len(self.state.deferred.get(d.index, [])),
+                "monitors": len(self.state.device_monitors.get(d.index, [])),
+            }
+
+    # -- controlling -----------------------------------------------------------------------------
+    def set_reachability(self, device_id_text: str, reachable: bool) -> None:
+        """Make a device reachable (attached, always-on) or unreachable (detached) from now."""
+        with self.state.lock:
+            d = self.state.resolve_text(device_id_text)
+            now = self.clock()
+            mode = always_on(d.type.volume, d.phase) if reachable else silent(attached=False)
+            append_segment(d.timeline, epoch(now), mode)
+            d.condition = "healthy" if reachable else "down"
+            self.state.reachability_changed(d, now)
+
+    def set_condition(self, device_id_text: str, condition: str) -> None:
+        """Put a device into one of :data:`bot.sandbox.conditions.CONDITIONS` as of now."""
+        if condition not in CONDITIONS:
+            raise ValueError(f"unknown condition {condition!r}; use one of {', '.join(CONDITIONS)}")
+        with self.state.lock:
+            d = self.state.resolve_text(device_id_text)
+            now = self.clock()
+            apply_condition(d, condition, now)
+            self.state.reindex(d)
+            if d.state == "suspend":
+                self.state.schedule_suspension(d)
+            if not d.stuck:
+                release_deferred(self.state, d)
+            self.state.reachability_changed(d, now)
+
+    def inject_fault(
+        self,
+        path: str,
+        *,
+        count: int = 1,
+        status: int | None = None,
+        body: Any = None,
+        latency: float = 0.0,
+        method: str | None = None,
+    ) -> None:
+        """The next ``count`` requests matching ``path`` (glob) wait and/or get ``status`` + ``body``."""
+        self.faults.add(path, count=count, method=method, status=status, body=body, latency=latency)
+
+    def drop_callbacks(self, count: int, service: str | None = None) -> None:
+        """Silently lose the next ``count`` callbacks (of ``service``, or any)."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.sender.drop(count, service)
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every API answer by ``seconds`` from now on."""
+        if seconds < 0:
+            raise ValueError("latency must not be negative")
+        self.faults.latency = seconds
+
+    def notify(
+        self, service: str, device_id_text: str, *, change: str | None = None, by: str | None = None
+    ) -> str:
+        """Send an ExternalProvisioningChanges or ResumeTrackingNotification callback; returns its requestId."""
+        with self.state.lock:
+            d = self.state.resolve_text(device_id_text)
+            now = self.clock()
+            if service == RESUME_TRACKING_NOTIFICATION:
+                if d.state != "suspend" or d.resume_date is None:
+                    raise ValueError(f"{d.label} is not suspended, so it has no auto-resume date to announce")
+                comment = f"Device will be auto resumed on - {d.resume_date:%m/%d/%Y %I:%M:%S %p}"
+                body = {"resumeDate": iso(d.resume_date), "comment": comment}
+                delivery = self.state.notice(RESUME_TRACKING_NOTIFICATION, d, RESUME_TRACKING, body)
+            elif service == EXTERNAL_PROVISIONING_CHANGES:
+                if change not in EXTERNAL_CHANGE_TYPES:
+                    raise ValueError(f"change must be one of {', '.join(EXTERNAL_CHANGE_TYPES)}")
+                self._apply_external(d, change)
+                body = {
+                    "changeType": change,
+                    "state": d.state,
+                    "changedAt": iso(now),
+                    "changedBy": by or "portal",
+                }
+                delivery = self.state.notice(EXTERNAL_PROVISIONING_CHANGES, d, EXTERNAL_CHANGE, body)
+                self.state.reachability_changed(d, now)
+            else:
+                raise ValueError(
+                    f"service must be {EXTERNAL_PROVISIONING_CHANGES} or {RESUME_TRACKING_NOTIFICATION}"
+                )
+            self.state.emit([delivery])
+            return str(delivery.payload["requestId"])
+
+    def _apply_external(self, d: Device, change: str) -> None:
+        now = self.clock()
+        if change == "Suspend":
+            if d.state != "active":
+                raise ValueError(f"{d.label} is {d.state}; only an active line can be suspended")
+            suspend_line(d, now)
+            self.state.schedule_suspension(d)
+        elif change == "Resume":
+            if d.state != "suspend":
+                raise ValueError(f"{d.label} is {d.state}; only a suspended line can be resumed")
+            resume_line(d, now)
+        elif change == "Deactivate":
+            d.state = "deactive"
+            d.resume_date = None
+            append_segment(d.timeline, epoch(now), silent(attached=False))
+            d.actions.append(now)
+        elif change == "Activate":
+            d.state = "active"
+            append_segment(d.timeline, epoch(now), d.healthy_mode())
+            d.actions.append(now)
+        else:  # ChangeMdn: a new number in the same area, the old one retired
+            digits = int(d.mdn[3:]) + 1_000_003
+            d.mdn = f"{d.mdn[:3]}{2_000_000 + digits % 8_000_000:07d}"
+            self.state.reindex(d)
+
+
+def _from_epoch(seconds: int, like: datetime) -> datetime:
+    return datetime.fromtimestamp(seconds, like.tzinfo)

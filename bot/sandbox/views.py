@@ -1,0 +1,485 @@
+"""Synchronous reads: device list, extended diagnostics, histories, mismatches, account, status.
+
+Shapes follow Verizon's published models (thingspace-api.md §5, §10, §12); the extended
+diagnostics categories and keys beyond ``Connectivity``/``Connected`` are the proposals in
+``bot.thingspace.shapes``. Paging: the device list returns at most 2,000 devices per call (HTTP
+202 with ``hasMoreData: true`` when more remain), sorted by the numeric ``DeviceId`` extended
+attribute when ``largestDeviceIdSeen`` is sent (page by raising it to the last ``DeviceId``), else
+by date added (page by moving ``earliest``, exclusive, to the last ``createdAt``). Connection and
+usage histories return at most 500 records (202 when more remain), oldest first; their
+``earliest`` is *inclusive*, so paging with ``earliest`` = the last ``occurredAt`` repeats that
+record at the top of the next page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from bot.sandbox.activity import daily_bytes, iter_sessions, last_activity, sessions_started, status_at
+from bot.sandbox.clock import iso
+from bot.sandbox.conditions import epoch
+from bot.sandbox.errors import (
+    DEVICE_NOT_FOUND,
+    NUMBER_OF_DEVICES,
+    REQUEST_NOT_FOUND,
+    field_invalid,
+    field_null,
+    thingspace_error,
+)
+from bot.sandbox.fleet import PLANS, Device
+from bot.sandbox.ids import ALL_KINDS, DIAGNOSTICS_KINDS, check_device_id, device_entries, normalize
+from bot.sandbox.rules import actions_today, suspended_days_continuous, suspended_days_year
+from bot.thingspace.shapes import (
+    DIAG_CATEGORY_ACCOUNT,
+    DIAG_CATEGORY_CONNECTIVITY,
+    DIAG_CATEGORY_IDENTIFIERS,
+    DIAG_CATEGORY_PROVISIONING,
+    DIAG_KEY_ACTIONS_TODAY,
+    DIAG_KEY_ATTACHED,
+    DIAG_KEY_CONNECTED,
+    DIAG_KEY_LAST_CONNECTION,
+    DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS,
+    DIAG_KEY_SUSPENDED_DAYS_YEAR,
+)
+
+if TYPE_CHECKING:
+    from bot.sandbox.state import SandboxState
+
+__all__ = [
+    "account_info",
+    "connection_history",
+    "device_record",
+    "extended_diagnostics",
+    "list_devices",
+    "mismatch_list",
+    "parse_time",
+    "request_status_v1",
+    "request_status_v2",
+    "usage_history",
+]
+
+MAX_PAGE: Final = 2000
+MAX_HISTORY: Final = 500
+USAGE_RETENTION: Final = timedelta(days=365)
+# Connectivity keys proposed (in a comment) by bot.thingspace.shapes without constants yet:
+_KEY_IP, _KEY_APN, _KEY_RAT, _KEY_SESSIONS_1H = "IpAddress", "Apn", "RatType", "SessionCount1h"
+
+
+def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | None:
+    """ISO 8601 / RFC 3339 (``Z`` or an offset; naive means UTC)."""
+    if raw is None or raw == "":
+        if required:
+            raise field_null(field)
+        return None
+    if not isinstance(raw, str):
+        raise field_invalid(
+            field, f"{field} must be an ISO 8601 date-time string, e.g. 2026-01-10T00:00:00Z."
+        )
+    text = raw.strip()
+    if text.endswith("Z") and ("+" in text[10:] or "-" in text[10:]):
+        text = text[:-1]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise field_invalid(
+            field, f"{field} {raw!r} is not an ISO 8601 date-time, e.g. 2026-01-10T00:00:00Z."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _last_connection(device: Device, now: datetime) -> datetime | None:
+    last = last_activity(device.timeline, epoch(now))
+    return datetime.fromtimestamp(last, UTC) if last is not None else None
+
+
+def device_record(state: SandboxState, device: Device, now: datetime) -> dict[str, Any]:
+    """A ``devices[]`` element of ``POST /devices/actions/list`` (``ThingspaceDevice``)."""
+    status = status_at(device.timeline, epoch(now))
+    last = _last_connection(device, now)
+    return {
+        "accountName": state.config.account,
+        "billingCycleEndDate": iso(state.billing_cycle_end(now)),
+        "carrierInformations": [
+            {"carrierName": "Verizon Wireless", "servicePlan": device.plan, "state": device.state}
+        ],
+        "connected": status.connected,
+        "createdAt": iso(device.created),
+        "customFields": [{"key": key, "value": value} for key, value in sorted(device.custom.items())],
+        "deviceIds": [{"id": value, "kind": kind} for kind, value in device.ids().items()],
+        "extendedAttributes": [{"key": "DeviceId", "value": str(device.number)}],
+        "groupNames": list(device.groups),
+        "ipAddress": device.ip_address,
+        "lastActivationBy": device.activated_by,
+        "lastActivationDate": iso(device.activated),
+        "lastConnectionDate": iso(last) if last is not None else None,
+    }
+
+
+def _page_size(raw: object) -> int:
+    if raw is None:
+        return MAX_PAGE
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_PAGE:
+        raise field_invalid(
+            "maxNumberOfDevices", f"maxNumberOfDevices must be a whole number from 1 to {MAX_PAGE}."
+        )
+    return raw
+
+
+def _id_filters(raw: object) -> list[tuple[str, str, str, str]]:
+    if raw is None:
+        return []
+    filters = raw.get("deviceIdentifierFilters") if isinstance(raw, dict) else None
+    if not isinstance(filters, list):
+        raise field_invalid(
+            "filter", 'filter must be {"deviceIdentifierFilters": [{"kind": "iccid", "contains": "9708"}]}.'
+        )
+    parsed = []
+    for item in filters:
+        if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
+            raise field_null("filter.deviceIdentifierFilters.kind")
+        kind = item["kind"].strip().lower()
+        if kind not in ALL_KINDS:
+            raise thingspace_error(
+                "INPUT_INVALID.Device.Kind.Invalid", f"Unknown device kind {item['kind']!r}."
+            )
+        parts = [item.get(name) or "" for name in ("contains", "startswith", "endswith")]
+        if not all(isinstance(p, str) for p in parts) or not any(parts):
+            raise field_invalid(
+                "filter", "Each identifier filter needs contains, startswith or endswith (strings)."
+            )
+        parsed.append((kind, *(normalize(kind, str(p))[1] for p in parts)))
+    return parsed
+
+
+def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /devices/actions/list``: a single device, or a filtered page of the account."""
+    with state.lock:
+        now = state.clock()
+        state.check_account(body.get("accountName"), required=False)
+        single = body.get("deviceId")
+        if single is not None:
+            kind, value = check_device_id(single)
+            device = state.find(kind, value)
+            devices = [device_record(state, device, now)] if device is not None else []
+            return 200, {"hasMoreData": False, "devices": devices}
+        size = _page_size(body.get("maxNumberOfDevices"))
+        largest = body.get("largestDeviceIdSeen")
+        if largest is not None and (isinstance(largest, bool) or not isinstance(largest, int) or largest < 0):
+            raise field_invalid(
+                "largestDeviceIdSeen", "largestDeviceIdSeen must be a whole number (a DeviceId)."
+            )
+        earliest = parse_time(body.get("earliest"), "earliest", required=False)
+        latest = parse_time(body.get("latest"), "latest", required=False)
+        state_filter = body.get("currentState")
+        if state_filter is not None and not isinstance(state_filter, str):
+            raise field_invalid("currentState", "currentState must be a string such as active or suspend.")
+        group, plan = body.get("groupName"), body.get("servicePlan")
+        custom = state.custom_filter(body.get("customFields"))
+        id_filters = _id_filters(body.get("filter"))
+        pool = state.devices if largest is not None else state.by_created
+        if group is not None:
+            members = {d.index for d in state.groups.get(str(group), [])}
+        found: list[Device] = []
+        for device in pool:
+            if largest is not None and device.number <= largest:
+                continue
+            if earliest is not None and device.created <= earliest:
+                continue
+            if latest is not None and device.created > latest:
+                continue
+            if state_filter and device.state != state_filter.strip().lower():
+                continue
+            if group is not None and device.index not in members:
+                continue
+            if plan and device.plan != plan:
+                continue
+            if custom and any(device.custom.get(k) != v for k, v in custom.items()):
+                continue
+            if id_filters and not _matches(device, id_filters):
+                continue
+            found.append(device)
+            if len(found) > size:
+                break
+        more = len(found) > size
+        records = [device_record(state, d, now) for d in found[:size]]
+        return (202 if more else 200), {"hasMoreData": more, "devices": records}
+
+
+def _matches(device: Device, filters: list[tuple[str, str, str, str]]) -> bool:
+    ids = device.ids()
+    for kind, contains, startswith, endswith in filters:
+        value = ids.get(kind)
+        if (
+            value is None
+            or contains not in value
+            or not value.startswith(startswith)
+            or not value.endswith(endswith)
+        ):
+            return False
+    return True
+
+
+def _one_device(state: SandboxState, raw: object, field: str, allowed: frozenset[str] = ALL_KINDS) -> Device:
+    if raw is None:
+        raise field_null(field)
+    kind, value = check_device_id(raw, allowed=allowed, field=field)
+    device = state.find(kind, value)
+    if device is None:
+        raise thingspace_error(DEVICE_NOT_FOUND, f"No device with {kind} {value}.")
+    return device
+
+
+def extended_diagnostics(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /devices/extendeddiagnostics/actions/list`` for exactly one device."""
+    with state.lock:
+        state.check_account(body.get("accountName"), required=True)
+        raw = body.get("deviceList")
+        if raw is None:
+            raise field_null("deviceList")
+        items = raw if isinstance(raw, list) else [raw]
+        if len(items) != 1:
+            raise thingspace_error(
+                NUMBER_OF_DEVICES, f"deviceList must name exactly one device; got {len(items)}."
+            )
+        device = _one_device(state, items[0], "deviceList[0]", DIAGNOSTICS_KINDS)
+        now = state.clock()
+        return {"categories": _categories(state, device, now)}
+
+
+def _attrs(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in pairs]
+
+
+def _categories(state: SandboxState, device: Device, now: datetime) -> list[dict[str, Any]]:
+    ids = device.ids()
+    identifiers = [
+        (kind.upper(), ids[kind])
+        for kind in ("eid", "iccid", "imei", "imsi", "mdn", "meid", "min", "msisdn")
+        if kind in ids
+    ]
+    last_suspended = next((start for start, _ in reversed(device.suspensions) if start is not None), None)
+    provisioning = [
+        ("DeviceState", device.state),
+        ("CreatedAt", iso(device.created)),
+        ("LastActivationBy", device.activated_by),
+        ("LastActivationDate", iso(device.activated)),
+        ("LastDateSuspended", iso(last_suspended) if last_suspended else ""),
+        ("ResumeDate", iso(device.resume_date) if device.resume_date else ""),
+        (DIAG_KEY_ACTIONS_TODAY, str(actions_today(device, now))),
+        (DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS, str(suspended_days_continuous(device, now))),
+        (DIAG_KEY_SUSPENDED_DAYS_YEAR, str(suspended_days_year(device, now))),
+    ]
+    t = epoch(now)
+    status = status_at(device.timeline, t)
+    last = _last_connection(device, now)
+    connectivity = [
+        (DIAG_KEY_CONNECTED, _flag(status.connected)),
+        (DIAG_KEY_ATTACHED, _flag(status.attached)),
+        (DIAG_KEY_LAST_CONNECTION, iso(last) if last else ""),
+        (_KEY_IP, device.ip_address if status.connected else ""),
+        (_KEY_APN, device.type.apn),
+        (_KEY_RAT, device.type.rat),
+        (_KEY_SESSIONS_1H, str(sessions_started(device.timeline, device.number, t - 3600, t))),
+    ]
+    account = [
+        ("AccountName", state.config.account),
+        ("ServicePlan", device.plan),
+        ("BillingCycleEndDate", iso(state.billing_cycle_end(now))),
+        ("GroupNames", ",".join(device.groups)),
+        ("CarrierName", "Verizon Wireless"),
+    ]
+    return [
+        {"categoryName": DIAG_CATEGORY_IDENTIFIERS, "extendedAttributes": _attrs(identifiers)},
+        {"categoryName": DIAG_CATEGORY_PROVISIONING, "extendedAttributes": _attrs(provisioning)},
+        {"categoryName": DIAG_CATEGORY_CONNECTIVITY, "extendedAttributes": _attrs(connectivity)},
+        {"categoryName": DIAG_CATEGORY_ACCOUNT, "extendedAttributes": _attrs(account)},
+    ]
+
+
+def _window(body: dict[str, Any]) -> tuple[datetime, datetime]:
+    earliest = parse_time(body.get("earliest"), "earliest")
+    latest = parse_time(body.get("latest"), "latest")
+    assert earliest is not None and latest is not None
+    if latest < earliest:
+        raise field_invalid("latest", "latest must not be before earliest.")
+    return earliest, latest
+
+
+def connection_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /devices/connections/actions/listHistory``: Start/Stop events, oldest first."""
+    with state.lock:
+        device = _one_device(state, body.get("deviceId"), "deviceId")
+        earliest, latest = _window(body)
+        now = state.clock()
+        lo, hi = epoch(earliest), min(epoch(latest), epoch(now))
+        events: list[tuple[int, str, int]] = []
+        if hi >= lo:
+            for session in iter_sessions(device.timeline, device.number, lo, hi, epoch(now)):
+                if lo <= session.start <= hi:
+                    events.append((session.start, "Start", 0))
+                if session.stop is not None and lo <= session.stop <= hi:
+                    events.append((session.stop, "Stop", session.volume))
+                if len(events) > MAX_HISTORY:
+                    break
+        more = len(events) > MAX_HISTORY
+        msisdn = device.msisdn
+        history = [
+            {
+                "connectionEventAttributes": [
+                    {"key": "Event", "value": event},
+                    {"key": "BytesUsed", "value": str(volume)},
+                    {"key": "Msisdn", "value": msisdn},
+                ],
+                "extendedAttributes": [],
+                "occurredAt": iso(datetime.fromtimestamp(moment, UTC)),
+            }
+            for moment, event, volume in events[:MAX_HISTORY]
+        ]
+        return (202 if more else 200), {"connectionHistory": history, "hasMoreData": more}
+
+
+def usage_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /devices/usage/actions/list``: one record per UTC day (12 months kept)."""
+    with state.lock:
+        label = body.get("label")
+        if body.get("deviceId") is None and isinstance(label, dict):
+            device = _by_label(state, label)
+        else:
+            device = _one_device(state, body.get("deviceId"), "deviceId")
+        earliest, latest = _window(body)
+        now = state.clock()
+        first = max(earliest, device.created, now - USAGE_RETENTION)
+        day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        if day < earliest:
+            day += timedelta(days=1)
+        end = min(latest, now)
+        records: list[dict[str, Any]] = []
+        t_now = epoch(now)
+        while day <= end and len(records) <= MAX_HISTORY:
+            start = epoch(day)
+            sms = device.sms_days.get(day.date().isoformat(), 0)
+            records.append(
+                {
+                    "bytesUsed": daily_bytes(device.timeline, device.number, start, start + 86400, t_now),
+                    "extendedAttributes": [
+                        {"key": "MoSms", "value": "0"},
+                        {"key": "MtSms", "value": str(sms)},
+                    ],
+                    "servicePlan": device.plan,
+                    "smsUsed": sms,
+                    "source": "Raw Usage",
+                    "timestamp": iso(day),
+                }
+            )
+            day += timedelta(days=1)
+        more = len(records) > MAX_HISTORY
+        return (202 if more else 200), {"hasMoreData": more, "usageHistory": records[:MAX_HISTORY]}
+
+
+def _by_label(state: SandboxState, label: dict[str, Any]) -> Device:
+    name, value = label.get("name"), label.get("value")
+    matches = [d for d in state.devices if isinstance(name, str) and d.custom.get(name) == value]
+    if len(matches) != 1:
+        raise thingspace_error(
+            DEVICE_NOT_FOUND,
+            f"The label {name}={value} must match exactly one device; it matches {len(matches)}.",
+        )
+    return matches[0]
+
+
+def mismatch_list(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /devices/actions/list/imeiiccidmismatch``."""
+    with state.lock:
+        state.check_account(body.get("accountName"), required=False)
+        window = body.get("filter") or {}
+        if not isinstance(window, dict):
+            raise field_invalid("filter", 'filter must be {"earliest": ISO, "latest": ISO}.')
+        earliest = parse_time(window.get("earliest"), "filter.earliest", required=False)
+        latest = parse_time(window.get("latest"), "filter.latest", required=False)
+        pool = state.devices
+        if body.get("devices") is not None:
+            pool = []
+            for position, raw in enumerate(device_entries(body["devices"])):
+                kind, value = check_device_id(raw, allowed={"iccid", "mdn"}, field=f"devices[{position}]")
+                found = state.find(kind, value)
+                if found is not None:
+                    pool.append(found)
+        group = body.get("groupName")
+        rows = []
+        for device in pool:
+            if device.imei_change is None or (group and group not in device.groups):
+                continue
+            pre, post, when = device.imei_change
+            if (earliest and when < earliest) or (latest and when > latest):
+                continue
+            rows.append(
+                {
+                    "accountName": state.config.account,
+                    "mdn": device.mdn,
+                    "activationDate": iso(device.activated),
+                    "iccid": device.iccid,
+                    "preImei": pre,
+                    "postImei": post,
+                    "simOtaDate": iso(when),
+                }
+            )
+        return {"devices": rows}
+
+
+def account_info(state: SandboxState) -> dict[str, Any]:
+    """``GET /accounts/{accountName}`` (``AccountDetails``)."""
+    plans = [
+        {"name": name, "code": code, "sizeKb": str(size), "carrierServicePlanCode": code}
+        for code, (name, size) in PLANS.items()
+    ]
+    return {
+        "accountName": state.config.account,
+        "accountNumber": state.config.account,
+        "organizationName": "Sandbox Fleet Co",
+        "isProvisioningAllowed": True,
+        "carriers": [{"carriers": "Verizon Wireless"}],
+        "features": [
+            {"features": "SMS"},
+            {"features": "Reachability Monitoring"},
+            {"features": "Cancel Location"},
+        ],
+        "servicePlans": plans,
+    }
+
+
+def _request(state: SandboxState, request_id: str) -> Any:
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        raise field_invalid("requestId", f"{request_id!r} is not a request id (a GUID).") from None
+    request = state.requests.get(request_id)
+    if request is None:
+        raise thingspace_error(REQUEST_NOT_FOUND, f"No request {request_id} for this account.")
+    return request
+
+
+def request_status_v1(state: SandboxState, request_id: str) -> dict[str, Any]:
+    """``GET /m2m/v1/accounts/{a}/requests/{id}/status``: single-device provisioning only."""
+    with state.lock:
+        request = _request(state, request_id)
+        if not request.provisioning or len(request.subs) != 1:
+            raise thingspace_error(
+                REQUEST_NOT_FOUND,
+                "Request status is available only for single-device provisioning requests "
+                "(activate, deactivate, suspend, restore); use /m2m/v2 for this request.",
+            )
+        return {"requestId": request.request_id, "status": request.status}
+
+
+def request_status_v2(state: SandboxState, request_id: str) -> dict[str, Any]:
+    """``GET /m2m/v2/accounts/{a}/requests/{id}/status``: overall and per-device status."""
+    with state.lock:
+        request = _request(state, request_id)
+        subs = [{"ids": sub.ids, "status": sub.status} for sub in request.subs]
+        return {"requestId": request.request_id, "status": request.status, "subRequests": subs}
