@@ -2,7 +2,7 @@
 
 ::
 
-    tsbot audit verify [--db PATH] [--head PATH]
+    tsbot audit verify [--db PATH] [--head PATH] [--head-may-lag]
     tsbot audit export --format csv|json [--since WHEN] [--until WHEN] [--actor U…] [--device ID]
                        [--verb VERB] [--output FILE] [--db PATH]
     tsbot audit retain --older-than WHEN [--archive FILE] [--db PATH] [--head PATH]
@@ -15,7 +15,9 @@ date in ``--until`` includes that whole day.
 
 ``verify`` prints the row count and exits 0 when the log is intact; it exits 1 naming the first
 bad row (and why) when anything was edited, deleted, inserted or rewritten, or the head file is
-missing. ``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to
+missing. To verify a backup, copy the head file first and the database second (``sqlite3 tsbot.db
+".backup …"``), and pass ``--head-may-lag``: rows the bot appended between the two copies are
+then accepted when they chain on from the head file's row. ``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to
 ``--output`` (written to ``FILE.partial``, renamed when complete). ``retain`` archives and
 removes rows older than ``--older-than`` (archive default: ``[audit] archive_dir``, else the
 database's directory). Exit 2: bad arguments or no database.
@@ -91,11 +93,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--head", metavar="PATH", help="the audit head file (default: <db>.audit-head)")
     actions = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
-    actions.add_parser(
+    check = actions.add_parser(
         "verify",
         parents=[common],
         help="check the hash chain and the head file; exit 1 naming the first bad row",
         description="Check the audit log's hash chain, device index and head file.",
+    )
+    check.add_argument(
+        "--head-may-lag",
+        action="store_true",
+        help="a backup whose head file was copied before the database: accept newer rows that chain on",
     )
 
     export = actions.add_parser(
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify(db: Database, args: argparse.Namespace) -> int:
-    result = verify(db, args.head)
+    result = verify(db, args.head, head_may_lag=args.head_may_lag)
     if result.ok:
         print(f"audit log {result.reason}.")
         if result.note:

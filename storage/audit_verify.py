@@ -62,8 +62,13 @@ class VerifyResult:
     note: str = ""
 
 
-def verify(db: Database, head_path: str | Path | None = None) -> VerifyResult:
-    """Check the audit log of *db* against its head file (default ``<db file>.audit-head``)."""
+def verify(db: Database, head_path: str | Path | None = None, *, head_may_lag: bool = False) -> VerifyResult:
+    """Check the audit log of *db* against its head file (default ``<db file>.audit-head``).
+
+    *head_may_lag*: for a backup whose head file was copied *before* the database: rows after the
+    anchored row are accepted when they chain on from it (and reported in ``note``), since the
+    bot may have appended between the two copies. Such rows are shown, not proven.
+    """
     conn = db.conn
     if conn.in_transaction:
         raise RuntimeError("verify needs its own read snapshot: call it outside a transaction")
@@ -97,7 +102,9 @@ def verify(db: Database, head_path: str | Path | None = None) -> VerifyResult:
         first = int(first_row) if first_row is not None else None
         if first is None and more.rows:
             first = result.last.id + 1
-        verdict = _check_anchor(path, rows=total, first=first, last=more.last, conn=conn)
+        verdict = _check_anchor(
+            path, rows=total, first=first, last=more.last, conn=conn, may_lag=head_may_lag
+        )
         if not verdict.ok:
             return verdict
         trigger_fault = _check_triggers(conn)
@@ -174,7 +181,13 @@ def _check_triggers(conn: sqlite3.Connection) -> ChainFault | None:
 
 
 def _check_anchor(
-    path: Path | None, *, rows: int, first: int | None, last: Head, conn: sqlite3.Connection | None = None
+    path: Path | None,
+    *,
+    rows: int,
+    first: int | None,
+    last: Head,
+    conn: sqlite3.Connection | None = None,
+    may_lag: bool = False,
 ) -> VerifyResult:
     span = f"rows {first}–{last.id}" if first is not None else "no rows"
 
@@ -204,6 +217,11 @@ def _check_anchor(
     if anchored_hash == anchor.hash:
         if anchor.id == last.id:
             return ok(anchor.id)
+        if may_lag:
+            return ok(
+                anchor.id,
+                f"rows {anchor.id + 1}–{last.id} come after the head file's row and chain on from it",
+            )
         return bad(
             anchor.id + 1,
             f"rows {anchor.id + 1}–{last.id} were added after the anchored head (row {anchor.id}) "

@@ -69,6 +69,22 @@ def test_verify_with_head_elsewhere(dbfile: Path, tmp_path: Path, capsys: pytest
     assert run(capsys, "verify", "--db", str(dbfile), "--head", str(moved))[0] == 0
 
 
+def test_verify_backup_with_head_copied_first(
+    dbfile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backup whose head file predates the database copy verifies with --head-may-lag, and only with it."""
+    head_copy = tmp_path / "backup.head"
+    head_copy.write_bytes(Path(str(dbfile) + ".audit-head").read_bytes())
+    db = open_database(dbfile)
+    AuditLog(db).record_many([event(100), event(101)])
+    db.conn.close()
+    code, out, _err = run(capsys, "verify", "--db", str(dbfile), "--head", str(head_copy))
+    assert code == 1 and f"at row {ROWS + 1}" in out
+    code, out, _err = run(capsys, "verify", "--db", str(dbfile), "--head", str(head_copy), "--head-may-lag")
+    assert code == 0
+    assert f"anchored at row {ROWS}" in out and f"rows {ROWS + 1}–{ROWS + 2} come after" in out
+
+
 def test_missing_database_is_an_error_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
