@@ -73,9 +73,11 @@ class Mode:
     label: str = ""
 
 
-def always_on(bytes_per_hour: int, phase: int) -> Mode:
-    """Hourly data sessions back to back (the network closes long sessions every hour)."""
-    return Mode("periodic", 3600, 3595, bytes_per_hour, phase % 3600, label="always-on")
+def always_on(bytes_per_hour: int, phase: int, every: int = 3600) -> Mode:
+    """Data sessions back to back, ``every`` seconds long (the network closes long sessions hourly)."""
+    return Mode(
+        "periodic", every, every - 5, bytes_per_hour * every // 3600, phase % every, label="always-on"
+    )
 
 
 def sleepy(every: int, phase: int, volume: int = 20_000, length: int = 120) -> Mode:

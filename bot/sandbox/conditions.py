@@ -80,7 +80,7 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
 
     if condition == "usage-spike":
         spike = max(40_000_000, 10 * device.type.volume)
-        append_segment(device.timeline, now - 3600, always_on(spike, device.phase))
+        append_segment(device.timeline, now - 3600, always_on(spike, device.phase, every=600))
     elif condition == "suspended":
         start = since(timedelta(days=20), timedelta(days=5), timedelta(days=80))
         older = start - 200 * 86400
