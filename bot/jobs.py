@@ -5,18 +5,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.directory_sync import sync_directory
 from storage import memberships, seen
+from storage.audit import AuditLog, apply_retention, default_archive_path
 from storage.db import write
 
 if TYPE_CHECKING:
     from bot.app import Runtime
 
-__all__ = ["EXTRA_JOBS", "housekeeping_job", "refresh_memberships_job", "sync_directory_job"]
+__all__ = [
+    "EXTRA_JOBS",
+    "audit_anchor_job",
+    "audit_retention_job",
+    "housekeeping_job",
+    "refresh_memberships_job",
+    "sync_directory_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +62,23 @@ def housekeeping_job(runtime: Runtime, now: float | None = None) -> None:
     db = runtime.pool.get()
     with write(db):
         seen.prune(db, now=time.time() if now is None else now)
+
+
+def audit_anchor_job(runtime: Runtime) -> None:
+    """Confirm the audit head file for rows appended inside other transactions (cheap, every minute)."""
+    AuditLog(runtime.pool.get()).anchor()
+
+
+def audit_retention_job(runtime: Runtime, now: datetime | None = None) -> None:
+    """Export and remove audit rows older than ``[audit] retention``, re-anchoring the chain."""
+    retention = runtime.settings.audit_retention
+    if retention.total_seconds() <= 0:
+        return
+    now = datetime.now(UTC) if now is None else now
+    db = runtime.pool.get()
+    folder = runtime.settings.audit_archive_dir or str(
+        Path(runtime.settings.db_path).resolve().parent / "audit-archive"
+    )
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    result = apply_retention(db, older_than=now - retention, archive_path=default_archive_path(folder, now))
+    log.info("audit retention: %s", result)

@@ -20,7 +20,6 @@ from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
 from commands.targets import ResolvedDevice, resolve
 from storage import jobs, outbox, pending, requests
-from storage.db import write
 
 __all__ = ["API_CALLS", "BUTTONS", "on_button", "start"]
 
@@ -93,7 +92,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             lines.append(
                 f"More than {settings.approval_size} devices: a second person would have to approve."
             )
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -113,7 +112,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         )
     if not preview.ok:
         why = _preview(verb, preview)
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -131,7 +130,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
     needs_approval = len(devices) > settings.approval_size
     direct = verb == "sms" and len(devices) == 1
     ttl = settings.confirm_ttl.total_seconds()
-    with write(db):
+    with audit.transaction(db):
         action = pending.create(
             db,
             verb=verb,
@@ -242,7 +241,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
 
     role = user_role(deps, req.user, action.channel)
     if kind in {"confirm", "approve", "reject"} and not may_run(role, verb):
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -257,7 +256,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
             replace_original=False,
         )
     if kind == "cancel":
-        with write(db):
+        with audit.transaction(db):
             done = pending.cancel(db, action.id, by=req.user, now=now)
             if done:
                 audit.record(
@@ -281,7 +280,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
                 replace_original=False,
             )
         target = "awaiting_approval" if action.needs_approval else "confirmed"
-        with write(db):
+        with audit.transaction(db):
             claimed = pending.claim(
                 db, action.id, from_state="pending", to_state=target, by=req.user, now=now
             )
@@ -327,7 +326,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
         )
     # approve / reject: a second person, never the requester
     if req.user == action.actor:
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -341,7 +340,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
             "You asked for this, so someone else must approve it (four eyes).", replace_original=False
         )
     to_state = "approved" if kind == "approve" else "denied"
-    with write(db):
+    with audit.transaction(db):
         claimed = pending.claim(
             db, action.id, from_state="awaiting_approval", to_state=to_state, by=req.user, now=now
         )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlite_utils import Database
+
 from storage.audit import AuditEvent, AuditLog
 
-__all__ = ["record"]
+__all__ = ["record", "transaction"]
+
+
+@contextlib.contextmanager
+def transaction(db: Database) -> Iterator[Database]:
+    """A write transaction whose audit rows are anchored (head file confirmed) after the commit."""
+    with AuditLog(db).transaction() as inner:
+        yield inner
 
 
 def record(

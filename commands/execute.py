@@ -21,7 +21,6 @@ from commands.actions import API_CALLS
 from commands.context import Deps
 from commands.targets import ResolvedDevice
 from storage import directory, jobs, outbox, pending, requests
-from storage.db import write
 from storage.jobs import Job
 
 __all__ = ["LIMITS_CHECK_MAX", "run"]
@@ -63,7 +62,7 @@ def run(deps: Deps, job: Job) -> None:
     db = deps.db()
     action = pending.get(db, job.payload["pending"])
     if action is None:
-        with write(db):
+        with audit.transaction(db):
             jobs.finish(db, job.id, ok=False, error="pending action missing")
         return
     verb = action.verb
@@ -76,7 +75,7 @@ def run(deps: Deps, job: Job) -> None:
     reply_key = f"execute:{action.id}"
     if not checked.ok:
         lines = [f"{d.label}: {why}" for d, why in [*checked.skipped, *checked.refused]]
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=action.actor,
@@ -95,7 +94,7 @@ def run(deps: Deps, job: Job) -> None:
             )
             jobs.finish(db, job.id)
         return
-    with write(db):
+    with audit.transaction(db):
         jobs.start_submit(db, job.id)
     ids = [d.device_id for d in checked.ok]
     started = time.monotonic()
@@ -114,7 +113,7 @@ def run(deps: Deps, job: Job) -> None:
             raise ValueError(f"not an action verb: {verb}")
     except ThingSpaceError as exc:
         latency = round((time.monotonic() - started) * 1000)
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=action.actor,
@@ -170,7 +169,7 @@ def run(deps: Deps, job: Job) -> None:
                 "ThingSpace queues cancel-location requests (a platform-wide hourly cap); it can take hours."
             )
         )
-    with write(db):
+    with audit.transaction(db):
         outbox.enqueue_post(db, key=root, channel=action.channel, text=headline, blocks=body)
         requests.add_request(
             db,

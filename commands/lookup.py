@@ -22,7 +22,6 @@ from commands.context import CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
 from commands.targets import resolve
 from storage import directory, jobs, outbox, requests
-from storage.db import write
 from storage.jobs import Job
 
 __all__ = ["device_card", "run", "start", "start_request"]
@@ -42,7 +41,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         "response_url": req.response_url,
     }
     job_key = f"lookup:{inv.verb}:{req.user}:{device.key}:{time.time_ns()}"
-    with write(db):
+    with audit.transaction(db):
         jobs.enqueue(db, key=job_key, kind="lookup", payload=payload)
         if inv.verb == "reach":
             audit.record(
@@ -71,7 +70,7 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
         "response_url": req.response_url,
     }
     db = deps.db()
-    with write(db):
+    with audit.transaction(db):
         jobs.enqueue(db, key=f"lookup:request:{request_id}:{time.time_ns()}", kind="lookup", payload=payload)
     deps.wake()
     return Reply(f":hourglass_flowing_sand: Checking request `{request_id}`…")
@@ -137,7 +136,7 @@ def run(deps: Deps, job: Job) -> None:
         )
         if verb == "status":
             device = client.get_device(device_id)
-            with write(db):
+            with audit.transaction(db):
                 directory.upsert_devices(db, [device_row(device)])
                 _respond(db, job, f"{device.label or device_id}: {device.state}", device_card(device))
             return
@@ -145,14 +144,14 @@ def run(deps: Deps, job: Job) -> None:
             from commands import diag
 
             text, body = diag.run_diag(deps, device_id, job.payload)
-            with write(db):
+            with audit.transaction(db):
                 _respond(db, job, text, body)
             return
         if verb == "reach":
             _run_reach(deps, job, device_id)
             return
     except ThingSpaceError as exc:
-        with write(db):
+        with audit.transaction(db):
             _respond(db, job, f":warning: ThingSpace could not answer: {exc.user_message}")
             audit.record(
                 db,
@@ -174,7 +173,7 @@ def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
     accepted = deps.thingspace.reachability_status(device_id, "REACHABLE_FOR_DATA")
     request_id = accepted.request_id
     key = job.payload["key"]
-    with write(db):
+    with audit.transaction(db):
         root = f"req:{request_id}"
         outbox.enqueue_post(
             db,
@@ -236,13 +235,13 @@ def _run_request(deps: Deps, job: Job) -> None:
         remote = f"ThingSpace says: *{answer.status}*"
     except ThingSpaceError as exc:
         if not tracked:
-            with write(db):
+            with audit.transaction(db):
                 _respond(
                     db, job, f":warning: ThingSpace does not know request `{request_id}`: {exc.user_message}"
                 )
             return
         remote = "ThingSpace's request status covers only single-device provisioning requests; the results above come from its callbacks."
-    with write(db):
+    with audit.transaction(db):
         _respond(
             db,
             job,
