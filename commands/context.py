@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.thingspace.client import ThingSpaceClient
 from sqlite_utils import Database
 
 from bot.config import Settings
+from bot.thingspace.client import ThingSpaceClient
 from storage.db import ConnectionPool
 
 __all__ = ["ActionRequest", "CommandRequest", "Deps", "Reply"]

@@ -17,7 +17,6 @@ from commands.grammar import Invocation, UsageError, parse
 from commands.help import help_reply, role_line
 from commands.policy import VERBS, may_run, role_of
 from storage import memberships
-from storage.db import write
 
 __all__ = ["EXTRA_ACTIONS", "EXTRA_VERBS", "handle_action", "handle_command", "user_role"]
 
@@ -60,7 +59,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
     try:
         inv = parse(req.text)
     except UsageError as exc:
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -74,7 +73,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
     role = user_role(deps, req.user, req.channel)
     if not may_run(role, inv.verb):
         need = VERBS[inv.verb].role
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -95,7 +94,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
     try:
         reply = handler(deps, req, inv, role)
     except UsageError as exc:
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
