@@ -91,6 +91,11 @@ class Api:
             self.session = response.json()["sessionToken"]
         return response
 
+    def relogin(self) -> None:
+        """A fresh OAuth token and session (after the test clock jumped past their lifetimes)."""
+        self.token = ""
+        assert self.login().status_code == 200
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "VZ-M2M-Token": self.session}
