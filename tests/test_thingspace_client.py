@@ -3,13 +3,47 @@ against the sandbox over loopback HTTP."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
-from bot.thingspace import errors, models
+from bot.serving import ServerThread
+from bot.thingspace import (
+    CallbackKind,
+    DeviceNotFound,
+    InvalidInput,
+    InvalidRequest,
+    RequestAccepted,
+    ServerError,
+    ThingSpaceConnectError,
+    ThingSpaceTimeout,
+    UnexpectedResponse,
+    errors,
+    models,
+    parse_callback,
+    parse_device_id,
+    shapes,
+)
 from bot.thingspace.ids import DeviceId
+from tests.helpers_thingspace import (
+    ACCOUNT,
+    LOGIN_PATH,
+    START,
+    TOKEN_PATH,
+    Listener,
+    Running,
+    callback_listener,
+    client_for,
+    running_sandbox,
+)
 
 DOC_DEVICE = {
     "accountName": "0000123456-00001",
@@ -330,3 +364,553 @@ def test_split_error_code() -> None:
     )
     assert errors.split_error_code("INPUT_INVALID.SmsMessage.TooLong") == "INPUT_INVALID.SmsMessage.TooLong"
     assert errors.split_error_code("900901") == "900901"
+
+
+# -- every operation against the sandbox, over loopback HTTP -------------------------------------
+
+EXAMPLE = parse_device_id("89148000000800139708")
+LIST_PATH = "/m2m/v1/devices/actions/list"
+DIAG_PATH = "/m2m/v1/devices/extendeddiagnostics/actions/list"
+SUSPEND_PATH = "/m2m/v1/devices/actions/suspend"
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Running]:
+    """One sandbox for the read-only tests of this module."""
+    with running_sandbox(devices=200) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh() -> Iterator[Running]:
+    """A sandbox of its own, for tests that change lines or inject faults."""
+    with running_sandbox(devices=40) as running:
+        yield running
+
+
+def demo(running: Running, condition: str) -> DeviceId:
+    """The ICCID of the sandbox's demo device for ``condition``."""
+    return DeviceId("iccid", running.sandbox.demo_devices()[condition]["iccid"])
+
+
+def test_get_device_by_any_kind(shared: Running) -> None:
+    """get_device finds device #0 by ICCID and by MDN, with its extended attributes."""
+    with client_for(shared.url) as client:
+        device = client.get_device(EXAMPLE)
+        assert device.iccid == EXAMPLE.id
+        assert device.state == "active"
+        assert "trackers" in device.groups
+        assert device.label == "demo-usage-spike"
+        assert device.mdn is not None
+        by_mdn = client.get_device(DeviceId("mdn", device.mdn))
+    assert by_mdn.iccid == EXAMPLE.id
+    assert device.extended_attributes[shapes.DEVICE_NUMBER_KEY].isdigit()
+
+
+def test_get_unknown_device_raises_device_not_found(shared: Running) -> None:
+    """An ICCID the account does not hold is DeviceNotFound, with a masked message."""
+    with client_for(shared.url) as client, pytest.raises(DeviceNotFound) as info:
+        client.get_device(DeviceId("iccid", "89148000000000000000"))
+    assert "89148000000000000000" not in str(info.value)
+
+
+@pytest.mark.parametrize("by_number", [False, True], ids=["earliest", "largestDeviceIdSeen"])
+def test_list_devices_pages_through_the_whole_fleet(shared: Running, by_number: bool) -> None:
+    """Both paging styles return all 200 devices exactly once over several 202 pages."""
+    before = shared.count(LIST_PATH)
+    with client_for(shared.url) as client:
+        pages = list(client.device_pages(page_size=37, by_device_number=by_number))
+    devices = [d for page in pages for d in page.devices]
+    assert len(devices) == 200
+    assert len({d.iccid for d in devices}) == 200
+    assert [p.has_more for p in pages] == [True] * (len(pages) - 1) + [False]
+    assert len(pages) == 6
+    statuses = [e["status"] for e in shared.requests(LIST_PATH)[before:]]
+    assert statuses == [202] * 5 + [200]
+
+
+def test_list_devices_filters(shared: Running) -> None:
+    """Group, state and identifier filters reach ThingSpace and narrow the list."""
+    with client_for(shared.url) as client:
+        everything = list(client.list_devices())
+        plant = list(client.list_devices(group="plant-7"))
+        suspended = list(client.list_devices(state="suspend"))
+        found = list(client.list_devices(contains=("iccid", "139708")))
+    assert len(everything) == 200
+    assert plant and all("plant-7" in d.groups for d in plant)
+    assert len(plant) == sum("plant-7" in d.groups for d in everything)
+    assert suspended and all(d.state == "suspend" for d in suspended)
+    assert [d.iccid for d in found] == [EXAMPLE.id]
+
+
+def test_extended_diagnostics_reflect_the_demo_conditions(shared: Running) -> None:
+    """Diagnostics of the demo devices carry the state, attach and provisioning facts the verdicts need."""
+    with client_for(shared.url) as client:
+        healthy = client.extended_diagnostics(demo(shared, "healthy"))
+        suspended = client.extended_diagnostics(demo(shared, "suspended"))
+        limit = client.extended_diagnostics(demo(shared, "action-limit"))
+        hung = client.extended_diagnostics(demo(shared, "hung"))
+        down = client.extended_diagnostics(demo(shared, "down"))
+    assert (healthy.state, healthy.attached, healthy.connected) == ("active", True, True)
+    assert suspended.state == "suspend" and suspended.resume_date is not None
+    assert limit.actions_today == 5
+    assert hung.attached is True and hung.connected is False
+    assert hung.last_connection is not None and START - hung.last_connection >= timedelta(hours=25)
+    assert down.attached is False
+    assert healthy.identifiers["iccid"] == demo(shared, "healthy").id
+
+
+def test_extended_diagnostics_refuses_kinds_thingspace_does_not_take(shared: Running) -> None:
+    """An EID is refused locally (InvalidRequest) and nothing is sent."""
+    before = shared.count(DIAG_PATH)
+    with (
+        client_for(shared.url) as client,
+        pytest.raises(InvalidRequest, match="iccid, imei, mdn, meid, msisdn"),
+    ):
+        client.extended_diagnostics(DeviceId("eid", "89049032000001000000012345678901"))
+    assert shared.count(DIAG_PATH) == before
+
+
+def test_connection_history_pages_without_repeats(shared: Running) -> None:
+    """A month of a busy tracker spans several 500-record pages; events come once, oldest first."""
+    path = "/m2m/v1/devices/connections/actions/listHistory"
+    before = shared.count(path)
+    with client_for(shared.url) as client:
+        events = list(client.connection_history(EXAMPLE, START - timedelta(days=30), START))
+    assert len(events) > 1000
+    assert shared.count(path) - before >= 3
+    times = [e.occurred_at for e in events]
+    assert all(t is not None for t in times)
+    assert times == sorted(times)  # type: ignore[type-var]
+    keys = [(e.occurred_at, e.event, e.bytes_used) for e in events]
+    assert len(keys) == len(set(keys))
+    assert {e.event for e in events} == {"Start", "Stop"}
+
+
+def test_usage_history_has_one_record_per_day(shared: Running) -> None:
+    """Two weeks of usage: one record per UTC day, with the usage spike visible on the last day."""
+    with client_for(shared.url) as client:
+        records = list(client.usage_history(EXAMPLE, START - timedelta(days=14), START))
+    days = [r.timestamp.date() for r in records if r.timestamp is not None]
+    assert len(days) == len(set(days)) >= 14
+    assert all(r.bytes_used >= 0 for r in records)
+    assert records[-1].bytes_used > 0
+
+
+def test_history_window_is_checked_locally(shared: Running) -> None:
+    """earliest after latest is refused before sending."""
+    with client_for(shared.url) as client, pytest.raises(InvalidRequest, match="earliest is after latest"):
+        list(client.usage_history(EXAMPLE, START, START - timedelta(days=1)))
+
+
+def test_account_info_and_mismatch_list(shared: Running) -> None:
+    """Account details parse, and the IMEI-ICCID mismatch list holds the demo mismatch device."""
+    with client_for(shared.url) as client:
+        account = client.account_info()
+        mismatches = client.imei_iccid_mismatches()
+        filtered = client.imei_iccid_mismatches(devices=[demo(shared, "imei-mismatch")])
+    assert account.name == ACCOUNT and account.service_plans
+    wanted = demo(shared, "imei-mismatch").id
+    assert wanted in {m.iccid for m in mismatches}
+    assert [m.iccid for m in filtered] == [wanted]
+    assert filtered[0].pre_imei != filtered[0].post_imei
+
+
+def test_callback_listeners_register_list_deregister(fresh: Running) -> None:
+    """Listeners can be registered, listed (empty body = none) and removed."""
+    with client_for(fresh.url) as client:
+        assert client.list_callbacks() == []
+        registered = client.register_callback(shapes.CARRIER_SERVICE, "http://127.0.0.1:9/cb", "u", "p")
+        assert (registered.account, registered.service) == (ACCOUNT, shapes.CARRIER_SERVICE)
+        listed = client.list_callbacks()
+        assert [(x.service, x.url, x.username, x.password) for x in listed] == [
+            (shapes.CARRIER_SERVICE, "http://127.0.0.1:9/cb", "u", "p")
+        ]
+        client.deregister_callback(shapes.CARRIER_SERVICE)
+        assert client.list_callbacks() == []
+        with pytest.raises(InvalidInput) as info:
+            client.deregister_callback(shapes.CARRIER_SERVICE)
+    assert info.value.error_code == "REQUEST_FAILED.CallbackNotRegistered"
+
+
+def register_all(running: Running, listener: Listener) -> None:
+    with client_for(running.url) as client:
+        for service in shapes.CONSUMED_SERVICES:
+            client.register_callback(service, listener.url, "cb-user", "cb-pass")
+
+
+def test_suspend_and_restore_end_in_parsed_callbacks(fresh: Running) -> None:
+    """Suspend then restore: requestIds, request status, and CarrierService callbacks that parse."""
+    device = demo(fresh, "healthy")
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        suspended = client.suspend([device])
+        assert isinstance(suspended, RequestAccepted)
+        bodies = listener.wait_for(1, requestId=suspended.request_id)
+        event = parse_callback(bodies[0])
+        assert event.kind is CallbackKind.SUSPENDED and event.device == device
+        assert event.resume_date is not None and event.resume_date > START
+        assert (event.username, event.password) == ("cb-user", "cb-pass")
+        assert client.request_status(suspended.request_id).succeeded
+        assert client.get_device(device).state == "suspend"
+        restored = client.restore([device])
+        event = parse_callback(listener.wait_for(1, requestId=restored.request_id)[0])
+        assert event.kind is CallbackKind.RESTORED
+        detailed = client.request_status(restored.request_id, detailed=True)
+        assert detailed.succeeded and [s.status for s in detailed.sub_requests] == ["Success"]
+        assert detailed.sub_requests[0].device_ids[0].id == device.id
+
+
+def test_failed_provisioning_callback(fresh: Running) -> None:
+    """Restoring an active line fails in its callback, which parses as ACTION_FAILED with a code."""
+    device = demo(fresh, "healthy")
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        accepted = client.restore([device])
+        event = parse_callback(listener.wait_for(1, requestId=accepted.request_id)[0])
+        assert client.request_status(accepted.request_id).failed
+    assert event.kind is CallbackKind.ACTION_FAILED and not event.succeeded
+    assert event.fault_code == "INPUT_INVALID.DeviceState.Invalid"
+
+
+def test_bulk_suspend_one_callback_per_device(fresh: Running) -> None:
+    """A multi-device suspend gets one requestId and one callback per device; repeats are dropped."""
+    with client_for(fresh.url) as client:
+        devices = [d.device_id for d in client.list_devices(state="active")][:6]
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        accepted = client.suspend([*devices, devices[0]])
+        bodies = listener.wait_for(6, requestId=accepted.request_id)
+        status = client.request_status(accepted.request_id, detailed=True)
+    events = [parse_callback(b) for b in bodies]
+    assert {e.device for e in events} == set(devices)
+    assert len({e.outcome_key for e in events}) == 6
+    assert len(status.sub_requests) == 6
+
+
+def test_sms_sent_and_delivered(fresh: Running) -> None:
+    """An SMS to a reachable line: a sent notice, then a delivery confirmation."""
+    device = demo(fresh, "healthy")
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        accepted = client.send_sms([device], "PING")
+        bodies = listener.wait_for(2, requestId=accepted.request_id)
+    kinds = {parse_callback(b).kind for b in bodies}
+    assert kinds == {CallbackKind.SMS_SENT, CallbackKind.SMS_DELIVERED}
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "reason"),
+    [
+        ("", None, "empty"),
+        ("x" * 161, None, "at most 160"),
+        ("x" * 141, "8-bit-ASCII", "at most 140"),
+        ("hi", "9-bit", "unknown SMS encoding"),
+    ],
+)
+def test_sms_is_checked_before_sending(shared: Running, text: str, encoding: str | None, reason: str) -> None:
+    """Empty, too long or badly encoded SMS are refused locally; nothing reaches ThingSpace."""
+    before = shared.count("/m2m/v1/sms")
+    with client_for(shared.url) as client, pytest.raises(InvalidRequest, match=reason):
+        client.send_sms([EXAMPLE], text, encoding=encoding)
+    assert shared.count("/m2m/v1/sms") == before
+
+
+def test_sms_longest_allowed_message_is_accepted(fresh: Running) -> None:
+    """160 characters in 7-bit and 140 in 8-bit are accepted by the client and the sandbox."""
+    with client_for(fresh.url) as client:
+        assert client.send_sms([EXAMPLE], "x" * 160).request_id
+        assert client.send_sms([EXAMPLE], "y" * 140, encoding="8-bit-ASCII").request_id
+
+
+def test_cancel_location(fresh: Running) -> None:
+    """Cancel location of one line is accepted and confirmed by a CarrierService callback."""
+    device = demo(fresh, "hung")
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        accepted = client.cancel_location(device)
+        event = parse_callback(listener.wait_for(1, requestId=accepted.request_id)[0])
+    assert event.kind is CallbackKind.LOCATION_CANCELLED and event.device == device
+
+
+def test_reachability_monitor_lifecycle(fresh: Running) -> None:
+    """Start a data+loss monitor, see its callbacks, list it, query status, lose the device, stop it."""
+    device = demo(fresh, "healthy")
+    with callback_listener() as listener, client_for(fresh.url) as client:
+        register_all(fresh, listener)
+        started = client.start_reachability_monitor(
+            [device], "REACHABLE_FOR_DATA_AND_LOSS", START + timedelta(days=365)
+        )
+        first = parse_callback(listener.wait_for(1, requestId=started.request_id)[0])
+        assert first.service == shapes.DIAGNOSTICS_SERVICE and first.monitor_id
+        listed = client.list_reachability_monitors([device])
+        assert (
+            parse_callback(listener.wait_for(1, requestId=listed.request_id)[0]).monitor_id
+            == first.monitor_id
+        )
+        status = client.reachability_status(device, "REACHABLE_FOR_DATA")
+        answer = parse_callback(listener.wait_for(1, requestId=status.request_id)[0])
+        assert answer.kind is CallbackKind.REACHABLE
+        fresh.sandbox.set_reachability(str(device), False)
+        change = listener.wait_for(2, requestId=started.request_id)
+        assert CallbackKind.UNREACHABLE in {parse_callback(b).kind for b in change}
+        stopped = client.stop_reachability_monitors([first.monitor_id])
+        assert stopped.request_id
+        with pytest.raises(InvalidInput) as info:
+            client.stop_reachability_monitors([first.monitor_id])
+    assert info.value.error_code == "400"
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda c: c.start_reachability_monitor([EXAMPLE], "SOMETIMES", START), "unknown reachability type"),
+        (lambda c: c.reachability_status(EXAMPLE, "REACHABLE_FOR_DATA_SMS"), "unknown reachability type"),
+        (
+            lambda c: c.start_reachability_monitor(
+                [EXAMPLE, DeviceId("mdn", "5551234567")], "REACHABLE_FOR_DATA", START
+            ),
+            "one kind",
+        ),
+        (lambda c: c.list_reachability_monitors([DeviceId("meid", "A100008385E561")]), "accepts only"),
+        (lambda c: c.stop_reachability_monitors([]), "at least one monitor"),
+        (lambda c: c.suspend([]), "at least one device"),
+        (lambda c: c.cancel_location(DeviceId("meid", "A100008385E561")), "accepts only"),
+        (lambda c: c.request_status("../../x"), "request id"),
+        (lambda c: c.register_callback("", "http://x"), "service name and a URL"),
+    ],
+)
+def test_bad_arguments_are_refused_before_sending(shared: Running, call: object, reason: str) -> None:
+    """Arguments ThingSpace would reject are refused locally with a specific message."""
+    before = len(shared.requests("/m2m/*"))
+    with client_for(shared.url) as client, pytest.raises(InvalidRequest, match=reason):
+        call(client)  # type: ignore[operator]
+    assert len(shared.requests("/m2m/*")) == before
+
+
+def test_too_many_devices_are_refused_before_sending(shared: Running) -> None:
+    """More than 10,000 devices in one request is refused locally."""
+    many = [DeviceId("mdn", f"{5550000000 + i}") for i in range(10_001)]
+    with client_for(shared.url) as client, pytest.raises(InvalidRequest, match="at most 10,000"):
+        client.suspend(many)
+
+
+def test_thingspace_validation_errors_are_typed(shared: Running) -> None:
+    """A request status for an unknown request comes back as a typed 400 with its code."""
+    with client_for(shared.url) as client, pytest.raises(InvalidInput) as info:
+        client.request_status("00000000-0000-4000-8000-000000000000")
+    assert info.value.status == 400
+    assert info.value.error_code == "REQUEST_FAILED.RequestNotFound"
+    assert info.value.path.endswith("/status")
+
+
+# -- retries, timeouts and deadlines ---------------------------------------------------------------
+
+
+def test_a_503_on_a_read_is_retried(fresh: Running) -> None:
+    """Two 503s then success: a read is retried with backoff and succeeds on the third try."""
+    fresh.fault(path=DIAG_PATH, status=503, count=2)
+    with client_for(fresh.url) as client:
+        assert client.extended_diagnostics(EXAMPLE).state == "active"
+    assert [e["status"] for e in fresh.requests(DIAG_PATH)] == [503, 503, 200]
+
+
+def test_a_read_gives_up_after_its_retries(fresh: Running) -> None:
+    """With retries=2, three 503s end in ServerError after exactly three attempts."""
+    fresh.fault(path=DIAG_PATH, status=503, count=5)
+    with client_for(fresh.url, retries=2) as client, pytest.raises(ServerError) as info:
+        client.extended_diagnostics(EXAMPLE)
+    assert info.value.status == 503
+    assert fresh.count(DIAG_PATH) == 3
+
+
+def test_a_503_on_a_suspend_is_not_retried(fresh: Running) -> None:
+    """A change is sent once: a 503 on suspend is raised, never resent."""
+    fresh.fault(path=SUSPEND_PATH, status=503, count=1)
+    with client_for(fresh.url) as client, pytest.raises(ServerError):
+        client.suspend([demo(fresh, "healthy")])
+    assert fresh.count(SUSPEND_PATH) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "call"),
+    [
+        ("/m2m/v1/devices/actions/restore", lambda c, d: c.restore([d])),
+        ("/m2m/v1/sms", lambda c, d: c.send_sms([d], "hi")),
+        ("/m2m/v1/devices/actions/cancellocation", lambda c, d: c.cancel_location(d)),
+        ("/m2m/v1/diagnostics/basic/devicereachability", lambda c, d: c.start_reachability_monitor([d], "REACHABLE_FOR_DATA", START)),
+    ],
+)  # fmt: skip
+def test_no_change_is_ever_retried(fresh: Running, path: str, call: object) -> None:
+    """Restore, SMS, cancel location and monitor starts are sent once even on a 502."""
+    fresh.fault(path=path, method="POST", status=502, count=1)
+    with client_for(fresh.url) as client, pytest.raises(ServerError):
+        call(client, demo(fresh, "healthy"))  # type: ignore[operator]
+    assert fresh.count(path, "POST") == 1
+
+
+def test_a_4xx_and_a_429_are_not_retried(fresh: Running) -> None:
+    """Client errors and rate limits are raised at once."""
+    fresh.fault(path=DIAG_PATH, status=429, count=1, body={"errorCode": "x", "errorMessage": "slow"})
+    with client_for(fresh.url) as client, pytest.raises(errors.RateLimited):
+        client.extended_diagnostics(EXAMPLE)
+    assert fresh.count(DIAG_PATH) == 1
+
+
+def test_read_timeout_is_a_typed_timeout(fresh: Running) -> None:
+    """An answer slower than the read timeout is ThingSpaceTimeout (and a read timeout is not retried)."""
+    with client_for(fresh.url, timeout=httpx.Timeout(5.0, read=0.2)) as client:
+        client.extended_diagnostics(EXAMPLE)
+        fresh.fault(path=DIAG_PATH, latency=1.0, count=1)
+        with pytest.raises(ThingSpaceTimeout) as info:
+            client.extended_diagnostics(EXAMPLE)
+    assert info.value.path == DIAG_PATH
+    # The sandbox logs the slow request when it gives up on it; a retry would be logged too.
+    deadline = time.monotonic() + 10
+    while all(e["status"] == 200 for e in fresh.requests(DIAG_PATH)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e["status"] == 200 for e in fresh.requests(DIAG_PATH)] == [True, False]
+
+
+def counting_transport(fail_on: str, calls: list[str]) -> httpx.MockTransport:
+    """Answers token and login like ThingSpace; raises ConnectError for ``fail_on`` (a path)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if request.url.path == TOKEN_PATH:
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.url.path == LOGIN_PATH:
+            return httpx.Response(200, json={"sessionToken": "00000000-0000-4000-8000-000000000001"})
+        if request.url.path == fail_on:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"categories": []})
+
+    return httpx.MockTransport(handler)
+
+
+def test_connect_errors_are_retried_for_reads_only() -> None:
+    """A connect error is retried on a read (1 + retries attempts) but not on a suspend."""
+    calls: list[str] = []
+    with client_for("http://ts.invalid", transport=counting_transport(DIAG_PATH, calls), retries=3) as client:
+        with pytest.raises(ThingSpaceConnectError):
+            client.extended_diagnostics(EXAMPLE)
+        assert calls.count(DIAG_PATH) == 4
+    calls.clear()
+    with client_for("http://ts.invalid", transport=counting_transport(SUSPEND_PATH, calls)) as client:
+        with pytest.raises(ThingSpaceConnectError) as info:
+            client.suspend([EXAMPLE])
+        assert calls.count(SUSPEND_PATH) == 1
+    assert "try again" in info.value.user_message
+
+
+def test_nothing_listening_is_a_connect_error() -> None:
+    """A closed port gives ThingSpaceConnectError, not an httpx exception."""
+    with client_for("http://127.0.0.1:9", retries=1) as client, pytest.raises(ThingSpaceConnectError):
+        client.extended_diagnostics(EXAMPLE)
+
+
+def trickling_app() -> Starlette:
+    """A ThingSpace stand-in whose diagnostics answer drips one byte every 50 ms."""
+
+    async def token(request: Request) -> Response:
+        return JSONResponse({"access_token": "t", "expires_in": 3600})
+
+    async def login(request: Request) -> Response:
+        return JSONResponse({"sessionToken": "00000000-0000-4000-8000-000000000001"})
+
+    async def slow(request: Request) -> Response:
+        import asyncio
+
+        async def drip() -> object:
+            for _ in range(1000):
+                await asyncio.sleep(0.05)
+                yield b" "
+
+        return StreamingResponse(drip(), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route(TOKEN_PATH, token, methods=["POST"]),
+            Route(LOGIN_PATH, login, methods=["POST"]),
+            Route(DIAG_PATH, slow, methods=["POST"]),
+        ]
+    )
+
+
+def test_a_trickling_answer_is_cut_at_the_deadline() -> None:
+    """Bytes arriving just inside the read timeout cannot hold a call past its overall deadline."""
+    with (
+        ServerThread(trickling_app()) as server,
+        client_for(server.url, deadline=0.5) as client,
+        pytest.raises(ThingSpaceTimeout, match="no complete answer within"),
+    ):
+        client.extended_diagnostics(EXAMPLE)
+
+
+def test_non_json_success_is_unexpected_response() -> None:
+    """A 200 whose body is not JSON raises UnexpectedResponse."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == TOKEN_PATH:
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.url.path == LOGIN_PATH:
+            return httpx.Response(200, json={"sessionToken": "00000000-0000-4000-8000-000000000001"})
+        if request.url.path == SUSPEND_PATH:
+            return httpx.Response(200, json={"no": "request id"})
+        return httpx.Response(200, content=b"<html>maintenance</html>")
+
+    with client_for("http://ts.invalid", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(UnexpectedResponse, match="not JSON"):
+            client.extended_diagnostics(EXAMPLE)
+        with pytest.raises(UnexpectedResponse, match="no requestId"):
+            client.suspend([EXAMPLE])
+
+
+# -- observability ---------------------------------------------------------------------------------
+
+
+def test_observer_sees_every_operation(fresh: Running) -> None:
+    """The observer hook gets the operation name, duration and error class of every call."""
+    seen: list[tuple[str, float, str | None]] = []
+    fresh.fault(path=SUSPEND_PATH, status=503, count=1)
+    with client_for(fresh.url, observer=lambda *a: seen.append(a)) as client:
+        client.extended_diagnostics(EXAMPLE)
+        with pytest.raises(ServerError):
+            client.suspend([EXAMPLE])
+    assert [(op, err) for op, _, err in seen] == [("extended_diagnostics", None), ("suspend", "ServerError")]
+    assert all(seconds >= 0 for _, seconds, _ in seen)
+
+
+def test_logs_mask_identifiers(fresh: Running, caplog: pytest.LogCaptureFixture) -> None:
+    """No log record of a suspend, an SMS or a failure carries a full ICCID or MDN."""
+    caplog.set_level(logging.DEBUG)
+    device = demo(fresh, "healthy")
+    with client_for(fresh.url) as client:
+        info = client.get_device(device)
+        client.suspend([device])
+        client.send_sms([DeviceId("mdn", info.mdn or "")], "hello")
+        fresh.fault(
+            path=DIAG_PATH, status=400, count=1, body={"errorCode": "x", "errorMessage": f"bad {device.id}"}
+        )
+        with pytest.raises(InvalidInput) as error:
+            client.extended_diagnostics(device)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert device.id not in text and (info.mdn or "-") not in text
+    assert device.id not in str(error.value)
+    assert "…" in text
+
+
+def test_client_is_safe_to_share_between_threads(fresh: Running) -> None:
+    """Many threads mixing reads on one client all succeed with one login."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with client_for(fresh.url) as client:
+        ids = [d.device_id for d in client.list_devices()]
+
+        def work(i: int) -> str:
+            return client.extended_diagnostics(ids[i % len(ids)]).state
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            states = list(pool.map(work, range(200)))
+    assert len(states) == 200 and all(states)
+    assert fresh.count(LOGIN_PATH) == 1

@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Final
 
@@ -148,8 +148,9 @@ class ThingSpaceAuth(httpx.Auth):
             self._apply(request, bearer, session)
             response = yield request
 
-    async def async_auth_flow(self, request: httpx.Request) -> object:  # type: ignore[override]
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         raise RuntimeError("ThingSpaceAuth is synchronous; use it with httpx.Client")
+        yield request  # pragma: no cover - unreachable; makes this an async generator
 
     # -- internals -----------------------------------------------------------------------------
 

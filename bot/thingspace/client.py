@@ -33,10 +33,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 
 import httpx
 
+from bot.thingspace import shapes
 from bot.thingspace.auth import ThingSpaceAuth
 from bot.thingspace.errors import (
     DeviceNotFound,
@@ -258,13 +259,21 @@ class ThingSpaceClient:
         earliest: datetime | None = None,
         latest: datetime | None = None,
         page_size: int | None = None,
+        by_device_number: bool = False,
     ) -> Iterator[DevicePage]:
-        """Every page of the account's device list, moving ``earliest`` (§5.1).
+        """Every page of the account's device list (§5.1): up to 2,000 devices per page.
 
-        ThingSpace answers 202 + ``hasMoreData`` while more remain; the list is sorted by date
-        added, so the next page starts at the last device's ``createdAt``. Devices seen on the
-        page boundary are not repeated.
+        ThingSpace answers 202 + ``hasMoreData`` while more remain. Two paging styles:
+
+        * by date added (default): the next page starts at the last device's ``createdAt``
+          (``earliest``); devices already seen on the boundary are not repeated;
+        * ``by_device_number=True``: ``largestDeviceIdSeen`` is raised to the largest numeric
+          device id of the page, read from the ``extendedAttributes`` entry named
+          :data:`~bot.thingspace.shapes.DEVICE_NUMBER_KEY` (our proposal, §5.1).
+
+        A page that does not advance raises :class:`UnexpectedResponse` rather than looping.
         """
+        path = "/m2m/v1/devices/actions/list"
         base: dict[str, Any] = {"accountName": self.account}
         if group:
             base["groupName"] = group
@@ -281,26 +290,35 @@ class ThingSpaceClient:
             base["latest"] = to_wire_datetime(latest)
         if page_size is not None:
             base["maxNumberOfDevices"] = page_size
+        if by_device_number and earliest is not None:
+            base["earliest"] = to_wire_datetime(earliest)
         seen: set[tuple[str, str]] = set()
-        cursor = earliest
+        cursor: datetime | int | None = 0 if by_device_number else earliest
         while True:
             body = dict(base)
-            if cursor is not None:
-                body["earliest"] = to_wire_datetime(cursor)
-            data = self._call("list_devices", "POST", "/m2m/v1/devices/actions/list", body=body, read=True)
-            page = DevicePage.from_wire(self._object(data, "/m2m/v1/devices/actions/list"))
-            fresh = tuple(d for d in page.devices if _device_key(d) not in seen)
+            if by_device_number:
+                body["largestDeviceIdSeen"] = cursor
+            elif cursor is not None:
+                body["earliest"] = to_wire_datetime(cast(datetime, cursor))
+            data = self._call("list_devices", "POST", path, body=body, read=True)
+            page = DevicePage.from_wire(self._object(data, path))
+            fresh = tuple(d for d in page.devices if d.ids and _device_key(d) not in seen)
             seen.update(_device_key(d) for d in fresh)
             yield DevicePage(devices=fresh, has_more=page.has_more)
             if not page.has_more:
                 return
-            dated = [d.created_at for d in page.devices if d.created_at is not None]
-            next_cursor = max(dated) if dated else None
+            next_cursor: datetime | int | None
+            if by_device_number:
+                numbers = [n for n in (_device_number(d) for d in page.devices) if n is not None]
+                next_cursor = max(numbers) if numbers else None
+            else:
+                dated = [d.created_at for d in page.devices if d.created_at is not None]
+                next_cursor = max(dated) if dated else None
             if next_cursor is None or (not fresh and next_cursor == cursor):
                 raise UnexpectedResponse(
                     "the device list says more data follows but the page does not advance",
                     status=202,
-                    path="/m2m/v1/devices/actions/list",
+                    path=path,
                 )
             cursor = next_cursor
 
@@ -380,7 +398,7 @@ class ThingSpaceClient:
         when: Callable[[Any], datetime | None],
     ) -> Iterator[Any]:
         cursor = earliest
-        boundary: set[Any] = set()
+        boundary: list[Any] = []
         while True:
             body = {**base, "earliest": to_wire_datetime(cursor), "latest": to_wire_datetime(latest)}
             data = self._object(self._call(operation, "POST", path, body=body, read=True), path)
@@ -395,7 +413,7 @@ class ThingSpaceClient:
                 raise UnexpectedResponse(
                     "the history says more data follows but the page does not advance", status=202, path=path
                 )
-            boundary = {r for r in records if when(r) == next_cursor}
+            boundary = [r for r in records if when(r) == next_cursor]
             cursor = next_cursor
 
     def imei_iccid_mismatches(
@@ -609,6 +627,11 @@ class ThingSpaceClient:
         if not isinstance(data, dict):
             raise UnexpectedResponse("the answer is not a JSON object", status=200, path=path)
         return data
+
+
+def _device_number(device: Device) -> int | None:
+    value = device.extended_attributes.get(shapes.DEVICE_NUMBER_KEY, "")
+    return int(value) if value.strip().isdigit() else None
 
 
 def _device_key(device: Device) -> tuple[str, str]:

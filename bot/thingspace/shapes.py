@@ -74,3 +74,8 @@ DIAG_KEY_SUSPENDED_DAYS_YEAR: Final = "SuspendedDaysLast12Months"
 DIAG_KEY_CONNECTED: Final = "Connected"
 DIAG_KEY_ATTACHED: Final = "Attached"
 DIAG_KEY_LAST_CONNECTION: Final = "LastConnectionDate"
+
+# -- proposed: paging the device list by ``largestDeviceIdSeen`` (§5.1) --------------------------
+#: No source says where a client reads the numeric id that ``largestDeviceIdSeen`` compares; we
+#: propose a device-list ``extendedAttributes`` entry with this key (value: the number as text).
+DEVICE_NUMBER_KEY: Final = "DeviceId"
