@@ -7,6 +7,7 @@ let Slack reject a message at 3 a.m.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 Block = dict[str, Any]
+_serial = itertools.count(1)
 MAX_BLOCKS = 50
 
 
@@ -69,11 +71,15 @@ def button(
     style: str | None = None,
     confirm: tuple[str, str, str] | None = None,
 ) -> Block:
-    """A button; *confirm* is (title, text, confirm label) for Slack's own confirm dialog."""
+    """A button; *confirm* is (title, text, confirm label) for Slack's own confirm dialog.
+
+    Slack requires action ids to be unique within a message, so each button gets a serial
+    suffix: ``ts:run`` becomes ``ts:run:17``. Handlers route on the first two parts.
+    """
     element: Block = {
         "type": "button",
         "text": {"type": "plain_text", "text": truncate(text, 75), "emoji": True},
-        "action_id": action_id,
+        "action_id": f"{action_id}:{next(_serial)}",
         "value": truncate(value, 2000),
     }
     if style:

@@ -94,13 +94,13 @@ class LocalStack:
 
     def start_bot(self) -> Runtime:
         """Start (or restart, after :meth:`kill_bot`) the bot on a fresh port, same database."""
-        probe = ServerThread(_NotYet())
-        bot_url = probe.url
-        probe.stop()
-        settings = self.settings(bot_url)
+        app = _Deferred()
+        server = ServerThread(app)  # binds now, so the bot's URL is known before it is built
+        settings = self.settings(server.url)
         runtime = Runtime(settings, sync_directory_at_start=self._sync, start_scheduler=self._scheduler)
+        app.target = runtime.web
         self.runtime = runtime
-        self.bot_server = ServerThread(runtime.web, port=int(bot_url.rsplit(":", 1)[1])).start()
+        self.bot_server = server.start()
         runtime.start()
         self._refresh_memberships(runtime)
         self.register_callbacks()
@@ -176,8 +176,10 @@ class LocalStack:
         self.stop()
 
 
-class _NotYet:
-    """Placeholder ASGI app used only to reserve a free port."""
+class _Deferred:
+    """An ASGI app whose target is set after the port is bound."""
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
-        return None
+    target: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.target(scope, receive, send)

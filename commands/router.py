@@ -120,7 +120,8 @@ def _usage_reply(exc: UsageError) -> Reply:
 def handle_action(deps: Deps, req: ActionRequest) -> Reply | None:
     """A button click. Returns a reply to post via the response_url, or None when the handler
     queued its own messages."""
-    kind = req.action_id.split(":", 1)[1] if ":" in req.action_id else req.action_id
+    parts = req.action_id.split(":")  # ts:<kind>[:serial]
+    kind = parts[1] if len(parts) > 1 else req.action_id
     if kind == "run":
         # buttons that run a command as the clicker (Diagnose, Suspend… on a status card)
         return handle_command(
