@@ -81,7 +81,9 @@ def test_fifty_concurrent_calls_meeting_an_expired_session_log_in_once(running: 
             states = list(pool.map(call, range(50)))
     assert states == ["active"] * 50
     assert running.count(LOGIN_PATH) == 2  # the first session, then exactly one re-login
-    expired = [e for e in running.requests(DIAG_PATH) if e.get("errorCode", "").endswith("SessionToken.Expired")]
+    expired = [
+        e for e in running.requests(DIAG_PATH) if e.get("errorCode", "").endswith("SessionToken.Expired")
+    ]
     assert expired, "the calls really met an expired session"
     assert client.auth.logins == 2
 
