@@ -24,7 +24,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local = LocalStack(
         tmp_path_factory.mktemp("e2e"),
         devices=120,
-        settings_overrides={"approval_size": 3, "max_targets": 50},
+        settings_overrides={"approval_size": 3, "max_targets": 20},
         scheduler=False,
     )
     local.start()
@@ -70,7 +70,7 @@ def test_status_answers_through_the_response_url(stack: LocalStack) -> None:
     assert "Looking up" in response.json()["text"]
     card = _reply(stack, lambda m: "89148000000800139708" in str(m.blocks) and "Plan" in str(m.blocks))
     assert card.ephemeral
-    assert any(b.text == "Diagnose" for b in card.buttons)
+    assert any(b.text == "Diagnose" for b in card.buttons())
 
 
 def test_suspend_confirm_lands_in_channel(stack: LocalStack) -> None:
@@ -172,7 +172,7 @@ def test_bad_input_gets_a_specific_ephemeral_error(stack: LocalStack, text: str,
 def test_too_many_targets(stack: LocalStack) -> None:
     """More devices than max_targets is refused with the limit."""
     body = stack.command("suspend group:plant-7").json()
-    assert "at most 50" in body["text"]
+    assert "at most 20" in body["text"]
 
 
 def test_sms_to_one_device_needs_no_confirmation(stack: LocalStack) -> None:
