@@ -63,7 +63,7 @@ def test_extended_diagnostics_throughput() -> None:
     ours = sum(row[2] for (filename, _, _), row in rows.items() if "bot/thingspace" in filename)
     per_call = 1e6 / PROFILED
     print(
-        f"  where a call's time goes (profile of {PROFILED} calls, {profiled_wall / PROFILED * 1e6:.0f} µs each):"
+        f"  where a call's time goes (under cProfile, {PROFILED} calls, {profiled_wall / PROFILED * 1e6:.0f} µs each):"
     )
     print(f"    waiting for the sandbox's answer  {socket_wait * per_call:6.0f} µs")
     print(f"    bot/thingspace (client + auth)    {ours * per_call:6.0f} µs")
