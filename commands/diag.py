@@ -1,27 +1,381 @@
-"""``/ts diag``: extended diagnostics as a readable card.
+"""``/ts diag``: run the checks of a line in parallel and answer with a graded verdict card.
 
-(The graded verdict with evidence and next steps is built on this; see the diag issue.)
+:func:`run_diag` is called by the lookup job on the worker (see :mod:`commands.lookup`). It asks
+ThingSpace five things at once, on a bounded thread pool, each under its own timeout:
+
+========================  ==========================================================
+check                     ThingSpace call
+========================  ==========================================================
+line details              ``get_device``: state, plan, billing cycle, last connection
+extended diagnostics      attached/connected, provisioning actions today, auto-resume
+connection history        sessions over the last :data:`SESSION_WINDOW`
+usage history             daily usage over the last :data:`USAGE_WINDOW`
+IMEI–ICCID check          the mismatch report for this line
+========================  ==========================================================
+
+and reads locally the requests the bot is still waiting on for the line, the provisioning
+actions the bot sent today and the directory's last known IMEI. A check that fails (a
+ThingSpace error, its timeout) is named on the card; :func:`commands.verdict.judge` gives the
+best verdict the other checks support.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlite_utils import Database
 
 from bot import blocks
+from bot.thingspace.errors import DeviceNotFound, ThingSpaceError
 from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import (
+    ConnectionEvent,
+    Device,
+    Diagnostics,
+    ImeiIccidMismatch,
+    UsageRecord,
+    parse_datetime,
+)
+from commands import audit
 from commands.context import Deps
+from commands.verdict import Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
+from storage import directory, requests
 
-__all__ = ["run_diag"]
+__all__ = [
+    "CHECKS",
+    "CHECK_TIMEOUT",
+    "MAX_PARALLEL",
+    "CheckResult",
+    "card",
+    "gather",
+    "run_checks",
+    "run_diag",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds each ThingSpace check may take before the card says it could not run.
+CHECK_TIMEOUT: Final = 10.0
+#: Threads one diagnosis may use at most.
+MAX_PARALLEL: Final = 5
+SESSION_WINDOW: Final = timedelta(days=7)
+#: Enough for the 14-day sparkline and a whole billing cycle.
+USAGE_WINDOW: Final = timedelta(days=32)
+#: The verbs whose requests count as "pending" for a line.
+PENDING_VERBS: Final = ("suspend", "resume", "cancel-location", "sms")
+
+#: check name -> what the card calls it
+CHECKS: Final[dict[str, str]] = {
+    "line": "line details",
+    "diagnostics": "extended diagnostics",
+    "sessions": "connection history",
+    "usage": "usage history",
+    "hardware": "IMEI–ICCID check",
+}
+
+#: Connectivity keys proposed in bot/thingspace/shapes.py (named there in a comment, not as constants).
+DIAG_KEY_APN: Final = "Apn"
+DIAG_KEY_RAT: Final = "RatType"
+DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
+
+_ICONS: Final = {
+    "healthy": ":large_green_circle:",
+    "degraded": ":large_yellow_circle:",
+    "down": ":red_circle:",
+    "unknown": ":white_circle:",
+}
+_LEVEL_ICONS: Final = {
+    "ok": ":white_check_mark:",
+    "info": ":information_source:",
+    "warn": ":warning:",
+    "bad": ":x:",
+    "unknown": ":grey_question:",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The value of one check, or why it could not run."""
+
+    value: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+    exception: ThingSpaceError | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    value = fn()
+    return value, time.monotonic() - started
+
+
+def run_checks(
+    checks: Mapping[str, Callable[[], Any]],
+    *,
+    timeout: float | Mapping[str, float] = CHECK_TIMEOUT,
+    max_parallel: int = MAX_PARALLEL,
+) -> dict[str, CheckResult]:
+    """Run the checks on a bounded pool; each gets ``timeout`` seconds (one value or per name).
+
+    A check that raises a :class:`ThingSpaceError` or outlives its timeout comes back with an
+    ``error`` (a short sentence for the card); a check still running is abandoned, never waited
+    for (the ThingSpace client's own deadline ends it).
+    """
+    if not checks:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(checks))), thread_name_prefix="diag")
+    started = time.monotonic()
+    results: dict[str, CheckResult] = {}
+    try:
+        futures: dict[str, Future[tuple[Any, float]]] = {
+            name: pool.submit(_timed, fn) for name, fn in checks.items()
+        }
+        for name, future in futures.items():
+            limit = timeout if isinstance(timeout, int | float) else timeout.get(name, CHECK_TIMEOUT)
+            remaining = max(0.0, started + limit - time.monotonic())
+            try:
+                value, seconds = future.result(timeout=remaining)
+            except TimeoutError:
+                future.cancel()
+                results[name] = CheckResult(error=f"no answer within {limit:g} s", seconds=limit)
+            except ThingSpaceError as exc:
+                results[name] = CheckResult(
+                    error=exc.user_message, seconds=time.monotonic() - started, exception=exc
+                )
+            except Exception:  # a bug in a check must not lose the whole card
+                log.exception("diag check %s failed unexpectedly", name)
+                results[name] = CheckResult(error="failed unexpectedly (see the bot's log)")
+            else:
+                results[name] = CheckResult(value=value, seconds=seconds)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
+
+
+# -- the ThingSpace checks and the local reads ------------------------------------------------------
+
+
+def thingspace_checks(deps: Deps, device_id: DeviceId, now: datetime) -> dict[str, Callable[[], Any]]:
+    """The five ThingSpace calls of a diagnosis, ready for :func:`run_checks`."""
+    client = deps.thingspace
+    return {
+        "line": lambda: client.get_device(device_id),
+        "diagnostics": lambda: client.extended_diagnostics(device_id),
+        "sessions": lambda: list(client.connection_history(device_id, now - SESSION_WINDOW, now)),
+        "usage": lambda: list(client.usage_history(device_id, now - USAGE_WINDOW, now)),
+        "hardware": lambda: client.imei_iccid_mismatches(devices=[device_id]),
+    }
+
+
+def pending_requests(db: Database, key: str) -> list[PendingRequest]:
+    """Requests the bot sent for this line that still wait for ThingSpace's result."""
+    marks = ",".join("?" * len(PENDING_VERBS))
+    rows = db.execute(
+        f"""
+        SELECT r.request_id, r.verb, r.actor, r.created_at
+        FROM ts_request_devices d JOIN ts_requests r USING (request_id)
+        WHERE d.device = ? AND d.status = 'pending' AND r.state = 'accepted' AND r.verb IN ({marks})
+        ORDER BY r.created_at DESC LIMIT 10
+        """,
+        [key, *PENDING_VERBS],
+    ).fetchall()
+    return [PendingRequest(r[0], r[1], r[2], datetime.fromtimestamp(r[3], UTC)) for r in rows]
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _cycle_start(device: Device | None, now: datetime) -> datetime:
+    """Start of the current billing cycle: a month before its end, or the calendar month."""
+    end = device.billing_cycle_end if device else None
+    if end is None:
+        return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for _ in range(24):  # a stale end date moves forward a month at a time
+        if end > now:
+            break
+        end = _add_months(end, 1)
+    return _add_months(end, -1)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _mismatches(
+    found: list[ImeiIccidMismatch] | None,
+    ids: Mapping[str, str],
+    known_imei: str | None,
+) -> list[Mismatch] | None:
+    if found is None:
+        return None
+    out: list[Mismatch] = []
+    for m in found:
+        mine = not ids or (m.iccid and m.iccid == ids.get("iccid")) or (m.mdn and m.mdn == ids.get("mdn"))
+        if mine:
+            out.append(
+                Mismatch(before=m.pre_imei, after=m.post_imei, when=m.sim_ota_date or m.activation_date)
+            )
+    imei_now = ids.get("imei")
+    if not out and known_imei and imei_now and known_imei != imei_now:
+        out.append(
+            Mismatch(before=known_imei, after=imei_now, source="changed since the directory was synced")
+        )
+    return out
+
+
+def gather(
+    deps: Deps,
+    device_id: DeviceId,
+    key: str,
+    *,
+    now: datetime | None = None,
+    timeout: float | Mapping[str, float] = CHECK_TIMEOUT,
+) -> tuple[Facts, float]:
+    """Run every check and turn what came back into :class:`Facts` (and the seconds it took).
+
+    Raises :class:`DeviceNotFound` when ThingSpace does not know the line at all.
+    """
+    now = now or datetime.fromtimestamp(deps.clock(), UTC)
+    started = time.monotonic()
+    results = run_checks(thingspace_checks(deps, device_id, now), timeout=timeout)
+    elapsed = time.monotonic() - started
+    missing = results["line"].exception
+    if isinstance(missing, DeviceNotFound):
+        raise missing  # not this account's line: no card, the plain answer
+    db = deps.db()
+    entry = directory.lookup(db, *key.split(":", 1)) if ":" in key else None
+    pending = pending_requests(db, key)
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    bot_actions = requests.actions_today(db, [key], day_start=day_start).get(key)
+
+    device: Device | None = results["line"].value if results["line"].ok else None
+    diag: Diagnostics | None = results["diagnostics"].value if results["diagnostics"].ok else None
+    events: list[ConnectionEvent] | None = results["sessions"].value if results["sessions"].ok else None
+    usage: list[UsageRecord] | None = results["usage"].value if results["usage"].ok else None
+    found: list[ImeiIccidMismatch] | None = results["hardware"].value if results["hardware"].ok else None
+
+    ids: dict[str, str] = {}
+    if diag is not None:
+        ids.update(diag.identifiers)
+    if device is not None:
+        ids.update(device.ids)
+    state = (device.state if device else "") or (diag.state if diag else "") or None
+    connected = (
+        diag.connected if diag and diag.connected is not None else (device.connected if device else None)
+    )
+    last_seen = [
+        m for m in (diag.last_connection if diag else None, device.last_connection if device else None) if m
+    ]
+    counted = [n for n in (diag.actions_today if diag else None, bot_actions) if n is not None]
+    resume = diag.resume_date if diag else None
+    if resume is None and device is not None:
+        resume = parse_datetime(device.extended_attributes.get("ResumeDate"))
+    facts = Facts(
+        now=now,
+        target=str(device_id),
+        failed={CHECKS[name]: r.error or "" for name, r in results.items() if not r.ok},
+        state=state,
+        plan=device.service_plan if device else (entry.plan if entry else ""),
+        actions_today=max(counted) if counted else None,
+        resume_date=resume,
+        last_suspended=diag.last_suspended if diag else None,
+        suspended_days_year=diag.suspended_days_year if diag else None,
+        suspended_days_continuous=diag.suspended_days_continuous if diag else None,
+        pending=pending,
+        attached=diag.attached if diag else None,
+        apn=(diag.get(DIAG_KEY_APN) or "") if diag else "",
+        rat=(diag.get(DIAG_KEY_RAT) or "") if diag else "",
+        sessions_last_hour=_int(diag.get(DIAG_KEY_SESSIONS_1H)) if diag else None,
+        connected=connected,
+        last_connection=max(last_seen) if last_seen else None,
+        events=events,
+        session_window=SESSION_WINDOW,
+        usage=usage,
+        cycle_start=_cycle_start(device, now),
+        mismatches=_mismatches(found, ids, entry.ids.get("imei") if entry else None),
+        reboot_sms=deps.settings.reboot_sms_text,
+    )
+    return facts, elapsed
+
+
+# -- the card ----------------------------------------------------------------------------------------
+
+
+def _evidence_lines(evidence: tuple[Evidence, ...]) -> list[str]:
+    return [f"{_LEVEL_ICONS[e.level]} *{e.topic}:* {e.text}" for e in evidence]
+
+
+def card(verdict: Verdict, title: str, *, checks: int, seconds: float, now: datetime) -> list[dict[str, Any]]:
+    """The verdict as Block Kit: headline, evidence, next-step buttons, a footer."""
+    body: list[dict[str, Any]] = [
+        blocks.header(f"Diagnosis · {title}"),
+        blocks.section(f"{_ICONS[verdict.grade]} *{verdict.grade.upper()}* · {verdict.summary}"),
+    ]
+    chunk: list[str] = []
+    size = 0
+    for line in _evidence_lines(verdict.evidence):
+        if chunk and size + len(line) + 1 > 2900:
+            body.append(blocks.section("\n".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        body.append(blocks.section("\n".join(chunk)))
+    if verdict.steps:
+        buttons = [blocks.button(s.label, "ts:run", s.command, style=s.style) for s in verdict.steps]
+        body.append(blocks.actions(*buttons))
+    ran = checks - len(verdict.failed)
+    took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    footer = f"{ran} of {checks} ThingSpace checks answered in {took} · {now:%Y-%m-%d %H:%M} UTC"
+    body.append(blocks.context(footer))
+    return blocks.limit_blocks(body)
 
 
 def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    diagnostics = deps.thingspace.extended_diagnostics(device_id)
-    body: list[dict[str, Any]] = [blocks.header(f"Diagnostics · {device_id.masked()}")]
-    for name, values in diagnostics.categories.items():
-        if not values:
-            continue
-        pairs = [(k, v or "—") for k, v in values.items()]
-        body.append(blocks.section(f"*{name}*"))
-        for i in range(0, len(pairs), 10):
-            body.append(blocks.fields(pairs[i : i + 10]))
-    return f"Diagnostics for {device_id.masked()}", blocks.limit_blocks(body)
+    """Diagnose one line: ``(fallback text, blocks)`` for the response_url."""
+    key = str(payload.get("key") or device_id)
+    facts, seconds = gather(deps, device_id, key)
+    verdict = judge(facts)
+    entry = directory.lookup(deps.db(), *key.split(":", 1)) if ":" in key else None
+    title = entry.display if entry else device_id.masked()
+    log.info(
+        "diag %s: %s in %.2f s (%d check(s) failed)",
+        device_id.masked(),
+        verdict.grade,
+        seconds,
+        len(verdict.failed),
+    )
+    db = deps.db()
+    with audit.transaction(db):
+        audit.record(
+            db,
+            actor=str(payload.get("user", "")),
+            channel=str(payload.get("channel", "")),
+            verb="diag",
+            outcome=verdict.grade,
+            targets=[key],
+            detail={"failed": list(verdict.failed), "seconds": round(seconds, 2)},
+        )
+    text = f"{title}: {verdict.grade} · {verdict.summary}"
+    return text, card(verdict, title, checks=len(CHECKS), seconds=seconds, now=facts.now)

@@ -69,6 +69,8 @@ Level = Literal["ok", "info", "warn", "bad", "unknown"]
 
 GRADES: Final[tuple[Grade, ...]] = ("healthy", "degraded", "down", "unknown")
 
+#: Sessions that carry less than this on average, many an hour, are a reconnect loop.
+LOOP_BYTES_PER_SESSION: Final = 64 * 1024
 #: ThingSpace's provisioning rule: 5 activate/suspend/restore/deactivate per line per day.
 DAILY_ACTION_LIMIT: Final = 5
 #: Verizon's network usage guideline: at most 4 automated network access attempts per hour.
@@ -149,8 +151,16 @@ class Facts:
     attached: bool | None = None
     connected: bool | None = None
     last_connection: datetime | None = None
+    apn: str = ""
+    rat: str = ""
+    #: session starts in the last hour as the diagnostics count them (used when history fails)
+    sessions_last_hour: int | None = None
+    #: the latest reachability report the bot holds (monitor callbacks), if any
+    reachable: bool | None = None
+    reachable_since: datetime | None = None
     # history
     events: Sequence[ConnectionEvent] | None = None
+    session_window: timedelta = timedelta(days=7)
     usage: Sequence[UsageRecord] | None = None
     cycle_start: datetime | None = None
     # hardware
@@ -283,6 +293,7 @@ class SessionStats:
     starts_last_hour: int
     peak_per_hour: int
     peak_hour: datetime | None
+    peak_bytes: int
     bytes_last_hour: int
     bytes_day_before: int
     wake_every: timedelta | None
@@ -304,6 +315,12 @@ def session_stats(events: Sequence[ConnectionEvent], now: datetime) -> SessionSt
             slot = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             buckets[slot] = buckets.get(slot, 0) + 1
     peak_hour, peak = max(buckets.items(), key=lambda kv: kv[1], default=(None, 0))
+    peak_bytes = 0
+    if peak_hour is not None:
+        peak_end = peak_hour + timedelta(hours=1)
+        peak_bytes = sum(
+            e.bytes_used or 0 for e in timed if e.occurred_at and peak_hour <= e.occurred_at < peak_end
+        )
     bytes_last_hour = sum(e.bytes_used or 0 for e in timed if e.occurred_at and e.occurred_at > hour_ago)
     bytes_before = sum(
         e.bytes_used or 0 for e in timed if e.occurred_at and day_ago < e.occurred_at <= hour_ago
@@ -322,6 +339,7 @@ def session_stats(events: Sequence[ConnectionEvent], now: datetime) -> SessionSt
         starts_last_hour=sum(1 for s in starts if s > hour_ago),
         peak_per_hour=peak,
         peak_hour=peak_hour,
+        peak_bytes=peak_bytes,
         bytes_last_hour=bytes_last_hour,
         bytes_day_before=bytes_before,
         wake_every=wake_every,
@@ -552,6 +570,9 @@ class _Judge:
             parts.append("connected" if f.connected else "not connected")
         if f.last_connection is not None:
             parts.append(f"last connection {_at(f.last_connection)} ({_ago(f.now - f.last_connection)})")
+        radio = " · ".join(x for x in (f.rat, f"APN `{f.apn}`" if f.apn else "") if x)
+        if radio:
+            parts.append(radio)
         if not parts:
             return
         self.add("Network", ", ".join(parts), self.quiet_level())
@@ -560,11 +581,14 @@ class _Judge:
         s = self.sessions
         f = self.f
         if s is None:
+            self.counted_sessions()
             return
         if s.sessions == 0 and s.last_activity is None:
-            self.add("Sessions", "no sessions in the connection history window", self.quiet_level("warn"))
+            self.add(
+                "Sessions", f"no sessions in the last {_span(f.session_window)}", self.quiet_level("warn")
+            )
         else:
-            text = f"{s.sessions} session(s) in the window"
+            text = f"{s.sessions} session(s) in the last {_span(f.session_window)}"
             if s.open_since is not None:
                 text += f"; one open since {_at(s.open_since)} ({_ago(f.now - s.open_since)})"
             elif s.last_activity is not None:
@@ -573,28 +597,71 @@ class _Judge:
             level = "bad" if s.starts_last_hour > MAX_SESSIONS_PER_HOUR else self.quiet_level()
             self.add("Sessions", text, level)
         if s.starts_last_hour > MAX_SESSIONS_PER_HOUR:
+            self.many_sessions(s.starts_last_hour, s.bytes_last_hour, "in the last hour", 40)
+        elif s.peak_per_hour > MAX_SESSIONS_PER_HOUR and s.peak_hour is not None:
+            self.add(
+                "Sessions",
+                f"{s.peak_per_hour} sessions in the hour from {_at(s.peak_hour)}",
+                "warn",
+            )
+            self.many_sessions(s.peak_per_hour, s.peak_bytes, f"in the hour from {_at(s.peak_hour)}", 41)
+
+    def many_sessions(self, count: int, nbytes: int, when: str, order: int) -> None:
+        """Too many sessions in an hour: a reconnect loop (little data each) or a chatty device."""
+        guideline = f"Verizon's guideline: at most {MAX_SESSIONS_PER_HOUR} an hour"
+        if nbytes / count < LOOP_BYTES_PER_SESSION:
+            self.find(
+                "degraded",
+                order,
+                f"{self.prefix()}, but in a reconnect loop: {count} sessions {when} ({guideline}), "
+                f"{format_bytes(nbytes / count)} each; the device attaches but drops its data session: "
+                "check its APN and firmware, or reboot it by SMS",
+                "sms",
+                "watch",
+            )
+        else:
+            self.find(
+                "degraded",
+                order + 15,
+                f"{self.prefix()}, but chatty: {count} sessions {when} ({guideline}); ask the device's owner "
+                "to batch its traffic",
+                "watch",
+            )
+
+    def counted_sessions(self) -> None:
+        """Without the connection history, the diagnostics' own count of the last hour's sessions."""
+        count = self.f.sessions_last_hour
+        if count is None:
+            return
+        loop = count > MAX_SESSIONS_PER_HOUR
+        self.add(
+            "Sessions", f"{count} start(s) in the last hour (extended diagnostics)", "bad" if loop else "info"
+        )
+        if loop:
             self.find(
                 "degraded",
                 40,
-                f"{self.prefix()}, but in a reconnect loop: {s.starts_last_hour} sessions in the last hour "
+                f"{self.prefix()}, but in a reconnect loop: {count} sessions in the last hour "
                 f"(Verizon's guideline: at most {MAX_SESSIONS_PER_HOUR} an hour); the device attaches but "
                 "drops its data session: check its APN and firmware, or reboot it by SMS",
                 "sms",
                 "watch",
             )
-        elif s.peak_per_hour > MAX_SESSIONS_PER_HOUR and s.peak_hour is not None:
-            self.add(
-                "Sessions",
-                f"{s.peak_per_hour} sessions in the hour from {_at(s.peak_hour)}: a reconnect loop earlier",
-                "warn",
-            )
-            self.find(
-                "degraded",
-                41,
-                f"{self.prefix()}, but it was in a reconnect loop earlier: {s.peak_per_hour} sessions in one "
-                f"hour (guideline: at most {MAX_SESSIONS_PER_HOUR}); watch it",
-                "watch",
-            )
+
+    def monitor(self) -> None:
+        """What the reachability monitor (the bot's watch) last reported."""
+        f = self.f
+        if f.reachable is None:
+            return
+        since = (
+            f" since {_at(f.reachable_since)} ({_ago(f.now - f.reachable_since)})"
+            if f.reachable_since
+            else ""
+        )
+        if f.reachable:
+            self.add("Monitor", f"reachable{since}", "ok")
+        else:
+            self.add("Monitor", f"unreachable{since}", "ok" if self.asleep else "warn")
 
     def liveness(self) -> None:
         """Online, asleep by design, hung, or gone."""
@@ -757,16 +824,24 @@ class _Judge:
         days = u.silent_days
         usual = format_bytes(u.usual_daily)
         self.add("Usage", f"no traffic for {days} days", "bad")
-        if (
-            s is not None
-            and s.last_activity is not None
-            and f.now - s.last_activity < timedelta(days=days - 1)
-        ):
+        if s is not None and s.open_since is not None:
             self.find(
-                "degraded",
-                51,
-                f"{self.prefix()}, sessions but no traffic for {days} days (usual {usual} a day): the device "
-                "connects but its application sends nothing; reboot it by SMS",
+                "down",
+                31,
+                f"{self.prefix()}, data session open for {_span(f.now - s.open_since)} but no traffic for "
+                f"{days} days (usual {usual} a day): the modem is connected but the application sends "
+                "nothing; reboot it by SMS",
+                "sms",
+                "watch",
+            )
+            return
+        recent = s is not None and s.last_activity is not None and f.now - s.last_activity < timedelta(days=1)
+        if recent or f.connected is True:
+            self.find(
+                "down",
+                31,
+                f"{self.prefix()}, connecting but no traffic for {days} days (usual {usual} a day): the "
+                "application sends nothing; reboot it by SMS",
                 "sms",
                 "watch",
             )
@@ -787,7 +862,7 @@ class _Judge:
         session = ""
         s = self.sessions
         if s is not None and s.open_since is not None:
-            session = f", data session active (started {_ago(self.f.now - s.open_since)})"
+            session = f", data session open for {_span(self.f.now - s.open_since)}"
         elif s is not None and s.last_activity is not None:
             session = f", last session {_ago(self.f.now - s.last_activity)}"
         self.find(
@@ -832,6 +907,7 @@ class _Judge:
         self.network()
         self.sessions_topic()
         self.liveness()
+        self.monitor()
         self.usage_topic()
         self.hardware()
         self.failures()
@@ -869,7 +945,7 @@ class _Judge:
         f = self.f
         s = self.sessions
         if s is not None and s.open_since is not None:
-            activity = f"data session active since {_ago(f.now - s.open_since)}"
+            activity = f"data session open for {_span(f.now - s.open_since)}"
         elif self.since_last is not None:
             activity = f"last session {_ago(self.since_last)}"
         else:

@@ -198,9 +198,23 @@ CASES = [
         "reconnect loop",
         _reconnect_loop,
         "degraded",
-        "reconnect loop: 11 sessions in the last hour",
+        "reconnect loop: 11 sessions in the last hour (Verizon's guideline: at most 4 an hour), 0 B each",
         "11 start(s) in the last hour",
         ["Send reboot SMS", "Watch"],
+    ),
+    Case(
+        "chatty: many sessions that carry data",
+        lambda: base(
+            events=sessions(
+                [NOW - timedelta(minutes=m) for m in range(1500, 0, -10)],
+                length=timedelta(minutes=9),
+                nbytes=200_000,
+            )
+        ),
+        "degraded",
+        "but chatty: 5 sessions in the last hour (Verizon's guideline: at most 4 an hour)",
+        "5 start(s) in the last hour",
+        ["Watch"],
     ),
     Case(
         "usage spike",
@@ -223,6 +237,18 @@ CASES = [
         "not attached, no session for 4 d 2 h",
         "no traffic for 5 days",
         ["Send reboot SMS", "Watch", "Ask the network"],
+    ),
+    Case(
+        "open session, no traffic",
+        lambda: base(
+            events=[event(NOW - timedelta(days=4, hours=3), "Start")],
+            last_connection=NOW - timedelta(days=4, hours=3),
+            usage=daily([24 * MB] * 15 + [0] * 5),
+        ),
+        "down",
+        "data session open for 4 d 3 h but no traffic for 5 days",
+        "one open since 2025-03-10 09:00 UTC",
+        ["Send reboot SMS", "Watch"],
     ),
     Case(
         "IMEI-ICCID mismatch",
@@ -381,6 +407,13 @@ def test_pending_sms_is_information_not_a_problem() -> None:
     verdict = judge(base(pending=pending))
     assert verdict.grade == "healthy"
     assert "pending: sms `req-sms-1`" in evidence_text(verdict)
+
+
+def test_spike_is_found_without_the_usage_history() -> None:
+    """The last hour's spike comes from the connection history even when usage history failed."""
+    verdict = judge(replace(_spike(), usage=None, failed={"usage history": "ThingSpace did not answer"}))
+    assert verdict.grade == "degraded"
+    assert "40 MB in the last hour" in verdict.summary
 
 
 def test_failed_checks_keep_a_down_verdict() -> None:

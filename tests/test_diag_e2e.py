@@ -1,0 +1,196 @@
+"""`/ts diag` end to end: one sandbox scenario per verdict, over loopback through the real bot.
+
+The sandbox seeds one device per diagnostic condition (labels ``demo-<condition>``); the bot
+runs the checks against it through the real ThingSpace client and answers through the Slack
+stand-in's response_url. Each test reads the card the user sees: grade, key evidence, buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bot.console.records import Message
+from bot.console.render import render_blocks
+from bot.stack import LocalStack
+
+REBOOT_TEXT = 'AT+CFUN=1,1 "reboot"'
+USAGE_PATH = "/m2m/v1/devices/usage/actions/list"
+ERROR_BODY = {
+    "errorCode": "UnifiedWebService.REQUEST_FAILED.UnexpectedError",
+    "errorMessage": "Unexpected error",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(
+        tmp_path_factory.mktemp("diag"),
+        devices=40,
+        scheduler=False,
+        settings_overrides={"reboot_sms_text": REBOOT_TEXT},
+    )
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def iccid(stack: LocalStack, condition: str) -> str:
+    return stack.sandbox.demo_devices()[condition]["iccid"]
+
+
+def run_diag(
+    stack: LocalStack, condition: str, *, user: str = "U012ADMIN", channel: str = "C0OPS"
+) -> Message:
+    """Send `/ts diag` for the demo device of ``condition``; return the card posted back."""
+    label = f"demo-{condition}"
+    before = {m.ts for m in stack.standin.messages()}
+    response = stack.command(f"diag iccid:{iccid(stack, condition)}", user=user, channel=channel)
+    assert response.status_code == 200
+    return stack.standin.wait_for(
+        lambda m: (
+            m.ts not in before
+            and m.source == "response_url"
+            and "Diagnosis" in m.text + json.dumps(m.blocks)
+            and label in m.text
+        ),
+        timeout=20,
+    )
+
+
+def grade(card: Message) -> str:
+    headline = card.blocks[1]["text"]["text"]
+    return headline.split("*")[1].lower()
+
+
+def text(card: Message) -> str:
+    return "\n".join(render_blocks(card.blocks))
+
+
+def buttons(card: Message) -> list[str]:
+    return [b.text for b in card.buttons()]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    condition: str
+    grade: str
+    evidence: str
+    buttons: list[str]
+
+
+SCENARIOS = [
+    Scenario("healthy", "healthy", "nothing to do", []),
+    Scenario("usage-spike", "degraded", "in the last hour (usual: 1.0 MB an hour)", ["Suspend…", "Watch"]),
+    Scenario("suspended", "down", "auto-resumes on", ["Resume"]),
+    Scenario("action-limit", "degraded", "5 of 5 provisioning actions used today", []),
+    Scenario(
+        "hung",
+        "down",
+        "attached, but no data session for 26 h: device likely hung",
+        ["Cancel location", "Send reboot SMS", "Watch"],
+    ),
+    Scenario("reconnect-loop", "degraded", "in a reconnect loop", ["Send reboot SMS", "Watch"]),
+    Scenario("no-traffic", "down", "but no traffic for 4 days", ["Send reboot SMS", "Watch"]),
+    Scenario("imei-mismatch", "degraded", "SIM in other hardware", ["Suspend…", "Watch"]),
+    Scenario("asleep", "healthy", "asleep by design: wakes every ~12 h", ["Watch"]),
+    Scenario("down", "down", "missed 6 wake-up(s)", ["Ask the network", "Send reboot SMS", "Watch"]),
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.condition for s in SCENARIOS])
+def test_each_condition_gets_its_verdict(stack: LocalStack, scenario: Scenario) -> None:
+    """The demo device of each condition gets the right grade, the key evidence and the buttons."""
+    card = run_diag(stack, scenario.condition)
+    assert grade(card) == scenario.grade, text(card)
+    assert scenario.evidence in text(card)
+    assert buttons(card) == scenario.buttons
+    assert "5 of 5 ThingSpace checks answered" in text(card)
+
+
+def test_pending_request_is_shown_and_blocks_provisioning_buttons(stack: LocalStack) -> None:
+    """A suspend that ThingSpace keeps Pending makes the line degraded, with a Request status button."""
+    target = f"iccid:{iccid(stack, 'pending')}"
+    stack.command(f"suspend {target} --reason test")
+    stack.standin.wait_for(lambda m: any(b.text == "Confirm" for b in m.buttons()), timeout=10)
+    stack.click("Confirm")
+    stack.standin.wait_for(lambda m: "ThingSpace accepted the suspend" in m.text, timeout=10)
+    card = run_diag(stack, "pending")
+    assert grade(card) == "degraded"
+    assert "is still waiting for ThingSpace's result" in text(card)
+    assert "pending: suspend `" in text(card)
+    assert buttons(card) == ["Request status"]
+    [button] = card.buttons()
+    assert button.value is not None and button.value.startswith("request ")
+
+
+def test_a_failed_check_is_named_and_the_verdict_still_stands(stack: LocalStack) -> None:
+    """With the usage history failing, the hung line is still down and the card says what could not run."""
+    stack.sandbox.inject_fault(USAGE_PATH, status=400, body=ERROR_BODY)
+    card = run_diag(stack, "hung")
+    assert grade(card) == "down"
+    assert "no data session for 26 h" in text(card)
+    assert "Could not run:* usage history:" in text(card)
+    assert "4 of 5 ThingSpace checks answered" in text(card)
+
+
+def test_unknown_when_the_line_checks_fail(stack: LocalStack) -> None:
+    """With device list, diagnostics and connection history failing, the verdict is unknown."""
+    for path in (
+        "/m2m/v1/devices/actions/list",
+        "/m2m/v1/devices/extendeddiagnostics/actions/list",
+        "/m2m/v1/devices/connections/actions/listHistory",
+    ):
+        stack.sandbox.inject_fault(path, status=400, body=ERROR_BODY)
+    card = run_diag(stack, "healthy")
+    assert grade(card) == "unknown", text(card)
+    assert (
+        "Not enough to go on: line details, extended diagnostics, connection history could not run"
+        in text(card)
+    )
+    assert buttons(card) == []
+
+
+def test_reboot_button_sends_the_configured_text(stack: LocalStack) -> None:
+    """Send reboot SMS runs `sms` for the clicker with the configured text, quotes included."""
+    card = run_diag(stack, "reconnect-loop")
+    [sms] = [b for b in card.buttons() if b.text == "Send reboot SMS"]
+    assert sms.value == f"sms iccid:{iccid(stack, 'reconnect-loop')} " + '"AT+CFUN=1,1 \\"reboot\\""'
+    sent_before = len(stack.sandbox.requests_received(path="/m2m/v1/sms"))
+    assert stack.driver is not None
+    reply = stack.driver.click("Send reboot SMS", user="U012ADMIN", ts=card.ts)
+    assert reply.status_code == 200
+    stack.standin.wait_for(lambda m: "Sending the SMS" in m.text, timeout=10)
+    assert stack.settle(20)
+    assert len(stack.sandbox.requests_received(path="/m2m/v1/sms")) == sent_before + 1
+    assert stack.runtime is not None
+    row = stack.runtime.pool.get().execute("SELECT detail FROM ts_requests WHERE verb = 'sms'").fetchone()
+    assert json.loads(row[0])["text"] == REBOOT_TEXT
+
+
+def test_viewer_can_diagnose(stack: LocalStack) -> None:
+    """A NOC analyst (viewer) gets the same verdict card."""
+    card = run_diag(stack, "hung", user="U0NOC1", channel="C0NOC")
+    assert grade(card) == "down"
+
+
+def test_diag_is_audited_with_its_grade(stack: LocalStack) -> None:
+    """Each diagnosis leaves an audit row with the grade as its outcome."""
+    run_diag(stack, "asleep")
+    assert stack.runtime is not None
+    rows = stack.runtime.pool.get().execute("SELECT outcome FROM audit_log WHERE verb = 'diag'").fetchall()
+    assert "healthy" in {r[0] for r in rows}
+
+
+def test_unknown_device_gets_a_clear_answer(stack: LocalStack) -> None:
+    """A well-formed ICCID the account does not hold is answered plainly, without a card."""
+    before = {m.ts for m in stack.standin.messages()}
+    stack.command("diag iccid:89148000000000000003")
+    reply = stack.standin.wait_for(lambda m: m.ts not in before and m.source == "response_url", timeout=20)
+    assert "Diagnosis" not in reply.text
+    assert "Traceback" not in reply.text
