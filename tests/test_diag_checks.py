@@ -6,20 +6,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.config import Settings
+from bot.console.blocks import validate_blocks
 from bot.sandbox import Sandbox, create_sandbox
 from bot.serving import ServerThread
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceTimeout
 from bot.thingspace.ids import DeviceId
 from commands.context import Deps
-from commands.diag import CHECKS, gather, run_checks
-from commands.verdict import judge
+from commands.diag import CHECKS, card, gather, run_checks
+from commands.verdict import Evidence, NextStep, Verdict, judge
 from storage.db import ConnectionPool
 
 
@@ -147,3 +149,14 @@ def test_an_unknown_line_is_not_diagnosed(sandbox_deps: tuple[Deps, Sandbox]) ->
     device = DeviceId.from_wire({"kind": "iccid", "id": "89148000000000000003"})
     with pytest.raises(DeviceNotFound):
         gather(deps, device, str(device))
+
+
+def test_card_stays_within_block_kit_limits() -> None:
+    """A verdict with a huge evidence list still makes a card Slack accepts (≤ 50 blocks, ≤ 3000 chars)."""
+    evidence = tuple(Evidence(f"Topic {i}", "x" * 900, "warn") for i in range(200))
+    steps = tuple(NextStep(f"Step {i}", f"watch iccid:8914800000080013970{i % 10}") for i in range(4))
+    verdict = Verdict(grade="degraded", summary="S" * 4000, evidence=evidence, steps=steps)
+    body = card(verdict, "demo-hung (iccid …4504)", checks=5, seconds=0.2, now=datetime.now(UTC))
+    assert validate_blocks(body) == []
+    assert len(body) <= 50
+    assert body[-1]["type"] == "context"
