@@ -606,6 +606,10 @@ def test_sms_sent_and_delivered(fresh: Running) -> None:
         ("x" * 161, None, "at most 160"),
         ("x" * 141, "8-bit-ASCII", "at most 140"),
         ("hi", "9-bit", "unknown SMS encoding"),
+        ("€" * 81, None, "162 characters long in 7-bit"),
+        ("Grüße 😀", None, "not in the GSM 7-bit alphabet"),
+        ("é" * 71, "8-bit-UTF-8", "142 bytes long"),
+        ("naïve", "8-bit-ASCII", "ASCII characters only"),
     ],
 )
 def test_sms_is_checked_before_sending(shared: Running, text: str, encoding: str | None, reason: str) -> None:
@@ -617,10 +621,12 @@ def test_sms_is_checked_before_sending(shared: Running, text: str, encoding: str
 
 
 def test_sms_longest_allowed_message_is_accepted(fresh: Running) -> None:
-    """160 characters in 7-bit and 140 in 8-bit are accepted by the client and the sandbox."""
+    """Messages at the limit of each encoding are accepted by the client and the sandbox."""
     with client_for(fresh.url) as client:
         assert client.send_sms([EXAMPLE], "x" * 160).request_id
         assert client.send_sms([EXAMPLE], "y" * 140, encoding="8-bit-ASCII").request_id
+        assert client.send_sms([EXAMPLE], "€" * 80).request_id
+        assert client.send_sms([EXAMPLE], "Grüße 😀" * 10, encoding="8-bit-UTF-8").request_id
 
 
 def test_cancel_location(fresh: Running) -> None:

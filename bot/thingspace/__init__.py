@@ -49,6 +49,7 @@ from bot.thingspace.models import (
     SubRequest,
     UsageRecord,
 )
+from bot.thingspace.sms import SmsTextError, sms_length
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -82,6 +83,7 @@ __all__ = [
     "RequestStatus",
     "ServerError",
     "SessionExpired",
+    "SmsTextError",
     "SubRequest",
     "ThingSpaceAuth",
     "ThingSpaceAuthError",
@@ -95,4 +97,5 @@ __all__ = [
     "UsageRecord",
     "parse_callback",
     "parse_device_id",
+    "sms_length",
 ]

@@ -51,7 +51,6 @@ from bot.thingspace.errors import (
 )
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import (
-    SMS_ENCODINGS,
     Account,
     CallbackListener,
     ConnectionEvent,
@@ -65,6 +64,7 @@ from bot.thingspace.models import (
     to_wire_datetime,
     wire_device_list,
 )
+from bot.thingspace.sms import SmsTextError, sms_length
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -468,17 +468,20 @@ class ThingSpaceClient:
     ) -> RequestAccepted:
         """Send an SMS; EnhancedConnectivityService and SMSDeliveryConfirmation callbacks follow.
 
-        The length is checked here for the encoding (160 in 7-bit, 140 in 8-bit).
+        The text is checked here for the encoding (:func:`bot.thingspace.sms.sms_length`: 160
+        GSM septets in 7-bit, 140 units in 8-bit) and refused with :class:`InvalidRequest`.
         """
         devices = _device_list(devices, "send an SMS to")
         if not isinstance(text, str) or not text:
             raise InvalidRequest("the SMS text is empty")
-        if encoding is not None and encoding not in SMS_ENCODINGS:
-            raise InvalidRequest(f"unknown SMS encoding {encoding!r}; use one of: {', '.join(SMS_ENCODINGS)}")
-        limit = SMS_ENCODINGS[encoding or "7-bit"]
-        if len(text) > limit:
+        try:
+            length, limit = sms_length(text, encoding or "7-bit")
+        except SmsTextError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if length > limit:
+            unit = "bytes" if encoding == "8-bit-UTF-8" else "characters"
             raise InvalidRequest(
-                f"the SMS is {len(text)} characters; {encoding or '7-bit'} allows at most {limit}"
+                f"the SMS is {length} {unit} long in {encoding or '7-bit'}, which allows at most {limit}"
             )
         body: dict[str, Any] = {
             "accountName": self.account,

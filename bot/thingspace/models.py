@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from bot.thingspace import shapes
 from bot.thingspace.ids import DeviceId, InvalidDeviceId
+from bot.thingspace.sms import SMS_ENCODINGS
 
 __all__ = [
     "DEVICE_STATES",
@@ -56,15 +57,6 @@ _STATE_ALIASES: Final = {
     "pending activation": "pending activation",
     "pending": "pending activation",
 }
-
-#: ``dataEncoding`` value -> the longest message ThingSpace accepts (thingspace-api.md §6.1).
-SMS_ENCODINGS: Final[dict[str, int]] = {
-    "7-bit": 160,
-    "8-bit-ASCII": 140,
-    "8-bit-UTF-8": 140,
-    "8-bit-DATA": 140,
-}
-
 
 # -- small parsing helpers -----------------------------------------------------------------------
 
