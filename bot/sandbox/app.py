@@ -156,8 +156,12 @@ def _register(sb: Sandbox, call: Call) -> Result:
             )
         if not url:
             raise field_null("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            port_ok = parts is not None and parts.port != 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or not port_ok or parts.scheme not in ("http", "https") or not parts.hostname:
             raise field_invalid("url", "url must be an http:// or https:// address of your listener.")
         if not isinstance(username, str) or not isinstance(password, str):
             raise field_invalid("username", "username and password must be strings.")
