@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 #: When one is registered, a reachability callback of an unknown request is ``processed``.
 REACHABILITY_HANDLERS: list[Callable[[Database, CallbackEvent, float], None]] = []
 
+#: A callback may arrive before the bot has recorded the request it answers; for this long a row
+#: unmatched for an unknown request id is processed as soon as the request is recorded.
+UNMATCHED_GRACE = 600.0
+REVIVE_EVERY = 0.5
+
 _NOTICE_KINDS = (CallbackKind.EXTERNAL_CHANGE, CallbackKind.RESUME_WARNING)
 _CHANGE_STATES = {
     "suspend": "suspend",
@@ -91,7 +96,7 @@ class Processor:
     audit: list[AuditEvent] = field(default_factory=list)
     #: callback outcomes of this batch: (request, status, kind, fault code, applied) -> [(device, inbox id)]
     outcome_groups: dict[tuple[str, str, str, str, bool], list[tuple[str, int]]] = field(default_factory=dict)
-    marks: dict[str, list[int]] = field(default_factory=dict)
+    marks: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
     posts: int = 0
     _now_iso: str = ""
 
@@ -127,12 +132,12 @@ class Processor:
                 self._mark(row, "processed")
                 return
             log.info(
-                "callback %d (%s) answers request %s, which the bot did not issue: kept, not acted on",
+                "callback %d (%s) answers request %s, which the bot did not issue (yet): kept, not acted on",
                 row.id,
                 event.kind.value,
                 event.request_id,
             )
-            self._mark(row, "unmatched")
+            self._mark(row, "unmatched", inbox.UNKNOWN_REQUEST)
             return
         self._result(row, event, tracked)
 
@@ -145,8 +150,8 @@ class Processor:
         self._audit_outcomes()
         if self.audit:
             AuditLog(self.db).record_many(self.audit)
-        for state, ids in self.marks.items():
-            inbox.mark(self.db, ids, state, now=self.now)
+        for (state, error), ids in self.marks.items():
+            inbox.mark(self.db, ids, state, error=error, now=self.now)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -179,8 +184,8 @@ class Processor:
                 )
             )
 
-    def _mark(self, row: InboxRow, state: str) -> None:
-        self.marks.setdefault(state, []).append(row.id)
+    def _mark(self, row: InboxRow, state: str, error: str | None = None) -> None:
+        self.marks.setdefault((state, error), []).append(row.id)
 
     def _request(self, request_id: str) -> TrackedRequest | None:
         if request_id not in self.requests_cache:
@@ -233,7 +238,7 @@ class Processor:
                 row.id,
                 tracked.request_id,
             )
-            self._mark(row, "unmatched")
+            self._mark(row, "unmatched", "device not in request")
             return
         status = outcomes.status_for(event)
         self._mark(row, "processed")
@@ -436,6 +441,7 @@ class InboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._last_revive = 0.0
         self.processed = 0
 
     def start(self) -> None:
@@ -484,6 +490,12 @@ class InboxWorker:
     def run_once(self, limit: int | None = None) -> int:
         """Process the oldest batch of received callbacks; returns how many rows it took."""
         db = self.pool.get()
+        now = self.clock()
+        if inbox.depth(db) == 0 or now - self._last_revive >= REVIVE_EVERY:
+            self._last_revive = now
+            revived = inbox.revive_unmatched(db, since=now - UNMATCHED_GRACE)
+            if revived:
+                log.info("%d early callback(s) now match a recorded request", revived)
         rows = inbox.claim_received(db, limit=limit or self.batch_size)
         if not rows:
             return 0

@@ -11,6 +11,11 @@ States: ``received`` → ``processed`` (the worker turned it into results, in th
 as those results) | ``unmatched`` (a request id the bot never issued and no service-specific
 route: kept for audit, no action) | ``failed`` (processing raised; kept with the error, retried
 after restart or by hand).
+
+ThingSpace may call back before the bot has recorded the request it answers (the callback can
+arrive while the bot is still committing the API call's ``requestId``). So a row left unmatched
+for an *unknown request* (``last_error`` :data:`UNKNOWN_REQUEST`) is revived by
+:func:`revive_unmatched` once that request exists, within a grace period.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.db import write
+
 __all__ = [
     "STATES",
+    "UNKNOWN_REQUEST",
     "InboxItem",
     "InboxRow",
     "claim_received",
@@ -37,11 +45,14 @@ __all__ = [
     "migrations",
     "purge",
     "requeue_failed",
+    "revive_unmatched",
 ]
 
 migrations = Migrations("tsbot.inbox")
 
 STATES = ("received", "processed", "unmatched", "failed")
+#: ``last_error`` of a row unmatched because its request id is not (yet) known
+UNKNOWN_REQUEST = "unknown request"
 
 
 @migrations()
@@ -67,6 +78,11 @@ def create_inbox(db: Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX inbox_fact ON inbox (request_id, device, outcome_key)")
     db.execute("CREATE INDEX inbox_received ON inbox (id) WHERE state = 'received'")
+
+
+@migrations()
+def index_unmatched(db: Database) -> None:
+    db.execute("CREATE INDEX inbox_unmatched ON inbox (received_at) WHERE state = 'unmatched'")
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,25 @@ def requeue_failed(db: Database) -> int:
     """Put ``failed`` rows back to ``received`` (after a fix, or at start); returns how many."""
     cursor = db.execute("UPDATE inbox SET state = 'received', last_error = NULL WHERE state = 'failed'")
     return int(cursor.rowcount)
+
+
+def revive_unmatched(db: Database, *, since: float) -> int:
+    """Put back to ``received`` the rows unmatched for an unknown request (received at or after
+    *since*) whose request the bot has recorded meanwhile; returns how many. Writes (in its own
+    transaction, or the caller's) only when there is something to revive."""
+    where = """
+        state = 'unmatched' AND received_at >= ? AND last_error = ?
+        AND request_id IN (SELECT request_id FROM ts_requests)
+    """
+    params = [since, UNKNOWN_REQUEST]
+    if db.execute(f"SELECT 1 FROM inbox WHERE {where} LIMIT 1", params).fetchone() is None:
+        return 0  # the usual case: no write transaction at all
+    with write(db):
+        cursor = db.execute(
+            f"UPDATE inbox SET state = 'received', last_error = NULL, processed_at = NULL WHERE {where}",
+            params,
+        )
+        return int(cursor.rowcount)
 
 
 def depth(db: Database) -> int:

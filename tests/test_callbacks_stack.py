@@ -1,0 +1,172 @@
+"""Callback results end to end: signed Slack requests to the real bot, the sandbox behind the real
+client calling back over loopback, the Slack stand-in recording what people see (stories 1 and 2)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot.console.records import Message
+from bot.stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
+from storage import directory, outbox, requests
+from storage.audit import AuditLog
+from tests.helpers_callbacks import callback, send_callbacks
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(tmp_path_factory.mktemp("callbacks"), devices=200, scheduler=False)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def _db(stack: LocalStack) -> object:
+    assert stack.runtime is not None
+    return stack.runtime.pool.get()
+
+
+def _key(stack: LocalStack, label: str) -> str:
+    found, _ = directory.find(_db(stack), label, limit=1)  # type: ignore[arg-type]
+    assert found, f"no seeded device labelled {label}"
+    return found[0].key
+
+
+def _request_for(stack: LocalStack, device: str) -> requests.TrackedRequest:
+    """The newest tracked request naming *device*."""
+    db = _db(stack)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = [
+            r
+            for r in requests.open_requests(db)  # type: ignore[arg-type]
+            if any(d == device for d, _s, _x in requests.device_outcomes(db, r.request_id))  # type: ignore[arg-type]
+        ]
+        if found:
+            return found[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no request for {device}")
+
+
+def _thread(stack: LocalStack, request_id: str) -> list[Message]:
+    ref = outbox.message_ref(_db(stack), f"req:{request_id}")  # type: ignore[arg-type]
+    assert ref is not None
+    return stack.standin.thread(*ref)[1:]
+
+
+def test_a_single_suspend_lands_in_its_thread(stack: LocalStack) -> None:
+    """Story 1: suspend → Confirm → the sandbox calls back → the thread says when ThingSpace
+    confirmed and when the line auto-resumes; the directory knows it is suspended."""
+    key = _key(stack, "demo-reconnect-loop")
+    stack.command(f"suspend {key} --reason stolen")
+    stack.click("Confirm")
+    reply = stack.standin.wait_for(
+        lambda m: (
+            m.thread_ts is not None and "demo-reconnect-loop" in m.text and "is suspended until" in m.text
+        ),
+        timeout=20,
+    )
+    assert "ThingSpace confirmed at" in reply.text and "auto-resumes" in reply.text
+    root = stack.standin.message(reply.channel, reply.thread_ts or "")
+    assert "is suspending" in root.text and "stolen" in root.text
+    kind, _, value = key.partition(":")
+    entry = directory.lookup(_db(stack), kind, value)  # type: ignore[arg-type]
+    assert entry is not None and entry.state == "suspend" and entry.resume_date
+
+
+def test_three_retries_of_the_same_callback_have_one_effect(stack: LocalStack) -> None:
+    """The sandbox's callback is lost; the same payload POSTed with callbackCount 1, 2 and 3 to the
+    bot gives one reply in the thread and one audit entry."""
+    key = _key(stack, "demo-imei-mismatch")
+    stack.sandbox.drop_callbacks(1, "CarrierService")
+    stack.command(f"suspend {key}")
+    stack.click("Confirm")
+    tracked = _request_for(stack, key)
+    url = stack.bot_url + "/thingspace/callbacks"
+    bodies = [
+        callback(tracked.request_id, key, count=n, username=CALLBACK_USER, password=CALLBACK_PASSWORD)
+        for n in (1, 2, 3)
+    ]
+    for body in bodies:
+        assert send_callbacks(url, [body], concurrency=1) == [200]
+    assert stack.settle()
+    replies = _thread(stack, tracked.request_id)
+    assert len(replies) == 1 and "is suspended until" in replies[0].text
+    rows = AuditLog(_db(stack)).query(target=key, verb="callback")  # type: ignore[arg-type]
+    assert len(rows) == 1
+
+
+def test_bulk_suspend_shows_progress_summary_and_retries_the_failures(stack: LocalStack) -> None:
+    """Story 2: an operator suspends group:plant-7, a second operator approves; one message is
+    updated in place and ends with failures by reason and Retry failed, which proposes exactly
+    the failed lines again (the line that used its five actions today is refused before calling
+    ThingSpace)."""
+    plant = directory.group_members(_db(stack), "plant-7")  # type: ignore[arg-type]
+    answer = stack.command("suspend group:plant-7 --reason decommissioned", user="U0OPS1")
+    assert f"Suspend {len(plant)} devices?" in answer.text
+    stack.click("Confirm", user="U0OPS1")
+    stack.standin.wait_for(lambda m: "Approval needed" in m.text, timeout=10)
+    lost = 10  # ThingSpace "loses" these; they are sent (late) by hand below
+    stack.sandbox.drop_callbacks(lost, "CarrierService")
+    stack.click("Approve", user="U0OPS2")
+    progress = stack.standin.wait_for(
+        lambda m: "is suspending" in m.text and f"{len(plant) - lost:,} of {len(plant):,}" in str(m.blocks),
+        timeout=60,
+    )
+    assert "done:" not in progress.text and "Retry failed" not in str(progress.blocks)
+    tracked = _request_for(stack, plant[0].key)
+    late = [d for d, s, _ in requests.device_outcomes(_db(stack), tracked.request_id) if s == "pending"]  # type: ignore[arg-type]
+    assert len(late) == lost
+    url = stack.bot_url + "/thingspace/callbacks"
+    bodies = [
+        callback(tracked.request_id, d, username=CALLBACK_USER, password=CALLBACK_PASSWORD) for d in late
+    ]
+    assert send_callbacks(url, bodies, concurrency=4) == [200] * lost
+    summary = stack.standin.wait_for(lambda m: m.ts == progress.ts and "done:" in m.text, timeout=30)
+    assert stack.settle()
+    root = stack.standin.message(summary.channel, summary.ts)
+    assert root.updated and root.last_source == "update"
+    assert f"of {len(plant):,} suspended" in root.text
+    text = str(root.blocks)
+    assert "Failures by reason" in text
+    assert f"100% · {len(plant):,} of {len(plant):,}" in text
+    assert stack.standin.thread(root.channel, root.ts)[1:] == []  # no reply per device
+    retry = [b for b in root.buttons() if b.text == "Retry failed"]
+    assert len(retry) == 1
+    request_id = retry[0].value or ""
+    tracked = requests.get_request(_db(stack), request_id)  # type: ignore[arg-type]
+    assert tracked is not None and tracked.state == "completed" and tracked.device_count == len(plant)
+    failed = [d for d, s, _ in requests.device_outcomes(_db(stack), request_id) if s == "failed"]  # type: ignore[arg-type]
+    assert failed and f"{len(failed):,} failed" in root.text
+
+    stack.click("Retry failed", user="U0OPS1")
+    card = stack.standin.wait_for(
+        lambda m: (
+            m.ephemeral
+            and m.user == "U0OPS1"
+            and "Suspend" in m.text
+            and "device" in m.text
+            and "retry of request" in str(m.blocks)
+        ),
+        timeout=10,
+    )
+    assert f"Suspend {len(failed)} device" in card.text
+    stack.click("Confirm", user="U0OPS1")
+    limited = _key(stack, "demo-action-limit")
+    assert limited in failed  # the sandbox's line with its five actions used today
+    note = stack.standin.wait_for(
+        lambda m: "demo-action-limit" in str(m.blocks) and "provisioning actions today" in str(m.blocks),
+        timeout=20,
+    )
+    assert "Not sent" in str(note.blocks)
+    assert stack.settle(timeout=60)
+    for device in failed:
+        if device == limited:
+            continue
+        kind, _, value = device.partition(":")
+        entry = directory.lookup(_db(stack), kind, value)  # type: ignore[arg-type]
+        assert entry is not None and entry.state == "suspend"
