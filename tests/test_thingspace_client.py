@@ -920,3 +920,28 @@ def test_client_is_safe_to_share_between_threads(fresh: Running) -> None:
             states = list(pool.map(work, range(200)))
     assert len(states) == 200 and all(states)
     assert fresh.count(LOGIN_PATH) == 1
+
+
+def test_production_base_url_keeps_its_api_prefix() -> None:
+    """With THINGSPACE_BASE_URL's default (…/api), token, login and calls all go under /api."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path.endswith("/oauth2/token"):
+            assert request.headers["Authorization"].startswith("Basic ")
+            assert request.content == b"grant_type=client_credentials"
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.url.path.endswith("/session/login"):
+            return httpx.Response(200, json={"sessionToken": "00000000-0000-4000-8000-000000000001"})
+        assert request.headers["VZ-M2M-Token"] == "00000000-0000-4000-8000-000000000001"
+        assert request.headers["Authorization"] == "Bearer t"
+        return httpx.Response(200, json={"categories": []})
+
+    with client_for("https://thingspace.verizon.com/api", transport=httpx.MockTransport(handler)) as client:
+        client.extended_diagnostics(EXAMPLE)
+    assert seen == [
+        "https://thingspace.verizon.com/api/ts/v1/oauth2/token",
+        "https://thingspace.verizon.com/api/m2m/v1/session/login",
+        "https://thingspace.verizon.com/api/m2m/v1/devices/extendeddiagnostics/actions/list",
+    ]
