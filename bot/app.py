@@ -110,6 +110,8 @@ class Runtime:
     # -- extension points (callbacks intake, scheduler) -------------------------------------------
     def _install_extensions(self, routes: list[Any]) -> None:
         """Parts that add routes or background threads register here."""
+        import bot.reachability_jobs  # noqa: F401 - watch verbs, alert buttons and jobs register on import
+
         try:
             from bot.callbacks import install as install_callbacks
         except ImportError:

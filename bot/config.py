@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.durations import parse_duration
 
@@ -122,6 +123,11 @@ class Settings:
     alert_realert_after: timedelta = timedelta(hours=1)
     #: [alerts] evaluate_every: how often the reachability rules are evaluated
     alert_evaluate_every: timedelta = timedelta(minutes=1)
+    #: [alerts] alert_after: the default of `watch --alert-after` (unreachable this long → alert)
+    watch_alert_after: timedelta = timedelta(hours=2)
+    #: [alerts] missed_wakes: a sleepy device (`watch --wake-every`) is alerted when it has
+    #: missed more than this many expected wakes
+    watch_missed_wakes: int = 2
     #: [audit] retention: audit rows older than this are exported and removed (0 = keep forever)
     audit_retention: timedelta = timedelta(0)
     #: [audit] archive_dir: where retention writes its export files
@@ -171,6 +177,24 @@ def _positive_int(table: Mapping[str, Any], key: str, where: str) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
         raise ConfigError(f"{where}.{key} must be a positive whole number, not {raw!r}")
     return raw
+
+
+def _check_alert_clock(out: Mapping[str, Any], source: str) -> None:
+    """The digest's time zone must be a known IANA name and its time ``HH:MM``."""
+    if "timezone" in out:
+        try:
+            ZoneInfo(out["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{source}: [alerts] timezone {out['timezone']!r} is not a time zone; "
+                "use an IANA name such as UTC or America/New_York"
+            ) from None
+    if "digest_time" in out:
+        hour, sep, minute = str(out["digest_time"]).partition(":")
+        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ConfigError(
+                f"{source}: [alerts] digest_time {out['digest_time']!r} is not a time of day; use HH:MM, e.g. 09:00"
+            )
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -239,14 +263,18 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         out["digest_time"] = str(alerts["digest_time"])
     if "group_threshold" in alerts:
         out["alert_group_threshold"] = _positive_int(alerts, "group_threshold", "alerts")
+    if "missed_wakes" in alerts:
+        out["watch_missed_wakes"] = _positive_int(alerts, "missed_wakes", "alerts")
     for key, name in (
         ("group_window", "alert_group_window"),
         ("recover_after", "alert_recover_after"),
         ("realert_after", "alert_realert_after"),
         ("evaluate_every", "alert_evaluate_every"),
+        ("alert_after", "watch_alert_after"),
     ):
         if key in alerts:
             out[name] = _duration(alerts, key, "alerts")
+    _check_alert_clock(out, source)
 
     audit = data.get("audit", {})
     if "retention" in audit:
