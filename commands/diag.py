@@ -14,7 +14,8 @@ IMEI–ICCID check          the mismatch report for this line
 ========================  ==========================================================
 
 and reads locally the requests the bot is still waiting on for the line, the provisioning
-actions the bot sent today and the directory's last known IMEI. A check that fails (a
+actions the bot sent today, the directory's last known IMEI, and the line's watch (its wake cycle)
+and latest reachability report, if it is watched. A check that fails (a
 ThingSpace error, its timeout) is named on the card; :func:`commands.verdict.judge` gives the
 best verdict the other checks support.
 """
@@ -45,7 +46,7 @@ from bot.thingspace.models import (
 from commands import audit
 from commands.context import Deps
 from commands.verdict import Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
-from storage import directory, requests
+from storage import directory, requests, watches
 
 __all__ = [
     "CHECKS",
@@ -268,6 +269,8 @@ def gather(
     pending = pending_requests(db, key)
     day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     bot_actions = requests.actions_today(db, [key], day_start=day_start).get(key)
+    watch = watches.get_watch(db, key)
+    reach = watches.get_state(db, key)
 
     device: Device | None = results["line"].value if results["line"].ok else None
     diag: Diagnostics | None = results["diagnostics"].value if results["diagnostics"].ok else None
@@ -314,6 +317,10 @@ def gather(
         usage=usage,
         cycle_start=_cycle_start(device, now),
         mismatches=_mismatches(found, ids, entry.ids.get("imei") if entry else None),
+        watched=watch is not None,
+        wake_every=timedelta(seconds=watch.wake_every) if watch and watch.wake_every else None,
+        reachable=reach.reachable if reach else None,
+        reachable_since=datetime.fromtimestamp(reach.since, UTC) if reach else None,
         reboot_sms=deps.settings.reboot_sms_text,
     )
     return facts, elapsed

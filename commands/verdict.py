@@ -727,6 +727,9 @@ class _Judge:
                 f"asleep by design: wakes every ~{cycle} ({source}); last seen {_ago(since)}; {next_wake}",
                 "ok",
             )
+            seen = s.wake_every if s else None
+            if f.wake_every and seen and abs(seen - wake) > wake / 4:
+                self.add("Reachability", f"its session history suggests a wake every ~{_span(seen)}", "warn")
             self.find(
                 "healthy",
                 70,

@@ -194,3 +194,16 @@ def test_unknown_device_gets_a_clear_answer(stack: LocalStack) -> None:
     reply = stack.standin.wait_for(lambda m: m.ts not in before and m.source == "response_url", timeout=20)
     assert "Diagnosis" not in reply.text
     assert "Traceback" not in reply.text
+
+
+def test_a_watched_line_uses_its_watch_cycle(stack: LocalStack) -> None:
+    """A watched sleepy line is judged on its watch's wake cycle and gets no second Watch button."""
+    target = f"iccid:{iccid(stack, 'asleep')}"
+    stack.command(f"watch {target} --wake-every 12h")
+    try:
+        card = run_diag(stack, "asleep")
+        assert grade(card) == "healthy"
+        assert "wakes every ~12 h (its watch)" in text(card)
+        assert buttons(card) == []
+    finally:
+        stack.command(f"unwatch {target}")

@@ -398,6 +398,7 @@ def test_watched_device_gets_no_watch_button_and_uses_the_watch_cycle() -> None:
     verdict = judge(facts)
     assert verdict.grade == "healthy"
     assert "every ~24 h (its watch)" in evidence_text(verdict)
+    assert "its session history suggests a wake every ~12 h" in evidence_text(verdict)
     assert labels(verdict) == []
 
 
@@ -480,3 +481,21 @@ def test_quote_argument_round_trips_through_the_grammar() -> None:
     for text in ["REBOOT", "two words", 'say "hi"', "back\\slash", "it's"]:
         inv = parse(f"sms {TARGET} {quote_argument(text)}")
         assert inv.text == text
+
+
+def test_the_monitors_last_report_is_evidence() -> None:
+    """The latest reachability report of the line's watch is listed, as a warning unless it sleeps."""
+    since = NOW - timedelta(hours=26)
+    down = judge(
+        base(
+            connected=False,
+            last_connection=since,
+            events=hourly(since),
+            reachable=False,
+            reachable_since=since,
+        )
+    )
+    assert "Monitor: unreachable since 2025-03-13 10:00 UTC (26 h ago)" in evidence_text(down)
+    assert [e.level for e in down.evidence if e.topic == "Monitor"] == ["warn"]
+    asleep = judge(replace(_asleep(), reachable=False, reachable_since=NOW - timedelta(hours=4)))
+    assert [e.level for e in asleep.evidence if e.topic == "Monitor"] == ["ok"]
