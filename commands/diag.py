@@ -339,6 +339,8 @@ def card(verdict: Verdict, title: str, *, checks: int, seconds: float, now: date
         blocks.header(f"Diagnosis · {title}"),
         blocks.section(f"{_ICONS[verdict.grade]} *{verdict.grade.upper()}* · {verdict.summary}"),
     ]
+    if verdict.also:
+        body.append(blocks.section("\n".join(f"*Also:* {sentence}" for sentence in verdict.also)))
     chunk: list[str] = []
     size = 0
     for line in _evidence_lines(verdict.evidence):

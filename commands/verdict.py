@@ -201,6 +201,8 @@ class Verdict:
     steps: tuple[NextStep, ...]
     failed: tuple[str, ...] = ()
     sparkline: str = ""
+    #: the other problems found, one sentence each, most serious first
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -918,13 +920,14 @@ class _Judge:
             # a line that is not active is silent because of that: its state is the finding
             self.findings = [x for x in self.findings if not 30 <= x.order < 60 and x.order != 70]
         problems = [x for x in self.findings if x.severity != "healthy"]
+        problems.sort(key=lambda x: (-_SEVERITY[x.severity], x.order))
+        also = tuple(_sentence(self.clause(x.sentence)) for x in problems[1:])
+        grade: Grade
         if problems:
-            problems.sort(key=lambda x: (-_SEVERITY[x.severity], x.order))
-            primary = problems[0]
-            grade: Grade = primary.severity
-            summary = primary.sentence
-            if len(problems) > 1:
-                summary += f" (+{len(problems) - 1} more finding{'s' if len(problems) > 2 else ''} below)"
+            grade = problems[0].severity
+            summary = problems[0].sentence
+            if also:
+                summary += f" (+{len(also)} more finding{'s' if len(also) > 1 else ''} below)"
         elif self.f.state == "active" and (self.online or self.asleep):
             grade = "healthy"
             summary = self.healthy_sentence()
@@ -939,7 +942,16 @@ class _Judge:
             steps=steps,
             failed=tuple(self.f.failed),
             sparkline=sparkline(self.usage.days) if self.usage else "",
+            also=also,
         )
+
+    def clause(self, sentence: str) -> str:
+        """A finding without the line prefix every sentence starts with (for the "Also" lines)."""
+        prefix = self.prefix()
+        for lead in (f"{prefix}, but ", f"{prefix}, "):
+            if sentence.startswith(lead):
+                return sentence[len(lead) :]
+        return sentence
 
     def healthy_sentence(self) -> str:
         asleep = [x for x in self.findings if x.severity == "healthy"]

@@ -350,6 +350,11 @@ def test_summary_is_one_sentence_with_a_capital_and_a_full_stop() -> None:
     )
     assert verdict.summary[0].isupper() and verdict.summary.endswith(".")
     assert "(+1 more finding below)" in verdict.summary
+    hardware = (
+        "The SIM is in other hardware than expected (IMEI …3809 → …7518); ThingSpace's history follows "
+        "the IMEI: confirm the swap was intended, or suspend the line."
+    )
+    assert verdict.also == (hardware,)
 
 
 def test_down_outranks_degraded() -> None:
