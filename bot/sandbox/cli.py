@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(2048)  # accept (queue) connections as soon as the URL is printed
     except OSError as exc:
         sock.close()
         sandbox.close()

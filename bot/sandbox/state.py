@@ -46,6 +46,7 @@ from bot.thingspace.shapes import (
 __all__ = ["MAX_DEVICES_PER_REQUEST", "AsyncRequest", "SandboxConfig", "SandboxState", "SubRequest"]
 
 MAX_DEVICES_PER_REQUEST: Final = 10_000
+MAX_REQUESTS_KEPT: Final = 50_000  # asynchronous requests remembered for status queries
 _ACCOUNT_FORMAT: Final = re.compile(r"\d{10}-\d{5}")
 _CUSTOM_FIELD: Final = re.compile(r"CustomField[1-5]")
 
@@ -269,6 +270,8 @@ class SandboxState:
         request = AsyncRequest(str(uuid.uuid4()), operation, self.clock(), provisioning=provisioning)
         request.subs = [SubRequest([given]) for given in ids]
         self.requests[request.request_id] = request
+        while len(self.requests) > MAX_REQUESTS_KEPT:
+            del self.requests[next(iter(self.requests))]  # the oldest: status answers "not found"
         return request
 
     @staticmethod

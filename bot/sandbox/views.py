@@ -183,8 +183,7 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
         custom = state.custom_filter(body.get("customFields"))
         id_filters = _id_filters(body.get("filter"))
         pool = state.devices if largest is not None else state.by_created
-        if group is not None:
-            members = {d.index for d in state.groups.get(str(group), [])}
+        members = {d.index for d in state.groups.get(str(group), [])} if group is not None else set()
         found: list[Device] = []
         for device in pool:
             if largest is not None and device.number <= largest:
