@@ -115,7 +115,7 @@ def test_paging_by_date_added() -> None:
 
 def test_list_filters_and_single_lookup() -> None:
     """Group, state, custom-field and identifier filters narrow the list; deviceId returns one line."""
-    with running_sandbox(devices=300) as (_, url, _clock), Api(url) as api:
+    with running_sandbox(devices=300) as (sandbox, url, _clock), Api(url) as api:
         _, meters = _page(api, {"groupName": "meters"})
         assert meters["devices"] and all("meters" in d["groupNames"] for d in meters["devices"])
         _, suspended = _page(api, {"currentState": "suspend"})
@@ -133,6 +133,10 @@ def test_list_filters_and_single_lookup() -> None:
         ]
         _, single = _page(api, {"deviceId": {"id": EXAMPLE_ICCID, "kind": "Iccid"}})
         assert len(single["devices"]) == 1 and single["hasMoreData"] is False
+        suspended_iccid = sandbox.demo_devices()["suspended"]["iccid"]
+        _, lookup = _page(api, {"deviceId": {"id": suspended_iccid, "kind": "iccid"}})
+        extended = {a["key"] for a in lookup["devices"][0]["extendedAttributes"]}
+        assert extended == {"DeviceId", "LastDateSuspended", "ResumeDate"}
         _, none = _page(api, {"deviceId": {"id": "89148000000000000001", "kind": "iccid"}})
         assert none["devices"] == []
 

@@ -98,10 +98,23 @@ def _last_connection(device: Device, now: datetime) -> datetime | None:
     return datetime.fromtimestamp(last, UTC) if last is not None else None
 
 
-def device_record(state: SandboxState, device: Device, now: datetime) -> dict[str, Any]:
-    """A ``devices[]`` element of ``POST /devices/actions/list`` (``ThingspaceDevice``)."""
+def device_record(
+    state: SandboxState, device: Device, now: datetime, *, single: bool = False
+) -> dict[str, Any]:
+    """A ``devices[]`` element of ``POST /devices/actions/list`` (``ThingspaceDevice``).
+
+    Every record carries the numeric ``DeviceId`` extended attribute (the paging cursor); a
+    single-device lookup adds ``LastDateSuspended`` and ``ResumeDate`` when they apply.
+    """
     status = status_at(device.timeline, epoch(now))
     last = _last_connection(device, now)
+    extended = [{"key": "DeviceId", "value": str(device.number)}]
+    if single:
+        suspended = next((start for start, _ in reversed(device.suspensions) if start is not None), None)
+        if suspended is not None:
+            extended.append({"key": "LastDateSuspended", "value": iso(suspended)})
+        if device.resume_date is not None:
+            extended.append({"key": "ResumeDate", "value": iso(device.resume_date)})
     return {
         "accountName": state.config.account,
         "billingCycleEndDate": iso(state.billing_cycle_end(now)),
@@ -112,7 +125,7 @@ def device_record(state: SandboxState, device: Device, now: datetime) -> dict[st
         "createdAt": iso(device.created),
         "customFields": [{"key": key, "value": value} for key, value in sorted(device.custom.items())],
         "deviceIds": [{"id": value, "kind": kind} for kind, value in device.ids().items()],
-        "extendedAttributes": [{"key": "DeviceId", "value": str(device.number)}],
+        "extendedAttributes": extended,
         "groupNames": list(device.groups),
         "ipAddress": device.ip_address,
         "lastActivationBy": device.activated_by,
@@ -166,7 +179,7 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
         if single is not None:
             kind, value = check_device_id(single)
             device = state.find(kind, value)
-            devices = [device_record(state, device, now)] if device is not None else []
+            devices = [device_record(state, device, now, single=True)] if device is not None else []
             return 200, {"hasMoreData": False, "devices": devices}
         size = _page_size(body.get("maxNumberOfDevices"))
         largest = body.get("largestDeviceIdSeen")
