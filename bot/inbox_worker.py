@@ -376,6 +376,7 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
     root_blocks = root.payload.get("blocks") if root is not None else None
     if not root_text:
         root_text = f"{tracked.verb} of {tracked.device_count:,} devices · request `{tracked.request_id}`"
+    root_text = results.headline(root_text, root_blocks)
     text, body = results.progress_message(
         tracked.verb,
         tracked.request_id,

@@ -28,6 +28,7 @@ __all__ = [
     "Tally",
     "device_label",
     "external_change_notice",
+    "headline",
     "parse_when",
     "progress_message",
     "resume_warning_notice",
@@ -213,6 +214,17 @@ def _own(block: Mapping[str, Any]) -> bool:
     return str(block.get("block_id", "")).startswith(_TAG)
 
 
+def headline(root_text: str, root_blocks: Sequence[Mapping[str, Any]] | None) -> str:
+    """The root message's own headline: its first section that this module did not add (the
+    text of a root already rewritten with progress carries that progress)."""
+    for block in root_blocks or []:
+        if block.get("type") == "section" and not _own(block):
+            text = block.get("text")
+            if isinstance(text, Mapping) and text.get("text"):
+                return str(text["text"])
+    return root_text.split("\n", 1)[0]
+
+
 def progress_message(
     verb: str,
     request_id: str,
@@ -230,9 +242,9 @@ def progress_message(
     if tally.waiting_intermediate:
         bar += f" · {tally.waiting_intermediate:,} sent, awaiting delivery"
     body = [*kept, {**blocks.context(bar), "block_id": f"{_TAG}-progress"}]
-    headline = root_text.split("\n", 1)[0]
+    title = root_text.split("\n", 1)[0]
     if not tally.complete:
-        return blocks.truncate(f"{headline} — {bar}", 3000), blocks.limit_blocks(body)
+        return blocks.truncate(f"{title} — {bar}", 3000), blocks.limit_blocks(body)
     succeeded = tally.done - tally.failed
     word = _DONE_WORD.get(verb, "done")
     icon = ":white_check_mark:" if tally.failed == 0 else ":warning:"
@@ -252,7 +264,7 @@ def progress_message(
                 block_id=f"{_TAG}-retry",
             )
         )
-    text = f"{headline} — done: {succeeded:,} of {tally.total:,} {word}, {tally.failed:,} failed"
+    text = f"{title} — done: {succeeded:,} of {tally.total:,} {word}, {tally.failed:,} failed"
     return blocks.truncate(text, 3000), blocks.limit_blocks(body)
 
 

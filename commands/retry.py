@@ -20,7 +20,6 @@ from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
 from commands.targets import ResolvedDevice
 from storage import directory, pending, request_outcomes, requests
-from storage.db import write
 
 __all__ = ["on_retry"]
 
@@ -52,7 +51,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
 
     role = user_role(deps, req.user, tracked.channel)
     if not may_run(role, verb):
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -89,7 +88,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
     reason = f"retry of request {request_id}" + (f": {tracked.reason}" if tracked.reason else "")
     if not preview.ok:
         why = "\n".join(f"• {d.label} {what}" for d, what in [*preview.skipped, *preview.refused][:20])
-        with write(db):
+        with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
@@ -107,7 +106,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
         )
     settings = deps.settings
     ttl = settings.confirm_ttl.total_seconds()
-    with write(db):
+    with audit.transaction(db):
         action = pending.create(
             db,
             verb=verb,

@@ -8,13 +8,22 @@
   credentials and an ops channel, but no sandbox: requests are seeded in its database the way
   ``commands.execute`` records them after ThingSpace accepted them;
 * :func:`seed_request` does that seeding (a ``ts_requests`` row, one device row each, the
-  ``req:<id>`` root post in the channel).
+  ``req:<id>`` root post in the channel);
+* :class:`BotProcess` runs ``python -m bot serve`` in a child process (its own interpreter, so
+  it can be killed with SIGKILL, and so a benchmark's sender does not share its lock) against a
+  sandbox and a stand-in served by the test; :func:`read_db` reads its database read-only.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +36,7 @@ import pytest
 
 from bot.app import Runtime
 from bot.config import Settings
+from bot.console.driver import SlackDriver
 from bot.console.records import Message
 from bot.console.standin import SlackStandIn
 from bot.serving import ServerThread
@@ -38,9 +48,11 @@ from storage.db import write
 __all__ = [
     "CALLBACK_PASSWORD",
     "CALLBACK_USER",
+    "BotProcess",
     "CallbackBot",
     "callback",
     "callback_bot_fixture",
+    "read_db",
     "seed_request",
     "send_callbacks",
 ]
@@ -185,7 +197,14 @@ def seed_request(
     db = runtime_or_db.pool.get() if isinstance(runtime_or_db, Runtime) else runtime_or_db
     request_id = request_id or str(uuid.uuid4())
     root = f"req:{request_id}"
-    headline = f":double_vertical_bar: <@{actor}> is {verb}ing {len(devices):,} device(s)"
+    doing = {
+        "suspend": ":double_vertical_bar: <@{actor}> is suspending",
+        "resume": ":arrows_counterclockwise: <@{actor}> is resuming",
+        "sms": ":speech_balloon: <@{actor}> sent an SMS to",
+        "cancel-location": ":satellite_antenna: <@{actor}> asked to cancel the location of",
+        "reach": ":satellite_antenna: <@{actor}> asked whether this is reachable:",
+    }[verb].format(actor=actor)
+    headline = f"{doing} {len(devices):,} device(s)"
     with write(db):
         outbox.enqueue_post(db, key=root, channel=channel, text=headline)
         requests.add_request(
@@ -293,3 +312,151 @@ def callback_bot_fixture(tmp_path: Path) -> Iterator[CallbackBot]:
         yield bot
     finally:
         bot.close()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNING_SECRET = "callbacks-test-signing-secret"
+CONFIG = """
+[grants]
+admin = ["U012ADMIN"]
+operator = ["S0ONCALL"]
+viewer = ["C0NOC"]
+
+[channels]
+ops = "C0OPS"
+
+[limits]
+approval_size = {approval_size}
+"""
+
+
+def read_db(path: Path | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one query on the bot's database, opened read-only (the bot may be running)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return [tuple(r) for r in conn.execute(sql, list(params)).fetchall()]
+    finally:
+        conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class BotProcess:
+    """``python -m bot serve`` in a child process, configured through the environment."""
+
+    def __init__(
+        self, workdir: Path, *, standin: SlackStandIn, thingspace_url: str, approval_size: int = 10_000
+    ) -> None:
+        self.workdir = workdir
+        self.db_path = workdir / "bot.db"
+        self.standin = standin
+        config = workdir / "tsbot.toml"
+        config.write_text(CONFIG.format(approval_size=approval_size), encoding="utf-8")
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "THINGSPACE_", "TSBOT_"))},
+            "PYTHONPATH": str(ROOT),
+            "SLACK_BOT_TOKEN": standin.bot_token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": standin.api_url,
+            "THINGSPACE_BASE_URL": thingspace_url,
+            "THINGSPACE_CLIENT_ID": "sandbox-client",
+            "THINGSPACE_CLIENT_SECRET": "sandbox-secret",
+            "THINGSPACE_USERNAME": "sandbox-user",
+            "THINGSPACE_PASSWORD": "sandbox-pass",
+            "THINGSPACE_ACCOUNT": "0000123456-00001",
+            "TSBOT_CALLBACK_USERNAME": CALLBACK_USER,
+            "TSBOT_CALLBACK_PASSWORD": CALLBACK_PASSWORD,
+            "TSBOT_DB": str(self.db_path),
+            "TSBOT_CONFIG": str(config),
+            "TSBOT_LOG_LEVEL": "WARNING",
+            "TSBOT_DB_SYNCHRONOUS": "FULL",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def callback_url(self) -> str:
+        return self.url + "/thingspace/callbacks"
+
+    def driver(self) -> SlackDriver:
+        return SlackDriver(self.url + "/slack/events", SIGNING_SECRET, self.standin)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start on a fresh port and wait until ``/healthz`` answers."""
+        self.port = _free_port()
+        self.starts += 1
+        log = (self.workdir / f"bot-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the bot exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"the bot did not answer /healthz within {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 3000) -> str:
+        logs = sorted(self.workdir.glob("bot-*.log"))
+        return logs[-1].read_text(errors="replace")[-n:] if logs else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return read_db(self.db_path, sql, params)
+
+    def wait_until(self, sql: str, predicate: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+        """Poll a one-value query until *predicate* holds for its value; returns the value."""
+        deadline = time.monotonic() + timeout
+        value: Any = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.query(sql)[0][0]
+            except sqlite3.OperationalError:  # tables not created yet
+                value = None
+            if value is not None and predicate(value):
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"{sql!r} stayed at {value!r}; bot log: {self.log_tail()}")
+
+    def settled(self, timeout: float = 60.0) -> None:
+        """Wait until the inbox is drained and the outbox has nothing left to send."""
+        self.wait_until(
+            "SELECT (SELECT count(*) FROM inbox WHERE state = 'received') "
+            "+ (SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending'))",
+            lambda n: n == 0,
+            timeout,
+        )

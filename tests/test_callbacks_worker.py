@@ -115,6 +115,27 @@ def test_many_devices_update_one_message_and_end_with_a_summary(cb_bot: Callback
     assert tracked is not None and tracked.state == "completed"
 
 
+def test_progress_before_the_root_is_sent_keeps_the_headline(cb_bot: CallbackBot) -> None:
+    """Results arriving while the root message is still unsent (Slack rate-limited it) are folded
+    into it, and the final text is the headline and the summary once, not an older progress line."""
+    cb_bot.standin.inject("chat.postMessage", status=429, retry_after=1, channel="C0B")
+    devices = iccids(5)
+    request_id = seed_request(cb_bot.runtime, verb="resume", devices=devices, channel="C0B")
+    cb_bot.standin.wait_for_call(lambda c: c.method == "chat.postMessage" and c.status == 429)
+    for device in devices[:2]:
+        cb_bot.post(callback(request_id, device, outcome="active"))
+    cb_bot.settle()
+    for device in devices[2:]:
+        cb_bot.post(callback(request_id, device, outcome="active"))
+    cb_bot.settle()
+    root = cb_bot.root(request_id, "C0B")
+    assert root.versions[0].text.endswith("40% · 2 of 5")
+    assert (
+        root.text
+        == ":arrows_counterclockwise: <@U012ADMIN> is resuming 5 device(s) — done: 5 of 5 resumed, 0 failed"
+    )
+
+
 def test_unknown_request_ids_are_kept_and_not_acted_on(cb_bot: CallbackBot) -> None:
     """A result for a request the bot never issued is stored as unmatched; nothing is posted."""
     assert cb_bot.post(callback("not-ours", KEY))[0] == 200
