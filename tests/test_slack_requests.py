@@ -73,7 +73,7 @@ def test_malformed_headers_are_401_never_500(slack_bot: SlackOnlyBot) -> None:
         {**good, "X-Slack-Request-Timestamp": "abc"},
         {**good, "X-Slack-Request-Timestamp": ""},
         {**good, "X-Slack-Request-Timestamp": "9" * 40},
-        {**good, "X-Slack-Signature": "v0=é"},
+        {**good, "X-Slack-Signature": "v0=é".encode()},  # raw non-ASCII bytes on the wire
         {**good, "X-Slack-Signature": "v1=" + "a" * 64},
         {"Content-Type": FORM["Content-Type"]},
     ]
