@@ -27,6 +27,14 @@ __all__ = ["LIMITS_CHECK_MAX", "run"]
 
 log = logging.getLogger(__name__)
 
+#: how the requester is told ThingSpace took the request
+ACCEPTED = {
+    "suspend": "the suspension of",
+    "resume": "the resumption of",
+    "cancel-location": "the cancel-location request for",
+    "sms": "the SMS to",
+}
+
 #: up to this many devices, each line's limits are read from diagnostics before acting
 LIMITS_CHECK_MAX = 25
 
@@ -204,7 +212,7 @@ def run(deps: Deps, job: Job) -> None:
             db,
             action,
             reply_key,
-            f"ThingSpace accepted the {verb} of {subject} (request `{request_id}`). "
+            f"ThingSpace accepted {ACCEPTED[verb]} {subject} (request `{request_id}`). "
             "Results will appear in the channel thread.",
         )
         jobs.finish(db, job.id)

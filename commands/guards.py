@@ -75,6 +75,10 @@ def check(
         state = entry.state if entry else ""
         if entry is None:
             result.unknown.append(device)
+        if verb == "sms" and state and state != "active":
+            word = "suspended" if state == "suspend" else state
+            result.refused.append((device, f"is {word}; an SMS needs an active line (resume it first)"))
+            continue
         if verb in TARGET_STATE:
             if state == TARGET_STATE[verb]:
                 word = "suspended" if verb == "suspend" else "active"

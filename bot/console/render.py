@@ -42,9 +42,42 @@ def _angle(match: re.Match[str]) -> str:
     return label or target
 
 
+#: The emoji shortcodes the bot uses, as a terminal shows them.
+EMOJI = {
+    "warning": "⚠️",
+    "large_green_circle": "🟢",
+    "large_yellow_circle": "🟡",
+    "red_circle": "🔴",
+    "white_circle": "⚪",
+    "white_check_mark": "✅",
+    "satellite_antenna": "📡",
+    "hourglass_flowing_sand": "⏳",
+    "hourglass": "⌛",
+    "no_entry": "⛔",
+    "double_vertical_bar": "⏸",
+    "arrow_forward": "▶️",
+    "x": "❌",
+    "information_source": "ℹ️",
+    "alarm_clock": "⏰",
+    "heavy_minus_sign": "➖",
+    "grey_question": "❔",
+    "eyes": "👀",
+    "busts_in_silhouette": "👥",
+    "zzz": "💤",
+    "speech_balloon": "💬",
+    "rotating_light": "🚨",
+    "outbox_tray": "📤",
+    "no_bell": "🔕",
+    "crescent_moon": "🌙",
+    "bar_chart": "📊",
+}
+_SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
+
+
 def mrkdwn_to_text(text: str) -> str:
-    """Slack mrkdwn made readable: links, mentions and ``&lt;``-style escapes resolved."""
+    """Slack mrkdwn made readable: links, mentions, emoji shortcodes and ``&lt;``-style escapes."""
     converted = _ANGLE.sub(_angle, text)
+    converted = _SHORTCODE.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), converted)
     return converted.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
