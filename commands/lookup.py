@@ -89,10 +89,11 @@ def device_card(device: Device) -> list[dict[str, Any]]:
     """The status card: state, plan, last connection, identifiers, and what to do next."""
     label = device.label or str(device.device_id)
     state = device.state or "unknown"
+    state_word = {"suspend": "suspended", "deactive": "deactivated"}.get(state, state)
     icon = {"active": ":large_green_circle:", "suspend": ":double_vertical_bar:"}.get(state, ":white_circle:")
     ids = "\n".join(f"{k.upper()}: `{v}`" for k, v in sorted(device.ids.items()))
     body = [
-        blocks.section(f"{icon} *{label}* — {state}"),
+        blocks.section(f"{icon} *{label}* — {state_word}"),
         blocks.fields(
             [
                 ("Plan", device.service_plan or "—"),
@@ -138,7 +139,9 @@ def run(deps: Deps, job: Job) -> None:
             device = client.get_device(device_id)
             with audit.transaction(db):
                 directory.upsert_devices(db, [device_row(device)])
-                _respond(db, job, f"{device.label or device_id}: {device.state}", device_card(device))
+                _respond(
+                    db, job, f"{device.label or device_id}: {device.state or 'unknown'}", device_card(device)
+                )
             return
         if verb == "diag":
             from commands import diag

@@ -1,0 +1,53 @@
+"""`tsbot demo --script`: the README's main command, run as a user would (a real process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+STORY = """\
+/ts find 9708
+/ts suspend iccid:89148000000800139708 --reason "stolen"
+click Confirm
+wait 1
+/ts status iccid:89148000000800139708
+/ts sms iccid:89148000005591494943 "REBOOT"
+wait 1
+as U0NOC1
+in C0NOC
+/ts suspend iccid:89148000005591494943
+/ts help
+"""
+
+
+def test_demo_script_runs_the_first_story(tmp_path: Path) -> None:
+    """Suspend, confirm, status and an SMS run through the demo with readable output and exit 0."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "demo",
+            "--script",
+            "-",
+            "--devices",
+            "60",
+            "--db",
+            str(tmp_path / "demo.db"),
+        ],
+        input=STORY,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 device match `9708`" in out
+    assert "[ Confirm ]" in out and "is suspending demo-usage-spike" in out
+    assert "is suspended until" in out  # the CarrierService callback, in the thread
+    assert "— suspended" in out  # the status card
+    assert "sent an SMS to demo-healthy" in out
+    assert "needs the *operator* role" in out  # the NOC viewer is refused politely
+    assert "Traceback" not in out + result.stderr
