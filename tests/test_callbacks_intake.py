@@ -166,3 +166,20 @@ def test_concurrent_callbacks_are_group_committed(cb_bot: CallbackBot) -> None:
     writer = cb_bot.runtime.inbox_writer
     assert writer.stored == 400
     assert writer.batches < 400
+
+
+def test_metrics_show_callback_results_and_inbox_depth(cb_bot: CallbackBot) -> None:
+    """/metrics counts callbacks by result and reports the inbox depth."""
+    cb_bot.post(callback("req-x", DEVICE))
+    cb_bot.post(callback("req-x", DEVICE, count=2))
+    cb_bot.post(callback("req-x", DEVICE, password="nope"))
+    cb_bot.settle()
+    parts = urlsplit(cb_bot.server.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    assert 'tsbot_callbacks_total{result="accepted"} 1.0' in text
+    assert 'tsbot_callbacks_total{result="duplicate"} 1.0' in text
+    assert 'tsbot_callbacks_total{result="rejected"} 1.0' in text
+    assert "tsbot_inbox_depth 0.0" in text

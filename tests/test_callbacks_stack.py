@@ -7,9 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlite_utils import Database
 
 from bot.console.records import Message
 from bot.stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
+from bot.unanswered import check_unanswered
 from storage import directory, outbox, requests
 from storage.audit import AuditLog
 from tests.helpers_callbacks import callback, send_callbacks
@@ -25,35 +27,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.stop()
 
 
-def _db(stack: LocalStack) -> object:
+def _db(stack: LocalStack) -> Database:
     assert stack.runtime is not None
     return stack.runtime.pool.get()
 
 
 def _key(stack: LocalStack, label: str) -> str:
-    found, _ = directory.find(_db(stack), label, limit=1)  # type: ignore[arg-type]
+    found, _ = directory.find(_db(stack), label, limit=1)
     assert found, f"no seeded device labelled {label}"
     return found[0].key
 
 
 def _request_for(stack: LocalStack, device: str) -> requests.TrackedRequest:
-    """The newest tracked request naming *device*."""
+    """The newest tracked request naming *device* (waiting for the worker to record it)."""
     db = _db(stack)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        found = [
-            r
-            for r in requests.open_requests(db)  # type: ignore[arg-type]
-            if any(d == device for d, _s, _x in requests.device_outcomes(db, r.request_id))  # type: ignore[arg-type]
-        ]
-        if found:
-            return found[-1]
+        row = db.execute(
+            "SELECT request_id FROM ts_request_devices WHERE device = ? ORDER BY updated_at DESC LIMIT 1",
+            [device],
+        ).fetchone()
+        if row is not None:
+            found = requests.get_request(db, row[0])
+            assert found is not None
+            return found
         time.sleep(0.05)
     raise AssertionError(f"no request for {device}")
 
 
 def _thread(stack: LocalStack, request_id: str) -> list[Message]:
-    ref = outbox.message_ref(_db(stack), f"req:{request_id}")  # type: ignore[arg-type]
+    ref = outbox.message_ref(_db(stack), f"req:{request_id}")
     assert ref is not None
     return stack.standin.thread(*ref)[1:]
 
@@ -74,7 +77,7 @@ def test_a_single_suspend_lands_in_its_thread(stack: LocalStack) -> None:
     root = stack.standin.message(reply.channel, reply.thread_ts or "")
     assert "is suspending" in root.text and "stolen" in root.text
     kind, _, value = key.partition(":")
-    entry = directory.lookup(_db(stack), kind, value)  # type: ignore[arg-type]
+    entry = directory.lookup(_db(stack), kind, value)
     assert entry is not None and entry.state == "suspend" and entry.resume_date
 
 
@@ -96,7 +99,7 @@ def test_three_retries_of_the_same_callback_have_one_effect(stack: LocalStack) -
     assert stack.settle()
     replies = _thread(stack, tracked.request_id)
     assert len(replies) == 1 and "is suspended until" in replies[0].text
-    rows = AuditLog(_db(stack)).query(target=key, verb="callback")  # type: ignore[arg-type]
+    rows = AuditLog(_db(stack)).query(target=key, verb="callback")
     assert len(rows) == 1
 
 
@@ -105,7 +108,7 @@ def test_bulk_suspend_shows_progress_summary_and_retries_the_failures(stack: Loc
     updated in place and ends with failures by reason and Retry failed, which proposes exactly
     the failed lines again (the line that used its five actions today is refused before calling
     ThingSpace)."""
-    plant = directory.group_members(_db(stack), "plant-7")  # type: ignore[arg-type]
+    plant = directory.group_members(_db(stack), "plant-7")
     answer = stack.command("suspend group:plant-7 --reason decommissioned", user="U0OPS1")
     assert f"Suspend {len(plant)} devices?" in answer.text
     stack.click("Confirm", user="U0OPS1")
@@ -119,7 +122,7 @@ def test_bulk_suspend_shows_progress_summary_and_retries_the_failures(stack: Loc
     )
     assert "done:" not in progress.text and "Retry failed" not in str(progress.blocks)
     tracked = _request_for(stack, plant[0].key)
-    late = [d for d, s, _ in requests.device_outcomes(_db(stack), tracked.request_id) if s == "pending"]  # type: ignore[arg-type]
+    late = [d for d, s, _ in requests.device_outcomes(_db(stack), tracked.request_id) if s == "pending"]
     assert len(late) == lost
     url = stack.bot_url + "/thingspace/callbacks"
     bodies = [
@@ -138,9 +141,10 @@ def test_bulk_suspend_shows_progress_summary_and_retries_the_failures(stack: Loc
     retry = [b for b in root.buttons() if b.text == "Retry failed"]
     assert len(retry) == 1
     request_id = retry[0].value or ""
-    tracked = requests.get_request(_db(stack), request_id)  # type: ignore[arg-type]
-    assert tracked is not None and tracked.state == "completed" and tracked.device_count == len(plant)
-    failed = [d for d, s, _ in requests.device_outcomes(_db(stack), request_id) if s == "failed"]  # type: ignore[arg-type]
+    assert request_id == tracked.request_id
+    done = requests.get_request(_db(stack), request_id)
+    assert done is not None and done.state == "completed" and done.device_count == len(plant)
+    failed = [d for d, s, _ in requests.device_outcomes(_db(stack), request_id) if s == "failed"]
     assert failed and f"{len(failed):,} failed" in root.text
 
     stack.click("Retry failed", user="U0OPS1")
@@ -168,5 +172,64 @@ def test_bulk_suspend_shows_progress_summary_and_retries_the_failures(stack: Loc
         if device == limited:
             continue
         kind, _, value = device.partition(":")
-        entry = directory.lookup(_db(stack), kind, value)  # type: ignore[arg-type]
+        entry = directory.lookup(_db(stack), kind, value)
         assert entry is not None and entry.state == "suspend"
+
+
+def test_sms_reach_and_cancel_location_results_land_in_their_threads(stack: LocalStack) -> None:
+    """SMS sent then delivered, a reachability answer and a cancel location each reply in the
+    thread of the request that asked."""
+    texting = _key(stack, "demo-no-traffic")
+    asking = _key(stack, "demo-healthy")
+    detaching = _key(stack, "demo-hung")
+    stack.command(f"sms {texting} REBOOT")
+    stack.command(f"reach {asking}")
+    stack.command(f"cancel-location {detaching}")
+    stack.click("Confirm")
+    expected = {
+        texting: ["SMS to demo-no-traffic", "SMS delivered to demo-no-traffic"],
+        asking: ["demo-healthy (iccid"],
+        detaching: ["Cancel location done for demo-hung"],
+    }
+    deadline = time.monotonic() + 30
+    for device, wanted in expected.items():
+        tracked = _request_for(stack, device)
+        while time.monotonic() < deadline:
+            texts = [m.text for m in _thread(stack, tracked.request_id)] if _root_sent(stack, tracked) else []
+            if len(texts) >= len(wanted):
+                break
+            time.sleep(0.1)
+        assert [w for w, t in zip(wanted, texts, strict=False) if w in t] == wanted, texts
+    reach_reply = _thread(stack, _request_for(stack, asking).request_id)[0].text
+    assert "is reachable for data" in reach_reply
+
+
+def _root_sent(stack: LocalStack, tracked: requests.TrackedRequest) -> bool:
+    return outbox.message_ref(_db(stack), f"req:{tracked.request_id}") is not None
+
+
+def test_a_request_without_callback_is_looked_up_with_request_status(stack: LocalStack) -> None:
+    """After no_result_after, a single-device suspend whose callback never came is settled from
+    ThingSpace's request status (Success), and one still pending there is said to be pending."""
+    lost = _key(stack, "demo-down")
+    stuck = _key(stack, "demo-pending")
+    stack.sandbox.drop_callbacks(1, "CarrierService")
+    stack.command(f"suspend {lost}")
+    stack.click("Confirm")
+    lost_request = _request_for(stack, lost)
+    stack.command(f"suspend {stuck}")
+    stack.click("Confirm")
+    stuck_request = _request_for(stack, stuck)
+    assert stack.settle()
+    assert stack.runtime is not None
+    assert check_unanswered(stack.runtime, now=time.time() + 31 * 60) >= 2
+    assert stack.settle()
+    (settled,) = _thread(stack, lost_request.request_id)
+    assert "demo-down" in settled.text and "is suspended" in settled.text
+    assert "from ThingSpace's request status; no callback arrived" in settled.text
+    kind, _, value = lost.partition(":")
+    entry = directory.lookup(_db(stack), kind, value)
+    assert entry is not None and entry.state == "suspend"
+    (waiting,) = _thread(stack, stuck_request.request_id)
+    assert "still lists request" in waiting.text and "pending" in waiting.text
+    assert requests.device_outcomes(_db(stack), stuck_request.request_id)[0][1] == "pending"
