@@ -33,6 +33,7 @@ from typing import Any, Final
 from sqlite_utils import Database
 
 from bot import blocks
+from bot.thingspace import shapes
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import (
@@ -80,10 +81,9 @@ CHECKS: Final[dict[str, str]] = {
     "hardware": "IMEI–ICCID check",
 }
 
-#: Connectivity keys proposed in bot/thingspace/shapes.py (named there in a comment, not as constants).
-DIAG_KEY_APN: Final = "Apn"
-DIAG_KEY_RAT: Final = "RatType"
-DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
+DIAG_KEY_APN: Final = shapes.DIAG_KEY_APN
+DIAG_KEY_RAT: Final = shapes.DIAG_KEY_RAT
+DIAG_KEY_SESSIONS_1H: Final = shapes.DIAG_KEY_SESSIONS_1H
 
 _ICONS: Final = {
     "healthy": ":large_green_circle:",

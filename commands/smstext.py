@@ -1,18 +1,17 @@
-"""SMS length rules: 160 characters in the GSM 7-bit alphabet, 140 bytes otherwise."""
+"""SMS length rules for the ``sms`` verb, with messages a person can act on.
+
+The counting itself is :func:`bot.thingspace.sms.sms_length`, the same the client and the sandbox
+use: 160 septets in the GSM 7-bit alphabet (extension characters count two), 140 bytes in
+8-bit UTF-8 for anything outside it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SmsCheck", "check_sms"]
+from bot.thingspace.sms import GSM7_BASIC, GSM7_EXTENDED, SmsTextError, sms_length
 
-_GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXT = set("^{}\\[~]|€\f")  # each takes two septets
-LIMIT_7BIT = 160
-LIMIT_8BIT = 140
+__all__ = ["SmsCheck", "check_sms"]
 
 
 @dataclass(frozen=True)
@@ -26,31 +25,30 @@ class SmsCheck:
 
 def check_sms(text: str) -> SmsCheck:
     if not text.strip():
-        return SmsCheck(
-            False, "7-bit", 0, LIMIT_7BIT, "The SMS text is empty: put it in quotes after the target."
-        )
-    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
-        size = sum(2 if c in _GSM7_EXT else 1 for c in text)
-        if size <= LIMIT_7BIT:
-            return SmsCheck(True, "7-bit", size, LIMIT_7BIT, "")
+        return SmsCheck(False, "7-bit", 0, 160, "The SMS text is empty: put it in quotes after the target.")
+    try:
+        size, limit = sms_length(text, "7-bit")
+    except SmsTextError:
+        size, limit = sms_length(text, "8-bit-UTF-8")
+        if size <= limit:
+            return SmsCheck(True, "8-bit-UTF-8", size, limit, "")
+        odd = sorted({c for c in text if c not in GSM7_BASIC and c not in GSM7_EXTENDED})[:5]
         return SmsCheck(
             False,
-            "7-bit",
+            "8-bit-UTF-8",
             size,
-            LIMIT_7BIT,
-            f"The SMS is {size} characters long; ThingSpace accepts at most {LIMIT_7BIT} in the GSM 7-bit "
-            f"alphabet. Shorten it by {size - LIMIT_7BIT}.",
+            limit,
+            f"The SMS is {size} bytes in UTF-8 (it contains {' '.join(odd)}, outside the GSM 7-bit alphabet); "
+            f"ThingSpace accepts at most {limit} bytes for 8-bit messages. Shorten it, or use only plain "
+            "letters, digits and punctuation for up to 160 characters.",
         )
-    size = len(text.encode("utf-8"))
-    if size <= LIMIT_8BIT:
-        return SmsCheck(True, "8-bit-UTF-8", size, LIMIT_8BIT, "")
-    odd = sorted({c for c in text if c not in _GSM7 and c not in _GSM7_EXT})[:5]
+    if size <= limit:
+        return SmsCheck(True, "7-bit", size, limit, "")
     return SmsCheck(
         False,
-        "8-bit-UTF-8",
+        "7-bit",
         size,
-        LIMIT_8BIT,
-        f"The SMS is {size} bytes in UTF-8 (it contains {' '.join(odd)}, outside the GSM 7-bit alphabet); "
-        f"ThingSpace accepts at most {LIMIT_8BIT} bytes for 8-bit messages. Shorten it, or use only plain "
-        "letters, digits and punctuation for up to 160 characters.",
+        limit,
+        f"The SMS is {size} characters long; ThingSpace accepts at most {limit} in the GSM 7-bit "
+        f"alphabet. Shorten it by {size - limit}.",
     )

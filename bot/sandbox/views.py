@@ -31,6 +31,7 @@ from bot.sandbox.errors import (
 from bot.sandbox.fleet import PLANS, Device
 from bot.sandbox.ids import ALL_KINDS, DIAGNOSTICS_KINDS, check_device_id, device_entries, normalize
 from bot.sandbox.rules import actions_today, suspended_days_continuous, suspended_days_year
+from bot.thingspace import shapes
 from bot.thingspace.shapes import (
     DIAG_CATEGORY_ACCOUNT,
     DIAG_CATEGORY_CONNECTIVITY,
@@ -63,8 +64,8 @@ __all__ = [
 MAX_PAGE: Final = 2000
 MAX_HISTORY: Final = 500
 USAGE_RETENTION: Final = timedelta(days=365)
-# Connectivity keys proposed (in a comment) by bot.thingspace.shapes without constants yet:
-_KEY_IP, _KEY_APN, _KEY_RAT, _KEY_SESSIONS_1H = "IpAddress", "Apn", "RatType", "SessionCount1h"
+_KEY_IP, _KEY_APN, _KEY_RAT = shapes.DIAG_KEY_IP_ADDRESS, shapes.DIAG_KEY_APN, shapes.DIAG_KEY_RAT
+_KEY_SESSIONS_1H = shapes.DIAG_KEY_SESSIONS_1H
 
 
 def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | None:
@@ -108,7 +109,7 @@ def device_record(
     """
     status = status_at(device.timeline, epoch(now))
     last = _last_connection(device, now)
-    extended = [{"key": "DeviceId", "value": str(device.number)}]
+    extended = [{"key": shapes.DEVICE_NUMBER_KEY, "value": str(device.number)}]
     if single:
         suspended = next((start for start, _ in reversed(device.suspensions) if start is not None), None)
         if suspended is not None:

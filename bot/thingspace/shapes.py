@@ -74,6 +74,10 @@ DIAG_KEY_SUSPENDED_DAYS_YEAR: Final = "SuspendedDaysLast12Months"
 DIAG_KEY_CONNECTED: Final = "Connected"
 DIAG_KEY_ATTACHED: Final = "Attached"
 DIAG_KEY_LAST_CONNECTION: Final = "LastConnectionDate"
+DIAG_KEY_IP_ADDRESS: Final = "IpAddress"
+DIAG_KEY_APN: Final = "Apn"
+DIAG_KEY_RAT: Final = "RatType"
+DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
 
 # -- proposed: paging the device list by ``largestDeviceIdSeen`` (§5.1) --------------------------
 #: No source says where a client reads the numeric id that ``largestDeviceIdSeen`` compares; we
