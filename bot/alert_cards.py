@@ -89,8 +89,10 @@ def _status_line(alert: Alert, tz: tzinfo) -> str:
     return ":rotating_light: Firing"
 
 
-def _buttons(prefix: str, value: str, *, diagnose: bool) -> Block:
-    elements = [blocks.button("Acknowledge", f"ts:{prefix}-ack", value, style="primary")]
+def _buttons(prefix: str, value: str, *, diagnose: bool, acknowledge: bool = True) -> Block:
+    elements = (
+        [blocks.button("Acknowledge", f"ts:{prefix}-ack", value, style="primary")] if acknowledge else []
+    )
     elements += [
         blocks.button(f"Snooze {hours} h", f"ts:{prefix}-snooze-{key}", value)
         for key, hours in SNOOZE_CHOICES.items()
@@ -133,7 +135,7 @@ def alert_card(
     body = [
         blocks.section(f"{icon} *{title}* · *{label}*\n{problem[0].upper()}{problem[1:]}."),
         blocks.context(" · ".join(facts)),
-        _buttons("alert", str(alert.id), diagnose=True),
+        _buttons("alert", str(alert.id), diagnose=True, acknowledge=alert.state != "acknowledged"),
     ]
     return text, body
 
@@ -199,7 +201,12 @@ def group_card(
         ),
         blocks.section("\n".join(lines)),
         blocks.context(f"Grouped alert #{group.id} · {summary}"),
-        _buttons("group", str(group.id), diagnose=False),
+        _buttons(
+            "group",
+            str(group.id),
+            diagnose=False,
+            acknowledge=any(m.state in ("firing", "snoozed") for m in open_members),
+        ),
     ]
     return text, body
 

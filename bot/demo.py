@@ -162,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tsbot-demo-"))
     out.write(f"Starting the ThingSpace sandbox ({args.devices} lines), the Slack stand-in and the bot…\n")
     out.flush()
-    stack = LocalStack(workdir, devices=args.devices, seed=args.seed, db_path=args.db)
+    from bot.reachability import DEMO_SETTINGS
+
+    stack = LocalStack(
+        workdir, devices=args.devices, seed=args.seed, db_path=args.db, settings_overrides=dict(DEMO_SETTINGS)
+    )
     stack.start()
     console = Console(stack, out)
     console.attach()

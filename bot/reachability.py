@@ -52,6 +52,7 @@ from storage.db import write
 from storage.watches import Observation, ReachState, Watch
 
 __all__ = [
+    "DEMO_SETTINGS",
     "MONITOR_RETRY",
     "MONITOR_TTL",
     "Applied",
@@ -74,6 +75,16 @@ log = logging.getLogger(__name__)
 #: Expiry of the monitors the bot starts; the monitors job renews each one when less than a
 #: quarter of it is left (ThingSpace allows up to 10 years; a week keeps forgotten ones short-lived).
 MONITOR_TTL = timedelta(days=7)
+#: Short thresholds for ``tsbot demo`` (its LocalStack ``settings_overrides``): after
+#: ``reach ID down`` the alert card appears within half a minute, and recovery, grouping and
+#: re-alerts can be tried in a few minutes.
+DEMO_SETTINGS: dict[str, timedelta] = {
+    "watch_alert_after": timedelta(seconds=20),
+    "alert_evaluate_every": timedelta(seconds=5),
+    "alert_recover_after": timedelta(seconds=20),
+    "alert_group_window": timedelta(minutes=2),
+    "alert_realert_after": timedelta(minutes=3),
+}
 #: After ThingSpace refused a monitor, wait this long before asking again.
 MONITOR_RETRY = 15 * 60.0
 

@@ -352,8 +352,9 @@ def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply 
             outcome="denied",
             detail={"role": role, "needed": VERBS[verb].role, "button": req.action_id},
         )
+    word = {"alert.ack": "acknowledge", "alert.snooze": "snooze", "diag": "diagnose"}.get(action, action)
     return Reply(
-        f":no_entry: You can't {action.split('.')[-1]} this alert: it needs the *{VERBS[verb].role}* role.",
+        f":no_entry: You can't {word} this alert: it needs the *{VERBS[verb].role}* role.",
         replace_original=False,
     )
 
