@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 
 from bot.config import Settings
 from bot.directory_sync import sync_directory
+from bot.logs import register_secrets
 from bot.metrics import Metrics
 from bot.outbox import OutboxRelay
 from bot.slackapp import build_bolt_app
@@ -49,6 +50,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        register_secrets(settings)  # never logged, wherever they would appear
         self.pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
         self.metrics = Metrics(verbs=VERBS)
         self.thingspace = ThingSpaceClient(
