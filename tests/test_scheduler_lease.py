@@ -14,8 +14,8 @@ from bot.config import Settings
 from bot.console.standin import SlackStandIn
 from bot.scheduler import LEASE_NAME, SchedulerLease, build_scheduler
 from bot.stack import DEMO_GRANTS
-from storage import lease
-from storage.db import ConnectionPool, open_database
+from storage import alerts, lease
+from storage.db import ConnectionPool, open_database, write
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
@@ -121,7 +121,7 @@ def test_reachability_jobs_have_explicit_ids_coalesce_one_instance_and_a_grace(
     tmp_path: Path, standin: SlackStandIn
 ) -> None:
     """Every job is registered with an id, coalesce, max_instances=1 and half its interval as grace;
-    a run that is late (here 5 s) still runs within that grace."""
+    a run that is late (here 5 s) still runs within that grace; the firing-alerts gauge is wired."""
     runtime = Runtime(_settings(tmp_path, standin), sync_directory_at_start=False, start_scheduler=False)
     scheduler = build_scheduler(runtime)
     jobs = {job.id: job for job in scheduler.get_jobs()}
@@ -136,6 +136,12 @@ def test_reachability_jobs_have_explicit_ids_coalesce_one_instance_and_a_grace(
         assert job.coalesce is True and job.max_instances == 1, job_id
         assert job.trigger.interval == timedelta(seconds=seconds), job_id
         assert job.misfire_grace_time == seconds // 2, job_id
+    db = runtime.pool.get()
+    with write(db):
+        alerts.insert_alert(
+            db, device="iccid:1", condition="unreachable", channel="C0OPS", down_since=1.0, now=2.0
+        )
+    assert runtime.metrics.value("alerts_firing") == 1  # read from the database at every scrape
     scheduler.modify_job("reachability-evaluate", next_run_time=datetime.now(UTC) - timedelta(seconds=5))
     runtime.scheduler = scheduler
     runtime.start()

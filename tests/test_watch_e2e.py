@@ -161,3 +161,10 @@ def test_a_refused_monitor_start_is_reported_and_retried(stack: LocalStack) -> N
     assert watch is not None and watch.monitor_error and watch.monitor_retry_at is not None
     assert monitors_job(stack.runtime, now=time.time() + 60).requested == 0
     assert monitors_job(stack.runtime, now=time.time() + 16 * 60).requested == 1
+
+
+def test_a_reach_query_answer_also_updates_the_reachability_state(stack: LocalStack) -> None:
+    """/ts reach: its DiagnosticsService answer lands in the thread and in the device's state and history."""
+    stack.command(f"reach {DEVICE}")
+    _wait(lambda: _state(stack, DEVICE) is True)
+    assert [reachable for _, reachable in watches.history(_db(stack), DEVICE)] == [True]
