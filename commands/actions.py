@@ -21,7 +21,7 @@ from commands.smstext import check_sms
 from commands.targets import ResolvedDevice, resolve
 from storage import jobs, outbox, pending, requests
 
-__all__ = ["API_CALLS", "BUTTONS", "on_button", "start"]
+__all__ = ["API_CALLS", "BUTTONS", "on_button", "queue_execution", "start"]
 
 BUTTONS = ("confirm", "cancel", "approve", "reject")
 
@@ -34,6 +34,15 @@ API_CALLS = {
 }
 
 SHOW_DEVICES = 10
+#: how long an approval card waits for the second person (at least the confirm TTL)
+APPROVAL_WINDOW = 3600.0
+
+
+def queue_execution(db: Any, action_id: str) -> None:
+    """Hand a confirmed (or approved) action to the worker; a second call is a no-op."""
+    jobs.enqueue(
+        db, key=f"execute:{action_id}", kind="execute", payload={"pending": action_id}, mutating=True
+    )
 
 
 def _devices_text(devices: list[ResolvedDevice]) -> str:
@@ -156,9 +165,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         )
         if direct:
             pending.set_state(db, action.id, "confirmed")
-            jobs.enqueue(
-                db, key=f"execute:{action.id}", kind="execute", payload={"pending": action.id}, mutating=True
-            )
+            queue_execution(db, action.id)
     deps.wake()
     if direct:
         return Reply(
@@ -230,153 +237,142 @@ def _expired_or_used(action: pending.PendingAction | None, now: float) -> str:
     return f"This was {action.state.replace('_', ' ')}{f' by <@{action.decided_by}>' if action.decided_by else ''}. Nothing was changed."
 
 
+def _record(
+    db: Any, req: ActionRequest, action: pending.PendingAction, verb: str, outcome: str, **detail: Any
+) -> None:
+    audit.record(
+        db,
+        actor=req.user,
+        channel=req.channel,
+        verb=verb,
+        outcome=outcome,
+        targets=action.devices,
+        reason=action.reason if outcome == "ok" else "",
+        detail={"pending": action.id, "verb": action.verb, **detail},
+    )
+
+
 def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
+    """Confirm, Cancel, Approve or Reject on a pending action; the clicker is authorized again."""
     db = deps.db()
-    now = deps.clock()
     action = pending.get(db, req.value)
     if action is None:
         return Reply("That confirmation no longer exists. Run the command again.", replace_original=False)
-    verb = action.verb
     from commands.router import user_role  # late import: router imports this module
 
     role = user_role(deps, req.user, action.channel)
-    if kind in {"confirm", "approve", "reject"} and not may_run(role, verb):
+    if kind != "cancel" and not may_run(role, action.verb):
         with audit.transaction(db):
-            audit.record(
-                db,
-                actor=req.user,
-                channel=req.channel,
-                verb=kind,
-                outcome="denied",
-                targets=action.devices,
-                detail={"pending": action.id, "verb": verb, "role": role},
-            )
+            _record(db, req, action, kind, "denied", role=role)
         return Reply(
-            f":no_entry: You can't {kind} a `{verb}`: it needs the *{VERBS[verb].role}* role.",
+            f":no_entry: You can't {kind} a `{action.verb}`: it needs the *{VERBS[action.verb].role}* role.",
             replace_original=False,
         )
     if kind == "cancel":
-        with audit.transaction(db):
-            done = pending.cancel(db, action.id, by=req.user, now=now)
-            if done:
-                audit.record(
-                    db,
-                    actor=req.user,
-                    channel=req.channel,
-                    verb="cancel",
-                    outcome="ok",
-                    targets=action.devices,
-                    detail={"pending": action.id, "verb": verb},
-                )
-        if not done:
-            return Reply(_expired_or_used(pending.get(db, action.id), now), replace_original=False)
-        return Reply(
-            f"Cancelled: {verb} of {_count(len(action.devices))}. Nothing was changed.", replace_original=True
-        )
+        return _cancel(deps, req, action)
     if kind == "confirm":
-        if req.user != action.actor:
-            return Reply(
-                "Only the person who asked can confirm this; you can run the command yourself.",
-                replace_original=False,
-            )
-        target = "awaiting_approval" if action.needs_approval else "confirmed"
-        with audit.transaction(db):
-            claimed = pending.claim(
-                db, action.id, from_state="pending", to_state=target, by=req.user, now=now
-            )
-            if claimed:
-                audit.record(
-                    db,
-                    actor=req.user,
-                    channel=req.channel,
-                    verb="confirm",
-                    outcome="ok",
-                    targets=action.devices,
-                    reason=action.reason,
-                    detail={"pending": action.id, "verb": verb, "digest": action.digest},
-                )
-                if claimed.needs_approval:
-                    pending.set_state(
-                        db,
-                        action.id,
-                        "awaiting_approval",
-                        expires_at=now + max(deps.settings.confirm_ttl.total_seconds(), 3600),
-                    )
-                    _post_approval_card(db, claimed)
-                else:
-                    jobs.enqueue(
-                        db,
-                        key=f"execute:{action.id}",
-                        kind="execute",
-                        payload={"pending": action.id},
-                        mutating=True,
-                    )
-        if not claimed:
-            return Reply(_expired_or_used(pending.get(db, action.id), now), replace_original=False)
-        deps.wake()
-        if claimed.needs_approval:
-            return Reply(
-                f"Confirmed. {_count(len(action.devices))} is above {deps.settings.approval_size}: an approval card is "
-                "in the channel; a second person with the role must approve it.",
-                replace_original=True,
-            )
+        return _confirm(deps, req, action)
+    return _decide(deps, req, action, approve=kind == "approve")
+
+
+def _too_late(deps: Deps, req: ActionRequest, action: pending.PendingAction, kind: str) -> Reply:
+    """The card was already used, decided or expired: say so, record the refused click."""
+    db, now = deps.db(), deps.clock()
+    current = pending.get(db, action.id)
+    expired = (
+        current is not None
+        and current.state in {"pending", "awaiting_approval"}
+        and current.expires_at <= now
+    )
+    with audit.transaction(db):
+        _record(
+            db,
+            req,
+            action,
+            kind,
+            "expired" if expired else "refused",
+            state=current.state if current else None,
+        )
+    return Reply(_expired_or_used(current, now), replace_original=False)
+
+
+def _cancel(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Reply:
+    db, now = deps.db(), deps.clock()
+    with audit.transaction(db):
+        done = pending.cancel(db, action.id, by=req.user, now=now)
+        if done:
+            _record(db, req, action, "cancel", "ok")
+    if not done:
+        return _too_late(deps, req, action, "cancel")
+    return Reply(
+        f"Cancelled: {action.verb} of {_count(len(action.devices))}. Nothing was changed.",
+        replace_original=True,
+    )
+
+
+def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Reply:
+    if req.user != action.actor:
         return Reply(
-            f"Confirmed — working on {verb} for {_count(len(action.devices))}. Results will follow in the channel.",
+            "Only the person who asked can confirm this; you can run the command yourself.",
+            replace_original=False,
+        )
+    db, now = deps.db(), deps.clock()
+    target = "awaiting_approval" if action.needs_approval else "confirmed"
+    with audit.transaction(db):
+        claimed = pending.claim(db, action.id, from_state="pending", to_state=target, by=req.user, now=now)
+        if claimed:
+            _record(db, req, action, "confirm", "ok", digest=action.digest)
+            if claimed.needs_approval:
+                window = max(deps.settings.confirm_ttl.total_seconds(), APPROVAL_WINDOW)
+                pending.set_state(db, action.id, "awaiting_approval", expires_at=now + window)
+                _post_approval_card(db, claimed)
+            else:
+                queue_execution(db, action.id)
+    if not claimed:
+        return _too_late(deps, req, action, "confirm")
+    deps.wake()
+    n = _count(len(action.devices))
+    if claimed.needs_approval:
+        return Reply(
+            f"Confirmed. {n} is above {deps.settings.approval_size}: an approval card is in the channel; "
+            "a second person with the role must approve it.",
             replace_original=True,
         )
-    # approve / reject: a second person, never the requester
+    return Reply(
+        f"Confirmed — working on {action.verb} for {n}. Results will follow in the channel.",
+        replace_original=True,
+    )
+
+
+def _decide(deps: Deps, req: ActionRequest, action: pending.PendingAction, *, approve: bool) -> Reply | None:
+    """Approve or Reject: a second person, never the requester (four eyes)."""
+    db, now = deps.db(), deps.clock()
+    kind = "approve" if approve else "reject"
     if req.user == action.actor:
         with audit.transaction(db):
-            audit.record(
-                db,
-                actor=req.user,
-                channel=req.channel,
-                verb=kind,
-                outcome="refused",
-                targets=action.devices,
-                detail={"pending": action.id, "why": "self-approval"},
-            )
+            _record(db, req, action, kind, "refused", why="self-approval")
         return Reply(
             "You asked for this, so someone else must approve it (four eyes).", replace_original=False
         )
-    to_state = "approved" if kind == "approve" else "denied"
+    to_state = "approved" if approve else "denied"
     with audit.transaction(db):
         claimed = pending.claim(
             db, action.id, from_state="awaiting_approval", to_state=to_state, by=req.user, now=now
         )
         if claimed:
-            audit.record(
-                db,
-                actor=req.user,
-                channel=req.channel,
-                verb=kind,
-                outcome="ok",
-                targets=action.devices,
-                reason=action.reason,
-                detail={"pending": action.id, "verb": verb, "requested_by": action.actor},
+            _record(db, req, action, kind, "ok", requested_by=action.actor)
+            word = "Approved" if approve else "Rejected"
+            line = (
+                f"{word} by <@{req.user}>: {action.verb} of {_count(len(action.devices))} "
+                f"requested by <@{action.actor}>" + (f" — {action.reason}" if action.reason else "")
             )
-            word = "Approved" if kind == "approve" else "Rejected"
             outbox.enqueue_update(
-                db,
-                target_key=f"approval:{action.id}",
-                text=f"{word} by <@{req.user}>: {verb} of {_count(len(action.devices))} requested by <@{action.actor}>.",
-                blocks=[
-                    blocks.section(
-                        f"*{word}* by <@{req.user}>: {verb} of {_count(len(action.devices))} "
-                        f"requested by <@{action.actor}>" + (f" — {action.reason}" if action.reason else "")
-                    )
-                ],
+                db, target_key=f"approval:{action.id}", text=line, blocks=[blocks.section(line)]
             )
-            if kind == "approve":
-                jobs.enqueue(
-                    db,
-                    key=f"execute:{action.id}",
-                    kind="execute",
-                    payload={"pending": action.id},
-                    mutating=True,
-                )
+            if approve:
+                queue_execution(db, action.id)
     if not claimed:
-        return Reply(_expired_or_used(pending.get(db, action.id), now), replace_original=False)
+        return _too_late(deps, req, action, kind)
     deps.wake()
     return None
 
