@@ -175,15 +175,19 @@ class InboxWriter:
         try:
             with write(db):
                 results = inbox.insert_many(db, items, now=self.clock())
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive any one bad batch
             if len(batch) > 1:
                 # One bad row must not fail its neighbours: store them one by one.
-                log.warning("inbox batch of %d failed (%s); storing one by one", len(batch), exc)
+                log.warning(
+                    "inbox batch of %d failed (%s); storing one by one", len(batch), type(exc).__name__
+                )
                 for entry in batch:
                     self._store([entry])
                 return
-            log.error("could not store a callback: %s", exc)
-            batch[0][1].set_exception(exc)
+            log.error("could not store a callback: %s", type(exc).__name__)
+            batch[0][1].set_exception(
+                exc if isinstance(exc, sqlite3.Error) else IntakeClosed(str(type(exc).__name__))
+            )
             return
         self.batches += 1
         self.stored += sum(results)
@@ -214,16 +218,37 @@ def authentic(payload: Mapping[str, Any], username: str, password: str) -> bool:
     return user_ok & password_ok & (got_user is not None) & (got_password is not None)
 
 
+def _utf8(value: str, what: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidCallback(f"{what} is not valid Unicode text") from None
+    return value
+
+
 def inbox_item(payload: Mapping[str, Any]) -> InboxItem:
-    """The inbox row for one authentic callback body (raises :class:`InvalidCallback`)."""
-    event = parse_callback(payload)
+    """The inbox row for one authentic callback body (raises :class:`InvalidCallback`).
+
+    The body is serialised here, on the request's side: one that cannot be (nested too deeply)
+    is refused with a 400 instead of failing in the writer thread; non-ASCII is escaped, so a
+    lone surrogate from a JSON escape is stored as the escape it came as.
+    """
+    try:
+        event = parse_callback(payload)
+        stored = json.dumps(dict(event.raw), separators=(",", ":"), ensure_ascii=True)
+    except RecursionError:
+        raise InvalidCallback("the body is nested too deeply") from None
+    except ValueError as exc:
+        if isinstance(exc, InvalidCallback):
+            raise
+        raise InvalidCallback("the body holds a value JSON cannot carry") from None
     return InboxItem(
-        request_id=event.request_id,
-        device=str(event.device) if event.device is not None else "",
+        request_id=_utf8(event.request_id, "requestId"),
+        device=_utf8(str(event.device), "deviceIds") if event.device is not None else "",
         outcome_key=event.outcome_key,
         service=event.service,
         kind=event.kind.value,
-        payload=event.raw,
+        payload=stored,
         callback_count=event.callback_count,
     )
 

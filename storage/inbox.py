@@ -87,14 +87,15 @@ def index_unmatched(db: Database) -> None:
 
 @dataclass(frozen=True)
 class InboxItem:
-    """A callback to store: what identifies the fact, and the body without credentials."""
+    """A callback to store: what identifies the fact, and the body without credentials (a
+    mapping, or its JSON text already serialised)."""
 
     request_id: str
     device: str
     outcome_key: str
     service: str
     kind: str
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any] | str
     callback_count: int = 1
 
 
@@ -146,7 +147,9 @@ def insert_many(db: Database, items: Sequence[InboxItem], *, now: float | None =
                 item.outcome_key,
                 item.service,
                 item.kind,
-                json.dumps(dict(item.payload), separators=(",", ":"), ensure_ascii=False),
+                item.payload
+                if isinstance(item.payload, str)
+                else json.dumps(dict(item.payload), separators=(",", ":"), ensure_ascii=False),
                 item.callback_count,
                 now,
             ),

@@ -183,3 +183,23 @@ def test_metrics_show_callback_results_and_inbox_depth(cb_bot: CallbackBot) -> N
     assert 'tsbot_callbacks_total{result="duplicate"} 1.0' in text
     assert 'tsbot_callbacks_total{result="rejected"} 1.0' in text
     assert "tsbot_inbox_depth 0.0" in text
+
+
+def test_hostile_but_authentic_bodies_never_break_the_intake(cb_bot: CallbackBot) -> None:
+    """Lone surrogates in ids, deep nesting just under the parser's limit and odd values get a
+    4xx or are stored escaped — never a 500 — and the intake keeps accepting callbacks after."""
+    surrogate = json.dumps(callback("req-s", DEVICE)).replace('"req-s"', '"\\ud800req"').encode()
+    assert cb_bot.post(surrogate)[0] == 400
+    text_surrogate = callback("req-t", DEVICE, extra={"note": "x"})
+    body = json.dumps(text_surrogate).replace('"x"', '"\\udfff"').encode()
+    assert cb_bot.post(body)[0] == 200
+    for depth in (200, 800, 950, 990):
+        nested = json.dumps(callback("req-d", DEVICE)).replace(
+            '"maxCallbackThreshold": 4', '"maxCallbackThreshold": 4, "deep": ' + "[" * depth + "]" * depth
+        )
+        status, _ = cb_bot.post(nested.encode())
+        assert status in (200, 400), depth
+    assert cb_bot.post(callback("req-after", DEVICE))[0] == 200
+    assert cb_bot.runtime.inbox_writer.alive()
+    cb_bot.settle()
+    assert inbox.count_by_state(cb_bot.db).get("failed", 0) == 0
