@@ -53,24 +53,38 @@ def user_role(deps: Deps, user: str, channel: str) -> str | None:
     return role_of(deps.settings.grants, user=user, groups=groups, channel=channel)
 
 
+#: Verbs whose handlers write their own audit entry (with the outcome only they know).
+SELF_AUDITED = frozenset({"suspend", "resume", "sms", "cancel-location", "reach", "watch", "unwatch", "diag"})
+#: Read-only verbs answered later by a job: recorded as queued when asked.
+QUEUED = frozenset({"status", "request"})
+
+
+def _invalid(deps: Deps, req: CommandRequest, exc: UsageError, inv: Invocation | None) -> Reply:
+    db = deps.db()
+    verb = inv.verb if inv else exc.verb or "unknown"
+    with audit.transaction(db):
+        audit.record(
+            db,
+            actor=req.user,
+            channel=req.channel,
+            verb=verb,
+            outcome="invalid",
+            targets=[t.text for t in inv.targets] if inv else [],
+            detail={"error": mask_text(exc.message)},
+        )
+    deps.hook("command", verb, "invalid")
+    return _usage_reply(exc)
+
+
 def handle_command(deps: Deps, req: CommandRequest) -> Reply:
-    """Answer a ``/ts`` command from local work only."""
+    """Answer a ``/ts`` command from local work only; every command leaves one audit entry."""
     db = deps.db()
     try:
         inv = parse(req.text)
     except UsageError as exc:
-        with audit.transaction(db):
-            audit.record(
-                db,
-                actor=req.user,
-                channel=req.channel,
-                verb=exc.verb or "unknown",
-                outcome="invalid",
-                detail={"error": mask_text(exc.message)},
-            )
-        deps.hook("command", exc.verb or "unknown", "invalid")
-        return _usage_reply(exc)
+        return _invalid(deps, req, exc, None)
     role = user_role(deps, req.user, req.channel)
+    targets = [t.text for t in inv.targets]
     if not may_run(role, inv.verb):
         need = VERBS[inv.verb].role
         with audit.transaction(db):
@@ -80,7 +94,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
                 channel=req.channel,
                 verb=inv.verb,
                 outcome="denied",
-                targets=[t.text for t in inv.targets],
+                targets=targets,
                 detail={"role": role, "needed": need},
             )
         deps.hook("command", inv.verb, "denied")
@@ -94,18 +108,18 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
     try:
         reply = handler(deps, req, inv, role)
     except UsageError as exc:
+        return _invalid(deps, req, exc, inv)
+    if inv.verb not in SELF_AUDITED:
         with audit.transaction(db):
             audit.record(
                 db,
                 actor=req.user,
                 channel=req.channel,
                 verb=inv.verb,
-                outcome="invalid",
-                targets=[t.text for t in inv.targets],
-                detail={"error": mask_text(exc.message)},
+                outcome="queued" if inv.verb in QUEUED else "ok",
+                targets=targets,
+                detail={"text": inv.text[:200]} if inv.text else {},
             )
-        deps.hook("command", inv.verb, "invalid")
-        return _usage_reply(exc)
     deps.hook("command", inv.verb, "ok")
     return reply
 
