@@ -119,7 +119,7 @@ def test_pending_request_is_shown_and_blocks_provisioning_buttons(stack: LocalSt
     stack.command(f"suspend {target} --reason test")
     stack.standin.wait_for(lambda m: any(b.text == "Confirm" for b in m.buttons()), timeout=10)
     stack.click("Confirm")
-    stack.standin.wait_for(lambda m: "ThingSpace accepted the suspend" in m.text, timeout=10)
+    stack.standin.wait_for(lambda m: "ThingSpace accepted the suspension" in m.text, timeout=10)
     card = run_diag(stack, "pending")
     assert grade(card) == "degraded"
     assert "is still waiting for ThingSpace's result" in text(card)

@@ -31,16 +31,20 @@ from bot.sandbox.errors import (
 from bot.sandbox.fleet import PLANS, Device
 from bot.sandbox.ids import ALL_KINDS, DIAGNOSTICS_KINDS, check_device_id, device_entries, normalize
 from bot.sandbox.rules import actions_today, suspended_days_continuous, suspended_days_year
-from bot.thingspace import shapes
 from bot.thingspace.shapes import (
+    DEVICE_NUMBER_KEY,
     DIAG_CATEGORY_ACCOUNT,
     DIAG_CATEGORY_CONNECTIVITY,
     DIAG_CATEGORY_IDENTIFIERS,
     DIAG_CATEGORY_PROVISIONING,
     DIAG_KEY_ACTIONS_TODAY,
+    DIAG_KEY_APN,
     DIAG_KEY_ATTACHED,
     DIAG_KEY_CONNECTED,
+    DIAG_KEY_IP_ADDRESS,
     DIAG_KEY_LAST_CONNECTION,
+    DIAG_KEY_RAT,
+    DIAG_KEY_SESSIONS_1H,
     DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS,
     DIAG_KEY_SUSPENDED_DAYS_YEAR,
 )
@@ -64,8 +68,8 @@ __all__ = [
 MAX_PAGE: Final = 2000
 MAX_HISTORY: Final = 500
 USAGE_RETENTION: Final = timedelta(days=365)
-_KEY_IP, _KEY_APN, _KEY_RAT = shapes.DIAG_KEY_IP_ADDRESS, shapes.DIAG_KEY_APN, shapes.DIAG_KEY_RAT
-_KEY_SESSIONS_1H = shapes.DIAG_KEY_SESSIONS_1H
+_KEY_IP, _KEY_APN, _KEY_RAT = DIAG_KEY_IP_ADDRESS, DIAG_KEY_APN, DIAG_KEY_RAT
+_KEY_SESSIONS_1H = DIAG_KEY_SESSIONS_1H
 
 
 def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | None:
@@ -109,7 +113,7 @@ def device_record(
     """
     status = status_at(device.timeline, epoch(now))
     last = _last_connection(device, now)
-    extended = [{"key": shapes.DEVICE_NUMBER_KEY, "value": str(device.number)}]
+    extended = [{"key": DEVICE_NUMBER_KEY, "value": str(device.number)}]
     if single:
         suspended = next((start for start, _ in reversed(device.suspensions) if start is not None), None)
         if suspended is not None:
