@@ -68,7 +68,6 @@ REACHABILITY_HANDLERS: list[Callable[[Database, CallbackEvent, float], None]] = 
 #: A callback may arrive before the bot has recorded the request it answers; for this long a row
 #: unmatched for an unknown request id is processed as soon as the request is recorded.
 UNMATCHED_GRACE = 600.0
-REVIVE_EVERY = 0.5
 
 _NOTICE_KINDS = (CallbackKind.EXTERNAL_CHANGE, CallbackKind.RESUME_WARNING)
 _CHANGE_STATES = {
@@ -442,7 +441,6 @@ class InboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = False
-        self._last_revive = 0.0
         self.processed = 0
 
     def start(self) -> None:
@@ -492,11 +490,11 @@ class InboxWorker:
         """Process the oldest batch of received callbacks; returns how many rows it took."""
         db = self.pool.get()
         now = self.clock()
-        if inbox.depth(db) == 0 or now - self._last_revive >= REVIVE_EVERY:
-            self._last_revive = now
-            revived = inbox.revive_unmatched(db, since=now - UNMATCHED_GRACE)
-            if revived:
-                log.info("%d early callback(s) now match a recorded request", revived)
+        # Before each batch, so an early callback is processed before a later one of its request
+        # (ThingSpace's "SMS sent" before its "delivered").
+        revived = inbox.revive_unmatched(db, since=now - UNMATCHED_GRACE)
+        if revived:
+            log.info("%d early callback(s) now match a recorded request", revived)
         rows = inbox.claim_received(db, limit=limit or self.batch_size)
         if not rows:
             return 0
