@@ -34,6 +34,8 @@ TOML_KEYS = {
     "alert_recover_after": "recover_after",
     "alert_realert_after": "realert_after",
     "alert_evaluate_every": "evaluate_every",
+    "watch_alert_after": "alert_after",
+    "watch_missed_wakes": "missed_wakes",
     "audit_retention": "retention",
     "audit_archive_dir": "archive_dir",
 }
