@@ -29,7 +29,7 @@ ACCOUNT = "0000123456-00001"
 START = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.01) -> Any:
     """Poll ``condition`` until it returns something truthy; raise AssertionError at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
