@@ -82,6 +82,9 @@ class SocketModeRunner:
 
     def close(self) -> None:
         self._stop.set()
+        # a reconnect in flight would open a socket after the handler closed: let it finish first
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout=10)
         self.handler.close()  # type: ignore[no-untyped-call]
 
 

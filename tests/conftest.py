@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -23,3 +24,12 @@ def clean_environ() -> Iterator[None]:
     for key in [k for k in os.environ if k.startswith(_PREFIXES)]:
         del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect garbage after each test, so a leaked socket or file is reported (ResourceWarning is
+    an error here) against the test that leaked it, not against whichever test runs when the
+    collector happens to run."""
+    yield
+    gc.collect()
