@@ -86,7 +86,7 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("healthy", "healthy", "nothing to do", []),
-    Scenario("usage-spike", "degraded", "in the last hour (usual: 1.0 MB an hour)", ["Suspend…", "Watch"]),
+    Scenario("usage-spike", "degraded", "in the last hour (usual: ", ["Suspend…", "Watch"]),
     Scenario("suspended", "down", "auto-resumes on", ["Resume"]),
     Scenario("action-limit", "degraded", "5 of 5 provisioning actions used today", []),
     Scenario(
