@@ -129,7 +129,7 @@ class InboxWriter:
     def wake(self) -> None:
         """Nothing to wake: the writer waits on its queue."""
 
-    def busy(self, window: float = 0.25) -> bool:
+    def busy(self, window: float = 0.1) -> bool:
         """Whether callbacks were stored within the last *window* seconds (a burst is on)."""
         return time.monotonic() - self._last_commit < window
 

@@ -97,6 +97,7 @@ class Processor:
     outcome_groups: dict[tuple[str, str, str, str, bool], list[tuple[str, int]]] = field(default_factory=dict)
     marks: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
     posts: int = 0
+    deferred: int = 0
     _now_iso: str = ""
 
     @property
@@ -140,9 +141,17 @@ class Processor:
             return
         self._result(row, event, tracked)
 
-    def finish(self) -> None:
-        """Progress of the multi-device requests touched, the audit rows, the inbox marks."""
+    def finish(self, *, last_id: int = 0, defer_progress: bool = False) -> None:
+        """Progress of the multi-device requests touched, the audit rows, the inbox marks.
+
+        With *defer_progress* (draining a backlog), a request whose later callbacks are already
+        waiting in the inbox is rendered by the batch that takes them instead: the final summary
+        then does not queue behind an intermediate update in Slack's 3-second update pacing.
+        """
         for request_id in sorted(self.touched):
+            if defer_progress and inbox.has_received(self.db, request_id, after_id=last_id):
+                self.deferred += 1
+                continue
             tracked = self._request(request_id)
             if tracked is not None:
                 render_progress(self.db, tracked, self.settings, now=self.now)
@@ -395,13 +404,15 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
     return tally.complete
 
 
-def process_rows(db: Database, rows: list[InboxRow], settings: Settings, *, now: float) -> Processor:
+def process_rows(
+    db: Database, rows: list[InboxRow], settings: Settings, *, now: float, defer_progress: bool = False
+) -> Processor:
     """Process *rows* in one transaction (with its audit rows); returns what it did."""
     processor = Processor(db, settings, now)
     with AuditLog(db).transaction():
         for row in rows:
             processor.handle(row)
-        processor.finish()
+        processor.finish(last_id=max((r.id for r in rows), default=0), defer_progress=defer_progress)
     return processor
 
 
@@ -412,7 +423,8 @@ class InboxWorker:
     takes small slices (``burst_batch`` rows, then a ``burst_pause``), so a burst of 10,000
     callbacks is acknowledged at full speed — one Python process shares one interpreter lock
     between the HTTP server and this thread — and the progress message still moves. When the
-    burst ends the worker drains the backlog in full batches.
+    burst ends the worker drains the backlog in full batches, rendering a request's message only
+    when none of its callbacks is left waiting (so the summary is the next update Slack gets).
     """
 
     def __init__(
@@ -422,7 +434,7 @@ class InboxWorker:
         settings: Settings,
         wake_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         poll: float = 1.0,
         intake_busy: Callable[[], bool] = lambda: False,
         burst_batch: int = 100,
@@ -502,7 +514,7 @@ class InboxWorker:
         try:
             now = self.clock()
             try:
-                done = process_rows(db, rows, self.settings, now=now)
+                done = process_rows(db, rows, self.settings, now=now, defer_progress=limit is None)
                 posts = done.posts + len(done.touched)
             except Exception as exc:  # noqa: BLE001 - any failure: isolate the bad row below
                 log.warning(

@@ -40,6 +40,7 @@ __all__ = [
     "count_by_state",
     "depth",
     "get",
+    "has_received",
     "insert_many",
     "mark",
     "migrations",
@@ -209,6 +210,15 @@ def revive_unmatched(db: Database, *, since: float) -> int:
             params,
         )
         return int(cursor.rowcount)
+
+
+def has_received(db: Database, request_id: str, *, after_id: int = 0) -> bool:
+    """Whether a ``received`` row of *request_id* with an id above *after_id* is waiting."""
+    found = db.execute(
+        "SELECT 1 FROM inbox WHERE state = 'received' AND id > ? AND request_id = ? LIMIT 1",
+        [after_id, request_id],
+    ).fetchone()
+    return found is not None
 
 
 def depth(db: Database) -> int:
