@@ -16,12 +16,10 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
-from bot.home import home_view
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.router import handle_action, handle_command
-from storage import outbox
+from storage import jobs, outbox
 from storage.db import write
 
 __all__ = ["build_bolt_app"]
@@ -45,7 +43,9 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
         client=client,
         token_verification_enabled=False,
         request_verification_enabled=True,
-        process_before_response=False,
+        # The listeners only do local work (parse, authorize, write a job) and return; running them
+        # inline answers at once, where the default polls for the ack every 10 ms on a thread.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="bolt"),
         logger=logging.getLogger("slack_bolt.App"),
     )
@@ -102,13 +102,16 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
         ack()
 
     @app.event("app_home_opened")
-    def on_home_opened(event: dict[str, Any], client: WebClient) -> None:
+    def on_home_opened(event: dict[str, Any], body: dict[str, Any]) -> None:
+        """Queue the App Home publication for the worker: the event is acked from local work."""
         if event.get("tab") not in (None, "home"):
             return
         user = str(event.get("user", ""))
-        try:
-            client.views_publish(user_id=user, view=home_view(deps, user))
-        except SlackApiError as exc:
-            log.warning("could not publish the App Home: %s", exc.response.get("error"))
+        db = deps.db()
+        with write(db):
+            jobs.enqueue(
+                db, key=f"home:{body.get('event_id') or time.time_ns()}", kind="home", payload={"user": user}
+            )
+        deps.wake()
 
     return app

@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable
 
+from bot.home import publish_home
 from commands import execute, lookup
 from commands.context import Deps
 from storage import jobs, outbox, pending
@@ -23,7 +24,11 @@ __all__ = ["CommandWorker"]
 
 log = logging.getLogger(__name__)
 
-RUNNERS: dict[str, Callable[[Deps, Job], None]] = {"lookup": lookup.run, "execute": execute.run}
+RUNNERS: dict[str, Callable[[Deps, Job], None]] = {
+    "lookup": lookup.run,
+    "execute": execute.run,
+    "home": publish_home,
+}
 
 
 class CommandWorker:

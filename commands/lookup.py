@@ -43,9 +43,9 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
     job_key = f"lookup:{inv.verb}:{req.user}:{device.key}:{time.time_ns()}"
     with audit.transaction(db):
         jobs.enqueue(db, key=job_key, kind="lookup", payload=payload)
-        if inv.verb == "reach":
+        if inv.verb != "diag":  # diag records its verdict when it has one
             audit.record(
-                db, actor=req.user, channel=req.channel, verb="reach", outcome="queued", targets=[device.key]
+                db, actor=req.user, channel=req.channel, verb=inv.verb, outcome="queued", targets=[device.key]
             )
     deps.wake()
     what = {"status": "Looking up", "diag": "Running diagnostics for", "reach": "Asking ThingSpace whether"}[
@@ -72,6 +72,14 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
     db = deps.db()
     with audit.transaction(db):
         jobs.enqueue(db, key=f"lookup:request:{request_id}:{time.time_ns()}", kind="lookup", payload=payload)
+        audit.record(
+            db,
+            actor=req.user,
+            channel=req.channel,
+            verb="request",
+            outcome="queued",
+            request_id=request_id,
+        )
     deps.wake()
     return Reply(f":hourglass_flowing_sand: Checking request `{request_id}`…")
 

@@ -54,9 +54,9 @@ def user_role(deps: Deps, user: str, channel: str) -> str | None:
 
 
 #: Verbs whose handlers write their own audit entry (with the outcome only they know).
-SELF_AUDITED = frozenset({"suspend", "resume", "sms", "cancel-location", "reach", "watch", "unwatch", "diag"})
-#: Read-only verbs answered later by a job: recorded as queued when asked.
-QUEUED = frozenset({"status", "request"})
+SELF_AUDITED = frozenset(
+    {"suspend", "resume", "sms", "cancel-location", "reach", "watch", "unwatch", "diag", "status", "request"}
+)
 
 
 def _invalid(deps: Deps, req: CommandRequest, exc: UsageError, inv: Invocation | None) -> Reply:
@@ -116,7 +116,7 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
                 actor=req.user,
                 channel=req.channel,
                 verb=inv.verb,
-                outcome="queued" if inv.verb in QUEUED else "ok",
+                outcome="ok",
                 targets=targets,
                 detail={"text": inv.text[:200]} if inv.text else {},
             )
