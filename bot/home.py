@@ -1,5 +1,5 @@
-"""The App Home tab: the user's recent actions, what their role lets them do, and sections other
-parts contribute (open alerts for watched devices, their watches).
+"""The App Home tab: what the user's role lets them do, their watches, open alerts on the devices
+they watch, and their recent actions (plus any sections other parts contribute).
 
 Published with ``views.publish`` when the user opens the tab (``app_home_opened``).
 """
@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
+from bot.durations import format_duration
 from commands.context import Deps
 from commands.help import role_line
 from commands.policy import verbs_for
 from commands.router import user_role
+from storage import alerts, watches
 from storage.audit import AuditLog
 from storage.jobs import Job
 
@@ -30,6 +32,8 @@ __all__ = ["HOME_SECTIONS", "home_view", "publish_home"]
 HOME_SECTIONS: list[Callable[[Deps, str], list[dict[str, Any]]]] = []
 
 RECENT = 10
+WATCHES_SHOWN = 10
+ALERTS_SHOWN = 10
 
 
 def home_view(deps: Deps, user: str) -> dict[str, Any]:
@@ -37,6 +41,7 @@ def home_view(deps: Deps, user: str) -> dict[str, Any]:
     body: list[dict[str, Any]] = [blocks.header("ThingSpace chat-ops"), blocks.section(role_line(role))]
     allowed = verbs_for(role)
     body.append(blocks.section("*What you can run*\n" + "\n".join(f"• `/ts {v.usage}`" for v in allowed)))
+    body.extend(_watch_sections(deps, user))
     for section in HOME_SECTIONS:
         body.extend(section(deps, user))
     rows = AuditLog(deps.db()).query(actor=user, limit=RECENT)
@@ -53,6 +58,47 @@ def home_view(deps: Deps, user: str) -> dict[str, Any]:
     else:
         body.append(blocks.section("*Your recent actions*\nNone yet. Try `/ts help` in a channel."))
     return {"type": "home", "blocks": body[:100]}
+
+
+def _watch_sections(deps: Deps, user: str) -> list[dict[str, Any]]:
+    """The user's watches and the open alerts on the devices they watch."""
+    db = deps.db()
+    mine = watches.watches_by(db, user, limit=WATCHES_SHOWN + 1)
+    out: list[dict[str, Any]] = [blocks.divider()]
+    if not mine:
+        out.append(
+            blocks.section(
+                "*Your watches*\nNone. `/ts watch TARGETS` alerts a channel when devices stay unreachable."
+            )
+        )
+    else:
+        lines = []
+        for w in mine[:WATCHES_SHOWN]:
+            rule = (
+                f"wakes every {format_duration(timedelta(seconds=w.wake_every))}"
+                if w.wake_every
+                else (f"alert after {format_duration(timedelta(seconds=w.alert_after or 0))}")
+            )
+            lines.append(f"• `{w.device}` → <#{w.channel}> · {rule}")
+        more = "\n…and more; `/ts watches` lists them all" if len(mine) > WATCHES_SHOWN else ""
+        out.append(blocks.section("*Your watches*\n" + "\n".join(lines) + more))
+    watched = [w.device for w in mine]
+    open_by_device = alerts.open_for_devices(db, watched) if watched else {}
+    firing = [a for found in open_by_device.values() for a in found]
+    if firing:
+        lines = [
+            f"• `{a.device}` {a.condition} since {datetime.fromtimestamp(a.down_since, UTC):%Y-%m-%d %H:%M} UTC · {a.state}"
+            for a in firing[:ALERTS_SHOWN]
+        ]
+        out.append(
+            blocks.section(f"*Open alerts on your watched devices ({len(firing)})*\n" + "\n".join(lines))
+        )
+    else:
+        total = alerts.count_open(db)
+        out.append(
+            blocks.section(f"*Open alerts on your watched devices*\nNone. ({total:,} open in the workspace.)")
+        )
+    return out
 
 
 def publish_home(deps: Deps, job: Job) -> None:

@@ -278,6 +278,15 @@ def list_watches(db: Database, *, channel: str | None = None, limit: int = 100) 
     return [_watch(r) for r in rows]
 
 
+def watches_by(db: Database, user: str, *, limit: int = 100) -> list[Watch]:
+    """Watches a person set up, newest first (the App Home lists them)."""
+    rows = db.execute(
+        f"SELECT {_WATCH_COLUMNS} FROM watches WHERE created_by = ? ORDER BY created_at DESC LIMIT ?",
+        [user, limit],
+    ).fetchall()
+    return [_watch(r) for r in rows]
+
+
 def count_watches(db: Database, *, channel: str | None = None) -> int:
     if channel:
         return int(db.execute("SELECT count(*) FROM watches WHERE channel = ?", [channel]).fetchone()[0])

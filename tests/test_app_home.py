@@ -40,3 +40,31 @@ def test_home_for_someone_without_a_role(slack_bot: SlackOnlyBot) -> None:
     assert _open_home(slack_bot, "U0NOBODY") == 200
     call = slack_bot.standin.wait_for_call(lambda c: c.method == "views.publish", timeout=5)
     assert "no role" in json.dumps(call.params)
+
+
+def test_home_lists_the_users_watches_and_their_open_alerts(slack_bot: SlackOnlyBot) -> None:
+    """An operator who set up a watch sees it, and an open alert on that device, on their Home tab."""
+    import time
+
+    from storage import alerts
+    from storage.db import write
+
+    answer = slack_bot.driver.command(
+        "watch iccid:89148000000800139708 --alert-after 2h", user="U0OPS1", channel="C0OPS"
+    )
+    assert answer.status_code == 200
+    db = slack_bot.runtime.pool.get()
+    with write(db):
+        alerts.insert_alert(
+            db,
+            device="iccid:89148000000800139708",
+            condition="unreachable",
+            channel="C0OPS",
+            down_since=time.time() - 7200,
+            now=time.time(),
+        )
+    assert _open_home(slack_bot, "U0OPS1") == 200
+    call = slack_bot.standin.wait_for_call(lambda c: c.method == "views.publish", timeout=5)
+    view = json.dumps(call.params)
+    assert "Your watches" in view and "iccid:89148000000800139708" in view and "alert after 2 h" in view
+    assert "Open alerts on your watched devices (1)" in view and "unreachable since" in view
