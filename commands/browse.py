@@ -6,8 +6,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.audit import AuditLog
-
 from bot import blocks
 from bot.durations import parse_duration
 from bot.thingspace.ids import InvalidDeviceId, parse_device_id
@@ -15,6 +13,7 @@ from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, user_ref
 from commands.policy import may_run
 from storage import directory
+from storage.audit import AuditLog
 
 __all__ = ["find", "history", "history_more"]
 
