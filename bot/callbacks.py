@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.logs import request_context
 from bot.thingspace.callbacks import InvalidCallback, parse_callback
 from bot.web import BodyTooLarge, read_capped
 from storage import inbox
@@ -274,6 +275,10 @@ def callback_route(
         log.warning("TSBOT_CALLBACK_PASSWORD is not set: every ThingSpace callback will be refused (401)")
 
     async def intake(request: Request) -> Response:
+        with request_context():
+            return await _intake(request)
+
+    async def _intake(request: Request) -> Response:
         try:
             body = await read_capped(request, MAX_CALLBACK_BODY)
         except BodyTooLarge:

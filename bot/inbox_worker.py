@@ -37,6 +37,7 @@ from sqlite_utils import Database
 from bot import outcomes, results
 from bot.config import Settings
 from bot.durations import format_duration
+from bot.logs import request_context
 from bot.redact import mask_text
 from bot.thingspace import shapes
 from bot.thingspace.callbacks import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
@@ -488,7 +489,8 @@ class InboxWorker:
             self._wake.clear()
             burst = self.intake_busy()
             try:
-                done = self.run_once(limit=self.burst_batch if burst else None)
+                with request_context():
+                    done = self.run_once(limit=self.burst_batch if burst else None)
             except Exception:
                 log.exception("inbox worker batch failed; retrying shortly")
                 done = 0

@@ -287,7 +287,9 @@ class RedactionFilter(logging.Filter):
             value = record.__dict__.pop(key)
             record.__dict__[redact(key)] = OMITTED if key.lower() in _BODY_KEYS else _scrub(value)
         given = getattr(record, "request_id", None)
-        record.__dict__["request_id"] = _request_id.get() if given is None else redact(str(given))
+        bound = _request_id.get() if given is None else redact(str(given))
+        # outside any request (start-up, a background loop between items) the thread names the work
+        record.__dict__["request_id"] = bound or f"-{record.threadName}"
         setattr(record, _MARK, True)
         return True
 

@@ -48,6 +48,7 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 
+from bot.logs import request_context
 from bot.redact import mask_text
 from storage import outbox
 from storage.db import ConnectionPool
@@ -392,6 +393,10 @@ class OutboxRelay:
     # -- sending -----------------------------------------------------------------------------
 
     def _send(self, work: _Work) -> None:
+        with request_context(f"out-{work.row.id}"):
+            self._send_row(work)
+
+    def _send_row(self, work: _Work) -> None:
         row = work.row
         try:
             try:

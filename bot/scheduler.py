@@ -31,6 +31,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot import jobs
+from bot.logs import new_request_id, request_context
 from storage import lease as lease_store
 from storage.db import ConnectionPool
 
@@ -103,7 +104,8 @@ class SchedulerLease:
             started = self.clock()
             status = "error"
             try:
-                result = func(*args, **kwargs)
+                with request_context(f"sched-{job_id}-{new_request_id()[1:9]}"):
+                    result = func(*args, **kwargs)
                 status = "ok"
                 return result
             finally:

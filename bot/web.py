@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.logs import request_context
 from storage import seen
 from storage.db import ConnectionPool, open_database, write
 
@@ -104,6 +105,10 @@ def create_web_app(
             return _error(400, "body is not UTF-8")
 
         def dispatch() -> tuple[int, str, dict[str, Any]]:
+            with request_context():
+                return _dispatch()
+
+        def _dispatch() -> tuple[int, str, dict[str, Any]]:
             with seen_lock, write(seen_db):
                 first = seen.first_sighting(seen_db, timestamp, signature, now=clock())
             if not first:

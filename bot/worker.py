@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from bot.home import publish_home
+from bot.logs import request_context
 from commands import execute, lookup
 from commands.context import Deps
 from storage import jobs, outbox, pending
@@ -101,7 +102,8 @@ class CommandWorker:
             with self._lock:
                 self._busy += 1
             try:
-                self._run(job)
+                with request_context(f"job-{job.id}"):
+                    self._run(job)
             finally:
                 with self._lock:
                     self._busy -= 1

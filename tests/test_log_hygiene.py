@@ -62,8 +62,9 @@ def test_a_session_through_every_path_leaks_nothing(tmp_path: Path) -> None:
         device = stack.sandbox.device(TRACKER)
     text = captured.text
     assert text.strip(), "the session logged nothing at DEBUG"
-    for line in text.strip().splitlines():
-        json.loads(line)  # every line is structured
+    records = [json.loads(line) for line in text.strip().splitlines()]  # every line is structured
+    assert all(r["request_id"] for r in records), "a log line without a request id"
+    assert any(str(r["request_id"]).startswith("job-") for r in records)  # the worker's lines name their job
     secrets = [
         SIGNING_SECRET,
         CALLBACK_PASSWORD,

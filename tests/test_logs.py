@@ -113,12 +113,12 @@ def test_json_line_has_the_documented_fields(stream: io.StringIO) -> None:
     assert line["level"] == "info"
     assert line["logger"] == "bot.fields"
     assert line["message"] == "hello world"
-    assert line["request_id"] is None
+    assert line["request_id"] == "-MainThread"  # outside a request, the thread names the work
     assert line["count"] == 3
 
 
 def test_request_id_on_every_line_and_restored_after(stream: io.StringIO) -> None:
-    """Lines inside request_context carry its id; nesting restores the outer id; outside is null."""
+    """Lines inside request_context carry its id; nesting restores the outer id; outside, the thread."""
     log = logging.getLogger("bot.rid")
     with logs.request_context() as outer:
         log.info("one")
@@ -127,7 +127,7 @@ def test_request_id_on_every_line_and_restored_after(stream: io.StringIO) -> Non
         log.info("three")
     log.info("four")
     assert outer.startswith("r")
-    assert [line["request_id"] for line in lines_of(stream)] == [outer, "inner-id", outer, None]
+    assert [line["request_id"] for line in lines_of(stream)] == [outer, "inner-id", outer, "-MainThread"]
 
 
 def test_new_request_ids_are_never_masked(stream: io.StringIO) -> None:
@@ -144,14 +144,14 @@ def test_new_request_ids_are_never_masked(stream: io.StringIO) -> None:
 
 
 def test_request_id_follows_work_only_when_carried(stream: io.StringIO) -> None:
-    """A plain thread has no request id; carry_request_id brings it across threads and executors."""
+    """A plain thread logs under its own name; carry_request_id brings the id across threads and executors."""
     log = logging.getLogger("bot.worker")
 
     def work(tag: str) -> None:
         log.info("work %s", tag)
 
     with logs.request_context("r-carried"):
-        plain = threading.Thread(target=work, args=("plain",))
+        plain = threading.Thread(target=work, args=("plain",), name="plain-worker")
         plain.start()
         plain.join()
         carried = threading.Thread(target=logs.carry_request_id(work), args=("carried",))
@@ -160,7 +160,11 @@ def test_request_id_follows_work_only_when_carried(stream: io.StringIO) -> None:
         with ThreadPoolExecutor(1) as pool:
             pool.submit(logs.carry_request_id(work), "pool").result()
     by_message = {line["message"]: line["request_id"] for line in lines_of(stream)}
-    assert by_message == {"work plain": None, "work carried": "r-carried", "work pool": "r-carried"}
+    assert by_message == {
+        "work plain": "-plain-worker",
+        "work carried": "r-carried",
+        "work pool": "r-carried",
+    }
 
 
 def test_numeric_secret_does_not_leak_its_last_digits(stream: io.StringIO) -> None:
