@@ -334,7 +334,8 @@ def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> R
     n = _count(len(action.devices))
     if claimed.needs_approval:
         return Reply(
-            f"Confirmed. {n} is above {deps.settings.approval_size}: an approval card is in the channel; "
+            f"Confirmed. {n} is more than the approval size ({deps.settings.approval_size}): an approval card "
+            "is in the channel; "
             "a second person with the role must approve it.",
             replace_original=True,
         )
