@@ -205,17 +205,26 @@ def _as_bytes(value: object) -> bytes | None:
     return value.encode("utf-8", "surrogatepass")
 
 
-def authentic(payload: Mapping[str, Any], username: str, password: str) -> bool:
-    """Whether the echoed credentials equal the configured ones (constant time, on bytes)."""
+def authentic(payload: Mapping[str, Any], username: str, password: str, previous: str = "") -> bool:
+    """Whether the echoed credentials equal the configured ones (constant time, on bytes).
+
+    During a password rotation *previous* (``TSBOT_CALLBACK_PASSWORD_PREVIOUS``) is accepted too,
+    so callbacks ThingSpace queued or retries with the old password are not refused.
+    """
     if not password:
         return False
     got_user = _as_bytes(payload.get("username", ""))
     got_password = _as_bytes(payload.get("password", ""))
     want_user = username.encode("utf-8", "surrogatepass")
-    want_password = password.encode("utf-8", "surrogatepass")
-    # Both comparisons always run: no early exit tells which one failed.
+    wanted = [password.encode("utf-8", "surrogatepass")]
+    if previous:
+        wanted.append(previous.encode("utf-8", "surrogatepass"))
+    # Every comparison always runs: no early exit tells which one failed.
     user_ok = hmac.compare_digest(got_user if got_user is not None else b"\x00", want_user)
-    password_ok = hmac.compare_digest(got_password if got_password is not None else b"\x00", want_password)
+    given = got_password if got_password is not None else b"\x00"
+    password_ok = False
+    for want in wanted:
+        password_ok |= hmac.compare_digest(given, want)
     return user_ok & password_ok & (got_user is not None) & (got_password is not None)
 
 
@@ -267,6 +276,7 @@ def callback_route(
     writer: InboxWriter,
     username: str,
     password: str,
+    previous_password: str = "",
     count: Callable[[str], None] = lambda result: None,
     path: str = CALLBACK_PATH,
 ) -> Route:
@@ -296,7 +306,7 @@ def callback_route(
         if not isinstance(payload, dict):
             count("malformed")
             return _answer(400, "a callback body must be a JSON object")
-        if not authentic(payload, username, password):
+        if not authentic(payload, username, password, previous_password):
             count("rejected")
             peer = request.client.host if request.client else "?"
             log.warning("refused a ThingSpace callback from %s: wrong username or password", peer)
@@ -342,6 +352,7 @@ def install(runtime: Runtime, routes: list[BaseRoute]) -> None:
             writer=writer,
             username=settings.callback_username,
             password=settings.callback_password,
+            previous_password=settings.callback_password_previous,
             count=runtime.metrics.count_callback,
         )
     )

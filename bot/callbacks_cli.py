@@ -9,6 +9,7 @@ keeps one listener per service and account).
 from __future__ import annotations
 
 import argparse
+import hmac
 import sys
 
 from bot.config import ConfigError, Settings
@@ -54,13 +55,19 @@ def register_all(client: ThingSpaceClient, url: str, username: str, password: st
     results: list[tuple[str, str]] = []
     for service in shapes.CONSUMED_SERVICES:
         current = existing.get(service)
-        if current is not None and current.url == url and current.username == username:
+        same_password = not current or not current.password or hmac.compare_digest(current.password, password)
+        if current is not None and current.url == url and current.username == username and same_password:
             results.append((service, "already registered"))
             continue
         if current is not None:
             client.deregister_callback(service)
         client.register_callback(service, url, username, password)
-        results.append((service, "re-registered (was " + current.url + ")" if current else "registered"))
+        if current is None:
+            results.append((service, "registered"))
+        elif current.url != url:
+            results.append((service, f"re-registered (was {current.url})"))
+        else:
+            results.append((service, "re-registered with the new username or password"))
     return results
 
 

@@ -37,6 +37,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "TSBOT_PUBLIC_URL": ("public_url", ""),
     "TSBOT_CALLBACK_USERNAME": ("callback_username", ""),
     "TSBOT_CALLBACK_PASSWORD": ("callback_password", ""),
+    "TSBOT_CALLBACK_PASSWORD_PREVIOUS": ("callback_password_previous", ""),
     "TSBOT_DB": ("db_path", "./tsbot.db"),
     "TSBOT_HOST": ("host", "127.0.0.1"),
     "TSBOT_PORT": ("port", "3000"),
@@ -85,6 +86,8 @@ class Settings:
     public_url: str = ""
     callback_username: str = ""
     callback_password: str = ""
+    #: also accepted while a callback password rotation is under way (empty: none)
+    callback_password_previous: str = ""
     db_path: str = "./tsbot.db"
     host: str = "127.0.0.1"
     port: int = 3000

@@ -209,6 +209,7 @@ def register_secrets(settings: Settings) -> None:
         settings.thingspace_client_secret,
         settings.thingspace_password,
         settings.callback_password,
+        settings.callback_password_previous,
     ):
         register_secret(value)
     for user, password in (

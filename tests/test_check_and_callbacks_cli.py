@@ -94,3 +94,15 @@ def test_check_reports_missing_settings(
     assert main(["check", "--skip-slack", "--skip-thingspace"]) == 1
     out = capsys.readouterr().out
     assert "✗ SLACK_BOT_TOKEN is empty" in out and "✗ TSBOT_CALLBACK_PASSWORD is empty" in out
+
+
+def test_register_updates_a_changed_password(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a password rotation, register re-registers every service with the new password."""
+    assert main(["callbacks", "register"]) == 0
+    monkeypatch.setenv("TSBOT_CALLBACK_PASSWORD", "the-new-callback-password")
+    capsys.readouterr()
+    assert main(["callbacks", "register"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("re-registered with the new username or password") == len(shapes.CONSUMED_SERVICES)
