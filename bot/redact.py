@@ -13,7 +13,11 @@ __all__ = ["mask_id", "mask_secret", "mask_text"]
 
 # 8+ consecutive hex/decimal characters that contain at least 8 digits: phone numbers, ICCIDs,
 # IMEIs, IMSIs, MEIDs, EIDs. Request ids (UUIDs) are split by hyphens and stay readable.
-_LONG_ID = re.compile(r"(?<![0-9A-Za-z-])(?=(?:[A-Fa-f]*\d){8})[0-9A-Fa-f]{8,32}(?![0-9A-Za-z])")
+_LONG_ID = re.compile(
+    r"(?<![0-9A-Za-z-])(?=(?:[A-Fa-f]*\d){8})[0-9A-Fa-f]{8,32}(?![0-9A-Za-z])(?!-[0-9A-Fa-f]{4}-)"
+)
+# North American numbers as people write them: 555-123-4567, (555) 123-4567, +1 555.123.4567
+_PHONE = re.compile(r"(?<![\w-])(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\w-])")
 
 
 def mask_id(value: str) -> str:
@@ -31,4 +35,5 @@ def mask_secret(value: str) -> str:
 
 def mask_text(text: str) -> str:
     """Mask every identifier-looking run of digits in free text (log messages, errors)."""
+    text = _PHONE.sub(lambda m: mask_id(re.sub(r"\D", "", m.group(0))), text)
     return _LONG_ID.sub(lambda m: mask_id(m.group(0)), text)
