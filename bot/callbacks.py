@@ -38,8 +38,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -271,12 +272,26 @@ def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _peer_allowed(request: Request, allowed: Sequence[IPv4Network | IPv6Network]) -> bool:
+    """Whether the peer is allowed. Behind a proxy, uvicorn has already replaced the peer with the
+    X-Forwarded-For address — but only for proxies in ``TSBOT_TRUSTED_PROXIES``, so a spoofed
+    header from anyone else is ignored."""
+    if request.client is None:
+        return False
+    try:
+        address = ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(address in network for network in allowed)
+
+
 def callback_route(
     *,
     writer: InboxWriter,
     username: str,
     password: str,
     previous_password: str = "",
+    allowed: Sequence[IPv4Network | IPv6Network] = (),
     count: Callable[[str], None] = lambda result: None,
     path: str = CALLBACK_PATH,
 ) -> Route:
@@ -284,11 +299,12 @@ def callback_route(
     if not password:
         log.warning("TSBOT_CALLBACK_PASSWORD is not set: every ThingSpace callback will be refused (401)")
 
-    async def intake(request: Request) -> Response:
-        with request_context():
-            return await _intake(request)
-
     async def _intake(request: Request) -> Response:
+        if allowed and not _peer_allowed(request, allowed):
+            count("rejected")
+            peer = request.client.host if request.client else "?"
+            log.warning("refused a ThingSpace callback from %s: not in TSBOT_CALLBACK_ALLOWED_IPS", peer)
+            return _answer(403, "this address may not send callbacks")
         try:
             body = await read_capped(request, MAX_CALLBACK_BODY)
         except BodyTooLarge:
@@ -325,6 +341,10 @@ def callback_route(
         count("accepted" if new else "duplicate")
         return _answer(200, "", duplicate=not new)
 
+    async def intake(request: Request) -> Response:
+        with request_context():
+            return await _intake(request)
+
     return Route(path, intake, methods=["POST"])
 
 
@@ -353,6 +373,7 @@ def install(runtime: Runtime, routes: list[BaseRoute]) -> None:
             username=settings.callback_username,
             password=settings.callback_password,
             previous_password=settings.callback_password_previous,
+            allowed=settings.callback_networks(),
             count=runtime.metrics.count_callback,
         )
     )

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "TSBOT_CALLBACK_USERNAME": ("callback_username", ""),
     "TSBOT_CALLBACK_PASSWORD": ("callback_password", ""),
     "TSBOT_CALLBACK_PASSWORD_PREVIOUS": ("callback_password_previous", ""),
+    "TSBOT_CALLBACK_ALLOWED_IPS": ("callback_allowed_ips", ""),
+    "TSBOT_TRUSTED_PROXIES": ("trusted_proxies", "127.0.0.1"),
     "TSBOT_DB": ("db_path", "./tsbot.db"),
     "TSBOT_HOST": ("host", "127.0.0.1"),
     "TSBOT_PORT": ("port", "3000"),
@@ -88,6 +91,10 @@ class Settings:
     callback_password: str = ""
     #: also accepted while a callback password rotation is under way (empty: none)
     callback_password_previous: str = ""
+    #: comma-separated addresses or networks allowed to POST callbacks (empty: any)
+    callback_allowed_ips: str = ""
+    #: comma-separated proxy addresses whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips)
+    trusted_proxies: str = "127.0.0.1"
     db_path: str = "./tsbot.db"
     host: str = "127.0.0.1"
     port: int = 3000
@@ -148,7 +155,9 @@ class Settings:
         except ValueError:
             raise ConfigError(f"TSBOT_PORT must be a port number, not {values['port']!r}") from None
         values.update(load_config_file(values["config_path"]))
-        return cls(**values)
+        settings = cls(**values)
+        settings.callback_networks()  # refuse a malformed allowlist at start-up
+        return settings
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (used by ``tsbot demo`` and tests)."""
@@ -159,6 +168,20 @@ class Settings:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(changes)
         return Settings(**data)
+
+    def callback_networks(self) -> list[IPv4Network | IPv6Network]:
+        """``TSBOT_CALLBACK_ALLOWED_IPS`` parsed; raises ConfigError naming a bad entry."""
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in (e.strip() for e in self.callback_allowed_ips.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"TSBOT_CALLBACK_ALLOWED_IPS: {entry!r} is not an IP address or network (e.g. 3.87.163.45 or 10.0.0.0/8)"
+                ) from None
+        return networks
 
     def missing_to_serve(self) -> list[str]:
         """Names of the required secrets that are empty."""

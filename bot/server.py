@@ -10,7 +10,7 @@ import uvicorn
 
 from bot.config import ConfigError, Settings
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "proxy_options", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take Slack over Socket Mode (needs SLACK_APP_TOKEN); ThingSpace callbacks still arrive over HTTP",
     )
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn options: believe X-Forwarded-For only from ``TSBOT_TRUSTED_PROXIES``."""
+    trusted = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted or ["127.0.0.1"]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     log.info("tsbot serving on %s:%s", host, port)
     try:
-        uvicorn.run(runtime.web, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        uvicorn.run(
+            runtime.web,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            **proxy_options(settings),  # type: ignore[arg-type]
+        )
     finally:
         if socket is not None:
             socket.close()
