@@ -16,8 +16,9 @@ every acknowledgement and snooze are audited.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlite_utils import Database
@@ -364,17 +365,22 @@ def _gone(kind: str) -> Reply:
     return Reply(f"Nothing to do: the {what} already resolved or in that state.", replace_original=False)
 
 
-def on_ack(kind: str) -> Callable[[Deps, ActionRequest], Reply | None]:
-    """Acknowledge (``kind`` ``alert`` or ``group``)."""
+ButtonHandler = Callable[[Deps, ActionRequest], Reply | None]
+
+
+def _alert_button(
+    kind: str, verb: str, audit_verb: str, act: Callable[..., Sequence[object]]
+) -> ButtonHandler:
+    """A card button on one alert or a grouped card: validate, re-authorize the clicker, act."""
 
     def handler(deps: Deps, req: ActionRequest) -> Reply | None:
         target = _target(req.value)
         if target is None:
             return Reply("That button is not valid any more.", replace_original=False)
-        refused = _authorise(deps, req, "watches", "alert.ack")
+        refused = _authorise(deps, req, verb, audit_verb)
         if refused:
             return refused
-        changed = reachability.acknowledge(
+        changed = act(
             deps.db(),
             deps.settings,
             by=req.user,
@@ -391,32 +397,14 @@ def on_ack(kind: str) -> Callable[[Deps, ActionRequest], Reply | None]:
     return handler
 
 
-def on_snooze(kind: str, hours: int) -> Callable[[Deps, ActionRequest], Reply | None]:
-    """Snooze for *hours* (``kind`` ``alert`` or ``group``)."""
+def on_ack(kind: str) -> ButtonHandler:
+    """Acknowledge (``kind`` ``alert`` or ``group``): anyone who may read the watches."""
+    return _alert_button(kind, "watches", "alert.ack", reachability.acknowledge)
 
-    def handler(deps: Deps, req: ActionRequest) -> Reply | None:
-        target = _target(req.value)
-        if target is None:
-            return Reply("That button is not valid any more.", replace_original=False)
-        refused = _authorise(deps, req, "watch", "alert.snooze")
-        if refused:
-            return refused
-        changed = reachability.snooze(
-            deps.db(),
-            deps.settings,
-            by=req.user,
-            hours=hours,
-            now=deps.clock(),
-            alert_id=target if kind == "alert" else None,
-            group_id=target if kind == "group" else None,
-            channel=req.channel,
-        )
-        if not changed:
-            return _gone(kind)
-        deps.wake()
-        return None
 
-    return handler
+def on_snooze(kind: str, hours: int) -> ButtonHandler:
+    """Snooze for *hours* (``kind`` ``alert`` or ``group``): operators."""
+    return _alert_button(kind, "watch", "alert.snooze", functools.partial(reachability.snooze, hours=hours))
 
 
 def on_diagnose(deps: Deps, req: ActionRequest) -> Reply | None:
