@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("bot.sandbox.cli", "run the ThingSpace sandbox alone"),
     "callbacks": ("bot.callbacks_cli", "register or list the bot's ThingSpace callback listeners"),
     "manifest": ("bot.manifest", "print the Slack app manifest"),
-    "audit": ("bot.audit_cli", "export or verify the audit log"),
+    "audit": ("bot.audit_cli", "verify, export or retain the audit log"),
     "check": ("bot.check", "validate configuration and reach Slack and ThingSpace"),
 }
 
