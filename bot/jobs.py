@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXTRA_JOBS",
+    "add_interval_job",
     "audit_anchor_job",
     "audit_retention_job",
     "housekeeping_job",
@@ -32,6 +33,28 @@ log = logging.getLogger(__name__)
 
 #: Other modules append ``register(scheduler, runtime)`` functions here (reachability, digests).
 EXTRA_JOBS: list[Callable[[Any, Runtime], None]] = []
+
+
+def add_interval_job(
+    scheduler: Any, func: Any, every: timedelta, job_id: str, args: list[Any], *, at_start: bool = False
+) -> None:
+    """Register *func* every *every* with an explicit id, ``coalesce``, ``max_instances=1`` and a
+    misfire grace of half the interval (APScheduler's default of 1 s silently skips late runs)."""
+    seconds = max(int(every.total_seconds()), 1)
+    options: dict[str, Any] = {"next_run_time": datetime.now(UTC)} if at_start else {}
+    scheduler.add_job(
+        func,
+        "interval",
+        seconds=seconds,
+        id=job_id,
+        name=job_id,
+        args=args,
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=max(seconds // 2, 1),
+        **options,
+    )
 
 
 def sync_directory_job(runtime: Runtime) -> None:

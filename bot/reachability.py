@@ -31,9 +31,10 @@ and snooze is an audit row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlite_utils import Database
@@ -569,6 +570,43 @@ def _targets(db: Database, alert_id: int | None, group_id: int | None) -> list[A
     return []
 
 
+def _act_on_alerts(
+    db: Database,
+    settings: Settings,
+    *,
+    by: str,
+    now: float,
+    alert_id: int | None,
+    group_id: int | None,
+    channel: str,
+    act: Callable[[int], Alert | None],
+    verb: str,
+    detail: Mapping[str, Any],
+) -> list[Alert]:
+    """Apply *act* to one alert or every open alert of a group, update their cards, audit once."""
+    ctx = _context(db, settings, now)
+    with write(db):
+        changed = []
+        for alert in _targets(db, alert_id, group_id):
+            done = act(alert.id)
+            if done is not None:
+                changed.append(done)
+                ctx.card_changed(done)
+        if changed:
+            ctx.audit.append(
+                AuditEvent(
+                    actor=by,
+                    channel=channel or changed[0].channel,
+                    verb=verb,
+                    targets=[a.device for a in changed],
+                    outcome="ok",
+                    detail={"alerts": [a.id for a in changed[:100]], "group": group_id, **detail},
+                )
+            )
+        ctx.flush()
+    return changed
+
+
 def acknowledge(
     db: Database,
     settings: Settings,
@@ -580,27 +618,18 @@ def acknowledge(
     channel: str = "",
 ) -> list[Alert]:
     """Acknowledge one alert or every open alert of a group; returns those that changed."""
-    ctx = _context(db, settings, now)
-    with write(db):
-        changed = []
-        for alert in _targets(db, alert_id, group_id):
-            done = alerts.acknowledge(db, alert.id, by=by, now=now)
-            if done is not None:
-                changed.append(done)
-                ctx.card_changed(done)
-        if changed:
-            ctx.audit.append(
-                AuditEvent(
-                    actor=by,
-                    channel=channel or changed[0].channel,
-                    verb=Verb.ALERT_ACK,
-                    targets=[a.device for a in changed],
-                    outcome="ok",
-                    detail={"alerts": [a.id for a in changed[:100]], "group": group_id},
-                )
-            )
-        ctx.flush()
-    return changed
+    return _act_on_alerts(
+        db,
+        settings,
+        by=by,
+        now=now,
+        alert_id=alert_id,
+        group_id=group_id,
+        channel=channel,
+        act=lambda alert: alerts.acknowledge(db, alert, by=by, now=now),
+        verb=Verb.ALERT_ACK,
+        detail={},
+    )
 
 
 def snooze(
@@ -615,33 +644,19 @@ def snooze(
     channel: str = "",
 ) -> list[Alert]:
     """Snooze one alert or every open alert of a group for *hours*; returns those that changed."""
-    ctx = _context(db, settings, now)
     until = now + hours * 3600
-    with write(db):
-        changed = []
-        for alert in _targets(db, alert_id, group_id):
-            done = alerts.snooze(db, alert.id, by=by, until=until, now=now)
-            if done is not None:
-                changed.append(done)
-                ctx.card_changed(done)
-        if changed:
-            ctx.audit.append(
-                AuditEvent(
-                    actor=by,
-                    channel=channel or changed[0].channel,
-                    verb=Verb.ALERT_SNOOZE,
-                    targets=[a.device for a in changed],
-                    outcome="ok",
-                    detail={
-                        "alerts": [a.id for a in changed[:100]],
-                        "group": group_id,
-                        "hours": hours,
-                        "until": round(until),
-                    },
-                )
-            )
-        ctx.flush()
-    return changed
+    return _act_on_alerts(
+        db,
+        settings,
+        by=by,
+        now=now,
+        alert_id=alert_id,
+        group_id=group_id,
+        channel=channel,
+        act=lambda alert: alerts.snooze(db, alert, by=by, until=until, now=now),
+        verb=Verb.ALERT_SNOOZE,
+        detail={"hours": hours, "until": round(until)},
+    )
 
 
 def close_alerts(

@@ -34,7 +34,7 @@ from sqlite_utils import Database
 
 from bot import alert_cards, inbox_worker, reachability, worker
 from bot.config import Settings
-from bot.jobs import EXTRA_JOBS
+from bot.jobs import EXTRA_JOBS, add_interval_job
 from bot.redact import mask_text
 from bot.thingspace.errors import InvalidRequest, ThingSpaceError
 from bot.thingspace.ids import DeviceId
@@ -339,35 +339,17 @@ def prune_job(runtime: Runtime, now: float | None = None) -> int:
 # -- registration ----------------------------------------------------------------------------------
 
 
-def _interval(
-    scheduler: Any, func: Any, every: timedelta, job_id: str, runtime: Runtime, *, at_start: bool = False
-) -> None:
-    seconds = max(int(every.total_seconds()), 1)
-    options: dict[str, Any] = {}
-    if at_start:
-        options["next_run_time"] = datetime.now(UTC)
-    scheduler.add_job(
-        func,
-        "interval",
-        seconds=seconds,
-        id=job_id,
-        name=job_id,
-        args=[runtime],
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=max(seconds // 2, 1),
-        **options,
-    )
-
-
 def register(scheduler: Any, runtime: Runtime) -> None:
     """Add the reachability jobs to the scheduler (an entry of :data:`bot.jobs.EXTRA_JOBS`)."""
     settings = runtime.settings
-    _interval(scheduler, evaluate_job, settings.alert_evaluate_every, "reachability-evaluate", runtime)
-    _interval(scheduler, monitors_job, timedelta(minutes=10), "reachability-monitors", runtime, at_start=True)
-    _interval(scheduler, digest_job, timedelta(minutes=1), "alerts-digest", runtime)
-    _interval(scheduler, prune_job, timedelta(hours=6), "reachability-prune", runtime)
+    add_interval_job(
+        scheduler, evaluate_job, settings.alert_evaluate_every, "reachability-evaluate", [runtime]
+    )
+    add_interval_job(
+        scheduler, monitors_job, timedelta(minutes=10), "reachability-monitors", [runtime], at_start=True
+    )
+    add_interval_job(scheduler, digest_job, timedelta(minutes=1), "alerts-digest", [runtime])
+    add_interval_job(scheduler, prune_job, timedelta(hours=6), "reachability-prune", [runtime])
     runtime.metrics.alerts_firing_from(lambda: float(alerts.count_open(runtime.pool.get(), state="firing")))
 
 

@@ -127,30 +127,20 @@ def renew_lease_job(lease: SchedulerLease) -> None:
     lease.renew()
 
 
-def _every(scheduler: BackgroundScheduler, func: Any, every: timedelta, job_id: str, args: list[Any]) -> None:
-    seconds = max(int(every.total_seconds()), 1)
-    scheduler.add_job(
-        func,
-        "interval",
-        seconds=seconds,
-        id=job_id,
-        name=job_id,
-        args=args,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=max(seconds // 2, 1),
-    )
-
-
 def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     settings = runtime.settings
-    _every(scheduler, jobs.sync_directory_job, settings.directory_sync_every, "directory-sync", [runtime])
-    _every(scheduler, jobs.refresh_memberships_job, timedelta(minutes=10), "memberships-refresh", [runtime])
-    _every(scheduler, jobs.housekeeping_job, timedelta(minutes=10), "housekeeping", [runtime])
-    _every(scheduler, jobs.audit_anchor_job, timedelta(minutes=1), "audit-anchor", [runtime])
-    _every(scheduler, jobs.audit_retention_job, timedelta(days=1), "audit-retention", [runtime])
+    jobs.add_interval_job(
+        scheduler, jobs.sync_directory_job, settings.directory_sync_every, "directory-sync", [runtime]
+    )
+    jobs.add_interval_job(
+        scheduler, jobs.refresh_memberships_job, timedelta(minutes=10), "memberships-refresh", [runtime]
+    )
+    jobs.add_interval_job(scheduler, jobs.housekeeping_job, timedelta(minutes=10), "housekeeping", [runtime])
+    jobs.add_interval_job(scheduler, jobs.audit_anchor_job, timedelta(minutes=1), "audit-anchor", [runtime])
+    jobs.add_interval_job(
+        scheduler, jobs.audit_retention_job, timedelta(days=1), "audit-retention", [runtime]
+    )
     for extra in jobs.EXTRA_JOBS:
         extra(scheduler, runtime)
     # Only the lease holder runs job bodies (two processes on one database by mistake).
@@ -158,7 +148,7 @@ def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
     for job in scheduler.get_jobs():
         job.modify(func=lease.guard(job.id, job.func))
     renew_every = min(timedelta(seconds=LEASE_TTL / 3), settings.alert_evaluate_every)
-    _every(scheduler, renew_lease_job, renew_every, "scheduler-lease", [lease])
+    jobs.add_interval_job(scheduler, renew_lease_job, renew_every, "scheduler-lease", [lease])
     scheduler.lease = lease
     lease.renew()
 

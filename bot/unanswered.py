@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bot import blocks, outcomes, results
 from bot.durations import format_duration
 from bot.inbox_worker import post_result, render_progress
+from bot.jobs import add_interval_job
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.models import RequestStatus
 from storage import directory, inbox, request_outcomes, requests
@@ -200,19 +201,5 @@ def purge_inbox_job(runtime: Runtime, now: float | None = None) -> int:
 
 def register(scheduler: Any, runtime: Runtime) -> None:
     """Add the no-result check (every minute) and the inbox retention (hourly) to the scheduler."""
-    for func, seconds, job_id in (
-        (check_unanswered, 60, "callbacks-no-result"),
-        (purge_inbox_job, 3600, "inbox-retention"),
-    ):
-        scheduler.add_job(
-            func,
-            "interval",
-            seconds=seconds,
-            id=job_id,
-            name=job_id,
-            args=[runtime],
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=max(seconds // 2, 1),
-        )
+    add_interval_job(scheduler, check_unanswered, timedelta(minutes=1), "callbacks-no-result", [runtime])
+    add_interval_job(scheduler, purge_inbox_job, timedelta(hours=1), "inbox-retention", [runtime])

@@ -180,16 +180,7 @@ def thingspace_checks(deps: Deps, device_id: DeviceId, now: datetime) -> dict[st
 
 def pending_requests(db: Database, key: str) -> list[PendingRequest]:
     """Requests the bot sent for this line that still wait for ThingSpace's result."""
-    marks = ",".join("?" * len(PENDING_VERBS))
-    rows = db.execute(
-        f"""
-        SELECT r.request_id, r.verb, r.actor, r.created_at
-        FROM ts_request_devices d JOIN ts_requests r USING (request_id)
-        WHERE d.device = ? AND d.status = 'pending' AND r.state = 'accepted' AND r.verb IN ({marks})
-        ORDER BY r.created_at DESC LIMIT 10
-        """,
-        [key, *PENDING_VERBS],
-    ).fetchall()
+    rows = requests.pending_for_device(db, key, PENDING_VERBS)
     return [PendingRequest(r[0], r[1], r[2], datetime.fromtimestamp(r[3], UTC)) for r in rows]
 
 

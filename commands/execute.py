@@ -15,12 +15,11 @@ from typing import Any
 from bot import blocks
 from bot.redact import mask_text
 from bot.thingspace.errors import ThingSpaceError
-from bot.thingspace.ids import DeviceId
 from commands import audit, guards
 from commands.actions import API_CALLS
 from commands.context import Deps
-from commands.targets import ResolvedDevice
-from storage import directory, jobs, outbox, pending, requests
+from commands.targets import ResolvedDevice, resolve_keys
+from storage import jobs, outbox, pending, requests
 from storage.jobs import Job
 
 __all__ = ["LIMITS_CHECK_MAX", "run"]
@@ -37,17 +36,6 @@ ACCEPTED = {
 
 #: up to this many devices, each line's limits are read from diagnostics before acting
 LIMITS_CHECK_MAX = 25
-
-
-def _resolve_keys(db: Any, keys: list[str]) -> list[ResolvedDevice]:
-    refs = [tuple(k.split(":", 1)) for k in keys]
-    found = directory.lookup_many(db, [(a, b) for a, b in refs])
-    out = []
-    for kind, value in refs:
-        device_id = DeviceId.from_wire({"kind": kind, "id": value})
-        entry = found.get((kind, device_id.id))
-        out.append(ResolvedDevice(device_id, f"{kind}:{value}", entry))
-    return out
 
 
 def _limits(deps: Deps, devices: list[ResolvedDevice]) -> dict[str, guards.LineLimits]:
@@ -74,7 +62,7 @@ def run(deps: Deps, job: Job) -> None:
             jobs.finish(db, job.id, ok=False, error="pending action missing")
         return
     verb = action.verb
-    devices = _resolve_keys(db, action.devices)
+    devices = resolve_keys(db, action.devices)
     now = deps.clock()
     counts = requests.actions_today(db, [d.key for d in devices], day_start=guards.day_start(now))
     limits = _limits(deps, devices) if verb in guards.TARGET_STATE else {}

@@ -10,28 +10,15 @@ Nothing is sent until Confirm.
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-
 from bot.outcomes import RETRYABLE
-from bot.thingspace.ids import DeviceId
 from commands import actions, audit, guards
 from commands.context import ActionRequest, Deps, Reply
 from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
-from commands.targets import ResolvedDevice
-from storage import directory, pending, request_outcomes, requests
+from commands.targets import resolve_keys
+from storage import pending, request_outcomes, requests
 
 __all__ = ["on_retry"]
-
-
-def _resolve(db: Database, keys: list[str]) -> list[ResolvedDevice]:
-    refs = [(kind, value) for kind, _, value in (k.partition(":") for k in keys)]
-    found = directory.lookup_many(db, refs)
-    out = []
-    for key, (kind, value) in zip(keys, refs, strict=True):
-        device_id = DeviceId.from_wire({"kind": kind, "id": value})
-        out.append(ResolvedDevice(device_id, key, found.get((kind, device_id.id))))
-    return out
 
 
 def on_retry(deps: Deps, req: ActionRequest) -> Reply:
@@ -72,7 +59,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
             "still waiting for ThingSpace).",
             replace_original=False,
         )
-    devices = _resolve(db, failed)
+    devices = resolve_keys(db, failed)
     keys = [d.key for d in devices]
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
     preview = guards.check(verb, devices, bot_actions_today=counts)

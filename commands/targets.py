@@ -17,7 +17,7 @@ from commands.grammar import TargetToken, UsageError
 from storage import directory
 from storage.directory import DirectoryDevice
 
-__all__ = ["ResolvedDevice", "resolve"]
+__all__ = ["ResolvedDevice", "resolve", "resolve_keys"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,15 @@ def resolve(
             verb=verb,
         )
     return devices
+
+
+def resolve_keys(db: Database, keys: Sequence[str]) -> list[ResolvedDevice]:
+    """Devices stored by key (``kind:id``, as pending actions and requests keep them), with their
+    directory entries where the directory has them; order kept."""
+    refs = [(kind, value) for kind, _, value in (k.partition(":") for k in keys)]
+    found = directory.lookup_many(db, refs)
+    out = []
+    for key, (kind, value) in zip(keys, refs, strict=True):
+        device_id = DeviceId.from_wire({"kind": kind, "id": value})
+        out.append(ResolvedDevice(device_id, key, found.get((kind, device_id.id))))
+    return out

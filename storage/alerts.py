@@ -25,6 +25,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.db import select_in
+
 __all__ = [
     "CONDITIONS",
     "OPEN_STATES",
@@ -197,13 +199,10 @@ def open_alerts(db: Database, *, channel: str | None = None, limit: int = 1000) 
 def open_for_devices(db: Database, devices: Sequence[str]) -> dict[str, list[Alert]]:
     """Open alerts of *devices*, by device."""
     found: dict[str, list[Alert]] = {}
-    for i in range(0, len(devices), 500):
-        part = list(devices[i : i + 500])
-        marks = ",".join("?" * len(part))
-        for alert in _many(
-            db, f"SELECT {_COLUMNS} FROM alerts WHERE state != 'resolved' AND device IN ({marks})", part
-        ):
-            found.setdefault(alert.device, []).append(alert)
+    sql = f"SELECT {_COLUMNS} FROM alerts WHERE state != 'resolved' AND device IN ({{marks}})"
+    for row in select_in(db, sql, devices):
+        alert = _alert(row)
+        found.setdefault(alert.device, []).append(alert)
     return found
 
 

@@ -16,13 +16,14 @@ import importlib
 import pkgutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["ConnectionPool", "migration_sets", "open_database", "write"]
+__all__ = ["ConnectionPool", "migration_sets", "open_database", "select_in", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -114,6 +115,23 @@ def write(db: Database) -> Iterator[Database]:
     finally:
         if lock is not None:
             lock.release()
+
+
+#: SQLite allows a limited number of bound parameters; IN lists are sent in chunks of this size.
+IN_CHUNK = 500
+
+
+def select_in(
+    db: Database, sql: str, values: Sequence[Any], *, before: Sequence[Any] = (), after: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of *sql*, whose ``{marks}`` stands for an ``IN (...)`` list of *values*, sent in chunks.
+
+    *before* and *after* are the query's other parameters, bound around the list.
+    """
+    for i in range(0, len(values), IN_CHUNK):
+        part = list(values[i : i + IN_CHUNK])
+        marks = ",".join("?" * len(part))
+        yield from db.execute(sql.format(marks=marks), [*before, *part, *after]).fetchall()
 
 
 class ConnectionPool:

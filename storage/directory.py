@@ -20,6 +20,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.db import select_in
+
 __all__ = [
     "ID_KINDS",
     "DirectoryDevice",
@@ -183,12 +185,9 @@ def lookup_many(db: Database, refs: Sequence[tuple[str, str]]) -> dict[tuple[str
     for kind, values in by_kind.items():
         if kind not in ID_KINDS:
             continue
-        for i in range(0, len(values), 500):
-            part = values[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for row in db.execute(f"{_SELECT} WHERE {kind} IN ({marks})", part).fetchall():
-                device = _row(row)
-                found[(kind, device.ids[kind])] = device
+        for row in select_in(db, f"{_SELECT} WHERE {kind} IN ({{marks}})", values):
+            device = _row(row)
+            found[(kind, device.ids[kind])] = device
     return found
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.db import select_in
+
 __all__ = [
     "TrackedRequest",
     "actions_today",
@@ -25,6 +27,7 @@ __all__ = [
     "get_request",
     "migrations",
     "open_requests",
+    "pending_for_device",
     "set_device_outcome",
     "set_request_state",
 ]
@@ -185,23 +188,35 @@ def device_outcomes(db: Database, request_id: str) -> list[tuple[str, str, dict[
     return [(r[0], r[1], json.loads(r[2])) for r in rows]
 
 
+def pending_for_device(
+    db: Database, device: str, verbs: Sequence[str], *, limit: int = 10
+) -> list[tuple[str, str, str, float]]:
+    """(request id, verb, actor, created_at) of the device's requests still waiting for a result."""
+    marks = ",".join("?" * len(verbs))
+    rows = db.execute(
+        f"""
+        SELECT r.request_id, r.verb, r.actor, r.created_at
+        FROM ts_request_devices d JOIN ts_requests r USING (request_id)
+        WHERE d.device = ? AND d.status = 'pending' AND r.state = 'accepted' AND r.verb IN ({marks})
+        ORDER BY r.created_at DESC LIMIT ?
+        """,
+        [device, *verbs, limit],
+    ).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
 def actions_today(db: Database, devices: Sequence[str], *, day_start: float) -> dict[str, int]:
     """How many provisioning requests (suspend/resume) the bot sent per device since *day_start*."""
-    if not devices:
-        return {}
-    counts: dict[str, int] = {}
-    chunk = 500
-    for i in range(0, len(devices), chunk):
-        part = list(devices[i : i + chunk])
-        marks = ",".join("?" * len(part))
-        rows = db.execute(
-            f"""
-            SELECT d.device, count(*) FROM ts_request_devices d JOIN ts_requests r USING (request_id)
-            WHERE d.device IN ({marks}) AND r.verb IN ('suspend', 'resume') AND r.created_at >= ?
-              AND d.status != 'refused'
-            GROUP BY d.device
-            """,
-            [*part, day_start],
-        ).fetchall()
-        counts.update({r[0]: int(r[1]) for r in rows})
+    rows = select_in(
+        db,
+        """
+        SELECT d.device, count(*) FROM ts_request_devices d JOIN ts_requests r USING (request_id)
+        WHERE d.device IN ({marks}) AND r.verb IN ('suspend', 'resume') AND r.created_at >= ?
+          AND d.status != 'refused'
+        GROUP BY d.device
+        """,
+        devices,
+        after=[day_start],
+    )
+    counts = {r[0]: int(r[1]) for r in rows}
     return counts

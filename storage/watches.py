@@ -28,6 +28,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.db import select_in
+
 __all__ = [
     "ChannelCounts",
     "Monitor",
@@ -261,13 +263,8 @@ def get_watch(db: Database, device: str) -> Watch | None:
 
 def watched(db: Database, devices: Sequence[str]) -> dict[str, Watch]:
     """The watches of those of *devices* that are watched."""
-    found: dict[str, Watch] = {}
-    for i in range(0, len(devices), 500):
-        part = list(devices[i : i + 500])
-        marks = ",".join("?" * len(part))
-        for row in db.execute(f"SELECT {_WATCH_COLUMNS} FROM watches WHERE device IN ({marks})", part):
-            found[row[0]] = _watch(row)
-    return found
+    rows = select_in(db, f"SELECT {_WATCH_COLUMNS} FROM watches WHERE device IN ({{marks}})", devices)
+    return {row[0]: _watch(row) for row in rows}
 
 
 def list_watches(db: Database, *, channel: str | None = None, limit: int = 100) -> list[Watch]:
@@ -364,13 +361,8 @@ def get_state(db: Database, device: str) -> ReachState | None:
 
 
 def states(db: Database, devices: Sequence[str]) -> dict[str, ReachState]:
-    found: dict[str, ReachState] = {}
-    for i in range(0, len(devices), 500):
-        part = list(devices[i : i + 500])
-        marks = ",".join("?" * len(part))
-        for row in db.execute(f"SELECT {_STATE_COLUMNS} FROM reach_state WHERE device IN ({marks})", part):
-            found[row[0]] = _state(row)
-    return found
+    rows = select_in(db, f"SELECT {_STATE_COLUMNS} FROM reach_state WHERE device IN ({{marks}})", devices)
+    return {row[0]: _state(row) for row in rows}
 
 
 def record_observation(

@@ -43,7 +43,7 @@ from bot.console.blocks import (
     validate_blocks,
 )
 from bot.console.faults import Fault, FaultPlan, FaultSpecError
-from bot.console.records import Call, Message
+from bot.console.records import Call, Message, MessageSource
 from bot.console.response_urls import ResponseUrlError, ResponseUrls
 from bot.console.store import EventListener, MessageStore
 from bot.serving import ServerThread
@@ -497,21 +497,28 @@ class SlackStandIn:
             "is_enterprise_install": False,
         }
 
-    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._resolve_channel(params.get("channel"))
+    def _new_message(
+        self, channel: str, params: Mapping[str, Any], source: MessageSource, user: str | None = None
+    ) -> Message:
+        """Store a new message from a post, an ephemeral or a response_url body (``no_text`` if empty)."""
         blocks = self._blocks_param(params)
         text = str(params.get("text") or "")
         if not text and not blocks and not params.get("attachments"):
             raise _ApiError("no_text")
         ts = self._store.next_ts()
-        message = self._store.add(
+        return self._store.add(
             channel=channel,
             ts=ts,
             text=text,
             blocks=assign_block_ids(blocks or [], ts),
-            source="post",
+            source=source,
             thread_ts=self._thread_ts(params.get("thread_ts")),
+            user=user,
         )
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        message = self._new_message(channel, params, "post")
         return {"ok": True, "channel": channel, "ts": message.ts, "message": self._message_json(message)}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -547,20 +554,7 @@ class SlackStandIn:
     def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve_channel(params.get("channel"))
         user = self._require_user(params.get("user"))
-        blocks = self._blocks_param(params)
-        text = str(params.get("text") or "")
-        if not text and not blocks and not params.get("attachments"):
-            raise _ApiError("no_text")
-        ts = self._store.next_ts()
-        message = self._store.add(
-            channel=channel,
-            ts=ts,
-            text=text,
-            blocks=assign_block_ids(blocks or [], ts),
-            source="ephemeral",
-            thread_ts=self._thread_ts(params.get("thread_ts")),
-            user=user,
-        )
+        message = self._new_message(channel, params, "ephemeral", user)
         return {"ok": True, "message_ts": message.ts}
 
     def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -731,17 +725,7 @@ class SlackStandIn:
                 raise _ApiError("message_not_found") from None
             return original_ts
         in_channel = payload.get("response_type") == "in_channel"
-        ts = self._store.next_ts()
-        message = self._store.add(
-            channel=channel,
-            ts=ts,
-            text=text,
-            blocks=assign_block_ids(blocks or [], ts),
-            source="response_url",
-            thread_ts=self._thread_ts(payload.get("thread_ts")),
-            user=None if in_channel else user,
-        )
-        return message.ts
+        return self._new_message(channel, payload, "response_url", None if in_channel else user).ts
 
     def record_command_reply(self, response_url: str, body: Mapping[str, Any]) -> Message | None:
         """Show a slash command's immediate answer (the body of the bot's ack) as Slack does.
