@@ -228,7 +228,9 @@ class OutboxRelay:
         if self._thread is not None:
             return self
         self._stopping.clear()
-        self._http = httpx.Client(timeout=httpx.Timeout(self._timeout), follow_redirects=False)
+        # One pooled connection per sender, so httpcore never queues or trims (encode/httpcore#1110).
+        pool = httpx.Limits(max_connections=self._workers, max_keepalive_connections=self._workers)
+        self._http = httpx.Client(timeout=httpx.Timeout(self._timeout), follow_redirects=False, limits=pool)
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="outbox-send")
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()

@@ -261,3 +261,22 @@ def test_client_is_a_context_manager_and_closes() -> None:
         pass
     with pytest.raises(RuntimeError):
         client.extended_diagnostics(DEVICE)
+
+
+def test_more_callers_than_connections_all_get_answers(running: Running) -> None:
+    """40 threads on a 4-connection client: callers queue for a connection, none loses its socket.
+
+    httpcore 1.0.9 can close a pooled connection it already handed to a queued request
+    (encode/httpcore#1110); the client caps in-flight requests at its pool size so that never happens.
+    """
+    with client_for(running.url, max_connections=4) as client:
+        start = threading.Barrier(40)
+
+        def call(_: int) -> list[str]:
+            start.wait()
+            return [client.extended_diagnostics(DEVICE).state for _ in range(5)]
+
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            states = [state for batch in pool.map(call, range(40)) for state in batch]
+    assert states == ["active"] * 200
+    assert running.count(DIAG_PATH) == 200

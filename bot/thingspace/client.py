@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -119,6 +120,7 @@ class ThingSpaceClient:
         backoff: float = 0.5,
         backoff_max: float = 8.0,
         observer: Callable[[str, float, str | None], None] | None = None,
+        max_connections: int = 16,
     ) -> None:
         if not account:
             raise InvalidRequest("a ThingSpace account name is required (THINGSPACE_ACCOUNT)")
@@ -143,8 +145,13 @@ class ThingSpaceClient:
             timeout=timeout,
             auth=self.auth,
             headers={"Accept": "application/json"},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
+        # At most one request in flight per pooled connection. httpcore 1.0.9 can close a connection
+        # it has already handed to a queued request (encode/httpcore#1110), which surfaces as a
+        # ReadError (EBADF) or a hang until the read timeout; with no queue and no surplus idle
+        # connections to trim, that race never starts.
+        self._slots = threading.BoundedSemaphore(max_connections)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -215,6 +222,10 @@ class ThingSpaceClient:
         """One HTTP exchange under the overall deadline; returns a fully read response."""
         deadline = time.monotonic() + self._deadline
         request = self._http.build_request(method, path, json=body)
+        if not self._slots.acquire(timeout=self._deadline):
+            raise ThingSpaceTimeout(
+                f"{method} {path}: every connection stayed busy for {self._deadline:.0f} s", path=path
+            )
         try:
             response = self._http.send(request, stream=True)
             try:
@@ -239,6 +250,8 @@ class ThingSpaceClient:
             raise ThingSpaceConnectError(f"{method} {path}: {type(exc).__name__}", path=path) from exc
         except httpx.HTTPError as exc:
             raise ThingSpaceTransportError(f"{method} {path}: {type(exc).__name__}", path=path) from exc
+        finally:
+            self._slots.release()
         content = b"".join(chunks)
         # Rebuild a plain, read response so callers can use .json() and error parsing.
         done = httpx.Response(
