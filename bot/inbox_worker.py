@@ -41,7 +41,7 @@ from bot.logs import request_context
 from bot.redact import mask_text
 from bot.thingspace import shapes
 from bot.thingspace.callbacks import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
-from storage import directory, inbox, outbox, request_outcomes, requests
+from storage import directory, inbox, outbox, request_outcomes, requests, watches
 from storage.audit import AuditLog
 from storage.audit_events import THINGSPACE_ACTOR, AuditEvent, Outcome, Verb
 from storage.db import ConnectionPool, write
@@ -71,6 +71,8 @@ REACHABILITY_HANDLERS: list[Callable[[Database, CallbackEvent, float], None]] = 
 UNMATCHED_GRACE = 600.0
 
 _NOTICE_KINDS = (CallbackKind.EXTERNAL_CHANGE, CallbackKind.RESUME_WARNING)
+#: the service behind a tracked request's verb, where it is not CarrierService
+_VERB_SERVICES = {"reach": shapes.DIAGNOSTICS_SERVICE, "sms": shapes.ENHANCED_CONNECTIVITY_SERVICE}
 _CHANGE_STATES = {
     "suspend": "suspend",
     "resume": "active",
@@ -115,7 +117,7 @@ class Processor:
 
     def handle(self, row: InboxRow) -> None:
         try:
-            event = parse_callback(row.payload, service=row.service or None)
+            event = parse_callback(row.payload, service=self._service_hint(row))
         except InvalidCallback as exc:  # stored by an older version with other rules
             log.warning("inbox row %d is not readable any more: %s", row.id, exc)
             self._mark(row, "unmatched")
@@ -195,6 +197,21 @@ class Processor:
 
     def _mark(self, row: InboxRow, state: str, error: str | None = None) -> None:
         self.marks.setdefault((state, error), []).append(row.id)
+
+    def _service_hint(self, row: InboxRow) -> str | None:
+        """The service a callback belongs to when its content cannot say.
+
+        A failure callback carries only ``faultResponse``, and ThingSpace does not name the service
+        in the body; the request it answers does: a reachability query or monitor start, or an SMS.
+        """
+        if row.kind != CallbackKind.ACTION_FAILED.value:
+            return row.service or None
+        tracked = self._request(row.request_id)
+        if tracked is not None and tracked.verb in _VERB_SERVICES:
+            return _VERB_SERVICES[tracked.verb]
+        if tracked is None and watches.is_monitor_request(self.db, row.request_id):
+            return shapes.DIAGNOSTICS_SERVICE
+        return row.service or None
 
     def _request(self, request_id: str) -> TrackedRequest | None:
         if request_id not in self.requests_cache:

@@ -578,6 +578,12 @@ def attach_monitor_id(
     return Monitor(**{**monitor.__dict__, "monitor_id": new_id, "state": state, "updated_at": now})
 
 
+def is_monitor_request(db: Database, request_id: str) -> bool:
+    """Whether *request_id* answered one of our reachability monitor starts."""
+    row = db.execute("SELECT 1 FROM reach_monitors WHERE request_id = ? LIMIT 1", [request_id]).fetchone()
+    return row is not None
+
+
 def fail_monitors(db: Database, device: str, *, request_id: str, error: str, now: float) -> int:
     """ThingSpace refused to monitor *device* (a failed DiagnosticsService callback)."""
     return db.execute(

@@ -168,3 +168,22 @@ def test_a_reach_query_answer_also_updates_the_reachability_state(stack: LocalSt
     stack.command(f"reach {DEVICE}")
     _wait(lambda: _state(stack, DEVICE) is True)
     assert [reachable for _, reachable in watches.history(_db(stack), DEVICE)] == [True]
+
+
+def test_a_failed_monitor_callback_marks_the_monitor_failed_and_schedules_a_retry(stack: LocalStack) -> None:
+    """ThingSpace accepts the start but answers the device with a bare faultResponse callback.
+
+    The body names no service; the bot knows the request id as a monitor start, so the failure is
+    a DiagnosticsService one: the monitor is marked failed and the watch retries in 15 minutes.
+    """
+    assert stack.runtime is not None
+    unknown = "iccid:89148000000800999999"
+    stack.command(f"watch {unknown} --alert-after 1h")
+    _wait(lambda: any(m.state == "failed" for m in watches.monitors_of(_db(stack), unknown)))
+    [monitor] = watches.monitors_of(_db(stack), unknown)
+    assert "No device with iccid" in (monitor.error or "")
+    watch = watches.get_watch(_db(stack), unknown)
+    assert watch is not None and watch.monitor_retry_at is not None
+    assert "No device with iccid" in (watch.monitor_error or "")
+    assert monitors_job(stack.runtime, now=time.time() + 60).requested == 0
+    assert monitors_job(stack.runtime, now=time.time() + 16 * 60).requested == 1
