@@ -68,7 +68,7 @@ def test_expired_session_is_renewed_once_and_the_call_resent(running: Running) -
 
 def test_fifty_concurrent_calls_meeting_an_expired_session_log_in_once(running: Running) -> None:
     """50 threads hitting an expired session at once cause exactly one login, and all succeed."""
-    with client_for(running.url) as client:
+    with client_for(running.url, max_connections=64) as client:
         client.extended_diagnostics(DEVICE)
         running.advance(21 * 60)
         start = threading.Barrier(50)

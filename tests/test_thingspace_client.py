@@ -872,6 +872,26 @@ def test_non_json_success_is_unexpected_response() -> None:
             client.suspend([EXAMPLE])
 
 
+def test_get_device_never_returns_another_line() -> None:
+    """Several lines listed and none carries the asked id: an error, not the first line of the page."""
+    listed = [
+        {"deviceIds": [{"id": f"8914800000080013970{n}", "kind": "iccid"}], "state": "active"} for n in (1, 2)
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == TOKEN_PATH:
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.url.path == LOGIN_PATH:
+            return httpx.Response(200, json={"sessionToken": "00000000-0000-4000-8000-000000000001"})
+        return httpx.Response(200, json={"devices": listed, "hasMoreData": False})
+
+    with (
+        client_for("http://ts.invalid", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(UnexpectedResponse, match="listed 2 lines"),
+    ):
+        client.get_device(EXAMPLE)
+
+
 # -- observability ---------------------------------------------------------------------------------
 
 

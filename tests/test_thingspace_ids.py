@@ -202,6 +202,19 @@ def test_bad_input_has_a_specific_message(text: str, fragment: str) -> None:
         parse_device_id(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mdn:\uff15\uff15\uff15\uff11\uff12\uff13\uff14\uff15\uff16\uff17",  # full-width digits
+        "".join(chr(0x0660 + int(d)) for d in "89148000000800139708"),  # Arabic-Indic digits
+    ],
+)
+def test_only_ascii_digits_make_an_id(text: str) -> None:
+    """Digits from other scripts would make a second key for the same line, so they are refused."""
+    with pytest.raises(InvalidDeviceId):
+        parse_device_id(text)
+
+
 def test_error_messages_mask_long_numbers() -> None:
     """An invalid id that looks like a real identifier is shown masked (…1234), not in full."""
     with pytest.raises(InvalidDeviceId) as info:

@@ -30,15 +30,15 @@ __all__ = [
 ]
 
 _FORMATS: Final[dict[str, tuple[re.Pattern[str], str]]] = {
-    "esn": (re.compile(r"\d{11}|[0-9A-F]{8}"), "11 decimal digits or 8 hex digits"),
+    "esn": (re.compile(r"[0-9]{11}|[0-9A-F]{8}"), "11 decimal digits or 8 hex digits"),
     "meid": (re.compile(r"[0-9A-F]{14}"), "14 hex digits"),
-    "imei": (re.compile(r"\d{15,16}"), "15 or 16 decimal digits"),
-    "iccid": (re.compile(r"\d{19,20}"), "19 or 20 decimal digits"),
-    "mdn": (re.compile(r"\d{10}"), "10 decimal digits"),
-    "msisdn": (re.compile(r"\d{11}"), "11 decimal digits (the MDN with its country code)"),
-    "eid": (re.compile(r"\d{32}"), "32 decimal digits"),
-    "imsi": (re.compile(r"\d{6,15}"), "up to 15 decimal digits"),
-    "min": (re.compile(r"\d{10}"), "10 decimal digits"),
+    "imei": (re.compile(r"[0-9]{15,16}"), "15 or 16 decimal digits"),
+    "iccid": (re.compile(r"[0-9]{19,20}"), "19 or 20 decimal digits"),
+    "mdn": (re.compile(r"[0-9]{10}"), "10 decimal digits"),
+    "msisdn": (re.compile(r"[0-9]{11}"), "11 decimal digits (the MDN with its country code)"),
+    "eid": (re.compile(r"[0-9]{32}"), "32 decimal digits"),
+    "imsi": (re.compile(r"[0-9]{6,15}"), "up to 15 decimal digits"),
+    "min": (re.compile(r"[0-9]{10}"), "10 decimal digits"),
 }
 
 ALL_KINDS: Final = frozenset(_FORMATS)

@@ -348,8 +348,14 @@ class ThingSpaceClient:
         for device in page.devices:
             if device.ids.get(device_id.kind, "").upper() == device_id.id.upper():
                 return device
-        if page.devices:
+        if len(page.devices) == 1:  # the one line ThingSpace found, listed under another kind of id
             return page.devices[0]
+        if page.devices:
+            raise UnexpectedResponse(
+                f"ThingSpace listed {len(page.devices)} lines for {device_id.masked()} and none carries that id",
+                status=200,
+                path="/m2m/v1/devices/actions/list",
+            )
         raise DeviceNotFound(
             f"no device {device_id.masked()} in the account",
             status=200,

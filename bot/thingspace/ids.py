@@ -87,15 +87,15 @@ KINDS: Final = tuple(KIND_FORMATS)
 BARE_KINDS: Final = tuple(k for k in KINDS if k != "imsi")
 
 _PATTERNS: Final[dict[str, re.Pattern[str]]] = {
-    "mdn": re.compile(r"\d{10}"),
-    "msisdn": re.compile(r"\d{11}"),
-    "imei": re.compile(r"\d{15,16}"),
-    "iccid": re.compile(r"\d{19,20}"),
+    "mdn": re.compile(r"[0-9]{10}"),
+    "msisdn": re.compile(r"[0-9]{11}"),
+    "imei": re.compile(r"[0-9]{15,16}"),
+    "iccid": re.compile(r"[0-9]{19,20}"),
     "meid": re.compile(r"[0-9A-F]{14}"),
-    "esn": re.compile(r"\d{11}|[0-9A-F]{8}"),
-    "eid": re.compile(r"\d{32}"),
-    "imsi": re.compile(r"\d{6,15}"),
-    "min": re.compile(r"\d{10}"),
+    "esn": re.compile(r"[0-9]{11}|[0-9A-F]{8}"),
+    "eid": re.compile(r"[0-9]{32}"),
+    "imsi": re.compile(r"[0-9]{6,15}"),
+    "min": re.compile(r"[0-9]{10}"),
 }
 _HEX_KINDS: Final = frozenset({"meid", "esn"})
 _SEPARATORS: Final = re.compile(r"[\s\-.()]")
