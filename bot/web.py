@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.logs import request_context
+from bot.slack_shape import body_problem
 from storage import seen
 from storage.db import ConnectionPool, open_database, write
 
@@ -63,6 +66,14 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def _failed(ref: str) -> tuple[int, str, dict[str, Any]]:
+    """Our own failure after the request was accepted (logged by the caller with *ref*): never a
+    500 or a traceback in Slack; a slash command shows the reference."""
+    text = f":warning: Something went wrong on our side (ref `{ref}`). It is logged; please try again."
+    body = json.dumps({"response_type": "ephemeral", "text": text})
+    return 200, body, {"content-type": ["application/json"]}
 
 
 def create_web_app(
@@ -103,6 +114,9 @@ def create_web_app(
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return _error(400, "body is not UTF-8")
+        problem = body_problem(text, request.headers.get("content-type", ""))
+        if problem is not None:
+            return _error(400, f"malformed Slack request: {problem}")
 
         def dispatch() -> tuple[int, str, dict[str, Any]]:
             with request_context():
@@ -118,13 +132,19 @@ def create_web_app(
                     {"content-type": ["application/json"]},
                 )
             headers: dict[str, str | Sequence[str]] = {k: [v] for k, v in request.headers.items()}
-            response = bolt_app.dispatch(BoltRequest(body=text, headers=headers))
+            ref = secrets.token_hex(4)
+            try:
+                response = bolt_app.dispatch(BoltRequest(body=text, headers=headers))
+            except Exception:
+                log.exception("Slack request failed, ref %s", ref)
+                return _failed(ref)
+            if response.status >= 500:
+                log.error("Bolt answered %s, ref %s", response.status, ref)
+                return _failed(ref)
             return response.status, response.body, response.headers
 
         status, out_body, out_headers = await run_in_threadpool(dispatch)
         content_type = (out_headers.get("content-type") or ["text/plain;charset=utf-8"])[0]
-        if status >= 500:
-            log.error("Bolt answered %s", status)
         return Response(out_body, status_code=status, media_type=content_type)
 
     async def healthz(request: Request) -> Response:

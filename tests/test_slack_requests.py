@@ -152,3 +152,67 @@ def test_interaction_payload_with_unknown_pending_action(slack_bot: SlackOnlyBot
     assert response.status_code == 200
     message = slack_bot.standin.wait_for(lambda m: "no longer exists" in m.text, timeout=5)
     assert message.ephemeral
+
+
+def _payload_body(payload: object) -> bytes:
+    return urlencode({"payload": payload if isinstance(payload, str) else json.dumps(payload)}).encode()
+
+
+def _command_without(field: str) -> bytes:
+    fields = {
+        "command": "/ts",
+        "text": "help",
+        "user_id": "U012ADMIN",
+        "channel_id": "C0OPS",
+        "team_id": "T0TSBOT",
+        "response_url": "http://127.0.0.1:9/none",
+    }
+    del fields[field]
+    return urlencode(fields).encode()
+
+
+MALFORMED = [
+    (_payload_body("notjson"), "payload is not valid JSON"),
+    (_payload_body([]), "payload is not a JSON object"),
+    (_payload_body({"user": {"id": "U012ADMIN"}}), "has no type"),
+    (
+        _payload_body({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"value": "x"}]}),
+        "no action_id",
+    ),
+    (_payload_body({"type": "block_actions", "user": {"id": "U1"}, "actions": []}), "carries no actions"),
+    (
+        _payload_body({"type": "block_actions", "user": "U1", "actions": [{"action_id": "a"}]}),
+        "user has no id",
+    ),
+    (_payload_body({"type": "view_submission", "user": {"id": "U1"}, "view": {}}), "has no view type"),
+    (_payload_body({"type": "shortcut", "user": {"id": "U1"}}), "has no callback_id"),
+    (b'{"type": "event_callback", "event": []}', "has no event type"),
+    (b'{"type": "url_verification"', "not valid JSON"),
+    (b"[1, 2]", "not an object"),
+    (_command_without("user_id"), "has no user_id"),
+    (_command_without("channel_id"), "has no channel_id"),
+]
+
+
+def test_signed_but_malformed_bodies_are_400_with_the_reason(slack_bot: SlackOnlyBot) -> None:
+    """Correctly signed bodies Bolt cannot route get a 400 naming what is wrong, never a 500,
+    and leave nothing behind: no audit entry, no Slack call."""
+    before = _audit_count(slack_bot)
+    calls = len(slack_bot.standin.calls())
+    for body, reason in MALFORMED:
+        content_type = "application/json" if body.startswith((b"{", b"[")) else None
+        headers = slack_bot.driver.sign(body)
+        if content_type:
+            headers["Content-Type"] = content_type
+        response = slack_bot.driver.post_raw(body, headers)
+        assert response.status_code == 400, (body, response.text)
+        assert reason in response.json()["error"], (body, response.text)
+    assert _audit_count(slack_bot) == before
+    assert len(slack_bot.standin.calls()) == calls
+
+
+def test_ssl_check_is_still_answered(slack_bot: SlackOnlyBot) -> None:
+    """Slack's ssl_check (no command fields) is not mistaken for a malformed slash command."""
+    body = urlencode({"ssl_check": "1", "token": "x"}).encode()
+    response = slack_bot.driver.post_raw(body, slack_bot.driver.sign(body))
+    assert response.status_code == 200
