@@ -2,25 +2,63 @@
 
 Everything wrong with the text raises :class:`UsageError`, whose message says what was wrong and
 what is accepted; it is shown to the user as an ephemeral reply and nothing else happens.
+
+Words and quotes, decisions:
+
+* Words are separated by whitespace. ``"…"`` and ``'…'`` group words, and so do the curly
+  quotes Slack clients type instead (``“…”``, ``‘…’``) — but only where they delimit: a quote
+  opens at the start of a word (or right after ``=`` in ``--reason="…"``) and closes before
+  whitespace or the end. An apostrophe inside or at the end of a word (``don’t``,
+  ``owners’``) is text, and so is a single quote that is never closed; a double quote that is
+  never closed is an error. Inside double quotes ``\\"`` and ``\\\\`` are a quote and a
+  backslash; nothing else is escaped.
+* Curly quotes and apostrophes in the text itself become ASCII (``don’t`` -> ``don't``): the
+  person typed ``'``, and an SMS stays in the GSM 7-bit alphabet.
+* Quoted text is never a target. For ``sms`` the text starts at the first quoted word, or at
+  the first word that does not look like a device id; every other verb refuses quoted text.
+* ``--reason`` takes the words after it up to the next option or device id, so
+  ``--reason owner's report`` needs no quotes; other options take one word.
 """
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
-import shlex
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.policy import VERBS
 
-__all__ = ["Invocation", "TargetToken", "UsageError", "parse"]
+__all__ = [
+    "Invocation",
+    "TargetToken",
+    "UnknownVerb",
+    "UsageError",
+    "Word",
+    "parse",
+    "split_words",
+    "suggest_verb",
+    "unknown_verb_message",
+]
 
 #: Options that are flags; every other option takes a value.
 FLAGS = frozenset({"dry-run"})
+#: Options whose value is free text: they take every following word up to the next option or
+#: device id.
+TEXT_OPTIONS = frozenset({"reason"})
 
 _SLACK_LINK = re.compile(r"<(?:tel:|mailto:)?([^<>|]*)(?:\|([^<>]*))?>")
 _USER_REF = re.compile(r"^(?:<@|@)?([UW][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
 _CHANNEL_REF = re.compile(r"^(?:<#|#)?([CG][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
+#: a usage line whose targets are required (``status TARGET``, not ``history [TARGET]``)
+_REQUIRED_TARGETS = re.compile(r"(?<!\[)\bTARGETS?\b")
+
+_DOUBLE_QUOTES = '"\u201c\u201d'  # " “ ”
+_SINGLE_QUOTES = "'\u2018\u2019"  # ' ‘ ’
+_ASCII_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+_UNCLOSED = 'A quote is not closed. Put text with spaces in "double quotes".'
 
 
 class UsageError(Exception):
@@ -30,6 +68,37 @@ class UsageError(Exception):
         super().__init__(message)
         self.message = message
         self.verb = verb
+
+
+class UnknownVerb(UsageError):
+    """The first word is not a verb. The message lists every verb; the router, which knows the
+    user's role, answers with :func:`unknown_verb_message` over the verbs they may run."""
+
+    def __init__(self, word: str) -> None:
+        super().__init__(unknown_verb_message(word))
+        self.word = word
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of the command text. ``quoted_from`` is where quoted text starts in ``text``
+    (0 for ``"…"``, 9 for ``--reason="…"``), None if no part of the word was quoted."""
+
+    text: str
+    quoted_from: int | None = None
+
+    @property
+    def quoted(self) -> bool:
+        return self.quoted_from is not None
+
+    @property
+    def is_option(self) -> bool:
+        """``--name`` or ``--name=value`` typed as such (a quoted ``"--name"`` is text)."""
+        return (
+            self.text.startswith("--")
+            and len(self.text) > 2
+            and (self.quoted_from is None or self.quoted_from > 2)
+        )
 
 
 @dataclass(frozen=True)
@@ -84,13 +153,126 @@ def _unlink(token: str) -> str:
 def _looks_like_target(token: str) -> bool:
     if ":" in token:
         kind = token.split(":", 1)[0].lower()
-        return kind in {"group", "iccid", "mdn", "msisdn", "imei", "imsi", "meid", "esn", "eid", "min"}
+        return kind == "group" or kind in KINDS
     stripped = token.replace("-", "")
     return (
         len(stripped) >= 8
         and all(c in "0123456789abcdefABCDEF" for c in stripped)
         and any(c.isdigit() for c in stripped)
     )
+
+
+def _word_is_target(word: Word) -> bool:
+    """An unquoted word whose comma-separated pieces all look like targets."""
+    if word.quoted or word.is_option:
+        return False
+    pieces = [p for p in _unlink(word.text).split(",") if p]
+    return bool(pieces) and all(_looks_like_target(p) for p in pieces)
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """The user's text inside an error message: one line, short, no backticks to break the code span."""
+    text = " ".join(text.split()).replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def target_forms() -> str:
+    """What a target may be, for error messages; the formats are :data:`KIND_FORMATS`."""
+    kinds = " · ".join(f"{kind}: {fmt}" for kind, fmt in KIND_FORMATS.items())
+    prefixed = " or ".join(k for k in KINDS if k not in BARE_KINDS)
+    return (
+        f"kind:id — {kinds} — or the id alone when only one kind fits ({prefixed} always needs "
+        "its prefix), or group:NAME"
+    )
+
+
+def suggest_verb(word: str) -> str | None:
+    """The verb *word* was probably meant to be: the only verb it starts, else the closest by
+    :func:`difflib.get_close_matches`; None when nothing is close."""
+    word = word.strip().lower()
+    if not word:
+        return None
+    starts = [v for v in VERBS if v.startswith(word)]
+    if len(word) >= 3 and len(starts) == 1:
+        return starts[0]
+    close = difflib.get_close_matches(word, list(VERBS), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_verb_message(word: str, runnable: Collection[str] | None = None) -> str:
+    """Why *word* is not a command, the verb it was probably meant to be, and the commands
+    *runnable* by this user (every verb when None)."""
+    verbs = [v for v in VERBS if runnable is None or v in runnable]
+    shown = _show(word)
+    if not shown:
+        first = "The command is empty."
+    elif _looks_like_target(word):
+        first = f"`{shown}` is a device, not a command: say what to do first"
+        first += f", e.g. `/ts status {shown}`." if "status" in verbs else "."
+    else:
+        first = f"`{shown}` is not a command."
+        guess = suggest_verb(word)
+        if guess in verbs:
+            first += f" Did you mean `{guess}`?"
+        elif guess is not None:
+            first += f" Did you mean `{guess}`? It needs the *{VERBS[guess].role}* role."
+    listed = "Commands you can run here" if runnable is not None else "Commands"
+    return f"{first} {listed}: {', '.join(verbs)}. `/ts help` shows how to use them."
+
+
+def split_words(raw: str) -> list[Word]:
+    """Split the command text into :class:`Word` s (the module docstring has the quoting rules)."""
+    words: list[Word] = []
+    buf: list[str] = []
+    quoted_from: int | None = None
+    in_word = False
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c.isspace():
+            if in_word:
+                words.append(Word("".join(buf).translate(_ASCII_QUOTES), quoted_from))
+                buf, quoted_from, in_word = [], None, False
+            i += 1
+            continue
+        if (
+            (c in _DOUBLE_QUOTES or c in _SINGLE_QUOTES)
+            and quoted_from is None
+            and (not buf or buf[-1] == "=")
+        ):
+            double = c in _DOUBLE_QUOTES
+            end = _closing_quote(raw, i, double)
+            if end is None and double:
+                raise UsageError(_UNCLOSED)
+            if end is not None:
+                quoted_from = len(buf)
+                inner = raw[i + 1 : end]
+                buf.extend(re.sub(r'\\(["\\])', r"\1", inner) if double else inner)
+                in_word = True
+                i = end + 1
+                continue
+        buf.append(c)
+        in_word = True
+        i += 1
+    if in_word:
+        words.append(Word("".join(buf).translate(_ASCII_QUOTES), quoted_from))
+    return words
+
+
+def _closing_quote(raw: str, start: int, double: bool) -> int | None:
+    """Where the quote opened at *start* closes: a quote of the same family before whitespace or
+    the end (inside double quotes, ``\\"`` and ``\\\\`` are skipped). None if it never closes."""
+    quotes = _DOUBLE_QUOTES if double else _SINGLE_QUOTES
+    j, n = start + 1, len(raw)
+    while j < n:
+        c = raw[j]
+        if double and c == "\\" and j + 1 < n and raw[j + 1] in '"\\':
+            j += 2
+            continue
+        if c in quotes and (j + 1 == n or raw[j + 1].isspace()):
+            return j
+        j += 1
+    return None
 
 
 def user_ref(value: str) -> str:
@@ -113,51 +295,98 @@ def parse(text: str) -> Invocation:
     raw = html.unescape(text).strip()  # Slack escapes &, < and > in what people type
     if not raw:
         return Invocation(verb="help", raw=raw)
-    try:
-        tokens = shlex.split(raw.replace("\u201c", '"').replace("\u201d", '"').replace("\u2019", "'"))
-    except ValueError:
-        raise UsageError('A quote is not closed. Put text with spaces in "double quotes".') from None
-    verb = tokens[0].lower()
+    words = split_words(raw)
+    verb = words[0].text.lower()
     if verb not in VERBS:
-        known = ", ".join(VERBS)
-        raise UsageError(f"`{tokens[0]}` is not a command. Commands: {known}. Try `/ts help`.")
+        raise UnknownVerb(words[0].text)
+    options, rest, absorbed = _options(verb, words[1:])
+    if verb in {"find", "request"}:
+        text = " ".join(w.text if w.quoted else _unlink(w.text) for w in rest)
+        return Invocation(verb=verb, text=text, options=options, raw=raw)
+    if verb == "help":
+        return Invocation(verb=verb, text=" ".join(w.text for w in rest).lower(), raw=raw)
+    targets, message = _targets(verb, rest)
+    if not targets and absorbed and _REQUIRED_TARGETS.search(VERBS[verb].usage):
+        reason = _show(str(options.get("reason", "")), 60)
+        raise UsageError(
+            f"`{verb}` names no device: every word after --reason (“{reason}”) was taken as the "
+            "reason. Put the devices before --reason, as kind:id or group:NAME.",
+            verb=verb,
+        )
+    return Invocation(verb=verb, targets=targets, options=options, text=message, raw=raw)
+
+
+def _options(verb: str, words: Sequence[Word]) -> tuple[dict[str, str | bool], list[Word], bool]:
+    """Take the ``--options`` out of *words*: (options, the other words, whether a free-text
+    option took more than one word)."""
     spec = VERBS[verb]
     options: dict[str, str | bool] = {}
-    rest: list[str] = []
-    i = 1
-    while i < len(tokens):
-        token = tokens[i]
-        if token.startswith("--") and len(token) > 2:
-            name, eq, value = token[2:].partition("=")
-            name = name.lower()
-            if name not in spec.options:
-                accepted = ", ".join(f"--{o}" for o in spec.options) or "no options"
-                raise UsageError(f"`{verb}` does not take --{name}. It accepts: {accepted}.", verb=verb)
-            if name in FLAGS:
-                if eq:
-                    raise UsageError(f"--{name} is a switch; write it without a value.", verb=verb)
-                options[name] = True
-            else:
-                if not eq:
-                    i += 1
-                    if i >= len(tokens) or tokens[i].startswith("--"):
-                        raise UsageError(f"--{name} needs a value, e.g. `{spec.usage}`.", verb=verb)
-                    value = tokens[i]
-                options[name] = value
-        else:
-            rest.append(token)
+    rest: list[Word] = []
+    absorbed = False
+    i = 0
+    while i < len(words):
+        word = words[i]
         i += 1
-    if verb in {"find", "request"}:
-        return Invocation(verb=verb, text=" ".join(rest), options=options, raw=raw)
-    if verb == "help":
-        return Invocation(verb=verb, text=" ".join(rest).lower(), raw=raw)
+        if not word.is_option:
+            rest.append(word)
+            continue
+        name, eq, value = word.text[2:].partition("=")
+        name = name.lower()
+        if name not in spec.options:
+            accepted = ", ".join(f"--{o}" for o in spec.options) or "no options"
+            raise UsageError(f"`{verb}` does not take --{_show(name)}. It accepts: {accepted}.", verb=verb)
+        if name in FLAGS:
+            if eq:
+                raise UsageError(f"--{name} is a switch; write it without a value.", verb=verb)
+            options[name] = True
+            continue
+        value_quoted = word.quoted
+        if not eq:
+            if i >= len(words) or words[i].is_option:
+                raise UsageError(f"--{name} needs a value, e.g. `{spec.usage}`.", verb=verb)
+            value, value_quoted = words[i].text, words[i].quoted
+            i += 1
+        if name in TEXT_OPTIONS and not value_quoted:
+            while i < len(words) and not (words[i].quoted or words[i].is_option or _word_is_target(words[i])):
+                value += " " + words[i].text
+                absorbed = True
+                i += 1
+        options[name] = value
+    return options, rest, absorbed
+
+
+def _targets(verb: str, words: Sequence[Word]) -> tuple[list[TargetToken], str]:
+    """The targets and, for ``sms``, the message. Quoted text is never a target."""
     targets: list[TargetToken] = []
-    leftover: list[str] = []
-    for j, token in enumerate(rest):
-        pieces = [p for p in _unlink(token).split(",") if p]
-        if verb == "sms" and not all(_looks_like_target(p) for p in pieces):
-            leftover = rest[j:]
-            break
+    for j, word in enumerate(words):
+        pieces = [p for p in _unlink(word.text).split(",") if p] if not word.quoted else []
+        odd = next((p for p in pieces if not _looks_like_target(p)), None)
+        if verb != "sms":
+            if word.quoted:
+                raise _quoted_text(verb, word.text)
+            targets.extend(TargetToken(p) for p in pieces)
+            continue
+        if word.quoted or odd is not None or not pieces:
+            if not targets:
+                raise _sms_without_devices(word, odd)
+            return targets, " ".join(w.text for w in words[j:])
         targets.extend(TargetToken(p) for p in pieces)
-    message = " ".join(leftover)
-    return Invocation(verb=verb, targets=targets, options=options, text=message, raw=raw)
+    return targets, ""
+
+
+def _quoted_text(verb: str, text: str) -> UsageError:
+    message = f"`{verb}` takes devices, not quoted text (“{_show(text)}”)."
+    if "reason" in VERBS[verb].options:
+        message += f' To give a reason, write --reason "{_show(text)}".'
+    return UsageError(message, verb=verb)
+
+
+def _sms_without_devices(word: Word, odd: str | None) -> UsageError:
+    if word.quoted or odd is None:
+        first = "`sms` needs the devices first, then the text in quotes."
+    else:
+        first = f"`{_show(odd)}` is not a device id, so the SMS has nowhere to go."
+    return UsageError(
+        f"{first} A device is {target_forms()}. The text goes after the devices, in quotes.",
+        verb="sms",
+    )

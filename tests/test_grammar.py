@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.grammar import UsageError, channel_ref, parse, user_ref
+from bot.thingspace.ids import KIND_FORMATS
+from commands.grammar import (
+    UnknownVerb,
+    UsageError,
+    channel_ref,
+    parse,
+    split_words,
+    suggest_verb,
+    unknown_verb_message,
+    user_ref,
+)
 from commands.smstext import check_sms
 
 
@@ -40,10 +50,11 @@ def test_dry_run_flag() -> None:
 
 
 def test_unknown_verb_lists_the_commands() -> None:
-    """An unknown verb says what the commands are."""
-    with pytest.raises(UsageError) as err:
+    """An unknown verb says what the commands are and keeps the word it did not know."""
+    with pytest.raises(UnknownVerb) as err:
         parse("frobnicate 1234")
     assert "suspend" in err.value.message and "/ts help" in err.value.message
+    assert err.value.word == "frobnicate"
 
 
 def test_unknown_option_says_what_is_accepted() -> None:
@@ -85,6 +96,143 @@ def test_user_and_channel_references() -> None:
     assert channel_ref("<#C0OPS|ops>") == "C0OPS"
     with pytest.raises(UsageError):
         user_ref("ana")
+
+
+ICCID = "iccid:89148000000800139708"
+
+
+@pytest.mark.parametrize(
+    ("text", "targets", "message"),
+    [
+        # quoted text is the message, even when it looks like a device id (an 8-digit ESN)
+        (f'sms {ICCID} "12345678"', [ICCID], "12345678"),
+        (f"sms {ICCID} \u201c12345678\u201d", [ICCID], "12345678"),
+        (f"sms {ICCID} '12345678'", [ICCID], "12345678"),
+        (f"sms {ICCID} \u201cREBOOT now\u201d", [ICCID], "REBOOT now"),
+        (f"sms {ICCID} \u2018REBOOT now\u2019", [ICCID], "REBOOT now"),
+        # apostrophes inside words are text, quoted or not; they reach the SMS as ASCII
+        (f"sms {ICCID} don\u2019t reboot", [ICCID], "don't reboot"),
+        (f"sms {ICCID} \u201cdon\u2019t reboot\u201d", [ICCID], "don't reboot"),
+        (f"sms {ICCID} \u2018don\u2019t reboot\u2019", [ICCID], "don't reboot"),
+        (f'sms {ICCID} "it\'s fine"', [ICCID], "it's fine"),
+        (f"sms {ICCID} owners\u2019 van", [ICCID], "owners' van"),
+        # a quote in the middle of a word, or a single quote never closed, is text
+        (f'sms {ICCID} size 12" screen', [ICCID], 'size 12" screen'),
+        (f"sms {ICCID} 'tis done", [ICCID], "'tis done"),
+        # quoted option-like text is the message, not an option
+        (f'sms {ICCID} "--dry-run please"', [ICCID], "--dry-run please"),
+        (f'sms {ICCID} "say \\"hi\\""', [ICCID], 'say "hi"'),
+        # unquoted words after the devices are the message; devices before it may be several
+        (f"sms {ICCID},mdn:5551234567 REBOOT", [ICCID, "mdn:5551234567"], "REBOOT"),
+    ],
+)
+def test_sms_text_and_quotes(text: str, targets: list[str], message: str) -> None:
+    """Quoted text is never a target; Slack's curly quotes delimit, apostrophes inside words are text."""
+    inv = parse(text)
+    assert [t.text for t in inv.targets] == targets
+    assert inv.text == message
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (f"suspend {ICCID} --reason owner\u2019s report", "owner's report"),
+        (f"suspend {ICCID} --reason owner's report", "owner's report"),
+        (f"suspend --reason owner\u2019s report {ICCID}", "owner's report"),
+        (f"suspend {ICCID} --reason \u201cowner\u2019s report\u201d", "owner's report"),
+        (f"suspend {ICCID} --reason=\u201clost truck\u201d", "lost truck"),
+        (f"suspend {ICCID} --reason lost --dry-run", "lost"),
+    ],
+)
+def test_reason_takes_its_words(text: str, reason: str) -> None:
+    """--reason takes the words up to the next option or device, apostrophes and all."""
+    inv = parse(text)
+    assert inv.reason == reason
+    assert [t.text for t in inv.targets] == [ICCID]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the offending word is named, with what a device id looks like
+        ("sms hello world", ["`hello` is not a device id", "kind:id", "group:NAME"]),
+        ('sms 12345 "hi"', ["`12345` is not a device id"]),
+        ('sms "hello"', ["needs the devices first"]),
+        # quoted text is not a target for the other verbs either
+        (f'suspend {ICCID} "stolen"', ["not quoted text", "stolen", '--reason "stolen"']),
+        (f'status "{ICCID}"', ["`status` takes devices, not quoted text"]),
+        # a reason that swallowed every word names what it took
+        ("suspend --reason stolen plant-7", ["names no device", "stolen plant-7"]),
+        # a double quote never closed is still an error
+        ('sms mdn:5551234567 "hello', ["A quote is not closed"]),
+        (f"suspend {ICCID} --frob", ["does not take --frob"]),
+    ],
+)
+def test_errors_name_what_was_wrong(text: str, expected: list[str]) -> None:
+    """Each error names the offending word and says what is accepted."""
+    with pytest.raises(UsageError) as err:
+        parse(text)
+    for part in expected:
+        assert part in err.value.message
+
+
+def test_sms_error_lists_every_kind() -> None:
+    """The 'not a device id' error describes every kind the grammar accepts, from KIND_FORMATS."""
+    with pytest.raises(UsageError) as err:
+        parse("sms hello world")
+    for kind, fmt in KIND_FORMATS.items():
+        assert f"{kind}: {fmt}" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ('a "b c" d', [("a", False), ("b c", True), ("d", False)]),
+        ("a \u201cb c\u201d", [("a", False), ("b c", True)]),
+        ("don\u2019t stop", [("don't", False), ("stop", False)]),
+        ('--reason="x y"', [("--reason=x y", True)]),
+        ('""', [("", True)]),
+        ("a\u00a0b", [("a", False), ("b", False)]),
+    ],
+)
+def test_split_words(raw: str, words: list[tuple[str, bool]]) -> None:
+    """Words split on whitespace; quotes group them only where they delimit."""
+    assert [(w.text, w.quoted) for w in split_words(raw)] == words
+
+
+@pytest.mark.parametrize(
+    ("word", "suggestion"),
+    [
+        ("suspnd", "suspend"),
+        ("Suspend!", "suspend"),
+        ("stauts", "status"),
+        ("restore", "resume"),
+        ("cancel", "cancel-location"),
+        ("hist", "history"),
+        ("frobnicate", None),
+        ("", None),
+    ],
+)
+def test_suggest_verb(word: str, suggestion: str | None) -> None:
+    """The closest verb, or a verb the word begins; nothing when nothing is close."""
+    assert suggest_verb(word) == suggestion
+
+
+def test_unknown_verb_suggests_and_lists_only_runnable_verbs() -> None:
+    """With the user's verbs, the error lists only those, and a close verb they can't run says the role."""
+    message = unknown_verb_message("suspnd", {"help", "status", "diag"})
+    assert "Did you mean `suspend`? It needs the *operator* role." in message
+    assert "Commands you can run here: help, status, diag." in message
+    runnable = unknown_verb_message("daig", {"help", "status", "diag"})
+    assert "Did you mean `diag`?" in runnable and "role" not in runnable
+
+
+def test_a_device_where_the_verb_should_be() -> None:
+    """`/ts 8914…` is told to say what to do first."""
+    with pytest.raises(UnknownVerb) as err:
+        parse(ICCID)
+    assert "is a device, not a command" in err.value.message
+    assert f"/ts status {ICCID}" in err.value.message
 
 
 @given(st.text(max_size=200))
