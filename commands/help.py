@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from bot import blocks
+from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.context import Reply
+from commands.grammar import unknown_verb_message
 from commands.policy import VERBS, may_run, verbs_for
 
-__all__ = ["help_reply", "role_line"]
+__all__ = ["help_reply", "role_line", "targets_help", "unknown_verb_text"]
 
 
 def role_line(role: str | None) -> str:
@@ -18,11 +20,27 @@ def role_line(role: str | None) -> str:
     return f"Your role here: *{role}*."
 
 
+def targets_help() -> str:
+    """Every kind of target the grammar accepts, with its format (from :data:`KIND_FORMATS`)."""
+    kinds = " · ".join(f"`{kind}:…` {fmt}" for kind, fmt in KIND_FORMATS.items())
+    prefixed = ", ".join(k for k in KINDS if k not in BARE_KINDS)
+    return (
+        f"*Targets:* {kinds} · `group:NAME` a device group. An id alone works when only one kind "
+        f"fits it ({prefixed} always needs its prefix); several at once with spaces or commas."
+    )
+
+
+def unknown_verb_text(word: str, role: str | None) -> str:
+    """*word* is not a verb: the closest verb, and only the verbs this role may run."""
+    text = unknown_verb_message(word, {v.name for v in verbs_for(role)})
+    return text if role is not None else f"{text} {role_line(role)}"
+
+
 def help_reply(role: str | None, verb: str = "") -> Reply:
     if verb:
         spec = VERBS.get(verb)
         if spec is None:
-            return Reply(f"There is no `{verb}` command. Try `/ts help` for the list.")
+            return Reply(unknown_verb_text(verb, role))
         if not may_run(role, verb):
             return Reply(
                 f"`{verb}` needs the *{spec.role}* role; {role_line(role).lower()} "
@@ -45,10 +63,7 @@ def help_reply(role: str | None, verb: str = "") -> Reply:
     body = [
         blocks.header("ThingSpace commands you can run"),
         blocks.section("\n".join(lines)),
-        blocks.context(
-            role_line(role),
-            "Targets: `iccid:…`, `mdn:…`, `imei:…`, a bare ICCID/IMEI, or `group:NAME`; several at once with "
-            "spaces or commas. `/ts help VERB` for details.",
-        ),
+        blocks.context(targets_help()),
+        blocks.context(role_line(role), "`/ts help VERB` for details."),
     ]
     return Reply("ThingSpace commands you can run: " + ", ".join(v.name for v in allowed), body)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from bot.redact import mask_text
 from commands import actions, audit, browse, lookup, retry
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
-from commands.grammar import Invocation, UsageError, parse
-from commands.help import help_reply, role_line
+from commands.grammar import Invocation, UnknownVerb, UsageError, parse
+from commands.help import help_reply, role_line, unknown_verb_text
 from commands.policy import VERBS, may_run, role_of
 from storage import memberships
 
@@ -81,6 +81,10 @@ def handle_command(deps: Deps, req: CommandRequest) -> Reply:
     db = deps.db()
     try:
         inv = parse(req.text)
+    except UnknownVerb as exc:
+        # list only what this user may run, as help does
+        role = user_role(deps, req.user, req.channel)
+        return _invalid(deps, req, UsageError(unknown_verb_text(exc.word, role)), None)
     except UsageError as exc:
         return _invalid(deps, req, exc, None)
     role = user_role(deps, req.user, req.channel)

@@ -17,8 +17,11 @@ The rules, in that order:
    reconnect loop (*degraded*, Verizon's network guideline is at most 4 attempts an hour);
 3. usage: the last hour (or today) far above the device's own pattern is a spike (*degraded*,
    Suspend is offered: a stolen tracker looks like this), no traffic for days from a device that
-   used to send some is *down*, the cycle over the plan's allowance is *degraded*;
-4. hardware: an IMEI–ICCID mismatch or an IMEI change is *degraded*;
+   used to send some is *down*, the cycle over the plan's allowance is *degraded*; the allowance
+   comes from the account's plan list (``servicePlans[].sizeKb``), or else from a size written in
+   the plan's name, and the card says which;
+4. hardware: an IMEI–ICCID mismatch or an IMEI change (ThingSpace's mismatch report, or the
+   bot's own directory: the IMEI it last synced, and the changes it recorded) is *degraded*;
 5. sleep: a device that wakes on a cycle (from the watch configuration, or inferred from its
    session starts) and was seen within its cycle is *asleep by design* (healthy); one that missed
    its wake-ups is *down*.
@@ -43,6 +46,7 @@ from bot.redact import mask_id
 from bot.thingspace.models import ConnectionEvent, UsageRecord
 
 __all__ = [
+    "ACCOUNT_CHECK",
     "DAILY_ACTION_LIMIT",
     "GRADES",
     "MAX_SESSIONS_PER_HOUR",
@@ -92,6 +96,8 @@ SILENT_DAYS: Final = 3
 SPARK_DAYS: Final = 14
 #: Share of the plan's allowance that earns a warning.
 PLAN_WARN_SHARE: Final = 0.8
+#: What the card calls the account-info check (the plan list the allowance comes from).
+ACCOUNT_CHECK: Final = "account info"
 SUSPEND_DAYS_YEAR: Final = 180
 SUSPEND_DAYS_CONTINUOUS: Final = 90
 
@@ -119,7 +125,11 @@ class PendingRequest:
 
 @dataclass(frozen=True)
 class Mismatch:
-    """The SIM was seen with other hardware: ``before`` and ``after`` IMEIs."""
+    """The SIM was seen with other hardware: ``before`` and ``after`` IMEIs, ``when`` if known.
+
+    ``source`` says who saw it: ThingSpace's mismatch report, or the bot's directory (an IMEI
+    change recorded at a sync, or one found against the IMEI of the last sync).
+    """
 
     before: str
     after: str
@@ -141,6 +151,10 @@ class Facts:
     # line state (device list + extended diagnostics)
     state: str | None = None
     plan: str = ""
+    #: the plan's allowance in bytes from the account's plan list (``servicePlans[].sizeKb``);
+    #: ``None`` when the list lacks the plan or could not be read (then :data:`ACCOUNT_CHECK` is
+    #: in ``failed``) and the plan's name is read for a size instead
+    plan_allowance: int | None = None
     actions_today: int | None = None
     resume_date: datetime | None = None
     last_suspended: datetime | None = None
@@ -777,14 +791,30 @@ class _Judge:
         if u is not None:
             self.silence(u)
 
+    def allowance(self) -> tuple[int | None, str]:
+        """The plan's allowance and where it came from (or why there is none)."""
+        f = self.f
+        if f.plan_allowance:
+            return f.plan_allowance, "allowance from the account's plan list"
+        from_name = plan_allowance(f.plan)
+        if from_name:
+            return from_name, f"allowance read from the plan name `{f.plan}`"
+        if ACCOUNT_CHECK in f.failed:
+            return None, "no allowance known: the account's plan list could not be read"
+        if f.plan:
+            return None, f"no allowance known for plan `{f.plan}`"
+        return None, ""
+
     def cycle(self, u: UsageStats) -> None:
-        allowance = plan_allowance(self.f.plan)
+        allowance, source = self.allowance()
         parts = []
         level: Level = "ok"
         if u.cycle_bytes is not None:
             cycle = f"{format_bytes(u.cycle_bytes)} this cycle"
-            if allowance:
-                cycle += f" of {format_bytes(allowance)} ({u.cycle_bytes / allowance:.0%})"
+            if not allowance:
+                cycle += f" ({source})" if source else ""
+            else:
+                cycle += f" of {format_bytes(allowance)} ({u.cycle_bytes / allowance:.0%}; {source})"
                 if u.cycle_bytes >= allowance:
                     level = "bad"
                     self.find(
@@ -888,7 +918,7 @@ class _Judge:
             return
         m = mismatches[0]
         when = f" on {_day(m.when)}" if m.when else ""
-        change = f"IMEI {mask_id(m.before)} → {mask_id(m.after)}{when}"
+        change = f"IMEI changed from {mask_id(m.before)} to {mask_id(m.after)}{when}"
         self.add("Hardware", f"SIM in other hardware: {change} ({m.source})", "bad")
         self.find(
             "degraded",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.thingspace.models import ConnectionEvent, UsageRecord
+from bot.thingspace.models import Account, ConnectionEvent, UsageRecord
 from commands.grammar import parse
 from commands.verdict import (
     Facts,
@@ -504,3 +504,47 @@ def test_the_monitors_last_report_is_evidence() -> None:
     assert [e.level for e in down.evidence if e.topic == "Monitor"] == ["warn"]
     asleep = judge(replace(_asleep(), reachable=False, reachable_since=NOW - timedelta(hours=4)))
     assert [e.level for e in asleep.evidence if e.topic == "Monitor"] == ["ok"]
+
+
+def test_the_plan_list_wins_over_the_plan_name() -> None:
+    """A size in the account's plan list is used even when the plan's name says another."""
+    verdict = judge(base(plan="IoT-1GB", plan_allowance=300 * MB, usage=daily([24 * MB] * 20)))
+    assert verdict.grade == "degraded"
+    assert "of 300 MB (104%; allowance from the account's plan list)" in evidence_text(verdict)
+
+
+def test_without_the_plan_list_the_card_says_why_the_plan_is_not_checked() -> None:
+    """A plan code with no size and an account check that failed: no allowance, and the card says so."""
+    failed = {"account info": "ThingSpace did not answer"}
+    verdict = judge(base(plan="m2m4G", usage=daily([24 * MB] * 20), failed=failed))
+    text = evidence_text(verdict)
+    assert "this cycle (no allowance known: the account's plan list could not be read)" in text
+    assert "Could not run: account info: ThingSpace did not answer" in text
+    assert verdict.grade == "healthy"  # the rest of the line is fine; only the plan is unchecked
+    known = judge(base(plan="m2m4G", usage=daily([24 * MB] * 20)))
+    assert "this cycle (no allowance known for plan `m2m4G`)" in evidence_text(known)
+
+
+def test_account_plan_sizes_come_from_size_kb() -> None:
+    """servicePlans[].sizeKb (text or number) gives bytes under the plan's code, name and billing code."""
+    account = Account.from_wire(
+        {
+            "accountName": "0000123456-00001",
+            "servicePlans": [
+                {"name": "M2M 4G pooled", "code": "m2m4G", "sizeKb": "1048576", "carrierServicePlanCode": "84"},
+                {"name": "NB-IoT 10 MB", "code": "M2M-NBIOT-10MB", "sizeKb": 10240},
+                {"name": "no size", "code": "m2mX"},
+                {"name": "bad size", "code": "m2mY", "sizeKb": "lots"},
+                "not a plan",
+            ],
+        }
+    )
+    assert account.service_plans == ("M2M 4G pooled", "NB-IoT 10 MB", "no size", "bad size")
+    assert account.plan_allowance("m2m4G") == 1024**3
+    assert account.plan_allowance("M2M4G") == 1024**3  # any case
+    assert account.plan_allowance("M2M 4G pooled") == account.plan_allowance("84") == 1024**3
+    assert account.plan_allowance("M2M-NBIOT-10MB") == 10 * MB
+    assert account.plan_allowance("m2mX") is None
+    assert account.plan_allowance("m2mY") is None
+    assert account.plan_allowance("") is None
+    assert Account.from_wire({"accountName": "x"}).plan_sizes == {}

@@ -12,7 +12,7 @@
         │   ├── SessionExpired               ``REQUEST_FAILED.SessionToken.Expired`` (and .Invalid)
         │   ├── LoginFailed                  ``/session/login`` or the token endpoint refused us
         │   │   └── LoginLockedOut               the user is locked at Verizon (5 failed logins)
-        │   └── LoginCoolingDown             fail-fast: logins are closed after a failure
+        │   └── LoginCoolingDown             fail-fast: logins are paused after a refusal (see ``pause``)
         ├── DeviceNotFound               ``REQUEST_FAILED.DeviceNotFound`` (or an empty lookup)
         ├── InvalidInput                 ``INPUT_INVALID.*``: ThingSpace rejected the request
         ├── RateLimited                  HTTP 429 (``retry_after`` seconds when sent)
@@ -30,6 +30,7 @@ code against this, never against messages), ``raw_code`` (as sent), ``message`` 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Any, Final
 
 import httpx
@@ -43,6 +44,7 @@ __all__ = [
     "LoginCoolingDown",
     "LoginFailed",
     "LoginLockedOut",
+    "LoginPause",
     "RateLimited",
     "ServerError",
     "SessionExpired",
@@ -54,6 +56,7 @@ __all__ = [
     "ThingSpaceTransportError",
     "UnexpectedResponse",
     "error_from_response",
+    "is_token_path",
     "split_error_code",
 ]
 
@@ -63,6 +66,12 @@ _SESSION_GONE: Final = frozenset(
     {"REQUEST_FAILED.SessionToken.Expired", "INPUT_INVALID.SessionToken.Invalid"}
 )
 _MAX_MESSAGE: Final = 300
+#: Last segment of the login error codes that mean "this user is locked". ThingSpace's own code is
+#: not public (thingspace-api.md §2.2); ``REQUEST_FAILED.Login.UserLocked`` is the sandbox's. The
+#: message is never read: a wrong password's says how many "attempts [are] left before the user is
+#: locked".
+_LOCKED_CODE_ENDINGS: Final = frozenset({"UserLocked"})
+_OAUTH_PATH_PART: Final = "/oauth2/"
 
 
 def split_error_code(raw_code: str) -> str:
@@ -79,10 +88,18 @@ def split_error_code(raw_code: str) -> str:
 
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, round(seconds))
+    if seconds >= 3600:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     minutes, secs = divmod(seconds, 60)
     if minutes and secs:
         return f"{minutes} min {secs} s"
     return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def is_token_path(path: str) -> bool:
+    """Whether ``path`` is the OAuth token endpoint (client credentials) rather than the login."""
+    return _OAUTH_PATH_PART in path
 
 
 class ThingSpaceError(Exception):
@@ -163,48 +180,159 @@ class SessionExpired(ThingSpaceAuthError):
     user_message = "The ThingSpace session expired; try again."
 
 
+#: What to do after a refused login / token request: shown in Slack, so no secrets.
+_FIX_LOGIN: Final = (
+    "ThingSpace refused the bot's login: the UWS username or password is wrong. An admin should check "
+    "THINGSPACE_USERNAME and THINGSPACE_PASSWORD, then run `tsbot check`."
+)
+_FIX_API_KEY: Final = (
+    "ThingSpace refused the bot's API key: an admin should check THINGSPACE_CLIENT_ID and "
+    "THINGSPACE_CLIENT_SECRET, then run `tsbot check`."
+)
+
+
 class LoginFailed(ThingSpaceAuthError):
     """``/session/login`` (or the OAuth token endpoint) refused the credentials."""
 
-    user_message = (
-        "ThingSpace refused the bot's login; an admin should check THINGSPACE_USERNAME/PASSWORD "
-        "(or the client id/secret)."
-    )
+    user_message = _FIX_LOGIN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_code: str = "",
+        raw_code: str = "",
+        path: str = "",
+        user_message: str | None = None,
+    ) -> None:
+        if user_message is None and type(self) is LoginFailed and is_token_path(path):
+            user_message = _FIX_API_KEY
+        super().__init__(
+            message,
+            status=status,
+            error_code=error_code,
+            raw_code=raw_code,
+            path=path,
+            user_message=user_message,
+        )
 
 
 class LoginLockedOut(LoginFailed):
     """The API user is locked at Verizon after repeated failed logins; Verizon Support unlocks it."""
 
-    user_message = "The ThingSpace API user is locked; an admin must ask Verizon Support to unlock it."
+    user_message = (
+        "The ThingSpace API user is locked at Verizon after too many failed logins. An admin must ask "
+        "Verizon Support to unlock it, then run `tsbot check --reopen-logins`."
+    )
+
+
+class LoginPause(StrEnum):
+    """Why logins are paused (:attr:`LoginCoolingDown.pause`)."""
+
+    #: one refusal: one more try once the cool-down has run out
+    COOL_DOWN = "cool-down"
+    #: refused twice with these credentials: paused until they change or an operator reopens
+    UNTIL_CHANGED = "until-changed"
+    #: ThingSpace says the user is locked: paused until the credentials change or an operator reopens
+    LOCKED = "locked"
+    #: so many refusals in a row (any credentials) that one more could lock the user: operator only
+    TOO_MANY = "too-many"
+    #: another process is logging in with these credentials at this moment
+    IN_PROGRESS = "in-progress"
 
 
 class LoginCoolingDown(ThingSpaceAuthError):
-    """Fail-fast: a login failed recently and logins stay closed for a cool-down.
+    """Fail-fast: logins are paused after a refusal, so a bad password cannot lock the account.
 
-    Five failed logins lock the account at Verizon, so the client never retries a failed login
-    until ``seconds_left`` has run out. ``cause`` is the failure that closed logins.
+    Five failed logins lock the account at Verizon (unlocking needs Verizon Support), so the client
+    never sends a login while this is raised. ``pause`` says why and until when: after one refusal
+    for ``seconds_left`` (the cool-down); after a second refusal with the same credentials, a lock,
+    or too many refusals in a row, until the credentials change or an operator reopens logins
+    (``seconds_left`` is then infinite). ``cause`` is the refusal that paused logins (``None`` when
+    it is not known to this process), ``refusals`` how many there were, ``since`` when the pause
+    began (on the login gate's clock) and ``paused_for`` how long ago that was.
     """
 
-    def __init__(self, cause: ThingSpaceResponseError, seconds_left: float) -> None:
-        what = "token request" if "/oauth2/" in cause.path else "login"
-        message = (
-            f"ThingSpace {what} failed ({cause.error_code or f'HTTP {cause.status}'}); "
-            f"logins are paused for {_format_seconds(seconds_left)} so the account is not locked"
+    def __init__(
+        self,
+        cause: ThingSpaceResponseError | None,
+        seconds_left: float,
+        *,
+        pause: LoginPause = LoginPause.COOL_DOWN,
+        refusals: int = 1,
+        since: float | None = None,
+        paused_for: float | None = None,
+        refused_by: str = "",
+    ) -> None:
+        token = cause is not None and is_token_path(cause.path)
+        what = "token request" if token else "login"
+        fix = (
+            "THINGSPACE_CLIENT_ID and THINGSPACE_CLIENT_SECRET"
+            if token
+            else "THINGSPACE_USERNAME and THINGSPACE_PASSWORD"
         )
+        code = (cause.error_code or f"HTTP {cause.status}") if cause is not None else "no code"
+        times = "twice" if refusals == 2 else f"{refusals} times"
+        ago = f" (paused {_format_seconds(paused_for)} ago)" if paused_for is not None else ""
+        if pause is LoginPause.COOL_DOWN:
+            left = _format_seconds(seconds_left)
+            message = f"ThingSpace {what} refused ({code}); logins are paused for {left} so the account is not locked"
+            user_message = (
+                f"ThingSpace refused the bot's {what}, so logins are paused for {left} to keep the account "
+                "from being locked (5 failed logins lock it at Verizon); after that the bot tries once more, "
+                f"then stops. An admin should check {fix}, then run `tsbot check`."
+            )
+        elif pause is LoginPause.UNTIL_CHANGED:
+            message = (
+                f"ThingSpace {what} refused {times} with the same credentials ({code}); logins are paused "
+                "until the credentials change or an operator reopens them"
+            )
+            user_message = (
+                f"ThingSpace refused the bot's {what} {times} with the same credentials, so logins are paused "
+                f"until they change{ago}. An admin should fix {fix} (the bot tries again as soon as they "
+                "change) or, to try the same ones once more, run `tsbot check --reopen-logins`."
+            )
+        elif pause is LoginPause.LOCKED:
+            message = (
+                f"the ThingSpace API user is locked ({code}); logins are paused until the credentials change "
+                "or an operator reopens them"
+            )
+            user_message = (
+                f"The ThingSpace API user is locked at Verizon, so the bot has paused its logins{ago}. An admin "
+                "must ask Verizon Support to unlock it, then run `tsbot check --reopen-logins`."
+            )
+        elif pause is LoginPause.TOO_MANY:
+            message = (
+                f"ThingSpace refused {refusals} logins in a row; logins are paused until an operator "
+                "reopens them"
+            )
+            user_message = (
+                f"ThingSpace refused the bot's last {refusals} logins in a row, with different credentials; "
+                "one more failure may lock the API user at Verizon, so logins are paused. An admin should "
+                "confirm the username and password in the ThingSpace portal, set them, then run "
+                "`tsbot check --reopen-logins`."
+            )
+        else:
+            message = "another process is logging in to ThingSpace with these credentials right now"
+            user_message = (
+                "Another tsbot process is logging in to ThingSpace right now; try again in a few seconds."
+            )
         super().__init__(
             message,
-            status=cause.status,
-            error_code=cause.error_code,
-            raw_code=cause.raw_code,
-            path=cause.path,
-            user_message=(
-                f"ThingSpace refused the bot's {what} recently; logins are paused for "
-                f"{_format_seconds(seconds_left)} to avoid locking the account. "
-                f"An admin should check the ThingSpace credentials."
-            ),
+            status=cause.status if cause is not None else 0,
+            error_code=cause.error_code if cause is not None else "",
+            raw_code=cause.raw_code if cause is not None else "",
+            path=cause.path if cause is not None else "",
+            user_message=user_message,
         )
         self.cause = cause
         self.seconds_left = seconds_left
+        self.pause = pause
+        self.refusals = refusals
+        self.since = since
+        self.paused_for = paused_for
+        self.refused_by = refused_by
 
 
 class DeviceNotFound(ThingSpaceResponseError):
@@ -292,9 +420,8 @@ def error_from_response(response: httpx.Response, *, login: bool = False) -> Thi
         return ServerError(message, **kwargs)
     if code in _SESSION_GONE:
         return SessionExpired(message, **kwargs)
-    if login and not (fault and "/oauth2/" not in path):
-        text = f"{code} {message}".lower()
-        if "lock" in text:
+    if login and not (fault and not is_token_path(path)):
+        if code.rsplit(".", 1)[-1] in _LOCKED_CODE_ENDINGS:
             return LoginLockedOut(message, **kwargs)
         return LoginFailed(message, **kwargs)
     if fault or oauth or status in (401, 403):

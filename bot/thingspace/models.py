@@ -514,9 +514,33 @@ def _names(value: object, key: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _plan_sizes(value: object) -> dict[str, int]:
+    """``servicePlans[]`` -> {name, code and billing code of each plan: allowance in bytes}.
+
+    ``sizeKb`` arrives as a string of digits (SDK ``CarrierServicePlan``) or a number; a plan
+    without a usable size is left out. The first plan to claim a spelling keeps it.
+    """
+    sizes: dict[str, int] = {}
+    for item in _list(value):
+        if not isinstance(item, dict):
+            continue
+        size_kb = _int(item.get("sizeKb"))
+        if size_kb is None or size_kb <= 0:
+            continue
+        for key in ("code", "name", "carrierServicePlanCode"):
+            spelling = _str(item.get(key)).strip()
+            if spelling:
+                sizes.setdefault(spelling, size_kb * 1024)
+    return sizes
+
+
 @dataclass(frozen=True)
 class Account:
-    """``GET /accounts/{aname}`` (§12, SDK ``AccountDetails``)."""
+    """``GET /accounts/{aname}`` (§12, SDK ``AccountDetails``).
+
+    ``plan_sizes`` maps each service plan's code, name and billing code to the data it includes
+    (``servicePlans[].sizeKb``, in bytes); :meth:`plan_allowance` looks a line's plan up in it.
+    """
 
     name: str
     number: str = ""
@@ -525,6 +549,7 @@ class Account:
     carriers: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
     service_plans: tuple[str, ...] = ()
+    plan_sizes: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_wire(cls, data: object) -> Account:
@@ -537,7 +562,21 @@ class Account:
             carriers=_names(obj.get("carriers"), "carriers"),
             features=_names(obj.get("features"), "features"),
             service_plans=_names(obj.get("servicePlans"), "name"),
+            plan_sizes=_plan_sizes(obj.get("servicePlans")),
         )
+
+    def plan_allowance(self, plan: str) -> int | None:
+        """Bytes included in ``plan`` (a line's ``servicePlan``: code or name, any case), or ``None``."""
+        wanted = (plan or "").strip()
+        if not wanted:
+            return None
+        if wanted in self.plan_sizes:
+            return self.plan_sizes[wanted]
+        folded = wanted.casefold()
+        for spelling, size in self.plan_sizes.items():
+            if spelling.casefold() == folded:
+                return size
+        return None
 
 
 @dataclass(frozen=True)
