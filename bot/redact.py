@@ -18,6 +18,14 @@ _LONG_ID = re.compile(
 )
 # North American numbers as people write them: 555-123-4567, (555) 123-4567, +1 555.123.4567
 _PHONE = re.compile(r"(?<![\w-])(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\w-])")
+# IMEIs and ICCIDs in groups with one kind of separator: 35-209900-176148-1, 8914 8000 0008 0013 9708
+_GROUPED = re.compile(r"(?<![\w.-])\d{1,8}([ .-])\d{1,8}(?:\1\d{1,8})+(?![\w-])")
+_GROUPED_MIN_DIGITS = 14  # fewer is a date, a time or an address, not a device id
+
+
+def _grouped(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return mask_id(digits) if len(digits) >= _GROUPED_MIN_DIGITS else match.group(0)
 
 
 def mask_id(value: str) -> str:
@@ -36,4 +44,5 @@ def mask_secret(value: str) -> str:
 def mask_text(text: str) -> str:
     """Mask every identifier-looking run of digits in free text (log messages, errors)."""
     text = _PHONE.sub(lambda m: mask_id(re.sub(r"\D", "", m.group(0))), text)
+    text = _GROUPED.sub(_grouped, text)
     return _LONG_ID.sub(lambda m: mask_id(m.group(0)), text)

@@ -19,6 +19,9 @@ from bot.redact import mask_id, mask_secret, mask_text
         ("call 555-123-4567 now", "555-123-4567", "…4567"),
         ("call (555) 123-4567 now", "123-4567", "…4567"),
         ("call +1 555.123.4567", "555.123.4567", "…4567"),
+        ("imei 35-209900-176148-1 changed", "209900-176148", "…1481"),
+        ("iccid 8914 8000 0008 0013 9708.", "8914 8000 0008 0013", "…9708"),
+        ("imei 35.209900.176148.1", "209900.176148", "…1481"),
     ],
 )
 def test_identifiers_are_masked(text: str, hidden: str, shown: str) -> None:
@@ -30,7 +33,7 @@ def test_identifiers_are_masked(text: str, hidden: str, shown: str) -> None:
 def test_request_ids_dates_and_times_stay_readable() -> None:
     """UUIDs (even with an all-digit first block), dates and times are not identifiers."""
     request_id = "12345678-c31c-4552-8670-020a1545a84d"
-    text = f"request {request_id} at 2026-11-25 18:06:12 took 1234 ms"
+    text = f"request {request_id} at 2026-11-25 18:06:12 from 192.168.100.200 took 1234 ms (v1.2.3)"
     assert mask_text(text) == text
     for _ in range(200):
         value = str(uuid.uuid4())
