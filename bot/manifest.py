@@ -11,7 +11,7 @@ Bot scopes, and why each is there (nothing else is asked for):
     the ``/ts`` slash command.
 ``chat:write``
     ``chat.postMessage`` / ``chat.update`` / ``chat.postEphemeral``: results, progress
-    messages, alert cards, ops notices, audit-head posts.
+    messages, alert cards, ops notices.
 ``usergroups:read``
     ``usergroups.users.list``: grants may name user groups (``S…``); membership is looked up to
     decide a user's role (it fails closed when the lookup fails).
