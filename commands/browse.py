@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,24 +16,41 @@ from commands.policy import may_run
 from storage import directory
 from storage.audit import AuditLog
 
-__all__ = ["find", "history", "history_more"]
+__all__ = ["find", "find_query", "history", "history_more"]
 
 FIND_LIMIT = 15
 HISTORY_LIMIT = 15
 
+#: What people write between the digits of a number: spaces, ``-``, ``.``, ``(`` and ``)``.
+_SEPARATORS = re.compile(r"[\s\-.()]")
+
+
+def find_query(text: str) -> str:
+    """What ``find`` searches for. A digit-like query loses its separators and a leading ``+``
+    (``555-123`` -> ``555123``, ``(555) 123`` -> ``555123``), since ids are stored as bare
+    digits; anything else (a label, ``plant-7``) is searched as typed."""
+    digits = _SEPARATORS.sub("", text).removeprefix("+")
+    return digits if digits.isascii() and digits.isdigit() else text
+
 
 def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
     text = inv.text.strip()
-    if len(text) < 3:
+    query = find_query(text)
+    if len(query) < 3:
         raise UsageError(
             "`find` needs at least 3 characters: part of an id, a label, a custom field or a group.",
             verb="find",
         )
-    matches, total = directory.find(deps.db(), text, limit=FIND_LIMIT)
+    matches, total = directory.find(deps.db(), query, limit=FIND_LIMIT)
+    if not matches and query != text:
+        # a label or custom field may be written with the separators
+        matches, total = directory.find(deps.db(), text, limit=FIND_LIMIT)
     if not matches:
         synced = directory.count(deps.db())
+        searched = f" (searched as `{query}`)" if query != text else ""
         return Reply(
-            f"No device matches `{text}` among {synced:,} in the directory. Try fewer digits, a label, or a group name."
+            f"No device matches `{text}`{searched} among {synced:,} in the directory. "
+            "Try fewer digits, a label, or a group name."
         )
     body: list[dict[str, Any]] = [
         blocks.section(f"*{total:,} device{'s' if total != 1 else ''} match `{text}`*")
