@@ -176,3 +176,27 @@ def test_bulk_suspend_sends_one_callback_per_device() -> None:
         assert len({b["deviceIds"][0]["id"] for b in bodies}) == 1999
         assert wait_until(lambda: sandbox.pending_callbacks() == 0)
         assert sandbox.device("demo-pending")["pendingRequestsHeld"] == 1
+
+
+def test_dropped_callbacks_can_target_an_api_path() -> None:
+    """A drop rule for a path glob loses only callbacks answering requests to that path, SMS
+    follow-ups (sent, then delivered) included; other paths' callbacks still arrive."""
+    with running_sandbox() as (sandbox, url, _clock), Api(url) as api, CallbackListener() as listener:
+        api.register("CarrierService", listener.url)
+        dropped = api.post("/_sandbox/faults", {"drop_callbacks": 1, "path": "*/actions/restore"})
+        assert dropped.json() == {"drop_callbacks": 1, "service": None, "path": "*/actions/restore"}
+        kept = api.action("suspend", LINE)
+        lost = api.action("restore", LINE)
+        listener.wait_for(1, of_request(kept))
+        assert sandbox.wait_for_callbacks(5)
+        assert listener.bodies(of_request(lost)) == []
+        outcomes = {c["requestId"]: c["outcome"] for c in sandbox.callbacks_sent()}
+        assert outcomes == {kept: "delivered", lost: "dropped"}
+
+
+def test_a_drop_rule_with_a_bad_path_is_refused() -> None:
+    """The control route says what a path must be."""
+    with running_sandbox() as (_sandbox, url, _clock), Api(url) as api:
+        answer = api.post("/_sandbox/faults", {"drop_callbacks": 1, "path": 7})
+        assert answer.status_code == 400
+        assert "path must be an API path or a glob" in answer.json()["error"]

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from bot.sandbox import actions, reachability, views
-from bot.sandbox.callbacks import Listener
+from bot.sandbox.callbacks import API_PATH, Listener
 from bot.sandbox.control import control_routes
 from bot.sandbox.errors import (
     CALLBACK_NOT_REGISTERED,
@@ -301,6 +301,7 @@ class _Api:
     async def handle(self, request: Request) -> Response:
         method, path = request.method, request.url.path
         status, code = 500, ""
+        origin = API_PATH.set(path)
         try:
             rule = self.sb.faults.take(method, path)
             delay = self.sb.faults.latency + (rule.latency if rule is not None else 0.0)
@@ -327,6 +328,7 @@ class _Api:
                 500, {"errorCode": code, "errorMessage": "Unexpected error in the sandbox."}
             )
         finally:
+            API_PATH.reset(origin)
             self.sb.request_log.record(method, path, self.sb.state.now_iso(), status, code)
 
     async def _handle(

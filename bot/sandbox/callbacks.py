@@ -31,7 +31,9 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -58,13 +60,19 @@ class Listener:
 
 @dataclass(slots=True)
 class Delivery:
-    """One callback message; ``then`` is submitted after its first attempt (ordering)."""
+    """One callback message; ``then`` is submitted after its first attempt (ordering).
+    ``origin`` is the API path of the request it answers ("" for time-based notices)."""
 
     service: str
     payload: dict[str, Any]
     then: list[Delivery] = field(default_factory=list)
     attempt: int = 0
     generation: int = 0
+    origin: str = ""
+
+
+#: the API path being served, so a request (and every callback it causes) knows where it came from
+API_PATH: ContextVar[str] = ContextVar("sandbox_api_path", default="")
 
 
 class _Http:
@@ -208,7 +216,7 @@ class CallbackSender:
         self._cond = threading.Condition()
         self._outstanding = 0
         self._generation = 0
-        self._drops: list[list[Any]] = []  # [remaining, service or None]
+        self._drops: list[list[Any]] = []  # [remaining, service or None, path glob or None]
         self._log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._closed = False
 
@@ -262,10 +270,11 @@ class CallbackSender:
         for delivery in deliveries:
             self._queue.put_nowait(delivery)
 
-    def drop(self, count: int, service: str | None = None) -> None:
-        """Silently lose the next ``count`` callbacks (of ``service``, or of any service)."""
+    def drop(self, count: int, service: str | None = None, path: str | None = None) -> None:
+        """Silently lose the next ``count`` callbacks (of ``service`` and/or caused by a request to
+        an API path matching the glob ``path``; of any, without either)."""
         with self._cond:
-            self._drops.append([count, service])
+            self._drops.append([count, service, path])
 
     def clear(self) -> None:
         """Abandon everything queued or waiting for a retry (sandbox reset)."""
@@ -298,10 +307,15 @@ class CallbackSender:
             self._outstanding -= 1
             self._cond.notify_all()
 
-    def _take_drop(self, service: str) -> bool:
+    def _take_drop(self, delivery: Delivery) -> bool:
         with self._cond:
             for rule in self._drops:
-                if rule[0] > 0 and rule[1] in (None, service):
+                service, path = rule[1], rule[2]
+                if (
+                    rule[0] > 0
+                    and service in (None, delivery.service)
+                    and (path is None or fnmatchcase(delivery.origin, path))
+                ):
                     rule[0] -= 1
                     return True
             return False
@@ -353,7 +367,7 @@ class CallbackSender:
             delivery.then = []
             self._finish(delivery)
             return
-        if delivery.attempt == 0 and self._take_drop(delivery.service):
+        if delivery.attempt == 0 and self._take_drop(delivery):
             self._record(delivery, "", None, "dropped")
             self._finish(delivery)
             return

@@ -15,8 +15,9 @@
 ``POST /_sandbox/faults``                    ``{"path": glob, "count": 1, "method"?, "status"?,
                                              "body"?, "latency"?}``: the next ``count`` matching
                                              requests wait ``latency`` s and/or get ``status`` +
-                                             ``body``; or ``{"drop_callbacks": n, "service"?}``:
-                                             lose the next ``n`` callbacks
+                                             ``body``; or ``{"drop_callbacks": n, "service"?,
+                                             "path"?}``: lose the next ``n`` callbacks (of that
+                                             service / answering requests to that path glob)
 ``GET  /_sandbox/faults`` / ``DELETE``         list / clear the fault rules
 ``POST /_sandbox/latency``                   ``{"seconds": 0.2}``: default latency of every API call
 ``POST /_sandbox/notify``                    ``{"service": "ExternalProvisioningChanges", "device":
@@ -138,12 +139,15 @@ def control_routes(sb: Sandbox) -> list[BaseRoute]:
             if "drop_callbacks" in body:
                 count = body["drop_callbacks"]
                 service = body.get("service")
+                drop_path = body.get("path")
                 if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                     return _error("drop_callbacks must be a positive whole number")
                 if service is not None and not isinstance(service, str):
                     return _error("service must be a callback service name")
-                sb.drop_callbacks(count, service)
-                return _reply({"drop_callbacks": count, "service": service})
+                if drop_path is not None and not isinstance(drop_path, str):
+                    return _error('path must be an API path or a glob, e.g. "*/actions/suspend"')
+                sb.drop_callbacks(count, service, drop_path)
+                return _reply({"drop_callbacks": count, "service": service, "path": drop_path})
             path = body.get("path")
             if not isinstance(path, str):
                 return _error('send {"path": "/m2m/v1/...", "count": 1, "status": 503} (see GET /_sandbox/)')

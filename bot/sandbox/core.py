@@ -17,7 +17,7 @@ from bot.sandbox.actions import release_deferred
 from bot.sandbox.activity import always_on, append_segment, last_activity, silent, status_at
 from bot.sandbox.app import build_app
 from bot.sandbox.auth import AuthState
-from bot.sandbox.callbacks import CallbackSender
+from bot.sandbox.callbacks import CallbackSender, Delivery
 from bot.sandbox.clock import Clock, ManualClock, iso
 from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch
 from bot.sandbox.faults import Faults, RequestLog
@@ -58,11 +58,22 @@ class Sandbox:
             retry_interval=config.callback_retry_interval,
             on_tick=self.tick,
         )
-        self.state = SandboxState(config, clock, self.sender.submit)
+        self.state = SandboxState(config, clock, self._emit)
         reachability.install(self.state)
         self.app: Starlette = build_app(self)
         self.sender.start()
         logger.info("sandbox: %d devices (seed %d), account %s", config.devices, config.seed, config.account)
+
+    def _emit(self, deliveries: list[Delivery]) -> None:
+        """Hand callbacks to the sender, each stamped with the API path of the request it answers."""
+        pending = list(deliveries)
+        while pending:
+            delivery = pending.pop()
+            request = self.state.requests.get(str(delivery.payload.get("requestId", "")))
+            if request is not None and not delivery.origin:
+                delivery.origin = request.origin
+            pending.extend(delivery.then)
+        self.sender.submit(deliveries)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -216,11 +227,12 @@ class Sandbox:
         """The next ``count`` requests matching ``path`` (glob) wait and/or get ``status`` + ``body``."""
         self.faults.add(path, count=count, method=method, status=status, body=body, latency=latency)
 
-    def drop_callbacks(self, count: int, service: str | None = None) -> None:
-        """Silently lose the next ``count`` callbacks (of ``service``, or any)."""
+    def drop_callbacks(self, count: int, service: str | None = None, path: str | None = None) -> None:
+        """Silently lose the next ``count`` callbacks (of ``service`` and/or answering requests to
+        an API path matching the glob ``path``, e.g. ``*/actions/suspend``; or any)."""
         if count < 1:
             raise ValueError("count must be at least 1")
-        self.sender.drop(count, service)
+        self.sender.drop(count, service, path)
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API answer by ``seconds`` from now on."""

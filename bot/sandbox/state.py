@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bot.sandbox.auth import Credentials
-from bot.sandbox.callbacks import Delivery, Listener
+from bot.sandbox.callbacks import API_PATH, Delivery, Listener
 from bot.sandbox.clock import Clock, iso
 from bot.sandbox.conditions import apply_condition
 from bot.sandbox.errors import (
@@ -81,6 +81,7 @@ class AsyncRequest:
     created: datetime
     subs: list[SubRequest] = field(default_factory=list)
     provisioning: bool = False
+    origin: str = ""  # the API path that made it
 
     @property
     def status(self) -> str:
@@ -267,7 +268,9 @@ class SandboxState:
     def new_request(
         self, operation: str, ids: list[dict[str, str]], *, provisioning: bool = False
     ) -> AsyncRequest:
-        request = AsyncRequest(str(uuid.uuid4()), operation, self.clock(), provisioning=provisioning)
+        request = AsyncRequest(
+            str(uuid.uuid4()), operation, self.clock(), provisioning=provisioning, origin=API_PATH.get()
+        )
         request.subs = [SubRequest([given]) for given in ids]
         self.requests[request.request_id] = request
         while len(self.requests) > MAX_REQUESTS_KEPT:
