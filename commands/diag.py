@@ -1,7 +1,7 @@
 """``/ts diag``: run the checks of a line in parallel and answer with a graded verdict card.
 
 :func:`run_diag` is called by the lookup job on the worker (see :mod:`commands.lookup`). It asks
-ThingSpace five things at once, on a bounded thread pool, each under its own timeout:
+ThingSpace six things at once, on a bounded thread pool, each under its own timeout:
 
 ========================  ==========================================================
 check                     ThingSpace call
@@ -11,20 +11,26 @@ extended diagnostics      attached/connected, provisioning actions today, auto-r
 connection history        sessions over the last :data:`SESSION_WINDOW`
 usage history             daily usage over the last :data:`USAGE_WINDOW`
 IMEI–ICCID check          the mismatch report for this line
+account info              the account's plan list: the allowance of the line's plan
 ========================  ==========================================================
 
 and reads locally the requests the bot is still waiting on for the line, the provisioning
-actions the bot sent today, the directory's last known IMEI, and the line's watch (its wake cycle)
-and latest reachability report, if it is watched. A check that fails (a
-ThingSpace error, its timeout) is named on the card; :func:`commands.verdict.judge` gives the
-best verdict the other checks support.
+actions the bot sent today, the directory's last known IMEI and the IMEI changes it recorded
+(over :data:`IMEI_CHANGE_WINDOW`), and the line's watch (its wake cycle) and latest reachability
+report, if it is watched. A check that fails (a ThingSpace error, its timeout) is named on the
+card; :func:`commands.verdict.judge` gives the best verdict the other checks support.
+
+Extended diagnostics and the mismatch report take only some kinds of identifier
+(:data:`ACCEPTED_KINDS`). A target named by another kind (an EID, IMSI, MIN or ESN, say) that the
+directory does not know is first looked up (``get_device``, which takes any kind), and the checks
+then run with the line's ICCID; that lookup is also the line-details check, so it is not repeated.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,10 +39,12 @@ from typing import Any, Final
 from sqlite_utils import Database
 
 from bot import blocks
+from bot.redact import mask_id
 from bot.thingspace import shapes
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import (
+    Account,
     ConnectionEvent,
     Device,
     Diagnostics,
@@ -46,15 +54,20 @@ from bot.thingspace.models import (
 )
 from commands import audit
 from commands.context import Deps
-from commands.verdict import Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
+from commands.verdict import ACCOUNT_CHECK, Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
 from storage import directory, requests, watches
+from storage.directory import DirectoryDevice
 
 __all__ = [
+    "ACCEPTED_KINDS",
     "CHECKS",
     "CHECK_TIMEOUT",
+    "IMEI_CHANGE_WINDOW",
     "MAX_PARALLEL",
     "CheckResult",
+    "Diagnosis",
     "card",
+    "diagnose",
     "gather",
     "run_checks",
     "run_diag",
@@ -64,11 +77,13 @@ log = logging.getLogger(__name__)
 
 #: Seconds each ThingSpace check may take before the card says it could not run.
 CHECK_TIMEOUT: Final = 10.0
-#: Threads one diagnosis may use at most.
-MAX_PARALLEL: Final = 5
+#: Threads one diagnosis may use at most (one per ThingSpace check: they all run at once).
+MAX_PARALLEL: Final = 6
 SESSION_WINDOW: Final = timedelta(days=7)
 #: Enough for the 14-day sparkline and a whole billing cycle.
 USAGE_WINDOW: Final = timedelta(days=32)
+#: IMEI changes the directory recorded are shown for this long (settings ``diag_imei_change_window``).
+IMEI_CHANGE_WINDOW: Final = timedelta(days=30)
 #: The verbs whose requests count as "pending" for a line.
 PENDING_VERBS: Final = ("suspend", "resume", "cancel-location", "sms")
 
@@ -79,6 +94,13 @@ CHECKS: Final[dict[str, str]] = {
     "sessions": "connection history",
     "usage": "usage history",
     "hardware": "IMEI–ICCID check",
+    "account": ACCOUNT_CHECK,
+}
+#: check name -> the identifier kinds ThingSpace accepts for it (the other checks take any kind):
+#: extended diagnostics per thingspace-api.md §5.2; the mismatch report names lines by ICCID or MDN.
+ACCEPTED_KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "diagnostics": ("iccid", "imei", "mdn", "meid", "msisdn"),
+    "hardware": ("iccid", "mdn"),
 }
 
 DIAG_KEY_APN: Final = shapes.DIAG_KEY_APN
@@ -167,7 +189,7 @@ def run_checks(
 
 
 def thingspace_checks(deps: Deps, device_id: DeviceId, now: datetime) -> dict[str, Callable[[], Any]]:
-    """The five ThingSpace calls of a diagnosis, ready for :func:`run_checks`."""
+    """The six ThingSpace calls of a diagnosis, ready for :func:`run_checks`."""
     client = deps.thingspace
     return {
         "line": lambda: client.get_device(device_id),
@@ -175,7 +197,21 @@ def thingspace_checks(deps: Deps, device_id: DeviceId, now: datetime) -> dict[st
         "sessions": lambda: list(client.connection_history(device_id, now - SESSION_WINDOW, now)),
         "usage": lambda: list(client.usage_history(device_id, now - USAGE_WINDOW, now)),
         "hardware": lambda: client.imei_iccid_mismatches(devices=[device_id]),
+        "account": client.account_info,
     }
+
+
+def accepted_everywhere(device_id: DeviceId) -> bool:
+    """Whether every check takes this kind of identifier as it is."""
+    return all(device_id.kind in kinds for kinds in ACCEPTED_KINDS.values())
+
+
+def _check_id(device: Device) -> DeviceId:
+    """The line's identifier that every check accepts (ICCID, else MDN), else its best one."""
+    for kind in ("iccid", "mdn"):
+        if device.ids.get(kind):
+            return DeviceId.from_wire({"kind": kind, "id": device.ids[kind]})
+    return device.device_id
 
 
 def pending_requests(db: Database, key: str) -> list[PendingRequest]:
@@ -217,23 +253,54 @@ def _leap(year: int) -> bool:
 def _mismatches(
     found: list[ImeiIccidMismatch] | None,
     ids: Mapping[str, str],
-    known_imei: str | None,
+    entry: DirectoryDevice | None,
+    changes: Sequence[directory.ImeiChange],
 ) -> list[Mismatch] | None:
-    if found is None:
-        return None
+    """What the hardware check found, most authoritative first; ``None`` when nothing is known.
+
+    ThingSpace's mismatch report comes first. Without it, the bot's own directory: the IMEI
+    ThingSpace reports now against the one the directory last synced (a change since that sync),
+    then the changes the directory recorded at earlier syncs (``changes``, newest first).
+    """
     out: list[Mismatch] = []
-    for m in found:
+    for m in found or ():
         mine = not ids or (m.iccid and m.iccid == ids.get("iccid")) or (m.mdn and m.mdn == ids.get("mdn"))
         if mine:
             out.append(
                 Mismatch(before=m.pre_imei, after=m.post_imei, when=m.sim_ota_date or m.activation_date)
             )
+    if out:
+        return out
+    unreported = "; not in ThingSpace's mismatch report" if found is not None else ""
+    known_imei = entry.ids.get("imei") if entry else None
     imei_now = ids.get("imei")
-    if not out and known_imei and imei_now and known_imei != imei_now:
+    if known_imei and imei_now and known_imei != imei_now:
+        synced = entry.synced_at if entry else None
+        since = f" of {datetime.fromtimestamp(synced, UTC):%Y-%m-%d %H:%M} UTC" if synced else ""
+        source = f"since the bot's directory sync{since}{unreported}"
+        out.append(Mismatch(before=known_imei, after=imei_now, source=source))
+    for change in changes:
         out.append(
-            Mismatch(before=known_imei, after=imei_now, source="changed since the directory was synced")
+            Mismatch(
+                before=change.previous,
+                after=change.imei,
+                when=datetime.fromtimestamp(change.changed_at, UTC),
+                source=f"recorded by the bot's directory sync{unreported}",
+            )
         )
+    if not out and found is None:
+        return None
     return out
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What :func:`diagnose` gathered: the facts, the seconds the checks took, the line's title."""
+
+    facts: Facts
+    seconds: float
+    title: str
+    key: str
 
 
 def gather(
@@ -243,31 +310,86 @@ def gather(
     *,
     now: datetime | None = None,
     timeout: float | Mapping[str, float] = CHECK_TIMEOUT,
+    imei_window: timedelta | None = None,
 ) -> tuple[Facts, float]:
     """Run every check and turn what came back into :class:`Facts` (and the seconds it took).
 
     Raises :class:`DeviceNotFound` when ThingSpace does not know the line at all.
     """
+    found = diagnose(deps, device_id, key, now=now, timeout=timeout, imei_window=imei_window)
+    return found.facts, found.seconds
+
+
+def _lookup(db: Database, key: str) -> DirectoryDevice | None:
+    kind, sep, value = key.partition(":")
+    return directory.lookup(db, kind, value) if sep else None
+
+
+def _title(entry: DirectoryDevice | None, device: Device | None, device_id: DeviceId) -> str:
+    if entry is not None:
+        return entry.display
+    short = f"{device_id.kind} {mask_id(device_id.id)}"
+    label = device.label if device is not None else ""
+    return f"{label} ({short})" if label else short
+
+
+def diagnose(
+    deps: Deps,
+    device_id: DeviceId,
+    key: str,
+    *,
+    now: datetime | None = None,
+    timeout: float | Mapping[str, float] = CHECK_TIMEOUT,
+    imei_window: timedelta | None = None,
+) -> Diagnosis:
+    """:func:`gather`, also returning the card's title and the line's key (after any lookup)."""
     now = now or datetime.fromtimestamp(deps.clock(), UTC)
+    # settings.diag_imei_change_window, once the configuration has it; else the default
+    window = imei_window or getattr(deps.settings, "diag_imei_change_window", None) or IMEI_CHANGE_WINDOW
     started = time.monotonic()
-    results = run_checks(thingspace_checks(deps, device_id, now), timeout=timeout)
+    looked_up: CheckResult | None = None
+    if not accepted_everywhere(device_id):
+        # an id some checks refuse: find the line first, then check it by its ICCID
+        lookup = {"line": thingspace_checks(deps, device_id, now)["line"]}
+        looked_up = run_checks(lookup, timeout=timeout)["line"]
+        if isinstance(looked_up.exception, DeviceNotFound):
+            raise looked_up.exception
+        if looked_up.ok:
+            device_id = _check_id(looked_up.value)
+    checks = thingspace_checks(deps, device_id, now)
+    if looked_up is not None:
+        del checks["line"]
+    results = run_checks(checks, timeout=timeout)
+    if looked_up is not None:
+        results["line"] = looked_up
     elapsed = time.monotonic() - started
     missing = results["line"].exception
     if isinstance(missing, DeviceNotFound):
         raise missing  # not this account's line: no card, the plain answer
-    db = deps.db()
-    entry = directory.lookup(db, *key.split(":", 1)) if ":" in key else None
-    pending = pending_requests(db, key)
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    bot_actions = requests.actions_today(db, [key], day_start=day_start).get(key)
-    watch = watches.get_watch(db, key)
-    reach = watches.get_state(db, key)
 
     device: Device | None = results["line"].value if results["line"].ok else None
     diag: Diagnostics | None = results["diagnostics"].value if results["diagnostics"].ok else None
     events: list[ConnectionEvent] | None = results["sessions"].value if results["sessions"].ok else None
     usage: list[UsageRecord] | None = results["usage"].value if results["usage"].ok else None
     found: list[ImeiIccidMismatch] | None = results["hardware"].value if results["hardware"].ok else None
+    account: Account | None = results["account"].value if results["account"].ok else None
+
+    db = deps.db()
+    keys = [key]
+    if device is not None and device.ids:
+        canonical = directory.canonical_key(device.ids)
+        if canonical != key:
+            keys.append(canonical)
+    entry = next((e for e in (_lookup(db, k) for k in keys) if e is not None), None)
+    if entry is not None and entry.key not in keys:
+        keys.append(entry.key)
+    pending = [p for k in keys for p in pending_requests(db, k)]
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    counts = requests.actions_today(db, keys, day_start=day_start)
+    bot_actions = max(counts.values()) if counts else None
+    watch = next((w for w in (watches.get_watch(db, k) for k in keys) if w is not None), None)
+    reach = next((r for r in (watches.get_state(db, k) for k in keys) if r is not None), None)
+    changes = directory.imei_changes(db, entry.key, since=(now - window).timestamp()) if entry else []
 
     ids: dict[str, str] = {}
     if diag is not None:
@@ -285,12 +407,14 @@ def gather(
     resume = diag.resume_date if diag else None
     if resume is None and device is not None:
         resume = parse_datetime(device.extended_attributes.get("ResumeDate"))
+    plan = device.service_plan if device else (entry.plan if entry else "")
     facts = Facts(
         now=now,
         target=str(device_id),
-        failed={CHECKS[name]: r.error or "" for name, r in results.items() if not r.ok},
+        failed={CHECKS[name]: results[name].error or "" for name in CHECKS if not results[name].ok},
         state=state,
-        plan=device.service_plan if device else (entry.plan if entry else ""),
+        plan=plan,
+        plan_allowance=account.plan_allowance(plan) if account is not None else None,
         actions_today=max(counted) if counted else None,
         resume_date=resume,
         last_suspended=diag.last_suspended if diag else None,
@@ -307,14 +431,14 @@ def gather(
         session_window=SESSION_WINDOW,
         usage=usage,
         cycle_start=_cycle_start(device, now),
-        mismatches=_mismatches(found, ids, entry.ids.get("imei") if entry else None),
+        mismatches=_mismatches(found, ids, entry, changes),
         watched=watch is not None,
         wake_every=timedelta(seconds=watch.wake_every) if watch and watch.wake_every else None,
         reachable=reach.reachable if reach else None,
         reachable_since=datetime.fromtimestamp(reach.since, UTC) if reach else None,
         reboot_sms=deps.settings.reboot_sms_text,
     )
-    return facts, elapsed
+    return Diagnosis(facts, elapsed, _title(entry, device, device_id), entry.key if entry else keys[-1])
 
 
 # -- the card ----------------------------------------------------------------------------------------
@@ -355,10 +479,9 @@ def card(verdict: Verdict, title: str, *, checks: int, seconds: float, now: date
 def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """Diagnose one line: ``(fallback text, blocks)`` for the response_url."""
     key = str(payload.get("key") or device_id)
-    facts, seconds = gather(deps, device_id, key)
+    found = diagnose(deps, device_id, key)
+    facts, seconds, title = found.facts, found.seconds, found.title
     verdict = judge(facts)
-    entry = directory.lookup(deps.db(), *key.split(":", 1)) if ":" in key else None
-    title = entry.display if entry else device_id.masked()
     log.info(
         "diag %s: %s in %.2f s (%d check(s) failed)",
         device_id.masked(),
@@ -374,7 +497,7 @@ def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[
             channel=str(payload.get("channel", "")),
             verb="diag",
             outcome=verdict.grade,
-            targets=[key],
+            targets=list(dict.fromkeys([key, found.key])),
             detail={"failed": list(verdict.failed), "seconds": round(seconds, 2)},
         )
     text = f"{title}: {verdict.grade} · {verdict.summary}"

@@ -10,8 +10,10 @@ rewrite that too. The file holds one JSON object::
 was already *committed* when it was written. Every append writes the file inside its own write
 transaction, before the commit (so no committed row is ever missing from it): when that
 transaction commits, ``id`` is the head; when it rolls back or the process dies first, the
-database still ends at ``base``. When the bot owns the transaction it rewrites the file after
-the commit with ``base = id`` ("confirmed"). See ``storage.audit`` for what verification accepts.
+database still ends at ``base``. After the commit the file is rewritten with ``base = id``
+("confirmed"): at once for appends the bot commits itself, within moments by the background
+confirmer for command transactions, and at shutdown. See ``storage.audit`` for what verification
+accepts and what happens to a file that announces rows the log does not have.
 
 The file is replaced atomically: written to a temporary file in the same directory, fsync'd,
 ``os.replace``'d over the old one, then the directory is fsync'd.
@@ -23,7 +25,7 @@ import contextlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,6 +57,8 @@ class Anchor:
     hash: str
     base_id: int
     base_hash: str
+    #: when the file was written (UTC, as stored; ``""`` for an anchor not read from a file)
+    written_at: str = field(default="", compare=False)
 
     @property
     def pending(self) -> bool:
@@ -91,6 +95,7 @@ def read_anchor(path: Path) -> Anchor | None:
         anchor = Anchor(
             id=data["id"], hash=data["hash"], base_id=data["base_id"], base_hash=data["base_hash"]
         )
+        written_at = data.get("written_at", "")
     except (ValueError, KeyError, TypeError):
         raise AnchorError(f"{path} is not a valid audit head file") from None
     ids_ok = all(
@@ -99,6 +104,8 @@ def read_anchor(path: Path) -> Anchor | None:
     hashes_ok = all(isinstance(v, str) and _HEX64.fullmatch(v) for v in (anchor.hash, anchor.base_hash))
     if not (ids_ok and hashes_ok and anchor.base_id <= anchor.id):
         raise AnchorError(f"{path} is not a valid audit head file")
+    if isinstance(written_at, str):
+        anchor = Anchor(anchor.id, anchor.hash, anchor.base_id, anchor.base_hash, written_at[:40])
     return anchor
 
 

@@ -2,7 +2,7 @@
 
 An :class:`AuditEvent` is one auditable thing: a command (including denied, invalid and dry-run
 ones), a confirmation or approval, a ThingSpace call made for someone, a callback outcome, an
-alert raised, snoozed or acknowledged, a configuration reload. Use the :class:`Verb` and
+alert raised, snoozed or acknowledged, the configuration loaded at start. Use the :class:`Verb` and
 :class:`Outcome` constants rather than new spellings; a dry run is ``verb=<the command>,
 outcome=Outcome.DRY_RUN``.
 
@@ -54,7 +54,7 @@ __all__ = [
 
 #: ``prev_hash`` of the first row of a log.
 GENESIS_HASH: Final = "0" * 64
-#: ``actor`` of events nobody typed: scheduler jobs, retention, configuration reloads.
+#: ``actor`` of events nobody typed: scheduler jobs, retention, configuration loads, audit gaps.
 SYSTEM_ACTOR: Final = "system"
 #: ``actor`` of events ThingSpace caused (callbacks).
 THINGSPACE_ACTOR: Final = "thingspace"
@@ -94,9 +94,14 @@ class Verb:
     ALERT_RECOVER: Final = "alert.recover"
     ALERT_SNOOZE: Final = "alert.snooze"
     ALERT_ACK: Final = "alert.ack"
-    CONFIG_RELOAD: Final = "config.reload"
+    #: the configuration the bot started with (grants, non-secret settings, what changed since the
+    #: previous load). The bot reads its configuration only at start: a restart is its reload.
+    CONFIG_LOAD: Final = "config.load"
     #: written by retention: the chain's new starting point (see storage.audit_retention)
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
+    #: the head file announced rows the log does not have (a crash before a commit, a rolled-back
+    #: transaction, or a deletion); recorded before the head file is re-anchored (storage.audit)
+    AUDIT_GAP: Final = "audit.gap"
 
 
 class Outcome:
@@ -122,6 +127,8 @@ class Outcome:
     CANCELLED: Final = "cancelled"
     #: a bulk action where some devices succeeded and some did not
     PARTIAL: Final = "partial"
+    #: rows the head file announced are not in the log (``audit.gap``)
+    MISSING: Final = "missing"
 
 
 _WORD = re.compile(r"[a-z][a-z0-9]*(?:[-.][a-z0-9]+)*")
@@ -331,7 +338,7 @@ class AuditEvent:
         reason: str = "",
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """Something the bot did on its own: a scheduled job, a configuration reload, an alert."""
+        """Something the bot did on its own: a scheduled job, a configuration load, an alert."""
         return cls(
             actor=SYSTEM_ACTOR,
             channel=channel,

@@ -7,6 +7,11 @@ an on-call engineer with only "the ICCID ends in 9708" gets the line.
 Rows are plain data (this package knows nothing of ThingSpace's client): ``ids`` maps an
 identifier kind (``iccid``, ``mdn``, ``imei``…) to its value; the canonical ``key`` is
 ``iccid:<ICCID>`` when the ICCID is known, otherwise the first identifier.
+
+A sync overwrites a line's IMEI with the one ThingSpace reports now; when that differs from the
+stored one, :func:`upsert_devices` first records the change (``device_imei_changes``: previous
+IMEI, new IMEI, when the bot saw it), so ``diag`` can still say "IMEI changed from … to … on …"
+after the next sync (:func:`imei_changes`).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from storage.db import select_in
 __all__ = [
     "ID_KINDS",
     "DirectoryDevice",
+    "ImeiChange",
     "canonical_key",
     "count",
     "find",
     "group_members",
     "groups",
+    "imei_changes",
     "lookup",
     "lookup_many",
     "migrations",
@@ -82,6 +89,22 @@ def index_device_groups_by_device(db: Database) -> None:
     db.execute("CREATE INDEX device_groups_key ON device_groups (key)")
 
 
+@migrations()
+def create_device_imei_changes(db: Database) -> None:
+    """The IMEIs a line had before: one row each time a sync or lookup saw a new one."""
+    db.execute(
+        """
+        CREATE TABLE device_imei_changes (
+            key TEXT NOT NULL REFERENCES devices (key) ON DELETE CASCADE,
+            previous_imei TEXT NOT NULL,
+            imei TEXT NOT NULL,
+            changed_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX device_imei_changes_key ON device_imei_changes (key, changed_at)")
+
+
 @dataclass(frozen=True)
 class DirectoryDevice:
     key: str
@@ -93,6 +116,8 @@ class DirectoryDevice:
     custom: dict[str, str] = field(default_factory=dict)
     last_connection: str | None = None
     resume_date: str | None = None
+    #: when a sync (or a lookup) last wrote this row, epoch seconds
+    synced_at: float | None = None
 
     @property
     def display(self) -> str:
@@ -111,9 +136,19 @@ def canonical_key(ids: Mapping[str, str]) -> str:
     raise ValueError("a device needs at least one identifier")
 
 
+@dataclass(frozen=True)
+class ImeiChange:
+    """A line seen with a new IMEI: ``previous`` and ``imei``, and when the bot saw it (epoch s)."""
+
+    key: str
+    previous: str
+    imei: str
+    changed_at: float
+
+
 _SELECT = (
     "SELECT key, " + ", ".join(ID_KINDS) + ", state, plan, label, groups_json, custom_json, last_connection, "
-    "resume_date FROM devices"
+    "resume_date, synced_at FROM devices"
 )
 
 
@@ -131,12 +166,16 @@ def _row(r: Sequence[Any]) -> DirectoryDevice:
         custom=json.loads(rest[4]),
         last_connection=rest[5],
         resume_date=rest[6],
+        synced_at=rest[7],
     )
 
 
 def upsert_devices(db: Database, devices: Iterable[Mapping[str, Any]], *, now: float | None = None) -> int:
     """Insert or refresh devices. Each mapping has ``ids`` and optionally ``state``, ``plan``,
-    ``groups``, ``custom`` (name -> value), ``label``, ``last_connection``, ``resume_date``."""
+    ``groups``, ``custom`` (name -> value), ``label``, ``last_connection``, ``resume_date``.
+
+    A known line that comes with another IMEI than the stored one gets an :class:`ImeiChange`
+    row (at ``now``) before its IMEI is overwritten; an IMEI that is missing is no change."""
     now = time.time() if now is None else now
     n = 0
     columns = ["key", *ID_KINDS, "state", "plan", "label", "groups_json", "custom_json", "search"]
@@ -146,6 +185,10 @@ def upsert_devices(db: Database, devices: Iterable[Mapping[str, Any]], *, now: f
         f"INSERT INTO devices ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT (key) DO UPDATE SET {updates}, "
         "resume_date = coalesce(excluded.resume_date, devices.resume_date)"
+    )
+    record_change = (
+        "INSERT INTO device_imei_changes (key, previous_imei, imei, changed_at) "
+        "SELECT key, imei, ?, ? FROM devices WHERE key = ? AND imei IS NOT NULL AND imei != '' AND imei != ?"
     )
     for device in devices:
         ids = {k.lower(): str(v) for k, v in dict(device["ids"]).items() if v}
@@ -158,6 +201,9 @@ def upsert_devices(db: Database, devices: Iterable[Mapping[str, Any]], *, now: f
         values += [str(device.get("state") or ""), str(device.get("plan") or ""), label]
         values += [json.dumps(groups), json.dumps(custom), search]
         values += [device.get("last_connection"), device.get("resume_date"), now]
+        imei = ids.get("imei")
+        if imei:
+            db.execute(record_change, [imei, now, key, imei])
         db.execute(sql, values)
         db.execute("DELETE FROM device_groups WHERE key = ?", [key])
         db.conn.executemany(
@@ -189,6 +235,17 @@ def lookup_many(db: Database, refs: Sequence[tuple[str, str]]) -> dict[tuple[str
             device = _row(row)
             found[(kind, device.ids[kind])] = device
     return found
+
+
+def imei_changes(db: Database, key: str, *, since: float | None = None) -> list[ImeiChange]:
+    """The IMEI changes recorded for the line ``key``, newest first (only those at/after ``since``)."""
+    sql = "SELECT key, previous_imei, imei, changed_at FROM device_imei_changes WHERE key = ?"
+    params: list[Any] = [key]
+    if since is not None:
+        sql += " AND changed_at >= ?"
+        params.append(since)
+    rows = db.execute(sql + " ORDER BY changed_at DESC, rowid DESC", params).fetchall()
+    return [ImeiChange(r[0], r[1], r[2], float(r[3])) for r in rows]
 
 
 def find(db: Database, text: str, *, limit: int = 20) -> tuple[list[DirectoryDevice], int]:

@@ -154,7 +154,7 @@ def test_named_constructors_fill_the_fixed_fields() -> None:
         kind="CarrierService", targets=["iccid:1"], outcome=Outcome.OK, request_id="r-1"
     )
     assert (back.actor, back.verb, back.detail) == ("thingspace", "callback", {"kind": "CarrierService"})
-    job = AuditEvent.system(Verb.CONFIG_RELOAD, detail={"file": "tsbot.toml"})
+    job = AuditEvent.system(Verb.CONFIG_LOAD, detail={"file": "tsbot.toml"})
     assert (job.actor, job.outcome) == ("system", "ok")
 
 

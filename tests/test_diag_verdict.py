@@ -254,7 +254,7 @@ CASES = [
         "IMEI-ICCID mismatch",
         lambda: base(mismatches=[Mismatch("356938035643809", "490154203237518", NOW - timedelta(days=1))]),
         "degraded",
-        "the SIM is in other hardware than expected (IMEI …3809 → …7518 on 2025-03-13)",
+        "the SIM is in other hardware than expected (IMEI changed from …3809 to …7518 on 2025-03-13)",
         "SIM in other hardware",
         ["Suspend…", "Watch"],
     ),
@@ -289,12 +289,37 @@ CASES = [
         ["Send reboot SMS", "Watch", "Ask the network"],
     ),
     Case(
-        "over plan",
+        "over plan (allowance from the account's plan list)",
+        lambda: base(plan="m2m4G", plan_allowance=250 * MB, usage=daily([24 * MB] * 20)),
+        "degraded",
+        "over its plan: 312 MB this cycle of 250 MB",
+        "312 MB this cycle of 250 MB (125%; allowance from the account's plan list)",
+        ["Watch"],
+    ),
+    Case(
+        "over plan (allowance read from the plan name)",
         lambda: base(plan="IoT-250MB", usage=daily([24 * MB] * 20)),
         "degraded",
         "over its plan: 312 MB this cycle of 250 MB",
-        "312 MB this cycle of 250 MB (125%)",
+        "312 MB this cycle of 250 MB (125%; allowance read from the plan name `IoT-250MB`)",
         ["Watch"],
+    ),
+    Case(
+        "IMEI change recorded by the directory",
+        lambda: base(
+            mismatches=[
+                Mismatch(
+                    "356938035643809",
+                    "490154203237518",
+                    NOW - timedelta(days=2),
+                    "recorded by the bot's directory sync; not in ThingSpace's mismatch report",
+                )
+            ]
+        ),
+        "degraded",
+        "(IMEI changed from …3809 to …7518 on 2025-03-12)",
+        "SIM in other hardware: IMEI changed from …3809 to …7518 on 2025-03-12 (recorded by the bot's",
+        ["Suspend…", "Watch"],
     ),
     Case(
         "unknown: the line checks failed",
@@ -351,7 +376,8 @@ def test_summary_is_one_sentence_with_a_capital_and_a_full_stop() -> None:
     assert verdict.summary[0].isupper() and verdict.summary.endswith(".")
     assert "(+1 more finding below)" in verdict.summary
     hardware = (
-        "The SIM is in other hardware than expected (IMEI …3809 → …7518); ThingSpace's history follows "
+        "The SIM is in other hardware than expected (IMEI changed from …3809 to …7518); ThingSpace's "
+        "history follows "
         "the IMEI: confirm the swap was intended, or suspend the line."
     )
     assert verdict.also == (hardware,)
@@ -539,7 +565,7 @@ def test_account_plan_sizes_come_from_size_kb() -> None:
             ],
         }
     )
-    assert account.service_plans == ("M2M 4G pooled", "NB-IoT 10 MB", "no size", "bad size")
+    assert account.service_plans == ("M2M 4G pooled", "NB-IoT 10 MB", "no size", "bad size", "not a plan")
     assert account.plan_allowance("m2m4G") == 1024**3
     assert account.plan_allowance("M2M4G") == 1024**3  # any case
     assert account.plan_allowance("M2M 4G pooled") == account.plan_allowance("84") == 1024**3

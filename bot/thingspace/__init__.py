@@ -12,7 +12,15 @@ Imports only httpx and the standard library (design.md §2). Typical use::
 
 from __future__ import annotations
 
-from bot.thingspace.auth import ThingSpaceAuth
+from bot.thingspace.auth import (
+    MAX_REFUSALS_IN_A_ROW,
+    MAX_REFUSALS_PER_CREDENTIALS,
+    GateSnapshot,
+    LoginGate,
+    LoginGateState,
+    MemoryLoginGate,
+    ThingSpaceAuth,
+)
 from bot.thingspace.callbacks import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
 from bot.thingspace.client import DEFAULT_TIMEOUT, REACHABILITY_KINDS, REACHABILITY_TYPES, ThingSpaceClient
 from bot.thingspace.errors import (
@@ -22,6 +30,7 @@ from bot.thingspace.errors import (
     LoginCoolingDown,
     LoginFailed,
     LoginLockedOut,
+    LoginPause,
     RateLimited,
     ServerError,
     SessionExpired,
@@ -57,6 +66,8 @@ __all__ = [
     "KINDS",
     "KIND_EXAMPLES",
     "KIND_FORMATS",
+    "MAX_REFUSALS_IN_A_ROW",
+    "MAX_REFUSALS_PER_CREDENTIALS",
     "REACHABILITY_KINDS",
     "REACHABILITY_TYPES",
     "SMS_ENCODINGS",
@@ -70,6 +81,7 @@ __all__ = [
     "DeviceNotFound",
     "DevicePage",
     "Diagnostics",
+    "GateSnapshot",
     "ImeiIccidMismatch",
     "InvalidCallback",
     "InvalidDeviceId",
@@ -77,7 +89,11 @@ __all__ = [
     "InvalidRequest",
     "LoginCoolingDown",
     "LoginFailed",
+    "LoginGate",
+    "LoginGateState",
     "LoginLockedOut",
+    "LoginPause",
+    "MemoryLoginGate",
     "RateLimited",
     "RequestAccepted",
     "RequestStatus",

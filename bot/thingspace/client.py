@@ -39,7 +39,7 @@ from typing import Any, Final, Self, cast
 import httpx
 
 from bot.thingspace import shapes
-from bot.thingspace.auth import ThingSpaceAuth
+from bot.thingspace.auth import LoginGate, ThingSpaceAuth
 from bot.thingspace.errors import (
     DeviceNotFound,
     InvalidRequest,
@@ -121,6 +121,7 @@ class ThingSpaceClient:
         backoff_max: float = 8.0,
         observer: Callable[[str, float, str | None], None] | None = None,
         max_connections: int = 16,
+        login_gate: LoginGate | None = None,
     ) -> None:
         if not account:
             raise InvalidRequest("a ThingSpace account name is required (THINGSPACE_ACCOUNT)")
@@ -133,6 +134,7 @@ class ThingSpaceClient:
             password=password,
             clock=clock,
             login_cooldown=login_cooldown,
+            login_gate=login_gate,
         )
         self._retries = max(0, int(retries))
         self._deadline = float(deadline)
