@@ -118,6 +118,7 @@ def test_bad_password_is_tried_once_then_calls_fail_fast(running: Running) -> No
     with client_for(running.url, password="wrong", clock=clock, login_cooldown=300) as client:
         with pytest.raises(LoginFailed) as first:
             client.extended_diagnostics(DEVICE)
+        assert type(first.value) is LoginFailed  # not LoginLockedOut: the user is not locked
         assert first.value.error_code == "REQUEST_FAILED.Login.InvalidCredentials"
         for _ in range(10):
             with pytest.raises(LoginCoolingDown) as info:
@@ -154,6 +155,31 @@ def test_fifty_threads_with_a_bad_password_make_one_login_attempt(running: Runni
     assert running.count(LOGIN_PATH) == 1
 
 
+def test_wrong_password_is_login_failed_not_locked_out(running: Running) -> None:
+    """The sandbox's wrong-password message mentions "locked" ("4 attempts left before the user is
+    locked"); the error is classified on its code: exactly LoginFailed, with what to fix."""
+    with client_for(running.url, password="Not-The-Pass-123") as client, pytest.raises(LoginFailed) as info:
+        client.extended_diagnostics(DEVICE)
+    error = info.value
+    assert type(error) is LoginFailed
+    assert "locked" in error.message  # the free text that used to be misread
+    message = error.user_message
+    assert "THINGSPACE_USERNAME" in message and "THINGSPACE_PASSWORD" in message
+    assert "`tsbot check`" in message
+    assert "Verizon Support" not in message and "locked" not in message
+    assert "Not-The-Pass-123" not in message and "Not-The-Pass-123" not in str(error)
+    assert running.sandbox.summary()["userLocked"] is False
+
+
+def test_wrong_client_secret_names_the_api_key_settings(running: Running) -> None:
+    """A refused token request is LoginFailed too, and says to check the client id and secret."""
+    with client_for(running.url, client_secret="wrong") as client, pytest.raises(LoginFailed) as info:
+        client.extended_diagnostics(DEVICE)
+    assert type(info.value) is LoginFailed
+    assert "THINGSPACE_CLIENT_ID" in info.value.user_message
+    assert "THINGSPACE_CLIENT_SECRET" in info.value.user_message
+
+
 def test_locked_user_is_reported_as_locked(running: Running) -> None:
     """When Verizon has locked the user, the error says so and logins close."""
     with client_for(running.url, password="nope") as wrong:
@@ -165,6 +191,7 @@ def test_locked_user_is_reported_as_locked(running: Running) -> None:
     with client_for(running.url) as client:
         with pytest.raises(LoginLockedOut) as info:
             client.extended_diagnostics(DEVICE)
+        assert info.value.error_code == "REQUEST_FAILED.Login.UserLocked"
         assert "Verizon Support" in info.value.user_message
         with pytest.raises(LoginCoolingDown):
             client.extended_diagnostics(DEVICE)
