@@ -52,9 +52,8 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
             f"No device matches `{text}`{searched} among {synced:,} in the directory. "
             "Try fewer digits, a label, or a group name."
         )
-    body: list[dict[str, Any]] = [
-        blocks.section(f"*{total:,} device{'s' if total != 1 else ''} match `{text}`*")
-    ]
+    found = f"{total:,} device{'s' if total != 1 else ''} match{'es' if total == 1 else ''}"
+    body: list[dict[str, Any]] = [blocks.section(f"*{found} `{text}`*")]
     for device in matches:
         ids = " · ".join(f"{k}:`{v}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
         line = f"*{device.label or device.key}* — {device.state or 'unknown'}\n{ids}"
@@ -63,7 +62,7 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
         body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
     if total > len(matches):
         body.append(blocks.context(f"Showing {len(matches)} of {total:,}; add more of the id to narrow it."))
-    return Reply(f"{total} devices match {text}", blocks.limit_blocks(body))
+    return Reply(f"{found} {text}", blocks.limit_blocks(body))
 
 
 def _since(value: str) -> datetime:
