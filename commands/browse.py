@@ -52,7 +52,7 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
             f"No device matches `{text}`{searched} among {synced:,} in the directory. "
             "Try fewer digits, a label, or a group name."
         )
-    found = f"{total:,} device{'s' if total != 1 else ''} match{'es' if total == 1 else ''}"
+    found = f"{total:,} device{'s' if total != 1 else ''} match"
     body: list[dict[str, Any]] = [blocks.section(f"*{found} `{text}`*")]
     for device in matches:
         ids = " · ".join(f"{k}:`{v}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
