@@ -360,9 +360,29 @@ def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply 
     )
 
 
-def _gone(kind: str) -> Reply:
+def _refused(deps: Deps, req: ActionRequest, action: str, outcome: str, why: str, text: str) -> Reply:
+    """A click that changes nothing still leaves exactly one audit entry, then says why."""
+    db = deps.db()
+    with audit.transaction(db):
+        audit.record(
+            db,
+            actor=req.user,
+            channel=req.channel,
+            verb=action,
+            outcome=outcome,
+            detail={"why": why, "button": req.action_id, "value": req.value[:80]},
+        )
+    return Reply(text, replace_original=False)
+
+
+def _stale_button(deps: Deps, req: ActionRequest, action: str) -> Reply:
+    return _refused(deps, req, action, "invalid", "stale button", "That button is not valid any more.")
+
+
+def _gone(deps: Deps, req: ActionRequest, kind: str, action: str) -> Reply:
     what = "alerts of this card are" if kind == "group" else "alert is"
-    return Reply(f"Nothing to do: the {what} already resolved or in that state.", replace_original=False)
+    text = f"Nothing to do: the {what} already resolved or in that state."
+    return _refused(deps, req, action, "refused", "already resolved or in that state", text)
 
 
 ButtonHandler = Callable[[Deps, ActionRequest], Reply | None]
@@ -376,7 +396,7 @@ def _alert_button(
     def handler(deps: Deps, req: ActionRequest) -> Reply | None:
         target = _target(req.value)
         if target is None:
-            return Reply("That button is not valid any more.", replace_original=False)
+            return _stale_button(deps, req, audit_verb)
         refused = _authorise(deps, req, verb, audit_verb)
         if refused:
             return refused
@@ -390,7 +410,7 @@ def _alert_button(
             channel=req.channel,
         )
         if not changed:
-            return _gone(kind)
+            return _gone(deps, req, kind, audit_verb)
         deps.wake()
         return None
 
@@ -412,7 +432,7 @@ def on_diagnose(deps: Deps, req: ActionRequest) -> Reply | None:
     target = _target(req.value)
     alert = alerts.get(deps.db(), target) if target is not None else None
     if alert is None or not alert.card_key:
-        return Reply("That alert no longer exists.", replace_original=False)
+        return _refused(deps, req, "diag", "invalid", "alert gone", "That alert no longer exists.")
     refused = _authorise(deps, req, "diag", "diag")
     if refused:
         return refused
