@@ -557,7 +557,12 @@ def test_account_plan_sizes_come_from_size_kb() -> None:
         {
             "accountName": "0000123456-00001",
             "servicePlans": [
-                {"name": "M2M 4G pooled", "code": "m2m4G", "sizeKb": "1048576", "carrierServicePlanCode": "84"},
+                {
+                    "name": "M2M 4G pooled",
+                    "code": "m2m4G",
+                    "sizeKb": "1048576",
+                    "carrierServicePlanCode": "84",
+                },
                 {"name": "NB-IoT 10 MB", "code": "M2M-NBIOT-10MB", "sizeKb": 10240},
                 {"name": "no size", "code": "m2mX"},
                 {"name": "bad size", "code": "m2mY", "sizeKb": "lots"},

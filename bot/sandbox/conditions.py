@@ -1,37 +1,61 @@
 """Diagnostic conditions: put a line into a state the bot's ``diag`` must recognise.
 
-Each condition rebuilds the device's live state (line state, provisioning actions, suspensions,
-IMEI, and its activity timeline) as if it had come about by ``anchor``; histories and diagnostics
-then follow from it. The demo devices (labels ``demo-<condition>``) use the canonical timings
-below; random devices of the seeded fleet use spread-out variants of the same conditions.
+Each condition rebuilds the device's live state (line state, plan, provisioning actions,
+suspensions, IMEI, and its activity timeline) as if it had come about by ``anchor``; histories and
+diagnostics then follow from it. The demo devices (labels ``demo-<condition>``) use the canonical
+timings below; random devices of the seeded fleet use spread-out variants of the same conditions.
 
-============== ===============================================================================
-condition      what the line looks like at ``anchor``
-============== ===============================================================================
-healthy        active, attached, data session open, usual traffic (meters: 12-hour wake cycle)
-usage-spike    active, ~40 MB in the last hour against ~1 MB usual (device #0, the stolen tracker)
-suspended      suspended 20 days ago, auto-resume date set (90-day cap), an older 30-day suspension
-pending        active, but every provisioning request for it stays ``Pending`` (a stuck order)
-action-limit   five provisioning actions already used today (restore/suspend ×5, ends active)
-hung           attached but no data session for 26 h
-reconnect-loop a short session every 2 minutes for the last hour (≈30 sessions/h)
-no-traffic     a data session open for 4 days that moved no data
-imei-mismatch  the SIM moved to another device 3 days ago (new IMEI, in the mismatch report)
-asleep         sleepy NB-IoT device that last woke 7 h ago; next wake in 5 h (12-hour cycle)
-down           not attached and unreachable for 3 days
-============== ===============================================================================
+================ =============================================================================
+condition        what the line looks like at ``anchor``
+================ =============================================================================
+healthy          active, attached, data session open, usual traffic (meters: 12-hour wake cycle)
+usage-spike      active, ~40 MB in the last hour against ~1 MB usual (device #0, the stolen tracker)
+suspended        suspended 20 days ago, auto-resume date set (90-day cap), an older 30-day suspension
+pending          active, but every provisioning request for it stays ``Pending`` (a stuck order)
+action-limit     five provisioning actions already used today (restore/suspend ×5, ends active)
+hung             attached but no data session for 26 h
+reconnect-loop   a short session every 2 minutes for the last hour (≈30 sessions/h)
+no-traffic       a data session open for 4 days that moved no data
+imei-mismatch    the SIM moved to another device 3 days ago (new IMEI, in the mismatch report)
+asleep           sleepy NB-IoT device that last woke 7 h ago; next wake in 5 h (12-hour cycle)
+down             not attached and unreachable for 3 days
+over-plan        on plan ``m2m4G`` (1 GB, a code with no size in it: only the account's plan list
+                 says so) and steadily ~1.5× over it this billing cycle (no spike: it always used
+                 that much); a cycle younger than ~3 h has not rated enough sessions to be over yet
+wake-overdue     sleepy meter (12-hour cycle) last seen 20 h ago: its last wake never came
+imei-changed     the SIM moves to other hardware (the spare IMEI) right after ThingSpace first lists
+                 the line, so a bot that synced its directory knows the old IMEI; ThingSpace's
+                 mismatch report does not list it. Set through the control route, the move is
+                 immediate (see :func:`swap_imei`)
+diag-unavailable every per-line read (single-device lookup, extended diagnostics, connection and
+                 usage history) answers HTTP 500 ``UnexpectedError``; the account-wide device list
+                 and the mismatch report still answer
+================ =============================================================================
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from bot.sandbox.activity import always_on, append_segment, loop, open_idle, silent, sleepy
-from bot.sandbox.fleet import WAKE_EVERY, Device
+from bot.sandbox.fleet import PLANS, WAKE_EVERY, Device
 from bot.sandbox.rules import resume_line, suspend_line
 
-__all__ = ["CONDITIONS", "apply_condition", "epoch"]
+__all__ = [
+    "CONDITIONS",
+    "OVER_PLAN",
+    "apply_condition",
+    "billing_cycle_start",
+    "epoch",
+    "swap_imei",
+]
+
+#: The plan the over-plan line is moved to, and how far over it the line is this cycle.
+OVER_PLAN: Final = "m2m4G"
+OVER_PLAN_SHARE: Final = 1.5
+#: How long ago the wake-overdue meter was last seen (its cycle is WAKE_EVERY, 12 h).
+OVERDUE_FOR: Final = timedelta(hours=20)
 
 CONDITIONS: Final[dict[str, str]] = {
     "healthy": "active, attached, usual traffic",
@@ -45,11 +69,36 @@ CONDITIONS: Final[dict[str, str]] = {
     "imei-mismatch": "SIM moved to another device (IMEI changed) 3 days ago",
     "asleep": "sleepy device, asleep by design, next wake in about 5 h",
     "down": "not attached, unreachable for 3 days",
+    "over-plan": "steadily over its plan's allowance this billing cycle (plan code without a size)",
+    "wake-overdue": "sleepy device whose wake-up is overdue (last seen 20 h ago, wakes every 12 h)",
+    "imei-changed": "SIM moved to another device (IMEI changed), not in the mismatch report",
+    "diag-unavailable": "ThingSpace answers HTTP 500 to its diagnostics, history and lookup calls",
 }
 
 
 def epoch(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def billing_cycle_start(moment: datetime) -> datetime:
+    """Start of the billing cycle holding ``moment``: the sandbox's cycles start on the 9th at
+    midnight UTC (:meth:`bot.sandbox.state.SandboxState.billing_cycle_end`)."""
+    utc = moment.astimezone(UTC)
+    start = utc.replace(day=9, hour=0, minute=0, second=0, microsecond=0)
+    if start > utc:
+        start = (start - timedelta(days=28)).replace(day=9)  # the 9th of the month before
+    return start
+
+
+def swap_imei(device: Device) -> bool:
+    """Put the spare IMEI into an ``imei-changed`` line that still waits for it; True if it did.
+
+    The caller re-indexes the device (its IMEI is an identifier)."""
+    if not device.imei_swap_pending:
+        return False
+    device.imei_swap_pending = False
+    device.imei = device.spare_imei
+    return True
 
 
 def apply_condition(device: Device, condition: str, anchor: datetime, *, spread: float | None = None) -> None:
@@ -69,6 +118,8 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
     device.resume_date = None
     device.imei = device.original_imei
     device.imei_change = None
+    device.imei_swap_pending = False
+    device.unavailable = False
     device.stuck = False
     healthy = device.healthy_mode()
     device.timeline = [(epoch(device.created), healthy)]
@@ -129,6 +180,22 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
             since(timedelta(days=3), timedelta(days=2), timedelta(days=10)),
             silent(attached=False),
         )
+    elif condition == "over-plan":
+        device.plan = OVER_PLAN
+        allowance = PLANS[OVER_PLAN][1] * 1024
+        # usage is rated when a session stops: the running hour has not counted yet
+        rated = max(now - epoch(billing_cycle_start(anchor)) - 3600, 3 * 3600)
+        per_hour = max(device.type.volume, int(OVER_PLAN_SHARE * allowance * 3600 / rated))
+        device.timeline = [(epoch(device.created), always_on(per_hour, device.phase))]
+    elif condition == "wake-overdue":  # any device type: it behaves as a 12-hour sleeper
+        last_wake = now - int(OVERDUE_FOR.total_seconds())
+        mode = sleepy(WAKE_EVERY, last_wake % WAKE_EVERY, device.type.volume)
+        device.timeline = [(epoch(device.created), mode)]
+        append_segment(device.timeline, last_wake + mode.length + 1, silent(attached=False))
+    elif condition == "imei-changed":
+        device.imei_swap_pending = True
+    elif condition == "diag-unavailable":
+        device.unavailable = True
 
 
 def _at(seconds: int, anchor: datetime) -> datetime:

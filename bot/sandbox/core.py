@@ -19,7 +19,7 @@ from bot.sandbox.app import build_app
 from bot.sandbox.auth import AuthState
 from bot.sandbox.callbacks import CallbackSender, Delivery
 from bot.sandbox.clock import Clock, ManualClock, iso
-from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch
+from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch, swap_imei
 from bot.sandbox.faults import Faults, RequestLog
 from bot.sandbox.fleet import DEMO_CONDITIONS, Device
 from bot.sandbox.rules import actions_today, resume_line, suspend_line
@@ -184,6 +184,8 @@ class Sandbox:
                 "actionsToday": actions_today(d, now),
                 "resumeDate": iso(d.resume_date) if d.resume_date else None,
                 "transientFailuresLeft": d.flaky,
+                "imeiChangePending": d.imei_swap_pending,
+                "diagnosticsUnavailable": d.unavailable,
                 "pendingRequestsHeld": len(self.state.deferred.get(d.index, [])),
                 "monitors": len(self.state.device_monitors.get(d.index, [])),
             }
@@ -200,13 +202,18 @@ class Sandbox:
             self.state.reachability_changed(d, now)
 
     def set_condition(self, device_id_text: str, condition: str) -> None:
-        """Put a device into one of :data:`bot.sandbox.conditions.CONDITIONS` as of now."""
+        """Put a device into one of :data:`bot.sandbox.conditions.CONDITIONS` as of now.
+
+        ``imei-changed`` moves the SIM at once here: the line was there all along, so whoever
+        listed it knows its old IMEI (a seeded line waits until it is first listed).
+        """
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; use one of {', '.join(CONDITIONS)}")
         with self.state.lock:
             d = self.state.resolve_text(device_id_text)
             now = self.clock()
             apply_condition(d, condition, now)
+            swap_imei(d)
             self.state.reindex(d)
             if d.state == "suspend":
                 self.state.schedule_suspension(d)

@@ -3,7 +3,7 @@
 ``build_fleet(count, seed, anchor)`` always returns the same devices for the same ``(count, seed)``
 (identifiers, types, groups, custom fields, creation dates, conditions); ``anchor`` (the clock at
 start-up) only positions recent activity. Device #0 is the documentation's example ICCID
-``89148000000800139708``, an active always-on tracker. Devices #0–#10 are the *demo devices*, one
+``89148000000800139708``, an active always-on tracker. Devices #0–#14 are the *demo devices*, one
 per diagnostic condition (see :mod:`bot.sandbox.conditions`), labelled ``demo-<condition>`` in
 ``CustomField1``; the rest get a label such as ``tracker-0042``.
 
@@ -53,14 +53,20 @@ DEMO_CONDITIONS: Final[tuple[tuple[str, str], ...]] = (
     ("imei-mismatch", "tracker"),
     ("asleep", "meter"),
     ("down", "meter"),
+    ("over-plan", "gateway"),
+    ("wake-overdue", "meter"),
+    ("imei-changed", "tracker"),
+    ("diag-unavailable", "vending"),
 )
 
-#: plan code -> (display name, size in KB)
+#: plan code -> (display name, size in KB). ``m2m4G`` is a code in ThingSpace's own style, with no
+#: size in it: only the account's plan list (``sizeKb``) tells its allowance (the over-plan line).
 PLANS: Final[dict[str, tuple[str, int]]] = {
     "M2M-LTEM-1GB": ("LTE-M tracker 1 GB", 1_048_576),
     "M2M-NBIOT-10MB": ("NB-IoT meter 10 MB", 10_240),
     "M2M-4G-500MB": ("4G vending 500 MB", 512_000),
     "M2M-4G-5GB": ("4G gateway 5 GB", 5_242_880),
+    "m2m4G": ("M2M 4G pooled", 1_048_576),
 }
 
 
@@ -157,6 +163,8 @@ class Device:
     resume_date: datetime | None = None
     imei_change: tuple[str, str, datetime] | None = None
     stuck: bool = False  # "pending": provisioning requests stay Pending
+    imei_swap_pending: bool = False  # "imei-changed": the spare IMEI comes in once the line is listed
+    unavailable: bool = False  # "diag-unavailable": its per-line reads answer HTTP 500
     sms_days: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -9,6 +9,10 @@ by date added (page by moving ``earliest``, exclusive, to the last ``createdAt``
 usage histories return at most 500 records (202 when more remain), oldest first; their
 ``earliest`` is *inclusive*, so paging with ``earliest`` = the last ``occurredAt`` repeats that
 record at the top of the next page.
+
+Two diagnostic conditions act here (:mod:`bot.sandbox.conditions`): a ``diag-unavailable`` line's
+per-line reads answer HTTP 500, and an ``imei-changed`` line takes its new IMEI right after a
+device list first shows it.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from bot.sandbox.activity import daily_bytes, iter_sessions, last_activity, sessions_started, status_at
 from bot.sandbox.clock import iso
-from bot.sandbox.conditions import epoch
+from bot.sandbox.conditions import epoch, swap_imei
 from bot.sandbox.errors import (
     DEVICE_NOT_FOUND,
     NUMBER_OF_DEVICES,
     REQUEST_NOT_FOUND,
+    UNEXPECTED_ERROR,
     field_invalid,
     field_null,
     thingspace_error,
@@ -92,6 +97,22 @@ def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | 
             field, f"{field} {raw!r} is not an ISO 8601 date-time, e.g. 2026-01-10T00:00:00Z."
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _available(device: Device) -> Device:
+    """``device``, unless it is in the ``diag-unavailable`` condition (then HTTP 500)."""
+    if device.unavailable:
+        raise thingspace_error(
+            UNEXPECTED_ERROR, "Unexpected error while processing the request. Try again later.", status=500
+        )
+    return device
+
+
+def _listed(state: SandboxState, devices: list[Device]) -> None:
+    """After a device list showed ``devices``: an ``imei-changed`` line takes its new IMEI now."""
+    for device in devices:
+        if swap_imei(device):
+            state.reindex(device)
 
 
 def _flag(value: bool) -> str:
@@ -184,8 +205,11 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
         if single is not None:
             kind, value = check_device_id(single)
             device = state.find(kind, value)
-            devices = [device_record(state, device, now, single=True)] if device is not None else []
-            return 200, {"hasMoreData": False, "devices": devices}
+            if device is None:
+                return 200, {"hasMoreData": False, "devices": []}
+            record = device_record(state, _available(device), now, single=True)
+            _listed(state, [device])
+            return 200, {"hasMoreData": False, "devices": [record]}
         size = _page_size(body.get("maxNumberOfDevices"))
         largest = body.get("largestDeviceIdSeen")
         if largest is not None and (isinstance(largest, bool) or not isinstance(largest, int) or largest < 0):
@@ -225,6 +249,7 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
                 break
         more = len(found) > size
         records = [device_record(state, d, now) for d in found[:size]]
+        _listed(state, found[:size])
         return (202 if more else 200), {"hasMoreData": more, "devices": records}
 
 
@@ -264,7 +289,7 @@ def extended_diagnostics(state: SandboxState, body: dict[str, Any]) -> dict[str,
             raise thingspace_error(
                 NUMBER_OF_DEVICES, f"deviceList must name exactly one device; got {len(items)}."
             )
-        device = _one_device(state, items[0], "deviceList[0]", DIAGNOSTICS_KINDS)
+        device = _available(_one_device(state, items[0], "deviceList[0]", DIAGNOSTICS_KINDS))
         now = state.clock()
         return {"categories": _categories(state, device, now)}
 
@@ -331,7 +356,7 @@ def _window(body: dict[str, Any]) -> tuple[datetime, datetime]:
 def connection_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``POST /devices/connections/actions/listHistory``: Start/Stop events, oldest first."""
     with state.lock:
-        device = _one_device(state, body.get("deviceId"), "deviceId")
+        device = _available(_one_device(state, body.get("deviceId"), "deviceId"))
         earliest, latest = _window(body)
         now = state.clock()
         lo, hi = epoch(earliest), min(epoch(latest), epoch(now))
@@ -369,6 +394,7 @@ def usage_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[
             device = _by_label(state, label)
         else:
             device = _one_device(state, body.get("deviceId"), "deviceId")
+        _available(device)
         earliest, latest = _window(body)
         now = state.clock()
         first = max(earliest, device.created, now - USAGE_RETENTION)
