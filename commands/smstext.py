@@ -39,8 +39,8 @@ def check_sms(text: str) -> SmsCheck:
             size,
             limit,
             f"The SMS is {size} bytes in UTF-8 (it contains {' '.join(odd)}, outside the GSM 7-bit alphabet); "
-            f"ThingSpace accepts at most {limit} bytes for 8-bit messages. Shorten it, or use only plain "
-            "letters, digits and punctuation for up to 160 characters.",
+            f"ThingSpace accepts at most {limit} bytes for 8-bit messages. Shorten it by {size - limit} "
+            "bytes, or use only plain letters, digits and punctuation for up to 160 characters.",
         )
     if size <= limit:
         return SmsCheck(True, "7-bit", size, limit, "")

@@ -72,6 +72,7 @@ def test_eight_bit_sms_too_long(stack: LocalStack) -> None:
     body = stack.command(f'sms {STOLEN} "{"я" * 71}"', **OPERATOR).json()
     assert body["response_type"] == "ephemeral"
     assert "142 bytes" in body["text"] and "at most 140 bytes" in body["text"], body["text"]
+    assert "Shorten it by 2 bytes" in body["text"]
     assert "Usage: `/ts sms" in body["text"]
     assert stack.settle()
     assert _sms_calls(stack) == before

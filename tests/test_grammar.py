@@ -265,6 +265,7 @@ def test_sms_unicode_uses_8bit_limit() -> None:
     assert ok.ok and ok.encoding == "8-bit-UTF-8"
     too_long = check_sms("я" * 71)
     assert not too_long.ok and "140" in too_long.message
+    assert "142 bytes" in too_long.message and "Shorten it by 2 bytes" in too_long.message
 
 
 def test_sms_empty() -> None:
