@@ -32,6 +32,7 @@ from commands.context import Deps
 from commands.policy import VERBS
 from storage import jobs, outbox
 from storage.db import ConnectionPool, write
+from storage.login_gate import SqliteLoginGate
 
 __all__ = ["Runtime"]
 
@@ -53,6 +54,8 @@ class Runtime:
         register_secrets(settings)  # never logged, wherever they would appear
         self.pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
         self.metrics = Metrics(verbs=VERBS)
+        #: shared through the database with `tsbot check`, `tsbot callbacks` and the next restart
+        self.login_gate = SqliteLoginGate(self.pool.get, clock=clock, program="the bot")
         self.thingspace = ThingSpaceClient(
             settings.thingspace_base_url,
             client_id=settings.thingspace_client_id,
@@ -62,6 +65,7 @@ class Runtime:
             account=settings.thingspace_account,
             transport=thingspace_transport,
             observer=self._observe_thingspace,
+            login_gate=self.login_gate,
         )
         self.slack = WebClient(
             token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[]
