@@ -334,6 +334,9 @@ class LoginCoolingDown(ThingSpaceAuthError):
         self.paused_for = paused_for
         self.refused_by = refused_by
 
+    def __str__(self) -> str:
+        return super().__str__() if self.cause is not None else self.message
+
 
 class DeviceNotFound(ThingSpaceResponseError):
     """No such device in the account."""
