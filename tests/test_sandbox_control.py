@@ -208,3 +208,32 @@ def test_tsbot_sandbox_refuses_bad_options() -> None:
     )
     assert done.returncode == 2
     assert "account must look like 0000123456-00001" in done.stderr
+
+
+def test_condition_route_reaches_the_new_diagnostic_conditions() -> None:
+    """over-plan, wake-overdue, imei-changed and diag-unavailable can be set on any line over HTTP;
+    imei-changed moves the SIM at once, diag-unavailable fails its diagnostics until the line changes again."""
+    with running_sandbox(devices=40) as (sandbox, url, _clock), Api(url) as api:
+        conditions = api.http.get("/_sandbox/conditions").json()
+        for name in ("over-plan", "wake-overdue", "imei-changed", "diag-unavailable"):
+            assert name in conditions["conditions"]
+            assert conditions["demoDevices"][name]["label"] == f"demo-{name}"
+        line = sandbox.state.devices[30]
+        ref = f"/_sandbox/devices/iccid:{line.iccid}/condition"
+        over = api.http.post(ref, json={"condition": "over-plan"}).json()
+        assert over["condition"] == "over-plan" and over["servicePlan"] == "m2m4G"
+        overdue = api.http.post(ref, json={"condition": "wake-overdue"}).json()
+        assert overdue["attached"] is False and overdue["profile"] == "down"
+        before = line.original_imei
+        changed = api.http.post(ref, json={"condition": "imei-changed"}).json()
+        assert changed["ids"]["imei"] == line.spare_imei != before
+        assert changed["imeiChangePending"] is False
+        assert api.diagnostics(line.iccid)["Identifiers"]["IMEI"] == line.spare_imei
+        broken = api.http.post(ref, json={"condition": "diag-unavailable"}).json()
+        assert broken["diagnosticsUnavailable"] is True
+        failing = api.post(DIAG, _diag_body(line.iccid))
+        assert failing.status_code == 500
+        assert failing.json()["errorCode"] == "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
+        healthy = api.http.post(ref, json={"condition": "healthy"}).json()
+        assert healthy["diagnosticsUnavailable"] is False and healthy["ids"]["imei"] == before
+        assert api.post(DIAG, _diag_body(line.iccid)).status_code == 200

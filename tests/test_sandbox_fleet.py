@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_identifiers_are_unique_valid_and_only_device_zero_contains_9708() -> No
 
 
 def test_groups_types_and_demo_devices() -> None:
-    """plant-7 holds about 40 % of the fleet; meters are sleepy NB-IoT; the 11 demo devices are labelled."""
+    """plant-7 holds about 40 % of the fleet; meters are sleepy NB-IoT; the 15 demo devices are labelled."""
     fleet = build_fleet(4000, 1, START)
     plant = [d for d in fleet if "plant-7" in d.groups]
     assert 0.35 < len(plant) / len(fleet) < 0.45
@@ -53,7 +54,7 @@ def test_groups_types_and_demo_devices() -> None:
     assert meters and all(d.type.sleepy and d.type.rat == "NB-IoT" for d in meters)
     assert any("trackers" in d.groups for d in fleet)
     assert fleet[0].label == "demo-usage-spike" and "trackers" in fleet[0].groups
-    assert [d.label for d in fleet[:11]] == [
+    assert [d.label for d in fleet[:15]] == [
         "demo-usage-spike",
         "demo-healthy",
         "demo-suspended",
@@ -65,7 +66,12 @@ def test_groups_types_and_demo_devices() -> None:
         "demo-imei-mismatch",
         "demo-asleep",
         "demo-down",
+        "demo-over-plan",
+        "demo-wake-overdue",
+        "demo-imei-changed",
+        "demo-diag-unavailable",
     ]
+    assert {d.site for d in fleet[11:15]} <= {"depot-1", "depot-2"}  # plant-7's count is not theirs
     assert 1 <= sum(d.flaky for d in plant) <= len(plant) // 100  # lines that fail their first action once
     assert not any(d.base_condition == "suspended" for d in plant)
 
@@ -372,3 +378,84 @@ def test_conditions_can_be_set_on_any_device() -> None:
             sandbox.set_condition("iccid:89148000000000000001", "hung")
     finally:
         sandbox.close()
+
+
+def test_over_plan_line_is_over_an_allowance_only_the_plan_list_tells() -> None:
+    """The over-plan line is on m2m4G (no size in the code); its cycle usage passes the plan's sizeKb."""
+    with running_sandbox() as (sandbox, url, clock), Api(url) as api:
+        line = sandbox.device("demo-over-plan")
+        assert line["servicePlan"] == "m2m4G" and line["condition"] == "over-plan"
+        plans = api.get(f"/m2m/v1/accounts/{ACCOUNT}").json()["servicePlans"]
+        [plan] = [p for p in plans if p["code"] == "m2m4G"]
+        allowance = int(plan["sizeKb"]) * 1024
+        now = clock()
+        cycle_start = now.replace(day=9, hour=0, minute=0, second=0)  # START is 2026-03-10 15:30
+        records = _usage(api, line["ids"]["iccid"], 32, now)
+        in_cycle = [r for r in records if datetime.fromisoformat(r["timestamp"]) >= cycle_start]
+        used = sum(r["bytesUsed"] for r in in_cycle)
+        assert allowance < used < 2 * allowance
+        assert {r["servicePlan"] for r in records} == {"m2m4G"}
+        days = [r["bytesUsed"] for r in records[1:-1]]
+        assert max(days) < 1.5 * min(days)  # steady: over its plan, not a spike
+
+
+def test_wake_overdue_line_was_last_seen_twenty_hours_ago() -> None:
+    """The overdue meter woke every 12 h until 20 h ago and is not attached now."""
+    with running_sandbox() as (sandbox, url, clock), Api(url) as api:
+        iccid = sandbox.demo_devices()["wake-overdue"]["iccid"]
+        diag = api.diagnostics(iccid)
+        _expect(diag, Attached="false", Connected="false", RatType="NB-IoT")
+        last = datetime.fromisoformat(diag["Connectivity"]["LastConnectionDate"])
+        assert clock() - last == timedelta(hours=20) - timedelta(seconds=120)
+        starts = [t for t, e, _ in _events(api, iccid, clock() - timedelta(days=3), clock()) if e == "Start"]
+        assert [b - a for a, b in itertools.pairwise(starts)] == [timedelta(hours=12)] * 4
+
+
+def test_imei_changed_line_takes_its_new_imei_once_listed_and_is_not_reported() -> None:
+    """The seeded imei-changed line shows its old IMEI to the first device list, its new one after;
+    ThingSpace's mismatch report never lists it."""
+    with running_sandbox() as (sandbox, _url, _clock), Api(_url) as api:
+        line = sandbox.state.by_label["demo-imei-changed"]
+        old, new = line.original_imei, line.spare_imei
+        assert sandbox.device("demo-imei-changed")["imeiChangePending"] is True
+        _, page = _page(api, {"customFields": [{"key": "CustomField1", "value": "demo-imei-changed"}]})
+        [listed] = page["devices"]
+        assert {"id": old, "kind": "imei"} in listed["deviceIds"]
+        assert sandbox.device("demo-imei-changed")["ids"]["imei"] == new
+        _, again = _page(api, {"deviceId": {"id": line.iccid, "kind": "iccid"}})
+        assert {"id": new, "kind": "imei"} in again["devices"][0]["deviceIds"]
+        _, by_new = _page(api, {"deviceId": {"id": new, "kind": "imei"}})
+        assert by_new["devices"] and not _page(api, {"deviceId": {"id": old, "kind": "imei"}})[1]["devices"]
+        report = api.post("/m2m/v1/devices/actions/list/imeiiccidmismatch", {"accountName": ACCOUNT}).json()
+        assert line.iccid not in {r["iccid"] for r in report["devices"]}
+
+
+def test_diag_unavailable_line_answers_500_to_its_per_line_reads() -> None:
+    """Lookup, diagnostics and histories of the diag-unavailable line fail with HTTP 500; the device
+    list and the mismatch report still answer, and other lines are not affected."""
+    with running_sandbox() as (sandbox, url, clock), Api(url) as api:
+        iccid = sandbox.demo_devices()["diag-unavailable"]["iccid"]
+        device = {"id": iccid, "kind": "iccid"}
+        window = {"earliest": (clock() - timedelta(days=1)).isoformat(), "latest": clock().isoformat()}
+        for path, body in (
+            (LIST, {"accountName": ACCOUNT, "deviceId": device}),
+            (
+                "/m2m/v1/devices/extendeddiagnostics/actions/list",
+                {"accountName": ACCOUNT, "deviceList": [device]},
+            ),
+            ("/m2m/v1/devices/connections/actions/listHistory", {"deviceId": device, **window}),
+            ("/m2m/v1/devices/usage/actions/list", {"deviceId": device, **window}),
+        ):
+            answer = api.post(path, body)
+            assert answer.status_code == 500, path
+            assert answer.json()["errorCode"] == "UnifiedWebService.REQUEST_FAILED.UnexpectedError"
+        status, page = _page(
+            api, {"customFields": [{"key": "CustomField1", "value": "demo-diag-unavailable"}]}
+        )
+        assert status == 200 and len(page["devices"]) == 1
+        mismatches = api.post(
+            "/m2m/v1/devices/actions/list/imeiiccidmismatch",
+            {"accountName": ACCOUNT, "devices": [{"deviceIds": [device]}]},
+        )
+        assert mismatches.status_code == 200
+        assert api.diagnostics(sandbox.demo_devices()["healthy"]["iccid"])
