@@ -344,8 +344,9 @@ def diagnose(
 ) -> Diagnosis:
     """:func:`gather`, also returning the card's title and the line's key (after any lookup)."""
     now = now or datetime.fromtimestamp(deps.clock(), UTC)
-    # settings.diag_imei_change_window, once the configuration has it; else the default
-    window = imei_window or getattr(deps.settings, "diag_imei_change_window", None) or IMEI_CHANGE_WINDOW
+    window = imei_window
+    if window is None:  # settings.diag_imei_change_window, once the configuration has it
+        window = getattr(deps.settings, "diag_imei_change_window", None) or IMEI_CHANGE_WINDOW
     started = time.monotonic()
     looked_up: CheckResult | None = None
     if not accepted_everywhere(device_id):
