@@ -14,15 +14,22 @@ import pytest
 
 from bot.config import Settings
 from bot.console.blocks import validate_blocks
+from bot.redact import mask_id
 from bot.sandbox import Sandbox, create_sandbox
 from bot.serving import ServerThread
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceTimeout
 from bot.thingspace.ids import DeviceId
 from commands.context import Deps
-from commands.diag import CHECKS, card, gather, run_checks
+from commands.diag import CHECKS, card, diagnose, gather, run_checks
 from commands.verdict import Evidence, NextStep, Verdict, judge
+from storage import directory
 from storage.db import ConnectionPool
+
+ERROR_BODY = {
+    "errorCode": "UnifiedWebService.REQUEST_FAILED.UnexpectedError",
+    "errorMessage": "Unexpected error",
+}
 
 
 def test_checks_really_run_at_the_same_time() -> None:
@@ -160,3 +167,76 @@ def test_card_stays_within_block_kit_limits() -> None:
     assert validate_blocks(body) == []
     assert len(body) <= 50
     assert body[-1]["type"] == "context"
+
+
+@pytest.mark.parametrize("kind", ["eid", "imsi", "min"])
+def test_an_id_some_checks_refuse_is_looked_up_and_checked_by_its_iccid(
+    sandbox_deps: tuple[Deps, Sandbox], kind: str
+) -> None:
+    """A line named by EID, IMSI or MIN that the directory does not hold: the line is looked up
+    first, every other check runs with its ICCID, and all six answer."""
+    deps, sandbox = sandbox_deps
+    line = sandbox.device("demo-reconnect-loop")
+    device = DeviceId.from_wire({"kind": kind, "id": line["ids"][kind]})
+    seen = len(sandbox.requests_received())
+    found = diagnose(deps, device, str(device))
+    assert dict(found.facts.failed) == {}
+    assert found.facts.target == f"iccid:{line['ids']['iccid']}"
+    assert found.title == f"demo-reconnect-loop (iccid {mask_id(line['ids']['iccid'])})"
+    assert judge(found.facts).grade == "degraded"
+    calls = [r["path"] for r in sandbox.requests_received()[seen:] if r["path"].startswith("/m2m/v1/devices")]
+    assert calls[0] == "/m2m/v1/devices/actions/list"  # the lookup comes first
+    assert calls.count("/m2m/v1/devices/actions/list") == 1  # and is the line-details check
+    assert "/m2m/v1/devices/extendeddiagnostics/actions/list" in calls
+
+
+def test_an_unknown_eid_is_not_diagnosed(sandbox_deps: tuple[Deps, Sandbox]) -> None:
+    """An EID the account does not hold ends at the lookup with DeviceNotFound."""
+    deps, _ = sandbox_deps
+    device = DeviceId.from_wire({"kind": "eid", "id": "89049032000000000000000000000001"})
+    with pytest.raises(DeviceNotFound):
+        gather(deps, device, str(device))
+
+
+def test_when_the_lookup_fails_the_refused_checks_say_why(sandbox_deps: tuple[Deps, Sandbox]) -> None:
+    """If the lookup of an EID fails, the checks that need another kind of id are named as failed;
+    the ones that take an EID still answer."""
+    deps, sandbox = sandbox_deps
+    line = sandbox.device("demo-reconnect-loop")
+    device = DeviceId.from_wire({"kind": "eid", "id": line["ids"]["eid"]})
+    sandbox.inject_fault("/m2m/v1/devices/actions/list", status=400, body=ERROR_BODY)
+    facts, _ = gather(deps, device, str(device))
+    assert set(facts.failed) == {"line details", "extended diagnostics", "IMEI–ICCID check"}
+    assert "accepts only iccid" in facts.failed["extended diagnostics"]
+    assert facts.events is not None and facts.usage is not None
+
+
+def test_the_directory_keeps_each_imei_change(tmp_path: Path) -> None:
+    """A sync with a new IMEI records the change before overwriting it; a missing or equal IMEI does not;
+    changes come newest first and can be limited to a window."""
+    pool = ConnectionPool(tmp_path / "tsbot.db")
+    try:
+        db = pool.get()
+        line = {"ids": {"iccid": "89148000000800139708", "imei": "356938035643809"}, "label": "t-1"}
+        key = "iccid:89148000000800139708"
+        directory.upsert_devices(db, [line], now=1000.0)
+        directory.upsert_devices(db, [line], now=2000.0)
+        directory.upsert_devices(db, [{**line, "ids": {"iccid": line["ids"]["iccid"]}}], now=2500.0)
+        assert directory.imei_changes(db, key) == []
+        directory.upsert_devices(db, [line], now=2600.0)
+        directory.upsert_devices(
+            db, [{**line, "ids": {**line["ids"], "imei": "490154203237518"}}], now=3000.0
+        )
+        directory.upsert_devices(
+            db, [{**line, "ids": {**line["ids"], "imei": "353456789012345"}}], now=4000.0
+        )
+        changes = directory.imei_changes(db, key)
+        assert [(c.previous, c.imei, c.changed_at) for c in changes] == [
+            ("490154203237518", "353456789012345", 4000.0),
+            ("356938035643809", "490154203237518", 3000.0),
+        ]
+        assert [c.imei for c in directory.imei_changes(db, key, since=3500.0)] == ["353456789012345"]
+        entry = directory.lookup(db, "iccid", "89148000000800139708")
+        assert entry is not None and entry.synced_at == 4000.0 and entry.ids["imei"] == "353456789012345"
+    finally:
+        pool.close()
