@@ -10,15 +10,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.console.records import Message
 from bot.console.render import render_blocks
+from bot.directory_sync import sync_directory
+from bot.redact import mask_id
+from bot.sandbox.conditions import billing_cycle_start
 from bot.stack import LocalStack
+from bot.thingspace.ids import DeviceId
+from commands.diag import gather
 
 REBOOT_TEXT = 'AT+CFUN=1,1 "reboot"'
 USAGE_PATH = "/m2m/v1/devices/usage/actions/list"
+ACCOUNT_PATH = "/m2m/v1/accounts/*"
 ERROR_BODY = {
     "errorCode": "UnifiedWebService.REQUEST_FAILED.UnexpectedError",
     "errorMessage": "Unexpected error",
@@ -82,6 +89,8 @@ class Scenario:
     grade: str
     evidence: str
     buttons: list[str]
+    also: tuple[str, ...] = ()
+    answered: int = 6
 
 
 SCENARIOS = [
@@ -100,17 +109,53 @@ SCENARIOS = [
     Scenario("imei-mismatch", "degraded", "SIM in other hardware", ["Suspend…", "Watch"]),
     Scenario("asleep", "healthy", "asleep by design: wakes every ~12 h", ["Watch"]),
     Scenario("down", "down", "missed 6 wake-up(s)", ["Ask the network", "Send reboot SMS", "Watch"]),
+    Scenario(
+        "over-plan",
+        "degraded",
+        "but over its plan: ",
+        ["Watch"],
+        also=("this cycle of 1.0 GB (", "; allowance from the account's plan list)"),
+    ),
+    Scenario(
+        "wake-overdue",
+        "degraded",
+        "wake-up overdue: wakes every ~12 h, last seen 19 h ago",
+        ["Ask the network", "Watch"],
+        also=("its wake-up is overdue",),
+    ),
+    Scenario(
+        "imei-changed",
+        "degraded",
+        "SIM in other hardware: IMEI changed from …",
+        ["Suspend…", "Watch"],
+        also=("not in ThingSpace's mismatch report",),
+    ),
+    Scenario(
+        "diag-unavailable",
+        "unknown",
+        "Not enough to go on: line details, extended diagnostics, connection history, usage history "
+        "could not run; try again in a few minutes.",
+        [],
+        also=("Could not run:* line details:", "Could not run:* usage history:"),
+        answered=2,
+    ),
 ]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.condition for s in SCENARIOS])
 def test_each_condition_gets_its_verdict(stack: LocalStack, scenario: Scenario) -> None:
     """The demo device of each condition gets the right grade, the key evidence and the buttons."""
+    if scenario.condition == "over-plan":
+        cycle = datetime.now(UTC) - billing_cycle_start(stack.sandbox.clock())
+        if cycle < timedelta(hours=4):
+            pytest.skip(f"the billing cycle began {cycle} ago: too few sessions rated to be over any plan")
     card = run_diag(stack, scenario.condition)
     assert grade(card) == scenario.grade, text(card)
     assert scenario.evidence in text(card)
+    for evidence in scenario.also:
+        assert evidence in text(card), text(card)
     assert buttons(card) == scenario.buttons
-    assert "5 of 5 ThingSpace checks answered" in text(card)
+    assert f"{scenario.answered} of 6 ThingSpace checks answered" in text(card)
 
 
 def test_pending_request_is_shown_and_blocks_provisioning_buttons(stack: LocalStack) -> None:
@@ -136,7 +181,7 @@ def test_a_failed_check_is_named_and_the_verdict_still_stands(stack: LocalStack)
     assert grade(card) == "down"
     assert "no data session for 26 h" in text(card)
     assert "Could not run:* usage history:" in text(card)
-    assert "4 of 5 ThingSpace checks answered" in text(card)
+    assert "5 of 6 ThingSpace checks answered" in text(card)
 
 
 def test_unknown_when_the_line_checks_fail(stack: LocalStack) -> None:
@@ -207,3 +252,63 @@ def test_a_watched_line_uses_its_watch_cycle(stack: LocalStack) -> None:
         assert buttons(card) == []
     finally:
         stack.command(f"unwatch {target}")
+
+
+def test_every_sandbox_condition_has_a_scenario(stack: LocalStack) -> None:
+    """The table covers every condition the sandbox can put a line into, and every grade."""
+    assert {s.condition for s in SCENARIOS} | {"pending"} == set(stack.sandbox.conditions())
+    assert {s.grade for s in SCENARIOS} == {"healthy", "degraded", "down", "unknown"}
+
+
+def test_without_account_info_the_plan_is_not_checked_and_the_card_says_so(stack: LocalStack) -> None:
+    """The over-plan line's plan code has no size: with account info failing there is no allowance,
+    the card names the failed check and says why the plan was not checked."""
+    stack.sandbox.inject_fault(ACCOUNT_PATH, status=400, body=ERROR_BODY)
+    card = run_diag(stack, "over-plan")
+    assert "Could not run:* account info:" in text(card)
+    assert "this cycle (no allowance known: the account's plan list could not be read)" in text(card)
+    assert "over its plan" not in text(card)
+    assert "5 of 6 ThingSpace checks answered" in text(card)
+
+
+def test_imei_change_outlives_the_next_directory_sync(stack: LocalStack) -> None:
+    """The sandbox moves a line's SIM; diag first says so against the directory's IMEI, and after the
+    next directory sync still says "IMEI changed from …old to …new on DATE" (masked), within the
+    configured window only."""
+    assert stack.runtime is not None
+    line = stack.sandbox.state.devices[20]
+    old, new = line.original_imei, line.spare_imei
+    stack.sandbox.set_condition(f"iccid:{line.iccid}", "imei-changed")
+    change = f"IMEI changed from {mask_id(old)} to {mask_id(new)}"
+
+    card = _diag_line(stack, line.iccid, line.label)
+    assert grade(card) == "degraded", text(card)
+    assert f"{change} (since the bot's directory sync of " in text(card)
+    assert old not in json.dumps(card.blocks) and new not in json.dumps(card.blocks)
+
+    sync_directory(stack.runtime.thingspace, stack.runtime.pool.get())
+    card = _diag_line(stack, line.iccid, line.label)
+    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    assert grade(card) == "degraded", text(card)
+    assert f"{change} on {today} (recorded by the bot's directory sync; not in ThingSpace's" in text(card)
+    assert buttons(card) == ["Suspend…", "Watch"]
+
+    target = DeviceId.from_wire({"kind": "iccid", "id": line.iccid})
+    facts, _ = gather(stack.runtime.deps, target, str(target))
+    assert facts.mismatches and facts.mismatches[0].after == new
+    expired, _ = gather(stack.runtime.deps, target, str(target), imei_window=timedelta(seconds=0))
+    assert expired.mismatches == []
+
+
+def _diag_line(stack: LocalStack, iccid: str, label: str) -> Message:
+    before = {m.ts for m in stack.standin.messages()}
+    stack.command(f"diag iccid:{iccid}")
+    return stack.standin.wait_for(
+        lambda m: (
+            m.ts not in before
+            and m.source == "response_url"
+            and "Diagnosis" in json.dumps(m.blocks)
+            and label in m.text
+        ),
+        timeout=20,
+    )
