@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bot.app import Runtime
 
 __all__ = [
+    "DEFINITIVE_GROUP_ERRORS",
     "EXTRA_JOBS",
     "add_interval_job",
     "audit_anchor_job",
@@ -61,8 +62,20 @@ def sync_directory_job(runtime: Runtime) -> None:
     sync_directory(runtime.thingspace, runtime.pool.get())
 
 
+#: Slack errors that answer the question "who is in this group": the group does not exist (any
+#: more), so it has no members. Every other error (``ratelimited``, a 5xx, a timeout, an auth
+#: problem) says nothing about membership, and the last known members are kept.
+DEFINITIVE_GROUP_ERRORS = frozenset({"no_such_subteam"})
+
+
 def refresh_memberships_job(runtime: Runtime) -> None:
-    """Fetch members of every user group named in the grants (default deny if it fails)."""
+    """Fetch members of every user group named in the grants.
+
+    Only a definitive answer replaces what is stored: a member list, or Slack saying the group does
+    not exist. A temporary failure keeps the last known members (revoking everyone's grants
+    because Slack rate-limited one call would be worse than a few minutes of staleness); a group
+    never fetched has no members, so its grants deny until the first answer (default deny).
+    """
     grants = runtime.settings.grants
     group_ids = sorted(
         {i for role in ("viewer", "operator", "admin") for i in grants.ids_for(role) if i.startswith("S")}
@@ -72,11 +85,25 @@ def refresh_memberships_job(runtime: Runtime) -> None:
         try:
             answer = runtime.slack.usergroups_users_list(usergroup=group_id)
         except SlackApiError as exc:
-            log.warning("could not read members of user group %s: %s", group_id, exc.response.get("error"))
-            with write(db):
-                memberships.replace_members(db, group_id, [])
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if error not in DEFINITIVE_GROUP_ERRORS:
+                log.warning(
+                    "could not read members of user group %s (%s); keeping the last known members",
+                    group_id,
+                    error,
+                )
+                continue
+            log.warning("user group %s does not exist (%s): its grants now match nobody", group_id, error)
+            users: list[str] = []
+        except Exception as exc:  # noqa: BLE001 - network trouble: keep what is known, try the next group
+            log.warning(
+                "could not reach Slack for the members of user group %s (%s); keeping the last known members",
+                group_id,
+                type(exc).__name__,
+            )
             continue
-        users = [str(u) for u in answer.get("users") or []]
+        else:
+            users = [str(u) for u in answer.get("users") or []]
         with write(db):
             memberships.replace_members(db, group_id, users)
 

@@ -133,8 +133,14 @@ def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
     jobs.add_interval_job(
         scheduler, jobs.sync_directory_job, settings.directory_sync_every, "directory-sync", [runtime]
     )
+    # at start too: until the first answer, grants naming user groups match nobody
     jobs.add_interval_job(
-        scheduler, jobs.refresh_memberships_job, timedelta(minutes=10), "memberships-refresh", [runtime]
+        scheduler,
+        jobs.refresh_memberships_job,
+        timedelta(minutes=10),
+        "memberships-refresh",
+        [runtime],
+        at_start=True,
     )
     jobs.add_interval_job(scheduler, jobs.housekeeping_job, timedelta(minutes=10), "housekeeping", [runtime])
     jobs.add_interval_job(scheduler, jobs.audit_anchor_job, timedelta(minutes=1), "audit-anchor", [runtime])
