@@ -313,7 +313,12 @@ def refusal_of(state: LoginGateState) -> LoginFailed | None:
 def login_pause(state: LoginGateState, now: float, cooldown: float) -> LoginCoolingDown | None:
     """Why a login must not be sent now (the error to raise), or ``None`` when it may be."""
     pending = state.attempts > state.refusals
-    in_flight = pending and now < state.last_attempt_at + IN_FLIGHT_HOLD
+    # at most one attempt is in flight (a claim needs none to be): the latest, if nothing came after it
+    in_flight = (
+        pending
+        and state.last_attempt_at > state.last_refused_at
+        and now < state.last_attempt_at + IN_FLIGHT_HOLD
+    )
     # an attempt whose outcome never came back (its process died) counts as refused
     refused = state.attempts if pending and not in_flight else state.refusals
     cause = refusal_of(state)
