@@ -4,19 +4,27 @@
 with the callback username and password. It is idempotent: a service already registered with
 the same URL and username is left alone; one registered elsewhere is re-registered (ThingSpace
 keeps one listener per service and account).
+
+Both log in through the login gate in ``TSBOT_DB`` that the running bot uses: while it pauses
+logins after refused ones, nothing is sent and the error says what to do.
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bot.config import ConfigError, Settings
 from bot.thingspace import shapes
 from bot.thingspace.client import ThingSpaceClient
-from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.errors import LoginCoolingDown, ThingSpaceError
 from bot.thingspace.models import CallbackListener
+from storage.db import ConnectionPool
+from storage.login_gate import SqliteLoginGate
 
 __all__ = ["add_arguments", "register_all", "run"]
 
@@ -30,15 +38,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="list the listeners registered for the account")
 
 
-def _client(settings: Settings) -> ThingSpaceClient:
-    return ThingSpaceClient(
-        settings.thingspace_base_url,
-        client_id=settings.thingspace_client_id,
-        client_secret=settings.thingspace_client_secret,
-        username=settings.thingspace_username,
-        password=settings.thingspace_password,
-        account=settings.thingspace_account,
-    )
+@contextmanager
+def _client(settings: Settings) -> Iterator[ThingSpaceClient]:
+    """A client that logs in through the shared login gate; closed with the database after use."""
+    try:
+        pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(
+            f"the database TSBOT_DB={settings.db_path} cannot be opened ({type(exc).__name__}: {exc}); "
+            "it holds the ThingSpace login gate, so nothing was sent"
+        ) from exc
+    try:
+        with ThingSpaceClient(
+            settings.thingspace_base_url,
+            client_id=settings.thingspace_client_id,
+            client_secret=settings.thingspace_client_secret,
+            username=settings.thingspace_username,
+            password=settings.thingspace_password,
+            account=settings.thingspace_account,
+            login_gate=SqliteLoginGate(pool.get, program="tsbot callbacks"),
+        ) as client:
+            yield client
+    finally:
+        pool.close()
 
 
 def listener_url(settings: Settings) -> str:
@@ -104,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tsbot callbacks: {exc}", file=sys.stderr)
         return 2
+    except LoginCoolingDown as exc:
+        print(f"tsbot callbacks: nothing was sent: {exc.user_message}", file=sys.stderr)
+        return 1
     except ThingSpaceError as exc:
         print(f"tsbot callbacks: ThingSpace said no: {exc.user_message}", file=sys.stderr)
         return 1
