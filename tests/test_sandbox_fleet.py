@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.sandbox import EXAMPLE_ICCID, ManualClock, create_sandbox
+from bot.sandbox.conditions import OVERDUE_FOR
 from bot.sandbox.fleet import build_fleet
 from tests.helpers_sandbox import ACCOUNT, START, Api, running_sandbox
 
@@ -400,13 +401,13 @@ def test_over_plan_line_is_over_an_allowance_only_the_plan_list_tells() -> None:
 
 
 def test_wake_overdue_line_was_last_seen_twenty_hours_ago() -> None:
-    """The overdue meter woke every 12 h until 20 h ago and is not attached now."""
+    """The overdue meter woke every 12 h until 19.5 h ago and is not attached now."""
     with running_sandbox() as (sandbox, url, clock), Api(url) as api:
         iccid = sandbox.demo_devices()["wake-overdue"]["iccid"]
         diag = api.diagnostics(iccid)
         _expect(diag, Attached="false", Connected="false", RatType="NB-IoT")
         last = datetime.fromisoformat(diag["Connectivity"]["LastConnectionDate"])
-        assert clock() - last == timedelta(hours=20) - timedelta(seconds=120)
+        assert clock() - last == OVERDUE_FOR - timedelta(seconds=120)
         starts = [t for t, e, _ in _events(api, iccid, clock() - timedelta(days=3), clock()) if e == "Start"]
         assert [b - a for a, b in itertools.pairwise(starts)] == [timedelta(hours=12)] * 4
 

@@ -22,7 +22,7 @@ down             not attached and unreachable for 3 days
 over-plan        on plan ``m2m4G`` (1 GB, a code with no size in it: only the account's plan list
                  says so) and steadily ~1.5× over it this billing cycle (no spike: it always used
                  that much); a cycle younger than ~3 h has not rated enough sessions to be over yet
-wake-overdue     sleepy meter (12-hour cycle) last seen 20 h ago: its last wake never came
+wake-overdue     sleepy meter (12-hour cycle) last seen 19.5 h ago: its last wake never came
 imei-changed     the SIM moves to other hardware (the spare IMEI) right after ThingSpace first lists
                  the line, so a bot that synced its directory knows the old IMEI; ThingSpace's
                  mismatch report does not list it. Set through the control route, the move is
@@ -44,6 +44,7 @@ from bot.sandbox.rules import resume_line, suspend_line
 
 __all__ = [
     "CONDITIONS",
+    "OVERDUE_FOR",
     "OVER_PLAN",
     "apply_condition",
     "billing_cycle_start",
@@ -54,8 +55,9 @@ __all__ = [
 #: The plan the over-plan line is moved to, and how far over it the line is this cycle.
 OVER_PLAN: Final = "m2m4G"
 OVER_PLAN_SHARE: Final = 1.5
-#: How long ago the wake-overdue meter was last seen (its cycle is WAKE_EVERY, 12 h).
-OVERDUE_FOR: Final = timedelta(hours=20)
+#: How long ago the wake-overdue meter last woke (its cycle is WAKE_EVERY, 12 h): between 1.5 and 2
+#: cycles, so its wake is overdue but not yet missed twice.
+OVERDUE_FOR: Final = timedelta(hours=19, minutes=30)
 
 CONDITIONS: Final[dict[str, str]] = {
     "healthy": "active, attached, usual traffic",
@@ -70,7 +72,7 @@ CONDITIONS: Final[dict[str, str]] = {
     "asleep": "sleepy device, asleep by design, next wake in about 5 h",
     "down": "not attached, unreachable for 3 days",
     "over-plan": "steadily over its plan's allowance this billing cycle (plan code without a size)",
-    "wake-overdue": "sleepy device whose wake-up is overdue (last seen 20 h ago, wakes every 12 h)",
+    "wake-overdue": "sleepy device whose wake-up is overdue (last seen 19.5 h ago, wakes every 12 h)",
     "imei-changed": "SIM moved to another device (IMEI changed), not in the mismatch report",
     "diag-unavailable": "ThingSpace answers HTTP 500 to its diagnostics, history and lookup calls",
 }
