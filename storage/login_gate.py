@@ -47,7 +47,7 @@ _SALT_BYTES: Final = 16
 _MEMO_SIZE: Final = 64
 
 _ROW_COLUMNS: Final = (
-    "attempts, refusals, last_attempt_at, first_refused_at, last_refused_at, "
+    "attempts, refusals, in_flight_since, first_refused_at, last_refused_at, "
     "status, error_code, path, message, locked, refused_by"
 )
 
@@ -63,7 +63,7 @@ def create_login_gate(db: Database) -> None:
             iterations INTEGER NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             refusals INTEGER NOT NULL DEFAULT 0,
-            last_attempt_at REAL NOT NULL DEFAULT 0,
+            in_flight_since REAL NOT NULL DEFAULT 0,
             first_refused_at REAL NOT NULL DEFAULT 0,
             last_refused_at REAL NOT NULL DEFAULT 0,
             status INTEGER NOT NULL DEFAULT 0,
@@ -97,7 +97,7 @@ class GateState:
     attempts: int = 0
     refusals: int = 0
     streak: int = 0
-    last_attempt_at: float = 0.0
+    in_flight_since: float = 0.0
     first_refused_at: float = 0.0
     last_refused_at: float = 0.0
     status: int = 0
@@ -199,14 +199,14 @@ class SqliteLoginGate:
         for row in rows:
             salt, iterations, fingerprint = row[2:5]
             if salt is not None and self._matches(credentials, salt, iterations, fingerprint):
-                (attempts, refusals, last_attempt, first_refused, last_refused) = row[5:10]
+                (attempts, refusals, in_flight, first_refused, last_refused) = row[5:10]
                 status, error_code, path, message, locked, refused_by = row[10:16]
                 return GateState(
                     version=version,
                     attempts=int(attempts),
                     refusals=int(refusals),
                     streak=streak,
-                    last_attempt_at=float(last_attempt),
+                    in_flight_since=float(in_flight),
                     first_refused_at=float(first_refused),
                     last_refused_at=float(last_refused),
                     status=int(status),
@@ -228,10 +228,10 @@ class SqliteLoginGate:
             now = self.now()
             row_id = self._find(db, credentials)
             if row_id is None:
-                self._insert(db, credentials, attempts=1, last_attempt_at=now)
+                self._insert(db, credentials, attempts=1, in_flight_since=now)
             else:
                 db.execute(
-                    "UPDATE login_gate SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+                    "UPDATE login_gate SET attempts = attempts + 1, in_flight_since = ? WHERE id = ?",
                     [now, row_id],
                 )
             self._bump(db)
@@ -260,7 +260,6 @@ class SqliteLoginGate:
                     credentials,
                     attempts=1,
                     refusals=1,
-                    last_attempt_at=now,
                     first_refused_at=now,
                     last_refused_at=now,
                     **refusal,
@@ -271,6 +270,7 @@ class SqliteLoginGate:
                     UPDATE login_gate SET
                         attempts = MAX(attempts, refusals + 1),
                         refusals = refusals + 1,
+                        in_flight_since = 0,
                         first_refused_at = CASE WHEN first_refused_at = 0 THEN :now ELSE first_refused_at END,
                         last_refused_at = :now,
                         status = :status, error_code = :error_code, path = :path, message = :message,
@@ -297,7 +297,8 @@ class SqliteLoginGate:
             row_id = self._find(db, credentials)
             if row_id is not None:
                 db.execute(
-                    "UPDATE login_gate SET attempts = MAX(refusals, attempts - 1) WHERE id = ?", [row_id]
+                    "UPDATE login_gate SET attempts = MAX(refusals, attempts - 1), in_flight_since = 0 WHERE id = ?",
+                    [row_id],
                 )
                 db.execute("DELETE FROM login_gate WHERE id = ? AND attempts = 0 AND refusals = 0", [row_id])
             self._bump(db)

@@ -78,6 +78,9 @@ __all__ = [
     "LoginGateState",
     "MemoryLoginGate",
     "ThingSpaceAuth",
+    "credentials_key",
+    "login_pause",
+    "refusal_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,7 +132,8 @@ class LoginGateState(Protocol):
         """Refusals in a row with any credentials since the last successful login."""
 
     @property
-    def last_attempt_at(self) -> float: ...
+    def in_flight_since(self) -> float:
+        """When the attempt now in flight was claimed; 0 once its outcome is recorded."""
 
     @property
     def first_refused_at(self) -> float:
@@ -202,7 +206,7 @@ class GateSnapshot:
     attempts: int = 0
     refusals: int = 0
     streak: int = 0
-    last_attempt_at: float = 0.0
+    in_flight_since: float = 0.0
     first_refused_at: float = 0.0
     last_refused_at: float = 0.0
     status: int = 0
@@ -246,7 +250,7 @@ class MemoryLoginGate:
                 return False
             key = self._id(credentials)
             record = self._records.get(key) or GateSnapshot()
-            self._records[key] = replace(record, attempts=record.attempts + 1, last_attempt_at=self.now())
+            self._records[key] = replace(record, attempts=record.attempts + 1, in_flight_since=self.now())
             self._version += 1
             return True
 
@@ -255,11 +259,12 @@ class MemoryLoginGate:
     ) -> None:
         with self._lock:
             key = self._id(credentials)
-            record = self._records.get(key) or GateSnapshot(attempts=1, last_attempt_at=self.now())
+            record = self._records.get(key) or GateSnapshot(attempts=1)
             now = self.now()
             self._records[key] = replace(
                 record,
                 attempts=max(record.attempts, record.refusals + 1),
+                in_flight_since=0.0,
                 refusals=record.refusals + 1,
                 first_refused_at=record.first_refused_at or now,
                 last_refused_at=now,
@@ -287,7 +292,7 @@ class MemoryLoginGate:
                 if attempts == 0:
                     del self._records[key]
                 else:
-                    self._records[key] = replace(record, attempts=attempts)
+                    self._records[key] = replace(record, attempts=attempts, in_flight_since=0.0)
             self._version += 1
 
     def reopen(self) -> None:
@@ -313,16 +318,16 @@ def refusal_of(state: LoginGateState) -> LoginFailed | None:
 def login_pause(state: LoginGateState, now: float, cooldown: float) -> LoginCoolingDown | None:
     """Why a login must not be sent now (the error to raise), or ``None`` when it may be."""
     pending = state.attempts > state.refusals
-    # at most one attempt is in flight (a claim needs none to be): the latest, if nothing came after it
-    in_flight = (
-        pending
-        and state.last_attempt_at > state.last_refused_at
-        and now < state.last_attempt_at + IN_FLIGHT_HOLD
-    )
-    # an attempt whose outcome never came back (its process died) counts as refused
-    refused = state.attempts if pending and not in_flight else state.refusals
+    in_flight = pending and state.in_flight_since > 0 and now < state.in_flight_since + IN_FLIGHT_HOLD
+    if pending and not in_flight:
+        # an attempt whose outcome never came back (its process died) counts as refused
+        refused = state.attempts
+        refused_at = max(state.last_refused_at, state.in_flight_since)
+    else:
+        refused = state.refusals
+        refused_at = state.last_refused_at
     cause = refusal_of(state)
-    since = state.first_refused_at or state.last_attempt_at
+    since = state.first_refused_at or state.in_flight_since
 
     def paused(pause: LoginPause, seconds_left: float) -> LoginCoolingDown:
         return LoginCoolingDown(
@@ -342,9 +347,9 @@ def login_pause(state: LoginGateState, now: float, cooldown: float) -> LoginCool
     if state.streak >= MAX_REFUSALS_IN_A_ROW:
         return paused(LoginPause.TOO_MANY, math.inf)
     if in_flight:
-        return paused(LoginPause.IN_PROGRESS, state.last_attempt_at + IN_FLIGHT_HOLD - now)
+        return paused(LoginPause.IN_PROGRESS, state.in_flight_since + IN_FLIGHT_HOLD - now)
     if refused:
-        left = max(state.last_attempt_at, state.last_refused_at) + cooldown - now
+        left = refused_at + cooldown - now
         if left > 0:
             return paused(LoginPause.COOL_DOWN, left)
     return None
