@@ -19,11 +19,12 @@ listener registered for the right service, retried with a rising ``callbackCount
 ``sandbox-secret``, user ``sandbox-user`` / ``sandbox-pass``, account ``0000123456-00001``.
 
 The fleet is deterministic for ``(devices, seed)`` (:mod:`bot.sandbox.fleet`): device #0 is the
-ICCID ``89148000000800139708``, and devices #0–#10 show one diagnostic condition each, labelled
+ICCID ``89148000000800139708``, and devices #0–#14 show one diagnostic condition each, labelled
 ``demo-<condition>`` (:mod:`bot.sandbox.conditions`): ``demo-usage-spike`` (#0),
 ``demo-healthy``, ``demo-suspended``, ``demo-pending``, ``demo-action-limit``, ``demo-hung``,
-``demo-reconnect-loop``, ``demo-no-traffic``, ``demo-imei-mismatch``, ``demo-asleep`` and
-``demo-down``. Time-based rules read an injectable clock (:class:`ManualClock` in tests).
+``demo-reconnect-loop``, ``demo-no-traffic``, ``demo-imei-mismatch``, ``demo-asleep``,
+``demo-down``, ``demo-over-plan``, ``demo-wake-overdue``, ``demo-imei-changed`` and
+``demo-diag-unavailable``. Time-based rules read an injectable clock (:class:`ManualClock` in tests).
 
 Control routes under ``/_sandbox/`` (JSON) flip reachability, set conditions, list received
 requests, inject faults, latency and dropped callbacks, trigger external-change and

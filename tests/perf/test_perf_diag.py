@@ -35,7 +35,8 @@ def test_diag_checks_run_in_parallel(tmp_path: Path) -> None:
     with LocalStack(tmp_path, devices=40, scheduler=False) as stack:
         assert stack.runtime is not None
         deps = stack.runtime.deps
-        demo = stack.sandbox.demo_devices()
+        # every demo line but the one whose diagnostics fail on purpose (its retries are not the figure)
+        demo = {k: v for k, v in stack.sandbox.demo_devices().items() if k != "diag-unavailable"}
         targets = [DeviceId.from_wire({"kind": "iccid", "id": d["iccid"]}) for d in demo.values()]
         gather(deps, targets[0], str(targets[0]))  # warm up: token, session, connections
         stack.sandbox.set_latency(LATENCY)
