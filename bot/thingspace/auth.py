@@ -336,7 +336,7 @@ def login_pause(state: LoginGateState, now: float, cooldown: float) -> LoginCool
             pause=pause,
             refusals=state.streak if pause is LoginPause.TOO_MANY else refused,
             since=since,
-            paused_for=max(0.0, now - since),
+            paused_for=max(0.0, now - since) if since else None,
             refused_by=state.refused_by,
         )
 
