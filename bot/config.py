@@ -142,6 +142,9 @@ class Settings:
     audit_retention: timedelta = timedelta(0)
     #: [audit] archive_dir: where retention writes its export files
     audit_archive_dir: str = ""
+    #: [scheduler] lease_ttl: how long the scheduler lease lasts unrenewed; a second process on
+    #: the same database takes the scheduled jobs over this long after the holder died
+    scheduler_lease_ttl: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -198,6 +201,15 @@ def _duration(table: Mapping[str, Any], key: str, where: str) -> timedelta:
         raise ConfigError(f"{where}.{key}: {exc}") from None
 
 
+def _at_least(table: Mapping[str, Any], key: str, where: str, least: timedelta) -> timedelta:
+    value = _duration(table, key, where)
+    if value < least:
+        raise ConfigError(
+            f"{where}.{key} must be at least {int(least.total_seconds())} s, not {table[key]!r}"
+        )
+    return value
+
+
 def _positive_int(table: Mapping[str, Any], key: str, where: str) -> int:
     raw = table[key]
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
@@ -240,7 +252,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Validate the parsed TOML and map it to Settings fields."""
     out: dict[str, Any] = {}
-    known_tables = {"grants", "channels", "limits", "directory", "sms", "alerts", "audit"}
+    known_tables = {"grants", "channels", "limits", "directory", "sms", "alerts", "audit", "scheduler"}
     unknown = set(data) - known_tables
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; known: {sorted(known_tables)}")
@@ -307,4 +319,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         out["audit_retention"] = _duration(audit, "retention", "audit")
     if "archive_dir" in audit:
         out["audit_archive_dir"] = str(audit["archive_dir"])
+
+    scheduler = data.get("scheduler", {})
+    if "lease_ttl" in scheduler:
+        out["scheduler_lease_ttl"] = _at_least(scheduler, "lease_ttl", "scheduler", timedelta(seconds=3))
     return out

@@ -5,7 +5,7 @@ Only one process runs the jobs (reliability-anchors.md §3.7): a :class:`Schedul
 SQLite (:mod:`storage.lease`) with an expiry, renewed by the ``scheduler-lease`` job. Every job is
 wrapped so that its body runs only in the process that holds the lease; a second process started
 by mistake on the same database keeps its scheduler idle, and takes over once the holder stops
-(released at shutdown) or stops renewing (after :data:`LEASE_TTL`).
+(released at shutdown) or stops renewing (after ``[scheduler] lease_ttl``, default :data:`LEASE_TTL`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ __all__ = ["LEASE_NAME", "LEASE_TTL", "SchedulerLease", "build_scheduler", "rene
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
-#: How long the lease lasts without renewal; it is renewed every third of this (or more often).
+#: How long the lease lasts without renewal (default of ``[scheduler] lease_ttl``); it is renewed
+#: every third of this (or more often).
 LEASE_TTL = 60.0
 
 
@@ -150,10 +151,12 @@ def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
     for extra in jobs.EXTRA_JOBS:
         extra(scheduler, runtime)
     # Only the lease holder runs job bodies (two processes on one database by mistake).
-    lease = SchedulerLease(runtime.pool, clock=runtime.clock)
+    lease = SchedulerLease(
+        runtime.pool, ttl=settings.scheduler_lease_ttl.total_seconds(), clock=runtime.clock
+    )
     for job in scheduler.get_jobs():
         job.modify(func=lease.guard(job.id, job.func))
-    renew_every = min(timedelta(seconds=LEASE_TTL / 3), settings.alert_evaluate_every)
+    renew_every = min(timedelta(seconds=lease.ttl / 3), settings.alert_evaluate_every)
     jobs.add_interval_job(scheduler, renew_lease_job, renew_every, "scheduler-lease", [lease])
     scheduler.lease = lease
     lease.renew()
@@ -173,7 +176,7 @@ def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
         try:
             lease.release()
         except Exception:  # noqa: BLE001 - shutting down: the lease then simply expires
-            log.warning("could not release the scheduler lease; it expires in %d s", int(LEASE_TTL))
+            log.warning("could not release the scheduler lease; it expires in %d s", int(lease.ttl))
 
     scheduler.add_listener(release, EVENT_SCHEDULER_SHUTDOWN)
     return scheduler

@@ -38,6 +38,7 @@ TOML_KEYS = {
     "watch_missed_wakes": "missed_wakes",
     "audit_retention": "retention",
     "audit_archive_dir": "archive_dir",
+    "scheduler_lease_ttl": "lease_ttl",
 }
 
 
