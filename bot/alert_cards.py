@@ -222,10 +222,38 @@ def down_again_reply(alert: Alert, *, label: str, tz: tzinfo) -> str:
     )
 
 
-def snooze_ended_reply(labels: Sequence[str]) -> str:
-    if len(labels) == 1:
-        return f":alarm_clock: Snooze ended: {labels[0]} is still not reachable; the alert is firing again."
-    return f":alarm_clock: Snooze ended: {len(labels):,} devices are still not reachable; firing again."
+def snooze_ended_reply(
+    labels: Sequence[str],
+    *,
+    back: Sequence[tuple[str, float]] = (),
+    recover_after: float = 0.0,
+    tz: tzinfo = UTC,
+) -> str:
+    """The thread reply when a snooze ends. *labels*: devices still down (their alert fires again);
+    *back*: ``(label, reachable since)`` of devices up again but not for ``recover_after`` yet (flap
+    damping): their alert resolves if they stay up, so "still not reachable" would be wrong."""
+    if not back:
+        if len(labels) == 1:
+            return (
+                f":alarm_clock: Snooze ended: {labels[0]} is still not reachable; the alert is firing again."
+            )
+        return f":alarm_clock: Snooze ended: {len(labels):,} devices are still not reachable; firing again."
+    wait = _span(recover_after)
+    if not labels and len(back) == 1:
+        label, since = back[0]
+        return (
+            f":alarm_clock: Snooze ended: {label} is reachable again since "
+            f"{_clock(since, tz)}; the alert resolves at {_clock(since + recover_after, tz)} if it stays "
+            f"reachable ({wait} without a drop), and fires again if it drops."
+        )
+    if not labels:
+        return (
+            f":alarm_clock: Snooze ended: {len(back):,} devices are reachable again; "
+            f"their alerts resolve once each has stayed up for {wait}."
+        )
+    down = f"{len(labels):,} {'device is' if len(labels) == 1 else 'devices are'} still not reachable"
+    up = f"{len(back):,} {'is' if len(back) == 1 else 'are'} reachable again"
+    return f":alarm_clock: Snooze ended: {down} (firing again); {up} (resolving once up for {wait})."
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from bot.thingspace.ids import DeviceId
 from storage import alerts, directory, outbox, watches
 from storage.alerts import Alert, AlertGroup
 from storage.audit import AuditLog
-from storage.audit_events import AuditEvent, Verb
+from storage.audit_events import AuditEvent, Outcome, Verb
 from storage.db import write
 from storage.watches import Observation, ReachState, Watch
 
@@ -368,8 +368,30 @@ def evaluate(db: Database, settings: Settings, *, now: float) -> Tick:
 
 
 def _expire_snoozes(ctx: _Context) -> None:
+    """Ended snoozes fire again, each with a thread reply that says where the device stands, and
+    one audit row per channel (``alert.snooze``, outcome ``expired``).
+
+    A device that came back during the snooze but has not stayed reachable for
+    ``alert_recover_after`` yet (flap damping) is not "still not reachable": the reply says when its
+    alert resolves. One whose recovery is due in this very tick gets no snooze reply (the recovery
+    reply follows).
+    """
     ended = alerts.expire_snoozes(ctx.db, now=ctx.now)
     ctx.tick.snooze_ended = len(ended)
+    if not ended:
+        return
+    wait = ctx.settings.alert_recover_after.total_seconds()
+    cutoff = ctx.now - wait
+
+    def sort(items: list[Alert]) -> tuple[list[str], list[tuple[str, float]]]:
+        down = [ctx.label(a.device) for a in items if a.recovering_since is None]
+        back = [
+            (ctx.label(a.device), a.recovering_since)
+            for a in items
+            if a.recovering_since is not None and a.recovering_since > cutoff
+        ]
+        return down, back
+
     by_group: dict[int, list[Alert]] = {}
     for alert in ended:
         if alert.group_id is not None:
@@ -377,15 +399,36 @@ def _expire_snoozes(ctx: _Context) -> None:
             ctx.dirty_groups.add(alert.group_id)
             continue
         ctx.card_changed(alert)
-        if alert.card_key:
+        down, back = sort([alert])
+        if alert.card_key and (down or back):
             key = f"{alert.card_key}:snooze-end:{int(alert.snoozed_until or 0)}"
-            ctx.reply(
-                alert.card_key, alert.channel, key, alert_cards.snooze_ended_reply([ctx.label(alert.device)])
-            )
+            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz)
+            ctx.reply(alert.card_key, alert.channel, key, text)
     for group_id, members in by_group.items():
-        key = f"alert-group:{group_id}:snooze-end:{int(ctx.now)}"
-        text = alert_cards.snooze_ended_reply([ctx.label(m.device) for m in members])
-        ctx.group_replies.setdefault(group_id, []).append((key, text))
+        down, back = sort(members)
+        if down or back:
+            key = f"alert-group:{group_id}:snooze-end:{int(ctx.now)}"
+            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz)
+            ctx.group_replies.setdefault(group_id, []).append((key, text))
+    by_channel: dict[str, list[Alert]] = {}
+    for alert in ended:
+        by_channel.setdefault(alert.channel, []).append(alert)
+    for channel, items in by_channel.items():
+        ctx.audit.append(
+            AuditEvent.system(
+                Verb.ALERT_SNOOZE,
+                outcome=Outcome.EXPIRED,
+                channel=channel,
+                targets=[a.device for a in items],
+                detail={
+                    "alerts": [a.id for a in items[:100]],
+                    "count": len(items),
+                    "groups": sorted({a.group_id for a in items if a.group_id is not None})[:100],
+                    "snoozed_by": sorted({a.snoozed_by for a in items if a.snoozed_by})[:20],
+                    "reachable_again": sum(a.recovering_since is not None for a in items),
+                },
+            )
+        )
 
 
 def _recover(ctx: _Context) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from storage import alerts, watches
 from storage.db import write
-from tests.helpers_alerts import HOUR, ICCIDS, AlertBench, alert_bench, seed_directory
+from tests.helpers_alerts import HOUR, ICCIDS, T0, AlertBench, alert_bench, seed_directory
 
 MIN = 60.0
 DEVICES = [f"iccid:{i}" for i in ICCIDS]
@@ -201,7 +201,9 @@ def test_acknowledge_records_who(bench: AlertBench) -> None:
     assert entry["actor"] == "U0OPS1" and entry["targets"] == [D1]
     again = bench.click("alert-ack", 1, user="U0OPS2")
     assert again is not None and "Nothing to do" in again.text
-    assert len(bench.audit("alert.ack")) == 1 and len(bench.cards()) == 1
+    acks = bench.audit("alert.ack")
+    assert [e["actor"] for e in acks if e["outcome"] == "ok"] == ["U0OPS1"] and len(bench.cards()) == 1
+    assert {e["outcome"] for e in acks[1:]} <= {"refused"}  # the second click changed nothing
 
 
 def test_snooze_expires_fires_again_and_is_audited(bench: AlertBench) -> None:
@@ -222,6 +224,49 @@ def test_snooze_expires_fires_again_and_is_audited(bench: AlertBench) -> None:
         f":alarm_clock: Snooze ended: iccid …{D1[-4:]} is still not reachable; the alert is firing again."
     ]
     assert len(bench.cards()) == 1
+    snoozed, ended = bench.audit("alert.snooze")
+    assert (snoozed["actor"], snoozed["outcome"]) == ("U0OPS1", "ok")
+    assert (ended["actor"], ended["outcome"], ended["targets"]) == ("system", "expired", [D1])
+    assert ended["detail"]["alerts"] == [1] and ended["detail"]["snoozed_by"] == ["U0OPS1"]
+    assert ended["detail"]["reachable_again"] == 0
+
+
+def test_a_snooze_ending_while_the_device_is_back_but_not_yet_recovered_says_so(bench: AlertBench) -> None:
+    """Back 10 min before the snooze ends, recovery needs 15 min: the reply says when the alert
+    resolves (not "still not reachable"); the expiry is audited; 5 min later it recovers."""
+    bench.command(f"watch {D1} --alert-after 1h")
+    _down(bench, [D1])
+    bench.advance(HOUR)
+    bench.click("alert-snooze-1h", 1, user="U0OPS1")
+    bench.advance(50 * MIN)
+    bench.callback(D1, True)
+    back_at = bench.now
+    assert bench.advance(10 * MIN).snooze_ended == 1
+    [reply] = bench.replies("alert:1")
+    assert "still not reachable" not in reply
+    assert reply.startswith(f":alarm_clock: Snooze ended: iccid …{D1[-4:]} is reachable again since ")
+    assert "the alert resolves at 2027-01-15 10:05 UTC if it stays reachable (15 min without a drop)" in reply
+    assert back_at == T0 + HOUR + 50 * MIN  # 09:50 UTC
+    [ended] = [e for e in bench.audit("alert.snooze") if e["outcome"] == "expired"]
+    assert ended["actor"] == "system" and ended["detail"]["reachable_again"] == 1
+    assert bench.advance(5 * MIN).recovered == 1
+    assert (
+        bench.replies("alert:1")[-1] == f":large_green_circle: iccid …{D1[-4:]} recovered after 1 h 50 min."
+    )
+
+
+def test_a_snooze_ending_as_the_device_recovers_gets_only_the_recovery_reply(bench: AlertBench) -> None:
+    """Recovered during the snooze, evaluated when it ends: one reply, 'recovered', no snooze reply."""
+    bench.command(f"watch {D1} --alert-after 1h")
+    _down(bench, [D1])
+    bench.advance(HOUR)
+    bench.click("alert-snooze-1h", 1, user="U0OPS1")
+    bench.now += 30 * MIN
+    bench.callback(D1, True)
+    tick = bench.advance(30 * MIN)
+    assert (tick.snooze_ended, tick.recovered) == (1, 1)
+    assert bench.replies("alert:1") == [f":large_green_circle: iccid …{D1[-4:]} recovered after 1 h 30 min."]
+    assert [e["outcome"] for e in bench.audit("alert.snooze")] == ["ok", "expired"]
 
 
 def test_a_viewer_may_acknowledge_but_not_snooze(bench: AlertBench) -> None:
@@ -323,6 +368,8 @@ def test_group_buttons_act_on_every_member_and_the_group_recovers(bench: AlertBe
     assert bench.replies("alert-group:1") == [
         ":alarm_clock: Snooze ended: 8 devices are still not reachable; firing again."
     ]
+    [ended] = [e for e in bench.audit("alert.snooze") if e["outcome"] == "expired"]
+    assert len(ended["targets"]) == 8 and ended["detail"]["groups"] == [1]
     for device in eight[:5]:
         bench.callback(device, True)
     bench.advance(15 * MIN)
@@ -377,3 +424,23 @@ def test_callbacks_name_the_monitor_and_confirm_it(bench: AlertBench) -> None:
     # a later change notification carries its own request id and the same monitor id
     bench.callback(D1, False, request_id="notification-1", monitor_id="mon-77")
     assert [m.monitor_id for m in watches.monitors_of(bench.db, D1)] == ["mon-77"]
+
+
+def test_a_group_snooze_ending_tells_the_devices_still_down_from_those_back(bench: AlertBench) -> None:
+    """Grouped card, snooze ends with 3 of 8 devices back but inside the recovery wait: the reply
+    counts both, and says which fire again."""
+    eight = DEVICES[:8]
+    bench.command(f"watch {' '.join(eight)} --alert-after 30m")
+    _down(bench, eight)
+    bench.advance(30 * MIN)
+    bench.click("group-snooze-1h", 1, user="U0OPS2")
+    bench.now += 55 * MIN
+    for device in eight[:3]:
+        bench.callback(device, True)
+    assert bench.advance(5 * MIN).snooze_ended == 8
+    assert bench.replies("alert-group:1") == [
+        (
+            ":alarm_clock: Snooze ended: 5 devices are still not reachable (firing again); "
+            "3 are reachable again (resolving once up for 15 min)."
+        )
+    ]
