@@ -14,14 +14,34 @@ Rules it keeps:
 * HTTP 429 blocks that method for that channel for ``Retry-After`` seconds; for ``chat.update``,
   whose Tier-3 limit is workspace-wide, the whole method waits. A 429 does not count as a failure;
 * 5xx answers, timeouts, connection errors and Slack's transient error codes are retried with
-  capped exponential backoff and jitter, up to ``max_attempts`` failures;
+  capped exponential backoff and jitter (``backoff_cap``, 60 s by default) for as long as the row
+  is younger than ``max_age`` (:data:`MAX_RETRY_AGE`, 24 h, counted from the enqueue or the last
+  requeue): a Slack outage of minutes or hours delays messages, it does not lose them. Only a
+  row still failing after that long is dead-lettered ("gave up after 24 h: …"). A 429 is never a
+  failure, but it too stops at the age limit;
+* an update waits while the post it edits is still unsent (pending, or being retried); it is
+  dead-lettered only if that post is dead or gone;
 * every other Slack error (``channel_not_found``, ``not_in_channel``, ``is_archived``,
   ``invalid_auth``, ``invalid_blocks``, ``msg_too_long``, a response_url's ``expired_url`` or
   ``used_url`` …) is permanent: the row goes to the dead-letter state with one WARNING line and an
-  ``on_event("dead", info)`` call, and is not tried again;
+  ``on_event("dead", info)`` call, and is not tried again (``tsbot outbox dead`` lists such rows,
+  ``tsbot outbox requeue`` sends them again once the cause is fixed);
+* when the root message of a request (``req:<request id>``) or an approval card
+  (``approval:<action id>``) dies because the bot cannot post in that conversation
+  (``channel_not_found``, ``not_in_channel``), the requester is told what happened and what to do:
+  through the command's response_url while it is fresh (Slack honours one for 30 min), else by a
+  direct message;
 * a row taken back after a crash (its lease expired while ``sending``) or after a timeout may
-  already be in Slack: its re-send carries a small ``ref <hash>`` context line so a human can
-  spot the duplicate.
+  already be in Slack: its re-send carries a small ``ref <hash>`` label so a human can spot the
+  duplicate — a context block, or inside the last context block when the message already has
+  Slack's maximum of 50 blocks, or in the text when neither fits.
+
+One relay sends at a time per database: the pacing, the 429 blocks and the update budget live in
+the relay's memory, so two relays (two processes started on one database by mistake) would each
+pace on their own and together double the rate. The relay therefore sends only while it holds the
+SQLite lease :data:`RELAY_LEASE` (``storage.lease``); another relay on the same database waits,
+and takes over within :data:`RELAY_LEASE_TTL` if the holder dies (at once if it stops cleanly).
+Claims stay atomic and per lane underneath, so even an overlap sends each row once.
 
 Slack is reached with slack_sdk's ``WebClient`` with its retry handlers switched off (the outbox
 owns retries: a hidden retry would be an unlabelled duplicate); a response_url with a plain
@@ -34,27 +54,43 @@ import contextlib
 import hashlib
 import http.client
 import logging
+import os
 import random
 import socket
 import threading
 import time
 import urllib.error
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 
+from bot.blocks import MAX_BLOCKS
+from bot.durations import format_duration
 from bot.logs import request_context
 from bot.redact import mask_text
-from storage import outbox
-from storage.db import ConnectionPool
+from storage import lease as lease_store
+from storage import outbox, pending, requests
+from storage.db import ConnectionPool, write
 from storage.outbox import OutboxRow
 
-__all__ = ["TRANSIENT_ERRORS", "EventHook", "OutboxRelay", "reference"]
+__all__ = [
+    "MAX_RETRY_AGE",
+    "METHODS",
+    "RELAY_LEASE",
+    "RELAY_LEASE_TTL",
+    "TRANSIENT_ERRORS",
+    "EventHook",
+    "OutboxRelay",
+    "reference",
+    "requester_notice",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +104,28 @@ TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 
-_METHODS = {
+#: The Slack call each kind of outbox row is sent with.
+METHODS = {
     "post": "chat.postMessage",
     "ephemeral": "chat.postEphemeral",
     "update": "chat.update",
     "respond": "response_url",
 }
+
+#: How long a row is retried through transient failures (5xx, timeouts, refused connections,
+#: 429s) before it is dead-lettered, counted from its enqueue (or its last requeue).
+MAX_RETRY_AGE = 24 * 3600.0
+#: The lease a relay must hold to send (one sending relay per database).
+RELAY_LEASE = "outbox-relay"
+#: How long that lease lasts unless renewed (every third of it): after a relay dies, another
+#: one on the same database takes over within this time.
+RELAY_LEASE_TTL = 15.0
+#: Errors that mean the bot cannot post in the conversation at all (not a member, or cannot see it).
+CHANNEL_ERRORS = frozenset({"channel_not_found", "not_in_channel"})
+#: A response_url is honoured by Slack for 30 min; this much of it is trusted.
+RESPONSE_URL_FRESH = 25 * 60.0
+#: Keys of the posts whose death the requester is told about: request roots and approval cards.
+_REQUESTER_PREFIXES = ("req:", "approval:")
 
 # A row whose next_attempt_at lies further ahead than this was scheduled by a clock that has
 # since been set back; it is treated as due rather than left waiting for hours.
@@ -132,6 +184,85 @@ def _fallback_text(blocks: list[dict[str, Any]] | None) -> str:
     return "(message)"
 
 
+#: Slack's limit of elements in one context block.
+_CONTEXT_ELEMENTS = 10
+
+
+def _labelled(blocks: list[dict[str, Any]], ref: str) -> list[dict[str, Any]] | None:
+    """*blocks* with the duplicate label *ref* added, never more than Slack's 50 blocks: a context
+    block of its own if there is room, else one more element of the last block if that is a
+    context block with room; None if neither fits (the caller puts the label in the text)."""
+    label = {"type": "mrkdwn", "text": ref}
+    if len(blocks) < MAX_BLOCKS:
+        return [*blocks, {"type": "context", "elements": [label]}]
+    last = blocks[-1]
+    elements = last.get("elements")
+    if last.get("type") == "context" and isinstance(elements, list) and len(elements) < _CONTEXT_ELEMENTS:
+        return [*blocks[:-1], {**last, "elements": [*elements, label]}]
+    return None
+
+
+def _where(channel: str) -> str:
+    """A channel as Slack renders a link to it; a DM or an unknown id as words."""
+    return f"<#{channel}>" if channel[:1] in ("C", "G") else "that conversation"
+
+
+def requester_notice(db: Any, row: OutboxRow, error: str, *, now: float) -> str | None:
+    """Tell the requester that the root message of their request, or their approval card, could
+    not be posted (the bot is not in that conversation), and what to do about it.
+
+    Queued in the caller's transaction: through the response_url the request came with while it
+    is fresh, else as a direct message. Returns which of the two, or None when the row is not
+    such a post, the error is another one, or the requester is unknown.
+    """
+    if row.kind != "post" or error not in CHANNEL_ERRORS or not row.key.startswith(_REQUESTER_PREFIXES):
+        return None
+    prefix, _, ident = row.key.partition(":")
+    where = _where(row.channel)
+    why = (
+        f"I am not a member of {where}"
+        if error == "not_in_channel"
+        else "I cannot see that conversation (a DM, or a private channel I am not in)"
+    )
+    invite = (
+        f"invite @tsbot to {where} (`/invite @tsbot`)"
+        if row.channel[:1] in ("C", "G")
+        else "run the command in a channel I am in (or invite @tsbot to one)"
+    )
+    if prefix == "req":
+        tracked = requests.get_request(db, ident)
+        if tracked is None:
+            return None
+        actor, url, issued = tracked.actor, tracked.response_url, tracked.created_at
+        action = pending.get(db, str(tracked.detail["pending"])) if tracked.detail.get("pending") else None
+        if action is not None:
+            issued = action.created_at  # the response_url is the slash command's
+        text = (
+            f":warning: ThingSpace accepted your {tracked.verb} (request `{ident}`), but I could not "
+            f"post its results in {where}: {why} (`{error}`). Nothing was undone. To see the "
+            f"result, {invite}, then `/ts request {ident}` shows it."
+        )
+    else:
+        action = pending.get(db, ident)
+        if action is None:
+            return None
+        actor, url, issued = action.actor, action.response_url, action.created_at
+        devices = len(action.devices)
+        text = (
+            f":warning: Your {action.verb} of {devices:,} device{'s' if devices != 1 else ''} needs "
+            f"a second person's approval, but I could not post the approval card in {where}: "
+            f"{why} (`{error}`). Nothing was changed. To go ahead, {invite} and run the command again."
+        )
+    key = f"undeliverable:{row.key}"
+    if url and now - issued < RESPONSE_URL_FRESH:
+        outbox.enqueue_respond(db, key=key, response_url=url, text=text)
+        return "response_url"
+    if not actor:
+        return None
+    outbox.enqueue_post(db, key=key, channel=actor, text=text)
+    return "direct message"
+
+
 def _transport_outcome(exc: BaseException) -> _Outcome:
     """A call that got no HTTP answer: retryable; uncertain unless it surely never left."""
     reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -150,11 +281,14 @@ def _server_error(status: int) -> _Outcome:
 
 
 class OutboxRelay:
-    """Sends outbox rows from a database until stopped. One relay per database.
+    """Sends outbox rows from a database until stopped. One relay sends per database at a time.
 
     ``wake()`` after an enqueue makes it look at once; it also polls every ``poll_interval``
     seconds. ``clock`` (monotonic) drives the in-memory pacing; the rows' own times are epoch
-    seconds, so they survive restarts.
+    seconds, so they survive restarts. ``max_age`` bounds the retries of a transiently failing
+    row (see the module docstring). ``lease_name`` (default :data:`RELAY_LEASE`) is the SQLite
+    lease the relay must hold to send, held for ``lease_ttl`` seconds and renewed every third of
+    it; ``None`` sends without one (a test that wants two relays side by side).
     """
 
     def __init__(
@@ -166,7 +300,7 @@ class OutboxRelay:
         clock: Callable[[], float] = time.monotonic,
         per_channel_interval: float = 1.0,
         update_interval: float = 3.0,
-        max_attempts: int = 10,
+        max_age: float = MAX_RETRY_AGE,
         on_event: EventHook | None = None,
         update_budget_per_minute: float = 50.0,
         workers: int = 4,
@@ -175,16 +309,28 @@ class OutboxRelay:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         poll_interval: float = 1.0,
+        lease_name: str | None = RELAY_LEASE,
+        lease_ttl: float = RELAY_LEASE_TTL,
     ) -> None:
-        if max_attempts < 1 or workers < 1:
-            raise ValueError("max_attempts and workers must be at least 1")
+        if max_age <= 0 or workers < 1:
+            raise ValueError("max_age must be positive and workers at least 1")
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
         if lease <= timeout:
             raise ValueError("lease must be longer than the HTTP timeout, or a slow call is sent twice")
         self._pool = pool
         self._clock = clock
         self._per_channel_interval = per_channel_interval
         self._update_interval = update_interval
-        self._max_attempts = max_attempts
+        self._max_age = max_age
+        self._lease_name = lease_name
+        self._lease_ttl = lease_ttl
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held_until = 0.0  # wall-clock end of this relay's lease, as last renewed
+        self._renew_at = 0.0  # wall-clock time of the next renewal (or the next attempt)
+        # When this relay (re)gained the right to send (clock()): the relay before it may have
+        # sent in any lane just before, so each lane first waits its interval from then.
+        self._took_over = float("-inf")
         self._on_event = on_event
         self._workers = workers
         self._lease = lease
@@ -249,6 +395,7 @@ class OutboxRelay:
         if self._http is not None:
             self._http.close()
         self._thread = self._executor = self._http = None
+        self._release_lease()
         with self._progress:
             self._progress.notify_all()
 
@@ -275,6 +422,50 @@ class OutboxRelay:
         """True while the dispatcher thread is alive (for readiness checks)."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def active(self) -> bool:
+        """True while this relay holds the lease and may send (always, without a lease)."""
+        return self._lease_name is None or time.time() < self._held_until - self._lease_ttl / 10
+
+    # -- the lease -----------------------------------------------------------------------------
+
+    def _hold_lease(self) -> bool:
+        """Whether this relay may send now; takes or renews the lease when it is time to."""
+        if self._lease_name is None:
+            return True
+        now = time.time()
+        if now < self._renew_at:
+            return now < self._held_until - self._lease_ttl / 10
+        db = self._pool.get()
+        current = lease_store.current(db, self._lease_name)
+        if current is not None and current.holder != self.holder and current.expires_at > now:
+            # Someone else sends; look again soon (a read, no write transaction).
+            was = self._held_until > now
+            self._held_until = 0.0
+            self._renew_at = now + min(self._poll_interval, self._lease_ttl / 3)
+            if was:
+                logger.warning("the outbox relay lease went to %s; this relay stops sending", current.holder)
+            return False
+        held = lease_store.acquire(db, self._lease_name, self.holder, ttl=self._lease_ttl, now=now)
+        was = self._held_until > now
+        self._held_until = held.expires_at if held else 0.0
+        self._renew_at = now + (
+            self._lease_ttl / 3 if held else min(self._poll_interval, self._lease_ttl / 3)
+        )
+        if held and not was:
+            logger.info("this process holds the outbox relay lease and sends to Slack")
+            self._took_over = self._clock()
+        return held is not None and now < self._held_until - self._lease_ttl / 10
+
+    def _release_lease(self) -> None:
+        if self._lease_name is None or self._held_until == 0.0:
+            return
+        self._held_until = self._renew_at = 0.0
+        try:
+            lease_store.release(self._pool.get(), self._lease_name, self.holder)
+        except Exception:  # noqa: BLE001 - shutting down: the lease then simply expires
+            logger.warning("could not release the outbox relay lease; it expires in %.0f s", self._lease_ttl)
+
     # -- dispatching -------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -287,7 +478,12 @@ class OutboxRelay:
             last_scan = time.monotonic()
             self._wake.clear()
             try:
-                delay = self._dispatch_once()
+                if self._hold_lease():
+                    delay = self._dispatch_once()
+                    if self._lease_name is not None:  # wake up in time to renew the lease
+                        delay = min(delay, self._renew_at - time.time())
+                else:  # another relay sends: look again when the lease may be free
+                    delay = self._renew_at - time.time()
             except Exception:
                 logger.exception("outbox dispatcher failed; retrying in %.1f s", self._poll_interval)
                 delay = self._poll_interval
@@ -327,7 +523,7 @@ class OutboxRelay:
         return wait
 
     def _block_key(self, row: OutboxRow) -> tuple[str, str]:
-        method = _METHODS[row.kind]
+        method = METHODS[row.kind]
         if row.kind == "update":
             return (method, "")
         if row.kind == "respond":
@@ -347,6 +543,7 @@ class OutboxRelay:
             wait = max(
                 self._lane_ready.get(row.lane, 0.0) - now,
                 self._blocked.get(self._block_key(row), 0.0) - now,
+                self._took_over + self._lane_interval(row) - now,
             )
             if row.kind == "update":
                 self._refill_updates(now)
@@ -435,7 +632,10 @@ class OutboxRelay:
         if row.uncertain and creates_message:
             ref = reference(row.key)
             if blocks:
-                blocks = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": ref}]}]
+                blocks = _labelled(blocks, ref)
+                if blocks is None:  # no room in the blocks: the label goes into the text
+                    blocks = row.payload.get("blocks")
+                    text = f"{text}\n_{ref}_" if text else ref
             else:
                 text = f"{text}\n_{ref}_" if text else ref
         if not text:
@@ -461,7 +661,7 @@ class OutboxRelay:
                 params["thread_ts"] = work.thread_ts
         elif row.kind == "update":
             params["ts"] = work.ts
-        method = _METHODS[row.kind]
+        method = METHODS[row.kind]
         try:
             response = self._slack.api_call(method, json=params)
         except SlackApiError as exc:
@@ -532,7 +732,7 @@ class OutboxRelay:
     def _record(self, work: _Work, outcome: _Outcome) -> None:
         row = work.row
         db = self._pool.get()
-        method = _METHODS[row.kind]
+        method = METHODS[row.kind]
         if outcome.status == "sent":
             outbox.mark_sent(
                 db,
@@ -542,6 +742,13 @@ class OutboxRelay:
                 thread_ts=outcome.thread_ts,
             )
             self._emit("sent", row, method=method)
+            return
+        age = time.time() - row.age_from
+        if outcome.status in ("rate_limited", "retry") and age >= self._max_age:
+            # Slack has been failing (or rate-limiting) this row for the whole age limit.
+            self._dead(
+                row, f"gave up after {format_duration(timedelta(seconds=age))}: {outcome.error}", db=db
+            )
             return
         if outcome.status == "rate_limited":
             with self._lock:
@@ -563,12 +770,11 @@ class OutboxRelay:
             )
             self._emit("rate_limited", row, method=method, error=outcome.error, retry_in=outcome.retry_after)
             return
-        failures = row.failures + 1
-        if outcome.status == "dead" or failures >= self._max_attempts:
-            reason = outcome.error if outcome.status == "dead" else f"gave up: {outcome.error}"
-            self._dead(row, reason, db=db, attempts=row.attempts)
+        if outcome.status == "dead":
+            self._dead(row, outcome.error, db=db, attempts=row.attempts)
             return
-        delay = self._backoff(failures)
+        # Never later than the age limit, so a row that keeps failing is given up on in time.
+        delay = min(self._backoff(row.failures + 1), max(0.0, self._max_age - age) + 0.001)
         state = outbox.mark_retry(
             db,
             row.id,
@@ -587,17 +793,27 @@ class OutboxRelay:
         self._emit("retry", row, method=method, error=outcome.error, retry_in=delay)
 
     def _dead(self, row: OutboxRow, error: str, *, db: Any, attempts: int | None = None) -> None:
-        outbox.mark_dead(db, row.id, error=error)
+        told: str | None = None
+        with write(db):
+            outbox.mark_dead(db, row.id, error=error)
+            try:
+                with write(db):  # a savepoint: a failing notice never keeps the row from dying
+                    told = requester_notice(db, row, error, now=time.time())
+            except Exception:
+                logger.exception("outbox %s: could not queue the notice to the requester", mask_text(row.key))
         count = row.attempts if attempts is None else attempts
         logger.warning(
             "outbox %s: %s to %s dead after %d attempt(s): %s",
             mask_text(row.key),
-            _METHODS[row.kind],
+            METHODS[row.kind],
             mask_text(row.channel or "response_url"),
             count,
             mask_text(error),
         )
-        self._emit("dead", row, method=_METHODS[row.kind], error=error)
+        if told:
+            logger.info("outbox %s: the requester is told through their %s", mask_text(row.key), told)
+            self._wake.set()
+        self._emit("dead", row, method=METHODS[row.kind], error=error)
         with self._progress:
             self._progress.notify_all()
 

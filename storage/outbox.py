@@ -14,10 +14,12 @@ Kinds of rows:
 * ``ephemeral`` — ``chat.postEphemeral``.
 * ``respond`` — a POST to a slash command's or a click's ``response_url``.
 
-States: ``pending`` → ``sending`` (claimed, with a lease) → ``sent`` | ``dead`` (permanent error
-or too many failures) | ``superseded`` (an update overtaken by a newer one). A ``sending`` row
-whose lease expired belongs to a relay that died; it is claimed again and flagged ``uncertain``
-(Slack may have accepted the first attempt), so the relay can label the possible duplicate.
+States: ``pending`` → ``sending`` (claimed, with a lease) → ``sent`` | ``dead`` (a permanent
+error, or transient failures for longer than the relay's age limit) | ``superseded`` (an update
+overtaken by a newer one). A ``sending`` row whose lease expired belongs to a relay that died; it is
+claimed again and flagged ``uncertain`` (Slack may have accepted the first attempt), so the relay
+can label the possible duplicate. A dead row can be sent again with :func:`requeue` (``tsbot outbox
+requeue``) once its cause is fixed; its age then counts from the requeue (``requeued_at``).
 
 Rows are grouped in *lanes* sent strictly in order, one at a time: a channel (posts and
 ephemerals), a target message (its updates), a response_url. Times are wall-clock epoch seconds,
@@ -47,12 +49,14 @@ __all__ = [
     "OutboxRow",
     "UnknownMessage",
     "claim",
+    "dead_count",
     "dead_letters",
     "enqueue_ephemeral",
     "enqueue_post",
     "enqueue_respond",
     "enqueue_update",
     "get",
+    "get_by_id",
     "lane_heads",
     "mark_dead",
     "mark_retry",
@@ -62,6 +66,8 @@ __all__ = [
     "pending_count",
     "purge",
     "requeue",
+    "requeue_all",
+    "requeue_ids",
 ]
 
 migrations = Migrations("tsbot.outbox")
@@ -110,6 +116,12 @@ def create_outbox(db: Database) -> None:
     db.execute("CREATE INDEX outbox_dead ON outbox (id) WHERE state = 'dead'")
 
 
+@migrations()
+def add_requeued_at(db: Database) -> None:
+    # When a dead row was last put back (tsbot outbox requeue): its retry age counts from then.
+    db.execute("ALTER TABLE outbox ADD COLUMN requeued_at REAL")
+
+
 class UnknownMessage(LookupError):
     """An update or thread reply names an outbox key that is not a ``post`` row."""
 
@@ -136,6 +148,12 @@ class OutboxRow:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    requeued_at: float | None = None
+
+    @property
+    def age_from(self) -> float:
+        """Where the relay's age limit counts from: the enqueue, or the last requeue."""
+        return self.created_at if self.requeued_at is None else self.requeued_at
 
     @cached_property
     def payload(self) -> dict[str, Any]:
@@ -147,7 +165,7 @@ class OutboxRow:
 _COLUMNS = (
     "id, key, kind, lane, channel, thread_key, thread_ts, target_key, payload, state, attempts, "
     "failures, uncertain, next_attempt_at, lease_until, slack_channel, slack_ts, last_error, "
-    "created_at, sent_at"
+    "created_at, sent_at, requeued_at"
 )
 
 
@@ -173,6 +191,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         last_error,
         created_at,
         sent_at,
+        requeued_at,
     ) = values
     return OutboxRow(
         id=id_,
@@ -195,6 +214,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         last_error=last_error,
         created_at=created_at,
         sent_at=sent_at,
+        requeued_at=requeued_at,
     )
 
 
@@ -249,6 +269,12 @@ def _insert(
 def get(db: Database, key: str) -> OutboxRow | None:
     """The row with this key, or None."""
     found = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE key = ?", [key]).fetchone()
+    return None if found is None else _row(found)
+
+
+def get_by_id(db: Database, row_id: int) -> OutboxRow | None:
+    """The row with this id, or None."""
+    found = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", [row_id]).fetchone()
     return None if found is None else _row(found)
 
 
@@ -467,7 +493,9 @@ def claim(db: Database, row_id: int, *, lease: float, now: float | None = None) 
     """Take a pending row (or a ``sending`` one whose lease expired) for one send attempt.
 
     A row taken back from an expired lease is marked ``uncertain``: the relay that held it may
-    have reached Slack before it died.
+    have reached Slack before it died. The claim is one conditional ``UPDATE … RETURNING``, so of
+    two relays racing for a row exactly one gets it; and only the head of its lane (its oldest
+    open row) can be claimed, so a lane stays in order even if a relay acts on a stale view.
     """
     now = time.time() if now is None else now
     with write(db):
@@ -477,6 +505,10 @@ def claim(db: Database, row_id: int, *, lease: float, now: float | None = None) 
                 uncertain = CASE WHEN state = 'sending' THEN 1 ELSE uncertain END,
                 state = 'sending', attempts = attempts + 1, lease_until = ?
             WHERE id = ? AND (state = 'pending' OR (state = 'sending' AND lease_until < ?))
+              AND id = (
+                SELECT min(head.id) FROM outbox AS head
+                WHERE head.lane = outbox.lane AND head.state IN ('pending', 'sending')
+              )
             RETURNING {_COLUMNS}
             """,
             [now + lease, row_id, now],
@@ -549,25 +581,84 @@ def mark_dead(db: Database, row_id: int, *, error: str) -> None:
         )
 
 
+def dead_count(db: Database) -> int:
+    """How many rows are dead (given up on)."""
+    return int(db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0])
+
+
 def requeue(db: Database, key: str, *, now: float | None = None) -> bool:
     """Send a dead row again (after the cause was fixed); False if it is not dead.
 
-    A dead update is not revived while a newer update of the same message is pending.
+    Its failures are forgotten and its age counts from now. A dead update is not revived while a
+    newer update of the same message is pending. A dead post takes the content of the newest
+    update that died waiting for it ("the message to update was never posted"), so the message
+    is posted as it should read now, and those updates are marked ``superseded``.
     """
     now = time.time() if now is None else now
     with write(db):
-        cursor = db.execute(
+        row = get(db, key)
+        if row is None or row.state != "dead":
+            return False
+        if row.kind == "update":
+            newer = db.execute(
+                """
+                SELECT 1 FROM outbox WHERE kind = 'update' AND target_key = ? AND state = 'pending'
+                """,
+                [row.target_key],
+            ).fetchone()
+            if newer is not None:
+                return False
+        payload = row.payload_json
+        if row.kind == "post":
+            updates = db.execute(
+                """
+                SELECT id, payload FROM outbox
+                WHERE kind = 'update' AND target_key = ? AND state = 'dead' ORDER BY id DESC
+                """,
+                [key],
+            ).fetchall()
+            if updates:
+                content = json.loads(updates[0][1])
+                payload = _dumps(
+                    {**row.payload, "text": content.get("text"), "blocks": content.get("blocks")}
+                )
+                db.conn.executemany(
+                    "UPDATE outbox SET state = 'superseded', last_error = ? WHERE id = ?",
+                    [("folded into the re-queued post", update_id) for update_id, _ in updates],
+                )
+        db.execute(
             """
-            UPDATE outbox SET state = 'pending', failures = 0, next_attempt_at = ?, last_error = NULL
-            WHERE key = ? AND state = 'dead' AND NOT (kind = 'update' AND EXISTS (
-                SELECT 1 FROM outbox AS newer
-                WHERE newer.kind = 'update' AND newer.target_key = outbox.target_key
-                  AND newer.state = 'pending'
-            ))
+            UPDATE outbox SET state = 'pending', payload = ?, failures = 0, next_attempt_at = ?,
+                last_error = NULL, lease_until = NULL, requeued_at = ?
+            WHERE id = ?
             """,
-            [now, key],
+            [payload, now, now, row.id],
         )
-    return cursor.rowcount == 1
+    return True
+
+
+def requeue_ids(db: Database, row_ids: Sequence[int], *, now: float | None = None) -> dict[int, str]:
+    """:func:`requeue` by row id; for each id, ``requeued``, ``not dead`` or ``unknown``."""
+    results: dict[int, str] = {}
+    with write(db):
+        for row_id in row_ids:
+            found = db.execute("SELECT key, state FROM outbox WHERE id = ?", [row_id]).fetchone()
+            if found is None:
+                results[row_id] = "unknown"
+            elif requeue(db, str(found[0]), now=now):
+                results[row_id] = "requeued"
+            elif found[1] == "dead":
+                results[row_id] = "a newer update of its message is pending"
+            else:
+                results[row_id] = f"not dead ({found[1]})"
+    return results
+
+
+def requeue_all(db: Database, *, now: float | None = None) -> int:
+    """Requeue every dead row, oldest first; returns how many went back to ``pending``."""
+    with write(db):
+        keys = [str(r[0]) for r in db.execute("SELECT key FROM outbox WHERE state = 'dead' ORDER BY id")]
+        return sum(1 for key in keys if requeue(db, key, now=now))
 
 
 def purge(db: Database, *, before: float) -> int:

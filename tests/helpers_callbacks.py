@@ -192,6 +192,7 @@ def seed_request(
     reason: str = "",
     created_at: float | None = None,
     detail: dict[str, Any] | None = None,
+    response_url: str = "",
 ) -> str:
     """Record a request as ``commands.execute`` does once ThingSpace accepted it; returns its id."""
     db = runtime_or_db.pool.get() if isinstance(runtime_or_db, Runtime) else runtime_or_db
@@ -217,6 +218,7 @@ def seed_request(
             thread_key=root,
             reason=reason,
             detail=detail,
+            response_url=response_url,
             now=created_at,
         )
     if isinstance(runtime_or_db, Runtime):

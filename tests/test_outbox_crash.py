@@ -21,7 +21,7 @@ import sys, time
 from storage.db import ConnectionPool
 from bot.outbox import OutboxRelay
 relay = OutboxRelay(ConnectionPool(sys.argv[1]), slack_api_url=sys.argv[2], bot_token=sys.argv[3],
-                    per_channel_interval=0.05, timeout=1.0, lease=2.0, poll_interval=0.05)
+                    per_channel_interval=0.05, timeout=1.0, lease=2.0, poll_interval=0.05, lease_ttl=2.0)
 relay.start()
 time.sleep(60)
 """
@@ -57,6 +57,7 @@ def test_sigkill_during_a_burst_loses_nothing_and_labels_duplicates(
         timeout=1.0,
         lease=2.0,
         poll_interval=0.05,
+        lease_ttl=2.0,  # the killed relay's lease: taken over once it expires
     )
     relay.start()
     try:
