@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("bot.manifest", "print the Slack app manifest"),
     "audit": ("bot.audit_cli", "verify, export or retain the audit log"),
     "check": ("bot.check", "validate configuration and reach Slack and ThingSpace"),
+    "outbox": ("bot.outbox_cli", "list the Slack messages given up on, or send them again"),
 }
 
 
