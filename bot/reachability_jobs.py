@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
@@ -277,17 +278,27 @@ def evaluate_job(runtime: Runtime, now: float | None = None) -> reachability.Tic
 
 
 def digest_day(settings: Settings, now: float) -> str | None:
-    """The local date whose digest is due at *now* (from ``digest_time`` for DIGEST_GRACE), else None."""
+    """The local date whose digest is due at *now*, else None.
+
+    A day's digest is due from its ``digest_time`` for :data:`DIGEST_GRACE` of real time (a bot that
+    was down at that moment catches up when it starts). With a late ``digest_time`` that window
+    crosses midnight, so yesterday's digest may still be due today. Times are compared as instants,
+    not wall clocks: a DST change inside the window neither stretches nor shortens it, and a
+    ``digest_time`` that does not exist on a spring-forward day falls an hour later, as clocks do.
+    """
     tz = reachability.timezone_of(settings)
-    local = datetime.fromtimestamp(now, UTC).astimezone(tz)
     hour, _, minute = settings.digest_time.partition(":")
     try:
-        at = local.replace(hour=int(hour), minute=int(minute), second=0, microsecond=0)
+        at = dt_time(int(hour), int(minute))
     except ValueError:
         log.warning("digest_time %r is not HH:MM; no digest", settings.digest_time)
         return None
-    if at <= local < at + DIGEST_GRACE:
-        return local.date().isoformat()
+    today = datetime.fromtimestamp(now, UTC).astimezone(tz).date()
+    grace = DIGEST_GRACE.total_seconds()
+    for day in (today, today - timedelta(days=1)):
+        due = datetime.combine(day, at, tzinfo=tz).timestamp()
+        if due <= now < due + grace:
+            return day.isoformat()
     return None
 
 

@@ -104,3 +104,62 @@ def test_alert_rule_defaults_come_from_the_config_file() -> None:
     assert out["watch_alert_after"].total_seconds() == 45 * 60
     assert out["watch_missed_wakes"] == 3
     assert out["timezone"] == "Europe/Paris"
+
+
+def _at(text: str) -> float:
+    """An instant written in UTC, e.g. ``2027-11-07 03:00``."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+def late(tmp_path: Path) -> Iterator[AlertBench]:
+    """Digest at 23:00 New York time: its catch-up window crosses midnight."""
+    yield from alert_bench(tmp_path, timezone="America/New_York", digest_time="23:00")
+
+
+def test_a_late_digest_is_still_due_after_local_midnight(late: AlertBench) -> None:
+    """23:00 EST is 04:00 UTC the next day; the day's digest stays due for six hours, past midnight."""
+    assert digest_day(late.settings, _at("2027-01-16 03:59")) is None  # 22:59 on the 15th
+    assert digest_day(late.settings, _at("2027-01-16 04:00")) == "2027-01-15"  # 23:00
+    assert digest_day(late.settings, _at("2027-01-16 05:30")) == "2027-01-15"  # 00:30 on the 16th
+    assert digest_day(late.settings, _at("2027-01-16 09:59")) == "2027-01-15"  # 04:59
+    assert digest_day(late.settings, _at("2027-01-16 10:00")) is None  # 05:00: six hours have passed
+
+
+def test_a_bot_down_at_digest_time_sends_that_day_digest_after_midnight(late: AlertBench) -> None:
+    """Down at 23:00, back at 00:30: the day that ended gets its digest (dated that day), once; the
+    next day's follows at its own 23:00."""
+    late.now = _at("2027-01-15 20:00")
+    late.command(f"watch {D1} --alert-after 1h")
+    assert send_digests(late.db, late.settings, now=_at("2027-01-16 05:30")) == 1  # 00:30 local
+    assert send_digests(late.db, late.settings, now=_at("2027-01-16 06:00")) == 0
+    assert _digests(late) == ["digest:C0OPS:2027-01-15"]
+    assert (
+        "2027-01-15 (America/New_York)" in late.card("digest:C0OPS:2027-01-15")["blocks"][0]["text"]["text"]
+    )
+    assert send_digests(late.db, late.settings, now=_at("2027-01-17 03:59")) == 0  # 22:59 on the 16th
+    assert send_digests(late.db, late.settings, now=_at("2027-01-17 04:00")) == 1
+    assert _digests(late) == ["digest:C0OPS:2027-01-15", "digest:C0OPS:2027-01-16"]
+
+
+def test_the_catch_up_window_is_six_real_hours_across_a_dst_change(late: AlertBench) -> None:
+    """New York falls back at 02:00 on 2027-11-07 and springs forward at 02:00 on 2027-03-14. The
+    window is six hours of real time from the moment 23:00 happened, whatever the wall clock did."""
+    # fall back: 23:00 EDT on the 6th is 03:00 UTC; six hours later it is 04:00 EST (wall clock +5 h)
+    assert digest_day(late.settings, _at("2027-11-07 02:59")) is None
+    assert digest_day(late.settings, _at("2027-11-07 03:00")) == "2027-11-06"
+    assert digest_day(late.settings, _at("2027-11-07 08:59")) == "2027-11-06"
+    assert digest_day(late.settings, _at("2027-11-07 09:00")) is None
+    # spring forward: 23:00 EST on the 13th is 04:00 UTC; six hours later it is 06:00 EDT (wall +7 h)
+    assert digest_day(late.settings, _at("2027-03-14 03:59")) is None
+    assert digest_day(late.settings, _at("2027-03-14 04:00")) == "2027-03-13"
+    assert digest_day(late.settings, _at("2027-03-14 09:59")) == "2027-03-13"
+    assert digest_day(late.settings, _at("2027-03-14 10:00")) is None
+
+
+def test_a_digest_time_skipped_by_spring_forward_falls_an_hour_later(tmp_path: Path) -> None:
+    """02:30 does not exist in New York on 2027-03-14: that day's digest is due at 03:30 EDT."""
+    for bench in alert_bench(tmp_path, timezone="America/New_York", digest_time="02:30"):
+        assert digest_day(bench.settings, _at("2027-03-14 07:29")) is None
+        assert digest_day(bench.settings, _at("2027-03-14 07:30")) == "2027-03-14"  # 03:30 EDT
+        assert digest_day(bench.settings, _at("2027-03-15 06:30")) == "2027-03-15"  # 02:30 EDT
