@@ -19,6 +19,7 @@ import httpx
 from slack_sdk import WebClient
 from starlette.applications import Starlette
 
+from bot.call_audit import audit_call
 from bot.config import Settings
 from bot.directory_sync import sync_directory
 from bot.logs import register_secrets
@@ -199,6 +200,7 @@ class Runtime:
     # -- metrics hooks ----------------------------------------------------------------------------
     def _observe_thingspace(self, operation: str, seconds: float, error: str | None) -> None:
         self.metrics.observe_thingspace_call(operation, seconds)
+        audit_call(operation, seconds, error)
         if error:
             self.metrics.count_thingspace_error(operation, error)
 

@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable
 
+from bot.call_audit import acting_for, principal_for_job
 from bot.home import publish_home
 from bot.logs import request_context
 from commands import execute, lookup
@@ -102,7 +103,10 @@ class CommandWorker:
             with self._lock:
                 self._busy += 1
             try:
-                with request_context(f"job-{job.id}"):
+                with (
+                    request_context(f"job-{job.id}"),
+                    acting_for(principal_for_job(self.deps.pool, job), self.deps.pool),
+                ):
                     self._run(job)
             finally:
                 with self._lock:

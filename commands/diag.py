@@ -28,6 +28,7 @@ then run with the line's ICCID; that lookup is also the line-details check, so i
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -161,7 +162,9 @@ def run_checks(
     results: dict[str, CheckResult] = {}
     try:
         futures: dict[str, Future[tuple[Any, float]]] = {
-            name: pool.submit(_timed, fn) for name, fn in checks.items()
+            # each check in a copy of this context: the ThingSpace calls stay audited for the requester
+            name: pool.submit(contextvars.copy_context().run, _timed, fn)
+            for name, fn in checks.items()
         }
         for name, future in futures.items():
             limit = timeout if isinstance(timeout, int | float) else timeout.get(name, CHECK_TIMEOUT)

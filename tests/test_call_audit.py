@@ -1,0 +1,66 @@
+"""Every ThingSpace call made for someone is in the audit log: operation, outcome and latency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import EXAMPLE_ICCID
+from bot.stack import LocalStack
+from storage.audit import AuditLog, AuditRow
+
+DEVICE = f"iccid:{EXAMPLE_ICCID}"
+USER = "U012ADMIN"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    s = LocalStack(tmp_path, devices=30, scheduler=False)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _calls(stack: LocalStack) -> list[AuditRow]:
+    assert stack.runtime is not None
+    return list(AuditLog(stack.runtime.pool.get()).query(actor=USER, verb="thingspace.call", limit=100))
+
+
+def test_status_and_diag_calls_are_audited_for_the_requester(stack: LocalStack) -> None:
+    """A status and a diag each leave one row per ThingSpace read, with who, what, for what and how long."""
+    stack.command(f"status {DEVICE}")
+    assert stack.settle()
+    [status_call] = _calls(stack)
+    assert status_call.outcome == "ok"
+    assert list(status_call.targets) == [DEVICE]
+    assert status_call.channel == "C0OPS"
+    assert status_call.detail["for"] == "status"
+    assert isinstance(status_call.detail["latency_ms"], int)
+
+    stack.command(f"diag {DEVICE}")
+    assert stack.settle()
+    diag_calls = [row for row in _calls(stack) if row.detail["for"] == "diag"]
+    operations = {row.detail["operation"] for row in diag_calls}
+    assert {"extended_diagnostics", "connection_history", "usage_history"} <= operations, operations
+    assert all(list(row.targets) == [DEVICE] and row.outcome == "ok" for row in diag_calls)
+
+
+def test_a_failed_call_is_audited_as_failed_with_its_error(stack: LocalStack) -> None:
+    """ThingSpace answering 400 to the lookup: the row says failed and names the error."""
+    stack.sandbox.inject_fault("/m2m/v1/devices/actions/list", count=1, status=400)
+    stack.command(f"status {DEVICE}")
+    assert stack.settle()
+    failed = [row for row in _calls(stack) if row.outcome == "failed"]
+    assert len(failed) == 1
+    assert failed[0].detail["error"]
+
+
+def test_calls_made_for_nobody_are_not_attributed(stack: LocalStack) -> None:
+    """The directory sync at start made ThingSpace calls, but no user has a thingspace.call row."""
+    assert stack.runtime is not None
+    rows = list(AuditLog(stack.runtime.pool.get()).query(verb="thingspace.call", limit=100))
+    assert rows == []
