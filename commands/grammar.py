@@ -227,6 +227,9 @@ def split_words(raw: str) -> list[Word]:
     quoted_from: int | None = None
     in_word = False
     i, n = 0, len(raw)
+    # once a single quote is found never to close, none after it can: not scanning again keeps a
+    # line of unclosed apostrophes linear
+    singles_close_before = n
     while i < n:
         c = raw[i]
         if c.isspace():
@@ -241,9 +244,11 @@ def split_words(raw: str) -> list[Word]:
             and (not buf or buf[-1] == "=")
         ):
             double = c in _DOUBLE_QUOTES
-            end = _closing_quote(raw, i, double)
+            end = _closing_quote(raw, i, double) if double or i < singles_close_before else None
             if end is None and double:
                 raise UsageError(_UNCLOSED)
+            if end is None:
+                singles_close_before = i
             if end is not None:
                 quoted_from = len(buf)
                 inner = raw[i + 1 : end]

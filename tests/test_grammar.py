@@ -193,6 +193,7 @@ def test_sms_error_lists_every_kind() -> None:
         ('--reason="x y"', [("--reason=x y", True)]),
         ('""', [("", True)]),
         ("a\u00a0b", [("a", False), ("b", False)]),
+        ("'a 'b", [("'a", False), ("'b", False)]),
     ],
 )
 def test_split_words(raw: str, words: list[tuple[str, bool]]) -> None:
