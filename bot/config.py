@@ -7,9 +7,10 @@ configuration reference, which a test checks.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -49,8 +50,18 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "TSBOT_DB_SYNCHRONOUS": ("db_synchronous", "FULL"),
 }
 
-#: Secrets that ``tsbot serve`` refuses to start without.
-REQUIRED_TO_SERVE = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+#: Secrets that ``tsbot serve`` refuses to start without (``tsbot demo`` supplies its own).
+REQUIRED_TO_SERVE = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "THINGSPACE_CLIENT_ID",
+    "THINGSPACE_CLIENT_SECRET",
+    "THINGSPACE_USERNAME",
+    "THINGSPACE_PASSWORD",
+    "THINGSPACE_ACCOUNT",
+)
+#: Log levels ``TSBOT_LOG_LEVEL`` accepts.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -157,6 +168,10 @@ class Settings:
             values["port"] = int(values["port"])
         except ValueError:
             raise ConfigError(f"TSBOT_PORT must be a port number, not {values['port']!r}") from None
+        if values["log_level"].upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"TSBOT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {values['log_level']!r}"
+            )
         values.update(load_config_file(values["config_path"]))
         settings = cls(**values)
         settings.callback_networks()  # refuse a malformed allowlist at start-up
@@ -189,6 +204,17 @@ class Settings:
     def missing_to_serve(self) -> list[str]:
         """Names of the required secrets that are empty."""
         return [var for var in REQUIRED_TO_SERVE if not getattr(self, ENV_VARS[var][0])]
+
+    @classmethod
+    def secrets_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Only the environment's values, unchecked and without the file: what logging set-up
+        registers for redaction when the configuration itself cannot be read."""
+        env = os.environ if environ is None else environ
+        names = {f.name for f in fields(cls)} - {"port"}
+        values: dict[str, Any] = {
+            name: env.get(var, default).strip() for var, (name, default) in ENV_VARS.items() if name in names
+        }
+        return cls(**values)
 
 
 def _duration(table: Mapping[str, Any], key: str, where: str) -> timedelta:
@@ -244,24 +270,89 @@ def load_config_file(path: str) -> dict[str, Any]:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"TSBOT_CONFIG names {path}, which does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"TSBOT_CONFIG names {path}, which cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return parse_config(data, source=path)
 
 
+class _Table(dict[str, Any]):
+    """A TOML table that remembers the keys the parser looked for: those are its settings, so
+    any other key is a typo (:func:`_unknown_keys`). New settings need no list kept in step."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.known: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.known.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        self.known.add(key)
+        return super().__getitem__(key)
+
+
+def _hint(word: str, candidates: Iterable[str], shape: str = "{}") -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return f" (did you mean {shape.format(close[0])}?)" if close else ""
+
+
+def _unknown_keys(data: Mapping[str, Any], tables: Mapping[str, _Table], source: str) -> None:
+    """Refuse top-level names that are not tables and keys no table reads, saying what was meant."""
+    problems: list[str] = []
+    for name in sorted(set(data) - {"grants"} - set(tables)):
+        home = [t for t, table in sorted(tables.items()) if name in table.known]
+        if home:
+            problems.append(f"{name} must be inside its table: write it under [{home[0]}]")
+        else:
+            known = ", ".join(sorted([*tables, "grants"]))
+            problems.append(
+                f"unknown table [{name}]{_hint(name, [*tables, 'grants'], '[{}]')}; tables are {known}"
+            )
+    for table_name, table in sorted(tables.items()):
+        for key in sorted(set(table) - table.known):
+            elsewhere = [t for t, other in sorted(tables.items()) if t != table_name and key in other.known]
+            hint = f" (it belongs under [{elsewhere[0]}])" if elsewhere else _hint(key, table.known)
+            problems.append(f"unknown setting {table_name}.{key}{hint}")
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}")
+
+
 def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Validate the parsed TOML and map it to Settings fields."""
     out: dict[str, Any] = {}
-    known_tables = {"grants", "channels", "limits", "directory", "sms", "alerts", "audit", "scheduler"}
-    unknown = set(data) - known_tables
-    if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; known: {sorted(known_tables)}")
+    known_tables = {
+        "grants",
+        "channels",
+        "limits",
+        "directory",
+        "sms",
+        "alerts",
+        "audit",
+        "scheduler",
+    }
+    for name in known_tables & set(data):
+        if not isinstance(data[name], Mapping):
+            raise ConfigError(
+                f"{source}: {name} must be a table ([{name}] on a line of its own, then its settings)"
+            )
+    # every table but [grants] (whose keys are roles, checked below) records the keys it reads
+    tables = {name: _Table(data.get(name, {})) for name in sorted(known_tables - {"grants"})}
+    given = data
+    data = {**data, **tables}
 
     grants = data.get("grants", {})
     role_ids: dict[str, frozenset[str]] = {}
     for role, ids in grants.items():
         if role not in ROLES:
-            raise ConfigError(f"{source}: [grants] has unknown role {role!r}; roles are {', '.join(ROLES)}")
+            raise ConfigError(
+                f"{source}: [grants] has unknown role {role!r}{_hint(role, ROLES)}; roles are {', '.join(ROLES)}"
+            )
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ConfigError(f"{source}: [grants] {role} must be a list of Slack IDs")
         for slack_id in ids:
@@ -323,4 +414,6 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     scheduler = data.get("scheduler", {})
     if "lease_ttl" in scheduler:
         out["scheduler_lease_ttl"] = _at_least(scheduler, "lease_ttl", "scheduler", timedelta(seconds=3))
+
+    _unknown_keys(given, tables, source)
     return out

@@ -153,10 +153,27 @@ class Console:
             self.stack.settle(timeout=10)
 
 
+def _read_script(path: str) -> list[str] | str:
+    """The script's lines, or what is wrong with it (checked before anything starts)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        return f"cannot read the script {path}: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return f"the script {path} is not UTF-8 text"
+
+
 def run(args: argparse.Namespace) -> int:
     from bot.logs import configure_logging
     from bot.stack import LocalStack
 
+    script: list[str] | None = None
+    if args.script and args.script != "-":
+        read = _read_script(args.script)
+        if isinstance(read, str):
+            print(f"tsbot demo: {read}", file=sys.stderr)
+            return 2
+        script = read
     configure_logging("WARNING", json=False)
     out = sys.stdout
     workdir = Path(tempfile.mkdtemp(prefix="tsbot-demo-"))
@@ -177,9 +194,7 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     try:
         if args.script:
-            source = sys.stdin if args.script == "-" else open(args.script, encoding="utf-8")  # noqa: SIM115
-            with source:
-                console.run_lines(source)
+            console.run_lines(sys.stdin if script is None else script)
             settled = stack.settle(timeout=args.settle_timeout)
             if not settled:
                 out.write("! some requests had not settled when the script ended\n")

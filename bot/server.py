@@ -1,16 +1,24 @@
-"""``tsbot serve``: the production server (HTTP; ``--socket-mode`` for Slack over Socket Mode)."""
+"""``tsbot serve``: the production server (HTTP; ``--socket-mode`` for Slack over Socket Mode).
+
+It refuses to start, saying what to fix and without a traceback, when the configuration is
+unusable, a required secret is empty, the address cannot be listened on or the database cannot be
+opened. The listening socket is bound before anything starts, so a second copy started on a port
+in use stops there.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import sqlite3
 import sys
 
 import uvicorn
 
 from bot.config import ConfigError, Settings
 
-__all__ = ["add_arguments", "proxy_options", "run"]
+__all__ = ["add_arguments", "listen", "proxy_options", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +39,30 @@ def proxy_options(settings: Settings) -> dict[str, object]:
     return {"proxy_headers": True, "forwarded_allow_ips": trusted or ["127.0.0.1"]}
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on *host*:*port* (raises OSError: in use, no such address…)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+def _refuse(text: str) -> None:
+    print(f"tsbot serve: {text}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"tsbot serve: configuration error: {exc}", file=sys.stderr)
+        _refuse(f"configuration error: {exc}")
         return 2
     missing = settings.missing_to_serve()
     if args.socket_mode and not settings.slack_app_token:
         missing.append("SLACK_APP_TOKEN")
     if missing:
-        print(
-            f"tsbot serve: refusing to start: {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} empty. Set {'it' if len(missing) == 1 else 'them'} in the "
-            "environment (see the README's configuration reference).",
-            file=sys.stderr,
+        one = len(missing) == 1
+        _refuse(
+            f"refusing to start: {', '.join(missing)} {'is' if one else 'are'} empty. Set "
+            f"{'it' if one else 'them'} in the environment (see the README's configuration reference)."
         )
         return 2
     from bot.app import Runtime
@@ -53,27 +70,38 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level)
     register_secrets(settings)
-    runtime = Runtime(settings).start()
-    socket = None
+    host = args.host or settings.host
+    port = args.port or settings.port
+    try:
+        listener = listen(host, port)
+    except OSError as exc:
+        _refuse(f"cannot listen on {host}:{port}: {exc.strerror or exc} (TSBOT_HOST, TSBOT_PORT or --port)")
+        return 1
+    try:
+        runtime = Runtime(settings)
+    except (sqlite3.Error, OSError) as exc:
+        listener.close()
+        _refuse(f"cannot open the database {settings.db_path} (TSBOT_DB): {exc}")
+        return 1
+    runtime.start()
+    runner = None
     if args.socket_mode:
         from bot.socket_mode import start_socket_mode
 
-        socket = start_socket_mode(runtime)
-    host = args.host or settings.host
-    port = args.port or settings.port
-    log.info("tsbot serving on %s:%s", host, port)
+        runner = start_socket_mode(runtime)
+    log.info("tsbot serving on %s:%s%s", host, port, " (Slack over Socket Mode)" if args.socket_mode else "")
+    config = uvicorn.Config(
+        runtime.web,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        **proxy_options(settings),  # type: ignore[arg-type]
+    )
     try:
-        uvicorn.run(
-            runtime.web,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            **proxy_options(settings),  # type: ignore[arg-type]
-        )
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
-        if socket is not None:
-            socket.close()
+        if runner is not None:
+            runner.close()
         runtime.stop()
+        listener.close()
     return 0

@@ -51,3 +51,18 @@ def test_demo_script_runs_the_first_story(tmp_path: Path) -> None:
     assert "sent an SMS to demo-healthy" in out
     assert "needs the *operator* role" in out  # the NOC viewer is refused politely
     assert "Traceback" not in out + result.stderr
+
+
+def test_demo_with_a_missing_script_says_so_before_starting_anything(tmp_path: Path) -> None:
+    """--script naming a file that is not there: a clear line, exit 2, nothing started, no traceback."""
+    missing = tmp_path / "missing.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--script", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"tsbot demo: cannot read the script {missing}: No such file or directory" in result.stderr
+    assert "Starting" not in result.stdout and "Traceback" not in result.stdout + result.stderr
