@@ -156,6 +156,8 @@ class Settings:
     #: [scheduler] lease_ttl: how long the scheduler lease lasts unrenewed; a second process on
     #: the same database takes the scheduled jobs over this long after the holder died
     scheduler_lease_ttl: timedelta = timedelta(seconds=60)
+    #: [socket_mode] stale_after: with --socket-mode, reconnect when the socket delivered nothing this long
+    socket_stale_after: timedelta = timedelta(minutes=10)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -335,6 +337,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         "alerts",
         "audit",
         "scheduler",
+        "socket_mode",
     }
     for name in known_tables & set(data):
         if not isinstance(data[name], Mapping):
@@ -414,6 +417,10 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     scheduler = data.get("scheduler", {})
     if "lease_ttl" in scheduler:
         out["scheduler_lease_ttl"] = _at_least(scheduler, "lease_ttl", "scheduler", timedelta(seconds=3))
+
+    socket_mode = data.get("socket_mode", {})
+    if "stale_after" in socket_mode:
+        out["socket_stale_after"] = _at_least(socket_mode, "stale_after", "socket_mode", timedelta(minutes=1))
 
     _unknown_keys(given, tables, source)
     return out

@@ -3,7 +3,8 @@
 It refuses to start, saying what to fix and without a traceback, when the configuration is
 unusable, a required secret is empty, the address cannot be listened on or the database cannot be
 opened. The listening socket is bound before anything starts, so a second copy started on a port
-in use stops there.
+in use stops there. With ``--socket-mode`` the Socket Mode runner is a part of the runtime: it
+connects in the background (retrying while Slack cannot be reached) and is a ``/readyz`` check.
 """
 
 from __future__ import annotations
@@ -83,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
         listener.close()
         _refuse(f"cannot open the database {settings.db_path} (TSBOT_DB): {exc}")
         return 1
-    runtime.start()
-    runner = None
     if args.socket_mode:
-        from bot.socket_mode import start_socket_mode
+        from bot.socket_mode import SocketModeRunner
 
-        runner = start_socket_mode(runtime)
+        # started and stopped with the runtime; its connection state is a /readyz check
+        runtime.add_part(SocketModeRunner(runtime))
+    runtime.start()
     log.info("tsbot serving on %s:%s%s", host, port, " (Slack over Socket Mode)" if args.socket_mode else "")
     config = uvicorn.Config(
         runtime.web,
@@ -100,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
-        if runner is not None:
-            runner.close()
         runtime.stop()
         listener.close()
     return 0

@@ -68,6 +68,7 @@ def test_toml_file_sets_grants_and_limits(tmp_path: Path) -> None:
         ("limits = 5\n", r"limits must be a table"),
         ('[grants]\nadmins = ["U1"]\n', r"unknown role 'admins' \(did you mean admin\?\)"),
         ('[scheduler]\nlease_ttl = "1s"\n', "scheduler.lease_ttl must be at least 3 s"),
+        ('[socket_mode]\nstale_after = "30s"\n', "socket_mode.stale_after must be at least 60 s"),
         ("[grants\n", "not valid TOML"),
     ],
 )
@@ -117,6 +118,18 @@ def test_every_key_of_a_known_table_is_checked_and_all_unknown_ones_are_named(tm
     assert "unknown setting alerts.recover_afer (did you mean recover_after?)" in message
     assert "unknown setting limits.aproval_size (did you mean approval_size?)" in message
     assert "limits.approval_size" not in message and "alerts.timezone" not in message
+
+
+def test_scheduler_and_socket_mode_settings(tmp_path: Path) -> None:
+    """[scheduler] lease_ttl and [socket_mode] stale_after are read as durations."""
+    path = tmp_path / "tsbot.toml"
+    path.write_text('[scheduler]\nlease_ttl = "30s"\n[socket_mode]\nstale_after = "5m"\n', encoding="utf-8")
+    settings = Settings.from_env({"TSBOT_CONFIG": str(path)})
+    assert settings.scheduler_lease_ttl == timedelta(seconds=30)
+    assert settings.socket_stale_after == timedelta(minutes=5)
+    defaults = Settings.from_env({})
+    assert defaults.scheduler_lease_ttl == timedelta(seconds=60)
+    assert defaults.socket_stale_after == timedelta(minutes=10)
 
 
 def test_a_bad_log_level_or_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:

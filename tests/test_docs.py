@@ -39,6 +39,7 @@ TOML_KEYS = {
     "audit_retention": "retention",
     "audit_archive_dir": "archive_dir",
     "scheduler_lease_ttl": "lease_ttl",
+    "socket_stale_after": "stale_after",
 }
 
 
