@@ -3,7 +3,8 @@
 Pure functions from stored rows to ``(text, blocks)``; the caller queues them in the outbox. A
 card is rendered again whenever its alert changes (acknowledged, snoozed, snooze ended, down again,
 recovered) and replaces the previous version in place. Times are shown in the configured time
-zone; durations as ``3 h 12 min``.
+zone; durations as ``3 h 12 min``. Labels come in as stored (custom fields anyone can edit in
+ThingSpace) and are escaped here with :func:`bot.blocks.escape`.
 
 Buttons (action ids under ``ts:``; values are alert or group ids):
 
@@ -105,7 +106,8 @@ def _buttons(prefix: str, value: str, *, diagnose: bool, acknowledge: bool = Tru
 def alert_card(
     alert: Alert, *, label: str, watch: Watch | None, now: float, tz: tzinfo
 ) -> tuple[str, list[Block]]:
-    """The card of one device's alert, in its current state."""
+    """The card of one device's alert, in its current state (*label* as stored; escaped here)."""
+    label = blocks.escape(label)
     title = "Missed wakes" if alert.condition == "missed-wakes" else "Unreachable"
     if alert.state == "resolved":
         if alert.resolved_how == "recovered":
@@ -142,6 +144,7 @@ def alert_card(
 
 def moved_to_group_card(alert: Alert, *, label: str, tz: tzinfo) -> tuple[str, list[Block]]:
     """What an individual card shrinks to when its alert joins a grouped card."""
+    label = blocks.escape(label)
     text = f"{label}: now part of a grouped alert"
     return text, [
         blocks.context(
@@ -191,7 +194,9 @@ def group_card(
             extra = f" · ack <@{m.acked_by}>"
         elif m.state == "snoozed":
             extra = f" · snoozed until {_clock(m.snoozed_until or 0, tz)}"
-        lines.append(f"• {labels.get(m.device, m.device)} — {what} since {_clock(m.down_since, tz)}{extra}")
+        lines.append(
+            f"• {blocks.escape(labels.get(m.device, m.device))} — {what} since {_clock(m.down_since, tz)}{extra}"
+        )
     if len(open_members) > GROUP_LIST:
         lines.append(f"…and {len(open_members) - GROUP_LIST:,} more")
     body = [
@@ -212,12 +217,12 @@ def group_card(
 
 
 def recovered_reply(alert: Alert, *, label: str) -> str:
-    return f":large_green_circle: {label} recovered after {_span(alert.recovered_after or 0)}."
+    return f":large_green_circle: {blocks.escape(label)} recovered after {_span(alert.recovered_after or 0)}."
 
 
 def down_again_reply(alert: Alert, *, label: str, tz: tzinfo) -> str:
     return (
-        f":red_circle: {label} is down again since {_clock(alert.down_since, tz)} "
+        f":red_circle: {blocks.escape(label)} is down again since {_clock(alert.down_since, tz)} "
         f"(×{alert.reopened}); the alert is firing again on this card."
     )
 
@@ -235,14 +240,15 @@ def snooze_ended_reply(
     if not back:
         if len(labels) == 1:
             return (
-                f":alarm_clock: Snooze ended: {labels[0]} is still not reachable; the alert is firing again."
+                f":alarm_clock: Snooze ended: {blocks.escape(labels[0])} is still not reachable; "
+                "the alert is firing again."
             )
         return f":alarm_clock: Snooze ended: {len(labels):,} devices are still not reachable; firing again."
     wait = _span(recover_after)
     if not labels and len(back) == 1:
         label, since = back[0]
         return (
-            f":alarm_clock: Snooze ended: {label} is reachable again since "
+            f":alarm_clock: Snooze ended: {blocks.escape(label)} is reachable again since "
             f"{_clock(since, tz)}; the alert resolves at {_clock(since + recover_after, tz)} if it stays "
             f"reachable ({wait} without a drop), and fires again if it drops."
         )
@@ -273,7 +279,7 @@ def digest_message(figures: DigestFigures, *, tz_name: str) -> tuple[str, list[B
     c = figures.counts
     longest = "none"
     if figures.longest is not None:
-        longest = f"{figures.longest_label}: {_span(figures.longest.seconds)}"
+        longest = f"{blocks.escape(figures.longest_label)}: {_span(figures.longest.seconds)}"
         if figures.longest.ongoing:
             longest += " (ongoing)"
     sleepy = f" ({c.sleepy:,} sleepy)" if c.sleepy else ""

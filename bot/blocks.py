@@ -3,11 +3,19 @@
 Limits (chatops-anchors.md §4): 50 blocks per message, section text ≤ 3000 characters, ≤ 10
 fields, button text ≤ 75, confirm dialog title ≤ 100 / text ≤ 300. Helpers truncate rather than
 let Slack reject a message at 3 a.m.
+
+Text people typed (a reason, an SMS, a search) and text from outside (a device label, an error
+message from ThingSpace) goes into ``mrkdwn`` and into a message's ``text`` only through
+:func:`escape`, so ``<!channel>`` or ``<https://evil|runbook>`` shows as those characters instead
+of pinging the channel or hiding a link. :func:`from_slack` is the way in: what Slack sends for a
+slash command (``should_escape``) back to what the person typed. ``plain_text`` objects (headers,
+button labels, dialog titles) are never parsed by Slack and take text as it is.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +25,9 @@ __all__ = [
     "button",
     "context",
     "divider",
+    "escape",
     "fields",
+    "from_slack",
     "header",
     "limit_blocks",
     "progress_bar",
@@ -28,6 +38,42 @@ __all__ = [
 Block = dict[str, Any]
 _serial = itertools.count(1)
 MAX_BLOCKS = 50
+
+
+#: Slack's formatting in command text: ``<!channel>``, ``<!subteam^S…|@team>``, links and
+#: ``mailto:``. Mentions of users and channels and ``tel:`` links are left for the parsers
+#: (``--user <@U…>``, ``--channel <#C…>``, phone numbers as targets).
+_SLACK_FORMAT = re.compile(r"<(![^<>|]*|(?:https?|mailto):[^<>|]*)(?:\|([^<>]*))?>")
+
+
+def escape(text: str) -> str:
+    """*text* shown literally in mrkdwn or a message's ``text``: ``&``, ``<`` and ``>`` escaped,
+    the only three characters Slack's parser gives a meaning to."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def from_slack(text: str) -> str:
+    """What the person typed, from command text as Slack sends it.
+
+    Slack turns what people type into its own markup before sending it (``@channel`` becomes
+    ``<!channel>``, a URL becomes ``<https://…>`` or ``<https://…|label>``) and escapes the
+    ``&``, ``<`` and ``>`` they typed literally. Special mentions become ``@name`` again, links
+    their label (or address), and the escapes the characters; so ``&lt;!here&gt;`` typed by hand
+    stays the text ``<!here>``, which :func:`escape` keeps literal wherever it is shown.
+    """
+
+    def typed(m: re.Match[str]) -> str:
+        inner, label = m.group(1), m.group(2)
+        if inner.startswith("!"):
+            if label:
+                return label if label.startswith("@") or not inner[1:].isalpha() else f"@{label}"
+            return "@" + inner[1:].split("^", 1)[0]
+        if label:
+            return label
+        return inner.removeprefix("mailto:")
+
+    converted = _SLACK_FORMAT.sub(typed, text)
+    return converted.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def truncate(text: str, limit: int) -> str:

@@ -53,7 +53,8 @@ def home_view(deps: Deps, user: str) -> dict[str, Any]:
             targets = ", ".join(row.targets[:2]) + (
                 f" +{len(row.targets) - 2}" if len(row.targets) > 2 else ""
             )
-            lines.append(f"`{when}` *{row.verb}* {targets} → {row.outcome}")
+            # targets are what was typed (an invalid command's included): shown literally
+            lines.append(f"`{when}` *{row.verb}* {blocks.escape(targets)} → {row.outcome}")
         body.append(blocks.section("*Your recent actions*\n" + "\n".join(lines)))
     else:
         body.append(blocks.section("*Your recent actions*\nNone yet. Try `/ts help` in a channel."))

@@ -8,6 +8,10 @@
 
 Blocks added here carry ``block_id`` values starting with ``ts-result``, so a re-render drops
 the previous progress and keeps the root's own blocks.
+
+Labels (custom fields anyone can edit in ThingSpace) and text from ThingSpace (failure messages,
+comments, who changed a line) are passed in as they are and escaped here with
+:func:`bot.blocks.escape`, so none of it can mention a channel or hide a link.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ def single_reply(
     now: datetime,
     no_result_after: str = "30 min",
 ) -> tuple[str, list[Block]]:
-    """The thread reply for one device's outcome."""
+    """The thread reply for one device's outcome (*label* as stored; escaped here)."""
+    label = blocks.escape(label)
     at = parse_when(detail.get("at")) or now
     when = _clock(at, tz)
     via = detail.get("via") == "request-status"
@@ -121,7 +126,7 @@ def single_reply(
         )
     elif status == outcomes.FAILED:
         reason = outcomes.failure_reason(status, detail, no_result_after=no_result_after)
-        text = f":x: {_NOUN.get(verb, verb)} of {label} failed: {reason}."
+        text = f":x: {_NOUN.get(verb, verb)} of {label} failed: {blocks.escape(reason)}."
     elif status == outcomes.EXPIRED:
         text = f":hourglass: The SMS to {label} expired: the device did not receive it within 5 days."
     elif verb == "suspend":
@@ -252,7 +257,7 @@ def progress_message(
     if tally.reasons:
         lines.append("*Failures by reason:*")
         shown = tally.reasons.most_common(10)
-        lines.extend(f"• {reason} — {n:,}" for reason, n in shown)
+        lines.extend(f"• {blocks.escape(reason)} — {n:,}" for reason, n in shown)
         rest = sum(tally.reasons.values()) - sum(n for _, n in shown)
         if rest:
             lines.append(f"• other reasons — {rest:,}")
@@ -279,12 +284,12 @@ def external_change_notice(
     request_id: str,
 ) -> tuple[str, list[Block]]:
     """Someone changed a line outside the bot (ThingSpace ExternalProvisioningChanges)."""
-    what = change_type or "a change"
-    parts = [f":warning: Someone changed a line outside the bot: {label} — {what}"]
+    what = blocks.escape(change_type or "a change")
+    parts = [f":warning: Someone changed a line outside the bot: {blocks.escape(label)} — {what}"]
     if state:
-        parts.append(f" (now {state})")
+        parts.append(f" (now {blocks.escape(state)})")
     if changed_by:
-        parts.append(f" by {changed_by}")
+        parts.append(f" by {blocks.escape(changed_by)}")
     if at is not None:
         parts.append(f" at {_clock(at, tz)} on {_day(at, tz)}")
     text = "".join(parts) + "."
@@ -300,10 +305,13 @@ def resume_warning_notice(
 ) -> tuple[str, list[Block]]:
     """A suspended line resumes in 7 days (ThingSpace ResumeTrackingNotification)."""
     when = f" on {_day(resume_date, tz)}" if resume_date else ""
-    text = f":alarm_clock: {label} resumes in 7 days: ThingSpace will auto-resume the suspended line{when}."
+    text = (
+        f":alarm_clock: {blocks.escape(label)} resumes in 7 days: ThingSpace will auto-resume the suspended "
+        f"line{when}."
+    )
     body = [blocks.section(text)]
     notes = [f"ThingSpace ResumeTrackingNotification · request `{request_id}`"]
     if comment:
-        notes.insert(0, blocks.truncate(comment, 300))
+        notes.insert(0, blocks.truncate(blocks.escape(comment), 300))
     body.append(blocks.context(*notes))
     return text, body

@@ -23,11 +23,11 @@ Words and quotes, decisions:
 from __future__ import annotations
 
 import difflib
-import html
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from bot.blocks import from_slack
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.policy import VERBS
 
@@ -297,7 +297,7 @@ def channel_ref(value: str) -> str:
 
 def parse(text: str) -> Invocation:
     """Parse the text after ``/ts``."""
-    raw = html.unescape(text).strip()  # Slack escapes &, < and > in what people type
+    raw = from_slack(text).strip()  # what the person typed; shown only through blocks.escape
     if not raw:
         return Invocation(verb="help", raw=raw)
     words = split_words(raw)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from bot.blocks import escape
 from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
 from commands.grammar import TargetToken, UsageError
 from storage import directory
@@ -32,6 +33,11 @@ class ResolvedDevice:
             return self.entry.display
         return self.device_id.masked()
 
+    @property
+    def shown(self) -> str:
+        """The label for mrkdwn: escaped, since labels are custom fields anyone can edit."""
+        return escape(self.label)
+
 
 def resolve(
     db: Database, tokens: Sequence[TargetToken], *, verb: str, max_targets: int, single: bool = False
@@ -50,7 +56,7 @@ def resolve(
             members = directory.group_members(db, name)
             if not members:
                 known = ", ".join(f"{g} ({n})" for g, n in directory.groups(db)[:15]) or "none synced yet"
-                raise UsageError(f"There is no device group `{name}`. Groups: {known}.", verb=verb)
+                raise UsageError(escape(f"There is no device group `{name}`. Groups: {known}."), verb=verb)
             for member in members:
                 kind, _, value = member.key.partition(":")
                 member_id = DeviceId.from_wire({"kind": kind, "id": value})
@@ -59,7 +65,7 @@ def resolve(
         try:
             device_id = parse_device_id(token.text)
         except InvalidDeviceId as exc:
-            raise UsageError(str(exc), verb=verb) from None
+            raise UsageError(escape(str(exc)), verb=verb) from None
         entry = directory.lookup(db, device_id.kind, device_id.id)
         key = entry.key if entry else str(device_id)
         if entry:
