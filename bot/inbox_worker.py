@@ -15,8 +15,10 @@ batch, for each callback:
    one update of the root message per batch (the outbox coalesces them further), and the final
    summary when every device has answered.
 
-The inbox rows are marked in the same transaction, so a crash replays a whole batch or nothing:
-each callback has its effect exactly once. A callback whose request id the bot never issued is
+The inbox rows are claimed (``storage.inbox.claim_received``) and marked in the same transaction,
+so a crash replays a whole batch or nothing, and a second worker — in this process or in another
+one started on the same database by mistake — never takes a row this one is processing: each
+callback has its effect exactly once. A callback whose request id the bot never issued is
 kept as ``unmatched`` (no action, no post) unless a handler in :data:`UNSOLICITED_HANDLERS`
 claims it. A batch that raises is retried row by row; a row that still raises is marked
 ``failed`` with the error's type and retried at the next start.
@@ -25,8 +27,11 @@ claims it. A batch that raises is retried row by row; a row that still raises is
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +59,7 @@ __all__ = [
     "InboxWorker",
     "Processor",
     "post_result",
-    "process_rows",
+    "process_batch",
     "render_progress",
 ]
 
@@ -101,6 +106,8 @@ class Processor:
     marks: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
     posts: int = 0
     deferred: int = 0
+    #: ids of the inbox rows this batch claimed
+    claimed: list[int] = field(default_factory=list)
     _now_iso: str = ""
 
     @property
@@ -422,12 +429,23 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
     return tally.complete
 
 
-def process_rows(
-    db: Database, rows: list[InboxRow], settings: Settings, *, now: float, defer_progress: bool = False
+def process_batch(
+    db: Database,
+    settings: Settings,
+    *,
+    now: float,
+    holder: str,
+    limit: int = 500,
+    ids: list[int] | None = None,
+    defer_progress: bool = False,
 ) -> Processor:
-    """Process *rows* in one transaction (with its audit rows); returns what it did."""
+    """Claim the oldest *limit* received callbacks (or those of *ids* still received) and process
+    them in one transaction with their audit rows; ``claimed`` on the result lists the rows taken
+    (none if another worker got there first)."""
     processor = Processor(db, settings, now)
     with AuditLog(db).transaction():
+        rows = inbox.claim_received(db, holder=holder, limit=limit, ids=ids, now=now)
+        processor.claimed = [row.id for row in rows]
         for row in rows:
             processor.handle(row)
         processor.finish(last_id=max((r.id for r in rows), default=0), defer_progress=defer_progress)
@@ -472,6 +490,8 @@ class InboxWorker:
         self._thread: threading.Thread | None = None
         self._busy = False
         self.processed = 0
+        #: recorded as ``claimed_by`` on the rows this worker processes
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:inbox-{uuid.uuid4().hex[:8]}"
 
     def start(self) -> None:
         if self._thread is not None:
@@ -526,37 +546,45 @@ class InboxWorker:
         revived = inbox.revive_unmatched(db, since=now - UNMATCHED_GRACE)
         if revived:
             log.info("%d early callback(s) now match a recorded request", revived)
-        rows = inbox.claim_received(db, limit=limit or self.batch_size)
-        if not rows:
-            return 0
+        if not inbox.waiting(db):
+            return 0  # the usual idle poll: no write transaction at all
         self._busy = True
         try:
             now = self.clock()
             try:
-                done = process_rows(db, rows, self.settings, now=now, defer_progress=limit is None)
-                posts = done.posts + len(done.touched)
-            except Exception as exc:  # noqa: BLE001 - any failure: isolate the bad row below
-                log.warning(
-                    "a batch of %d callbacks failed (%s); processing one by one",
-                    len(rows),
-                    type(exc).__name__,
+                done = process_batch(
+                    db,
+                    self.settings,
+                    now=now,
+                    holder=self.holder,
+                    limit=limit or self.batch_size,
+                    defer_progress=limit is None,
                 )
-                posts = self._one_by_one(db, rows, now)
-            self.processed += len(rows)
+                taken, posts = done.claimed, done.posts + len(done.touched)
+            except Exception as exc:  # noqa: BLE001 - any failure: isolate the bad row below
+                log.warning("a batch of callbacks failed (%s); processing one by one", type(exc).__name__)
+                taken, posts = self._one_by_one(db, limit or self.batch_size, now)
+            self.processed += len(taken)
             if posts:
                 self.wake_outbox()
-            return len(rows)
+            return len(taken)
         finally:
             self._busy = False
 
-    def _one_by_one(self, db: Database, rows: list[InboxRow], now: float) -> int:
+    def _one_by_one(self, db: Database, limit: int, now: float) -> tuple[list[int], int]:
+        """After a failed batch: the same rows one per transaction; a row that still fails is
+        marked ``failed`` (unless another worker processed it meanwhile)."""
+        ids = inbox.received_ids(db, limit=limit)
+        taken: list[int] = []
         posts = 0
-        for row in rows:
+        for row_id in ids:
             try:
-                done = process_rows(db, [row], self.settings, now=now)
+                done = process_batch(db, self.settings, now=now, holder=self.holder, ids=[row_id])
+                taken += done.claimed
                 posts += done.posts + len(done.touched)
             except Exception as exc:
-                log.exception("callback %d could not be processed; marked failed", row.id)
+                log.exception("callback %d could not be processed; marked failed", row_id)
                 with write(db):
-                    inbox.mark(db, [row.id], "failed", error=type(exc).__name__, now=now)
-        return posts
+                    inbox.mark(db, [row_id], "failed", error=type(exc).__name__, now=now)
+                taken.append(row_id)
+        return taken, posts

@@ -12,6 +12,14 @@ as those results) | ``unmatched`` (a request id the bot never issued and no serv
 route: kept for audit, no action) | ``failed`` (processing raised; kept with the error, retried
 after restart or by hand).
 
+Processing happens exactly once even with two bot processes on one database (started by
+mistake): :func:`claim_received` must be called inside the write transaction that also records
+the rows' effects and marks them. Its ``UPDATE … WHERE state = 'received' … RETURNING`` runs after
+``BEGIN IMMEDIATE`` has taken SQLite's write lock, so another process's worker either committed
+before (the rows are no longer ``received``) or waits until this transaction commits. A crash
+rolls the claim back with the effects, so no claim is ever left behind to recover: the rows are
+simply ``received`` again. ``claimed_by`` / ``claimed_at`` record which worker processed a row.
+
 ThingSpace may call back before the bot has recorded the request it answers (the callback can
 arrive while the bot is still committing the API call's ``requestId``). So a row left unmatched
 for an *unknown request* (``last_error`` :data:`UNKNOWN_REQUEST`) is revived by
@@ -36,6 +44,7 @@ __all__ = [
     "UNKNOWN_REQUEST",
     "InboxItem",
     "InboxRow",
+    "NotInTransaction",
     "claim_received",
     "count_by_state",
     "depth",
@@ -45,8 +54,10 @@ __all__ = [
     "mark",
     "migrations",
     "purge",
+    "received_ids",
     "requeue_failed",
     "revive_unmatched",
+    "waiting",
 ]
 
 migrations = Migrations("tsbot.inbox")
@@ -84,6 +95,16 @@ def create_inbox(db: Database) -> None:
 @migrations()
 def index_unmatched(db: Database) -> None:
     db.execute("CREATE INDEX inbox_unmatched ON inbox (received_at) WHERE state = 'unmatched'")
+
+
+@migrations()
+def add_claims(db: Database) -> None:
+    db.execute("ALTER TABLE inbox ADD COLUMN claimed_by TEXT")
+    db.execute("ALTER TABLE inbox ADD COLUMN claimed_at REAL")
+
+
+class NotInTransaction(RuntimeError):
+    """:func:`claim_received` was called outside the write transaction that processes the rows."""
 
 
 @dataclass(frozen=True)
@@ -164,25 +185,54 @@ def get(db: Database, row_id: int) -> InboxRow | None:
     return None if found is None else _row(found)
 
 
-def claim_received(db: Database, *, limit: int = 500, after_id: int = 0) -> list[InboxRow]:
-    """The oldest ``received`` rows (id order). One worker processes them; marking them in the
-    same transaction as their effects is what makes processing happen once."""
+def claim_received(
+    db: Database,
+    *,
+    holder: str,
+    limit: int = 500,
+    after_id: int = 0,
+    ids: Sequence[int] | None = None,
+    now: float | None = None,
+) -> list[InboxRow]:
+    """Claim the oldest ``received`` rows (id order) for *holder*, or those of *ids* still
+    ``received``; the caller processes and marks them before its transaction commits.
+
+    Must run inside :func:`storage.db.write` (raises :class:`NotInTransaction` otherwise): the
+    claim, the rows' effects and their marks commit together, which is what makes processing
+    happen once across threads and processes.
+    """
+    if not db.conn.in_transaction:
+        raise NotInTransaction("claim inbox rows inside the write transaction that processes them")
+    now = time.time() if now is None else now
+    if ids is not None:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        where, params = f"id IN ({marks})", [*ids]
+    else:
+        where = "id IN (SELECT id FROM inbox WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?)"
+        params = [after_id, limit]
     rows = db.execute(
-        f"SELECT {_COLUMNS} FROM inbox WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?",
-        [after_id, limit],
+        f"""
+        UPDATE inbox SET claimed_by = ?, claimed_at = ?
+        WHERE state = 'received' AND {where}
+        RETURNING {_COLUMNS}
+        """,
+        [holder, now, *params],
     ).fetchall()
-    return [_row(r) for r in rows]
+    return sorted((_row(r) for r in rows), key=lambda r: r.id)
 
 
 def mark(
     db: Database, row_ids: Sequence[int], state: str, *, error: str | None = None, now: float | None = None
 ) -> None:
-    """Move rows out of ``received`` (``processed``, ``unmatched`` or ``failed``)."""
+    """Move ``received`` rows to ``processed``, ``unmatched`` or ``failed`` (rows another worker
+    has already moved are left as they are)."""
     if state not in STATES or state == "received":
         raise ValueError(f"state must be one of processed, unmatched, failed, not {state!r}")
     now = time.time() if now is None else now
     db.conn.executemany(
-        "UPDATE inbox SET state = ?, processed_at = ?, last_error = ? WHERE id = ?",
+        "UPDATE inbox SET state = ?, processed_at = ?, last_error = ? WHERE id = ? AND state = 'received'",
         [(state, now, error, row_id) for row_id in row_ids],
     )
 
@@ -219,6 +269,17 @@ def has_received(db: Database, request_id: str, *, after_id: int = 0) -> bool:
         [after_id, request_id],
     ).fetchone()
     return found is not None
+
+
+def waiting(db: Database) -> bool:
+    """Whether any callback is ``received`` and not processed yet (a read, no transaction)."""
+    return db.execute("SELECT 1 FROM inbox WHERE state = 'received' LIMIT 1").fetchone() is not None
+
+
+def received_ids(db: Database, *, limit: int = 500) -> list[int]:
+    """Ids of the oldest ``received`` rows (to claim one by one after a failed batch)."""
+    rows = db.execute("SELECT id FROM inbox WHERE state = 'received' ORDER BY id LIMIT ?", [limit])
+    return [int(r[0]) for r in rows.fetchall()]
 
 
 def depth(db: Database) -> int:

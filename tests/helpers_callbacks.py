@@ -351,10 +351,17 @@ class BotProcess:
     """``python -m bot serve`` in a child process, configured through the environment."""
 
     def __init__(
-        self, workdir: Path, *, standin: SlackStandIn, thingspace_url: str, approval_size: int = 10_000
+        self,
+        workdir: Path,
+        *,
+        standin: SlackStandIn,
+        thingspace_url: str,
+        approval_size: int = 10_000,
+        db_path: Path | None = None,
     ) -> None:
+        """*db_path* (default ``workdir/bot.db``) lets two processes share one database."""
         self.workdir = workdir
-        self.db_path = workdir / "bot.db"
+        self.db_path = db_path or workdir / "bot.db"
         self.standin = standin
         config = workdir / "tsbot.toml"
         config.write_text(CONFIG.format(approval_size=approval_size), encoding="utf-8")
