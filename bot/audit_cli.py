@@ -19,8 +19,9 @@ missing. To verify a backup, copy the head file first and the database second (`
 ".backup …"``), and pass ``--head-may-lag``: rows the bot appended between the two copies are
 then accepted when they chain on from the head file's row. ``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to
 ``--output`` (written to ``FILE.partial``, renamed when complete). ``retain`` archives and
-removes rows older than ``--older-than`` (archive default: ``[audit] archive_dir``, else the
-database's directory). Exit 2: bad arguments or no database.
+removes rows older than ``--older-than`` (archive default: a dated file in ``[audit] archive_dir``,
+else in ``audit-archive/`` beside the database, as the daily retention job does). Exit 2: bad
+arguments or no database.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from sqlite_utils import Database
 
 from bot.config import ConfigError, Settings
 from bot.durations import parse_duration
-from storage.audit import AuditIntegrityError, AuditLog, apply_retention, default_archive_path, verify
+from storage.audit import (
+    AuditIntegrityError,
+    AuditLog,
+    apply_retention,
+    archive_folder,
+    default_archive_path,
+    verify,
+)
 from storage.audit_export import write_csv, write_jsonl
 from storage.db import open_database
 
@@ -161,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
             return _verify(db, args)
         if args.audit_command == "export":
             return _export(AuditLog(db, head_path=args.head), args)
-        archive_dir = (settings.audit_archive_dir if settings else "") or str(db_path.parent)
-        return _retain(db, args, archive_dir)
+        return _retain(db, args, archive_folder(db_path, settings.audit_archive_dir if settings else ""))
     finally:
         db.conn.close()
 
@@ -213,9 +220,11 @@ def _export(log: AuditLog, args: argparse.Namespace) -> int:
     return 0
 
 
-def _retain(db: Database, args: argparse.Namespace, archive_dir: str) -> int:
+def _retain(db: Database, args: argparse.Namespace, archive_dir: Path) -> int:
     archive = Path(args.archive) if args.archive else default_archive_path(archive_dir)
     try:
+        if not args.archive:
+            archive_dir.mkdir(parents=True, exist_ok=True)
         result = apply_retention(db, older_than=args.older_than, archive_path=archive, head_path=args.head)
     except AuditIntegrityError as exc:
         return _fail(str(exc), 1)

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(args._module)
+    # every command logs the same way as serve: redacted JSON lines on stderr, secrets registered
+    from bot.logs import configure_from_env
+
+    configure_from_env()
     try:
         return int(module.run(args))
     except KeyboardInterrupt:

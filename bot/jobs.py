@@ -6,14 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.directory_sync import sync_directory
 from storage import memberships, seen
-from storage.audit import AuditLog, apply_retention, default_archive_path
+from storage.audit import AuditLog, apply_retention, archive_folder, default_archive_path
 from storage.db import write
 
 if TYPE_CHECKING:
@@ -126,9 +125,7 @@ def audit_retention_job(runtime: Runtime, now: datetime | None = None) -> None:
         return
     now = datetime.now(UTC) if now is None else now
     db = runtime.pool.get()
-    folder = runtime.settings.audit_archive_dir or str(
-        Path(runtime.settings.db_path).resolve().parent / "audit-archive"
-    )
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    folder = archive_folder(runtime.settings.db_path, runtime.settings.audit_archive_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     result = apply_retention(db, older_than=now - retention, archive_path=default_archive_path(folder, now))
     log.info("audit retention: %s", result)

@@ -25,6 +25,9 @@ is built, so that logger also gets a logger-level filter that drops its INFO bod
 its level says. uvicorn installs its own unfiltered handlers unless it is started with
 ``log_config=None`` (``ServerThread(app, log_config=None)``): production servers must pass it.
 
+Every ``tsbot`` command starts with :func:`configure_from_env` (the CLI calls it), which does both
+of these from the environment.
+
 Usage::
 
     configure_logging(settings.log_level)        # JSON lines on stderr
@@ -53,7 +56,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, quote_plus
 
-from bot.config import Settings
+from bot.config import LOG_LEVELS, ConfigError, Settings
 from bot.redact import mask_text
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "capture_logs",
     "carry_request_id",
     "clear_secrets",
+    "configure_from_env",
     "configure_logging",
     "get_request_id",
     "new_request_id",
@@ -374,9 +378,26 @@ def _quiet_noisy_loggers() -> None:
             logger.addFilter(_BelowWarning())
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (like ``logging.lastResort``),
+    so a command run in-process by a test that swaps stderr never writes to a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def build_handler(*, json: bool = True, stream: IO[str] | None = None) -> logging.Handler:
-    """A stream handler with the redaction filter and the JSON (or text) formatter."""
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    """A stream handler (default: the current stderr) with the redaction filter and the JSON (or
+    text) formatter."""
+    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.addFilter(RedactionFilter())
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     return handler
@@ -400,6 +421,25 @@ def configure_logging(
     root.setLevel(number)
     _quiet_noisy_loggers()
     return _installed
+
+
+def configure_from_env(environ: Mapping[str, str] | None = None) -> logging.Handler:
+    """What every ``tsbot`` command does before its own work: redacted JSON lines on stderr at
+    ``TSBOT_LOG_LEVEL``, with every secret of the environment registered.
+
+    The same set-up as ``tsbot serve``, so a warning from ``check``, ``callbacks`` or ``audit``
+    reads like any other line and never shows a secret. When the configuration cannot be read (the
+    command reports that itself), the environment's secrets are still registered and the level
+    falls back to INFO if ``TSBOT_LOG_LEVEL`` is what is wrong.
+    """
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError:
+        settings = Settings.secrets_from_env(environ)
+    level = settings.log_level if settings.log_level.strip().upper() in LOG_LEVELS else "INFO"
+    handler = configure_logging(level)
+    register_secrets(settings)
+    return handler
 
 
 # -- tests and tooling ----------------------------------------------------------------------------

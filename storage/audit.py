@@ -78,7 +78,7 @@ from storage.audit_events import (
     Verb,
     format_at,
 )
-from storage.audit_retention import RetentionResult, apply_retention, default_archive_path
+from storage.audit_retention import RetentionResult, apply_retention, archive_folder, default_archive_path
 from storage.audit_verify import VerifyResult, verify
 from storage.db import write
 
@@ -96,6 +96,7 @@ __all__ = [
     "Verb",
     "VerifyResult",
     "apply_retention",
+    "archive_folder",
     "default_archive_path",
     "migrations",
     "verify",

@@ -48,9 +48,12 @@ from storage.audit_chain import (
 from storage.audit_events import AuditEvent, Verb, export_line, format_at
 from storage.db import write
 
-__all__ = ["RetentionResult", "apply_retention", "default_archive_path"]
+__all__ = ["ARCHIVE_FOLDER", "RetentionResult", "apply_retention", "archive_folder", "default_archive_path"]
 
 log = logging.getLogger(__name__)
+
+#: The folder, beside the database, that archives go to unless ``[audit] archive_dir`` names one.
+ARCHIVE_FOLDER = "audit-archive"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,17 @@ class RetentionResult:
     checkpoint_id: int | None = None
     first_removed_id: int | None = None
     last_removed_id: int | None = None
+
+
+def archive_folder(db_path: str | Path, configured: str | Path = "") -> Path:
+    """Where archives go: *configured* (``[audit] archive_dir``), else ``<db dir>/audit-archive``.
+
+    One rule for the daily job and ``tsbot audit retain``, so an operator finds every archive
+    in one place.
+    """
+    if str(configured).strip():
+        return Path(configured)
+    return Path(db_path).resolve().parent / ARCHIVE_FOLDER
 
 
 def default_archive_path(directory: str | Path, now: datetime | None = None) -> Path:

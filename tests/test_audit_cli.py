@@ -10,12 +10,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bot.audit_cli import parse_when
 from bot.cli import main
-from storage.audit import AuditEvent, AuditLog, Verb
+from bot.config import Settings
+from bot.jobs import audit_retention_job
+from storage.audit import AuditEvent, AuditLog, Verb, archive_folder
 from storage.db import open_database
 from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
 
@@ -230,13 +233,14 @@ def test_export_of_a_database_without_audit_tables(
 def test_retain_archives_and_verify_passes(
     dbfile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """retain moves old rows to a dated archive beside the database; verify still passes."""
+    """retain moves old rows to a dated archive in audit-archive/ beside the database; verify still passes."""
     code, out, _err = run(
         capsys, "retain", "--older-than", (START + timedelta(minutes=10)).isoformat(), "--db", str(dbfile)
     )
     assert code == 0
     assert "archived 10 audit rows (ids 1–10)" in out
-    archives = list(tmp_path.glob("audit-archive-*.jsonl"))
+    assert not list(tmp_path.glob("audit-archive-*.jsonl"))
+    archives = list((tmp_path / "audit-archive").glob("audit-archive-*.jsonl"))
     assert len(archives) == 1 and len(archives[0].read_text().splitlines()) == 10
     code, out, _err = run(capsys, "verify", "--db", str(dbfile))
     assert code == 0 and "rows 11–25" in out
@@ -257,6 +261,35 @@ def test_retain_uses_the_configured_archive_dir(
     code, _out, _err = run(capsys, "retain", "--older-than", "1d")
     assert code == 0
     assert len(list(archive_dir.glob("audit-archive-*.jsonl"))) == 1
+
+
+def test_retain_and_the_daily_job_archive_to_the_same_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no [audit] archive_dir, `tsbot audit retain` and the retention job both write to
+    <db dir>/audit-archive, so an operator finds every archive in one place."""
+    cli_db, job_db = tmp_path / "cli" / "tsbot.db", tmp_path / "job" / "tsbot.db"
+    for path in (cli_db, job_db):
+        path.parent.mkdir()
+        db, _log = build_log(path, ROWS)
+        db.conn.close()
+    code, _out, _err = run(capsys, "retain", "--older-than", "1d", "--db", str(cli_db))
+    assert code == 0
+    db = open_database(job_db)
+    try:
+        runtime = SimpleNamespace(
+            settings=Settings(db_path=str(job_db), audit_retention=timedelta(days=1)),
+            pool=SimpleNamespace(get=lambda: db),
+        )
+        audit_retention_job(runtime)  # type: ignore[arg-type]
+    finally:
+        db.conn.close()
+    for path in (cli_db, job_db):
+        archives = list((path.parent / "audit-archive").glob("audit-archive-*.jsonl"))
+        assert len(archives) == 1 and len(archives[0].read_text().splitlines()) == ROWS, path
+        assert not list(path.parent.glob("audit-archive-*.jsonl"))
+    assert archive_folder(cli_db) == cli_db.parent.resolve() / "audit-archive"
+    assert archive_folder(cli_db, str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
 
 
 def test_retain_refuses_tampered_rows(
