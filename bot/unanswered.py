@@ -5,16 +5,21 @@
 
 * a single-device suspend or resume is looked up with ThingSpace's request status (v1 knows only
   single-device provisioning requests, thingspace-api.md §10.1): ``Success``/``Failed`` settle the
-  device as if the callback had come (said so in the thread), ``Pending`` is reported as still
-  pending at ThingSpace;
+  device as if the callback had come (said so in the thread). ``Pending`` is said in the thread
+  ("still pending at ThingSpace; I will look again") and the request is looked up again every
+  ``no_result_after``, at most :data:`PENDING_RECHECKS` more times (the thread's message is
+  updated in place each time). A re-check that finds ``Success``/``Failed`` settles the device
+  (a callback ThingSpace dropped, say); one still ``Pending`` after the last re-check ends like a
+  request without callback: "no result after 2 h" with a Retry button. A lookup that fails
+  during the re-checks counts as one more re-check;
 * everything else — and a lookup that fails — marks the devices still ``pending`` as
   ``no-result`` and says so: a thread reply for one device, the final summary (with those devices
   under "no result after 30 min" and a Retry failed button) for many;
 * cancel location is queued by ThingSpace for up to 24 h, so it is checked only after a day.
 
-Each request is checked once (its state becomes ``checked``); a callback that arrives later still
-lands in the thread and replaces the "no result". The ThingSpace call happens outside any write
-transaction.
+A request is reported once (its state becomes ``checked``); until then it stays ``accepted``, and
+``storage.inbox`` remembers its re-checks. A callback that arrives later still lands in the thread
+and replaces the "no result". The ThingSpace call happens outside any write transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from bot.inbox_worker import post_result, render_progress
 from bot.jobs import add_interval_job
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.models import RequestStatus
-from storage import directory, inbox, request_outcomes, requests
+from storage import directory, inbox, outbox, request_outcomes, requests
 from storage.audit import AuditLog
 from storage.audit_events import SYSTEM_ACTOR, AuditEvent, Outcome, Verb
 from storage.db import write
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_LOCATION_WAIT",
     "INBOX_RETENTION",
+    "PENDING_RECHECKS",
     "check_unanswered",
     "purge_inbox_job",
     "register",
@@ -52,6 +58,9 @@ log = logging.getLogger(__name__)
 CANCEL_LOCATION_WAIT = timedelta(hours=25)
 #: Processed callbacks are kept this long (replay, audit questions), then deleted.
 INBOX_RETENTION = timedelta(days=30)
+#: How many more times a request ThingSpace still lists as Pending is looked up (each after a
+#: further ``no_result_after``) before it is reported as "no result".
+PENDING_RECHECKS = 3
 _STATUS_LOOKUP_VERBS = ("suspend", "resume")
 
 
@@ -72,6 +81,9 @@ def check_unanswered(runtime: Runtime, now: float | None = None) -> int:
             and tracked.created_at > now - CANCEL_LOCATION_WAIT.total_seconds()
         ):
             continue
+        recheck = inbox.recheck_of(db, tracked.request_id)
+        if recheck is not None and recheck.next_check_at > now:
+            continue  # still pending at ThingSpace when last asked: not time to ask again
         remote: RequestStatus | None = None
         lookup_error = ""
         if tracked.verb in _STATUS_LOOKUP_VERBS and tracked.device_count == 1:
@@ -97,17 +109,25 @@ def _settle(
         return False  # answered (or checked) meanwhile
     settings = runtime.settings
     waited = format_duration(settings.no_result_after)
+    recheck = inbox.recheck_of(db, request_id)
+    checks = 0 if recheck is None else recheck.checks  # lookups before this one
     pending = request_outcomes.devices_with_status(db, request_id, [outcomes.PENDING])
-    requests.set_request_state(db, request_id, "checked", now=now)
     if not pending:
+        requests.set_request_state(db, request_id, "checked", now=now)
+        inbox.settle_recheck(db, request_id)
         return False
     audit_detail: dict[str, Any] = {"operation": "request_status", "devices": len(pending)}
+    if recheck is not None:
+        audit_detail["check"] = checks + 1
+    still_pending = (remote is not None and remote.pending) or (recheck is not None and lookup_error != "")
     if (
         remote is not None
         and tracked.device_count == 1
         and not remote.pending
         and (remote.succeeded or remote.failed)
     ):
+        requests.set_request_state(db, request_id, "checked", now=now)
+        inbox.settle_recheck(db, request_id)
         key = pending[0]
         status = outcomes.OK if remote.succeeded else outcomes.FAILED
         detail: dict[str, Any] = {"via": "request-status", "at": _iso(now)}
@@ -120,21 +140,32 @@ def _settle(
         requests.set_request_state(db, request_id, "completed", now=now)
         audit_detail["status"] = remote.status
         outcome = Outcome.OK if status == outcomes.OK else Outcome.FAILED
-    elif remote is not None and remote.pending:
-        text = (
-            f":hourglass_flowing_sand: No callback after {waited}; ThingSpace still lists request "
-            f"`{request_id}` as pending. The result will be posted here when it arrives."
-        )
-        post_result(db, tracked, key=f"noresult:{request_id}", text=text, blocks=[blocks.section(text)])
-        audit_detail["status"] = remote.status
+    elif still_pending and checks < PENDING_RECHECKS:
+        # ThingSpace still works on it (or could not say): look again later; the request stays open.
+        interval = settings.no_result_after.total_seconds()
+        inbox.schedule_recheck(db, request_id, checks=checks + 1, next_check_at=now + interval, now=now)
+        _still_pending(runtime, db, tracked, checks=checks + 1, lookup_error=lookup_error, now=now)
+        audit_detail["status"] = remote.status if remote is not None else lookup_error
         outcome = Outcome.QUEUED
     else:
+        requests.set_request_state(db, request_id, "checked", now=now)
+        inbox.settle_recheck(db, request_id)
+        if recheck is not None:  # the whole wait, not only the first one
+            waited = format_duration(timedelta(seconds=now - tracked.created_at))
         detail = {"at": _iso(now), "waited": waited}
         if lookup_error:
             detail["lookup_error"] = lookup_error
+        if still_pending:
+            detail["remote_status"] = "Pending"
         request_outcomes.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
         if tracked.device_count == 1:
-            _reply(runtime, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited)
+            note = ""
+            if recheck is not None:
+                note = (
+                    f"Request `{request_id}` was looked up {checks + 1} times over {waited}; ThingSpace "
+                    "never reported it done. Retry failed starts a new request."
+                )
+            _reply(runtime, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited, note=note)
         else:
             render_progress(db, tracked, settings, now=now)
         audit_detail["status"] = "no-result"
@@ -153,6 +184,40 @@ def _settle(
         )
     )
     return True
+
+
+def _still_pending(
+    runtime: Runtime, db: Any, tracked: TrackedRequest, *, checks: int, lookup_error: str, now: float
+) -> None:
+    """Say in the thread that ThingSpace still lists the request as pending: a reply the first
+    time, then that same reply updated in place at each re-check."""
+    settings = runtime.settings
+    request_id = tracked.request_id
+    every = format_duration(settings.no_result_after)
+    at = datetime.fromtimestamp(now, UTC).astimezone(results.zone(settings.timezone)).strftime("%H:%M")
+    if checks == 1:
+        text = (
+            f":hourglass_flowing_sand: No callback after {every}; ThingSpace still lists request "
+            f"`{request_id}` as pending. I will look again every {every} (up to {PENDING_RECHECKS} more "
+            "times); the result will be posted here when it arrives."
+        )
+        post_result(db, tracked, key=f"stillpending:{request_id}", text=text, blocks=[blocks.section(text)])
+        return
+    seen = "ThingSpace could not be asked" if lookup_error else "ThingSpace still lists it as pending"
+    left = PENDING_RECHECKS - checks + 1
+    text = (
+        f":hourglass_flowing_sand: Request `{request_id}` has no callback yet; at {at} {seen} "
+        f"(lookup {checks} of {PENDING_RECHECKS + 1}). I will look again in {every} "
+        f"({left} more time{'s' if left != 1 else ''}); the result will be posted here when it arrives."
+    )
+    try:
+        outbox.enqueue_update(
+            db, target_key=f"stillpending:{request_id}", text=text, blocks=[blocks.section(text)]
+        )
+    except outbox.UnknownMessage:  # the first note was purged or never queued: post a new one
+        post_result(
+            db, tracked, key=f"stillpending:{request_id}:{checks}", text=text, blocks=[blocks.section(text)]
+        )
 
 
 def _directory_after(db: Any, tracked: TrackedRequest, key: str) -> None:
@@ -175,6 +240,8 @@ def _reply(
     detail: dict[str, Any],
     now: float,
     waited: str,
+    *,
+    note: str = "",
 ) -> None:
     kind, _, value = key.partition(":")
     entry = directory.lookup(db, kind, value)
@@ -188,6 +255,8 @@ def _reply(
         now=datetime.fromtimestamp(now, UTC),
         no_result_after=waited,
     )
+    if note:
+        body = [*body[:1], blocks.context(note), *body[1:]]
     post_result(db, tracked, key=f"noresult:{tracked.request_id}", text=text, blocks=body)
 
 

@@ -24,6 +24,10 @@ ThingSpace may call back before the bot has recorded the request it answers (the
 arrive while the bot is still committing the API call's ``requestId``). So a row left unmatched
 for an *unknown request* (``last_error`` :data:`UNKNOWN_REQUEST`) is revived by
 :func:`revive_unmatched` once that request exists, within a grace period.
+
+A request whose callback never came and that ThingSpace's request status still lists as
+``Pending`` is looked up again later (``bot.unanswered``); ``request_rechecks`` remembers how
+often and when next (:func:`schedule_recheck`, :func:`recheck_of`, :func:`settle_recheck`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "InboxItem",
     "InboxRow",
     "NotInTransaction",
+    "Recheck",
     "claim_received",
     "count_by_state",
     "depth",
@@ -55,8 +60,11 @@ __all__ = [
     "migrations",
     "purge",
     "received_ids",
+    "recheck_of",
     "requeue_failed",
     "revive_unmatched",
+    "schedule_recheck",
+    "settle_recheck",
     "waiting",
 ]
 
@@ -101,6 +109,21 @@ def index_unmatched(db: Database) -> None:
 def add_claims(db: Database) -> None:
     db.execute("ALTER TABLE inbox ADD COLUMN claimed_by TEXT")
     db.execute("ALTER TABLE inbox ADD COLUMN claimed_at REAL")
+
+
+@migrations()
+def create_rechecks(db: Database) -> None:
+    # Requests with no callback that ThingSpace still listed as pending: when to look again.
+    db.execute(
+        """
+        CREATE TABLE request_rechecks (
+            request_id TEXT PRIMARY KEY,
+            checks INTEGER NOT NULL,
+            first_checked_at REAL NOT NULL,
+            next_check_at REAL NOT NULL
+        )
+        """
+    )
 
 
 class NotInTransaction(RuntimeError):
@@ -293,8 +316,52 @@ def count_by_state(db: Database) -> dict[str, int]:
 
 
 def purge(db: Database, *, before: float) -> int:
-    """Delete processed/unmatched rows received before *before* (retention); returns how many."""
+    """Delete processed/unmatched rows received before *before* (retention), and the re-check
+    records of requests that are no longer open; returns how many inbox rows."""
     cursor = db.execute(
         "DELETE FROM inbox WHERE state IN ('processed', 'unmatched') AND received_at < ?", [before]
     )
+    db.execute(
+        """
+        DELETE FROM request_rechecks WHERE request_id NOT IN (
+            SELECT request_id FROM ts_requests WHERE state = 'accepted'
+        )
+        """
+    )
     return int(cursor.rowcount)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A request ThingSpace still listed as pending: how often it was checked, when next."""
+
+    request_id: str
+    checks: int
+    first_checked_at: float
+    next_check_at: float
+
+
+def recheck_of(db: Database, request_id: str) -> Recheck | None:
+    row = db.execute(
+        "SELECT request_id, checks, first_checked_at, next_check_at FROM request_rechecks WHERE request_id = ?",
+        [request_id],
+    ).fetchone()
+    return None if row is None else Recheck(str(row[0]), int(row[1]), float(row[2]), float(row[3]))
+
+
+def schedule_recheck(db: Database, request_id: str, *, checks: int, next_check_at: float, now: float) -> None:
+    """Record that *request_id* has been checked *checks* times and is to be checked again."""
+    db.execute(
+        """
+        INSERT INTO request_rechecks (request_id, checks, first_checked_at, next_check_at)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (request_id) DO UPDATE SET checks = excluded.checks,
+            next_check_at = excluded.next_check_at
+        """,
+        [request_id, checks, now, next_check_at],
+    )
+
+
+def settle_recheck(db: Database, request_id: str) -> None:
+    """Forget the re-checks of a request that is settled."""
+    db.execute("DELETE FROM request_rechecks WHERE request_id = ?", [request_id])
