@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
+
+from sqlite_utils import Database
 
 from bot.console.standin import SlackStandIn
 from bot.outbox import OutboxRelay, reference
@@ -20,10 +23,10 @@ def _section(text: str) -> dict[str, object]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _wait_for_failures(db: object, key: str, failures: int, timeout: float) -> None:
+def _wait_for_failures(db: Database, key: str, failures: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = outbox.get(db, key)  # type: ignore[arg-type]
+        row = outbox.get(db, key)
         if row is not None and row.failures >= failures:
             return
         time.sleep(0.05)
@@ -154,7 +157,7 @@ def test_a_relay_without_the_lease_waits_and_takes_over_when_it_is_released(
 ) -> None:
     """Two relays on one database: only the lease holder sends (pacing stays 1 per interval per
     channel); when it stops, the other takes over and sends the rest, each row once."""
-    options = {
+    options: dict[str, Any] = {
         "slack_api_url": standin.api_url,
         "bot_token": "xoxb-outbox-test",
         "per_channel_interval": 0.3,
@@ -163,8 +166,8 @@ def test_a_relay_without_the_lease_waits_and_takes_over_when_it_is_released(
         "lease": 5.0,
         "lease_ttl": 3.0,
     }
-    first = OutboxRelay(pool, **options).start()  # type: ignore[arg-type]
-    second = OutboxRelay(ConnectionPool(pool.path), **options)  # type: ignore[arg-type]
+    first = OutboxRelay(pool, **options).start()
+    second = OutboxRelay(ConnectionPool(pool.path), **options)
     try:
         db = pool.get()
         deadline = time.monotonic() + 5
