@@ -187,4 +187,3 @@ def test_slack_unreachable_keeps_the_last_known_members(tmp_path: Path) -> None:
         assert world.members() == {"U0OPS1", "U0OPS2"}
     finally:
         world.close()
-
