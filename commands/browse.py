@@ -49,11 +49,11 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
         synced = directory.count(deps.db())
         searched = f" (searched as `{query}`)" if query != text else ""
         return Reply(
-            f"No device matches `{text}`{searched} among {synced:,} in the directory. "
+            f"No device matches `{blocks.escape(text)}`{searched} among {synced:,} in the directory. "
             "Try fewer digits, a label, or a group name."
         )
     found = f"{total:,} device{'s' if total != 1 else ''} match"
-    body: list[dict[str, Any]] = [blocks.section(f"*{found} `{text}`*")]
+    body: list[dict[str, Any]] = [blocks.section(f"*{found} `{blocks.escape(text)}`*")]
     for device in matches:
         ids = " · ".join(f"{k}:`{v}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
         line = f"*{device.label or device.key}* — {device.state or 'unknown'}\n{ids}"
@@ -62,7 +62,7 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
         body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
     if total > len(matches):
         body.append(blocks.context(f"Showing {len(matches)} of {total:,}; add more of the id to narrow it."))
-    return Reply(f"{found} {text}", blocks.limit_blocks(body))
+    return Reply(f"{found} {blocks.escape(text)}", blocks.limit_blocks(body))
 
 
 def _since(value: str) -> datetime:
@@ -74,7 +74,7 @@ def _since(value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise UsageError(
-            f"--since takes a duration like 24h or 7d, or a date like 2026-11-20; not {value!r}.",
+            f"--since takes a duration like 24h or 7d, or a date like 2026-11-20; not {blocks.escape(repr(value))}.",
             verb="history",
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -88,7 +88,7 @@ def _filters(inv: Invocation) -> dict[str, Any]:
         try:
             device = parse_device_id(inv.targets[0].text)
         except InvalidDeviceId as exc:
-            raise UsageError(str(exc), verb="history") from None
+            raise UsageError(blocks.escape(str(exc)), verb="history") from None
         filters["target"] = str(device)
     if isinstance(inv.options.get("user"), str):
         filters["actor"] = user_ref(str(inv.options["user"]))
@@ -123,9 +123,9 @@ def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply
     for row in rows:
         when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         targets = ", ".join(row.targets[:3]) + (f" +{len(row.targets) - 3}" if len(row.targets) > 3 else "")
-        line = f"`{when}` <@{row.actor}> *{row.verb}* {targets} → {row.outcome}"
+        line = f"`{when}` <@{row.actor}> *{row.verb}* {blocks.escape(targets)} → {row.outcome}"
         if row.reason:
-            line += f" — _{row.reason}_"
+            line += f" — _{blocks.escape(row.reason)}_"
         if row.request_id:
             line += f" · req `{row.request_id[:8]}`"
         lines.append(line)

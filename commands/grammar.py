@@ -27,7 +27,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from bot.blocks import from_slack
+from bot.blocks import escape, from_slack
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.policy import VERBS
 
@@ -49,7 +49,8 @@ FLAGS = frozenset({"dry-run"})
 #: device id.
 TEXT_OPTIONS = frozenset({"reason"})
 
-_SLACK_LINK = re.compile(r"<(?:tel:|mailto:)?([^<>|]*)(?:\|([^<>]*))?>")
+#: the one Slack link left in the text after :func:`bot.blocks.from_slack`: a phone number
+_TEL_LINK = re.compile(r"<tel:([^<>|]*)(?:\|[^<>]*)?>")
 _USER_REF = re.compile(r"^(?:<@|@)?([UW][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
 _CHANNEL_REF = re.compile(r"^(?:<#|#)?([CG][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
 #: a usage line whose targets are required (``status TARGET``, not ``history [TARGET]``)
@@ -135,19 +136,10 @@ class Invocation:
 
 
 def _unlink(token: str) -> str:
-    """Slack may turn numbers into ``<tel:5551234567|555-123-4567>``: keep the plain value."""
-
-    def repl(m: re.Match[str]) -> str:
-        inner = m.group(1)
-        if token.startswith(("<@", "<#")):
-            return m.group(0)
-        return (
-            re.sub(r"[^0-9A-Za-z:_.-]", "", inner)
-            if inner.startswith(("+", "1")) or inner.isdigit()
-            else inner
-        )
-
-    return _SLACK_LINK.sub(repl, token)
+    """Slack may turn numbers into ``<tel:5551234567|555-123-4567>``: keep the plain value.
+    Anything else in angle brackets was typed as such (:func:`bot.blocks.from_slack` has turned
+    Slack's own links and mentions back into what was typed) and stays."""
+    return _TEL_LINK.sub(lambda m: re.sub(r"[^0-9A-Za-z:_.-]", "", m.group(1)), token)
 
 
 def _looks_like_target(token: str) -> bool:
@@ -171,9 +163,10 @@ def _word_is_target(word: Word) -> bool:
 
 
 def _show(text: str, limit: int = 40) -> str:
-    """The user's text inside an error message: one line, short, no backticks to break the code span."""
+    """The user's text inside an error message: one line, short, no backticks to break the code
+    span, and escaped (:func:`bot.blocks.escape`) so it shows as typed."""
     text = " ".join(text.split()).replace("`", "'")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def target_forms() -> str:
@@ -256,6 +249,11 @@ def split_words(raw: str) -> list[Word]:
                 in_word = True
                 i = end + 1
                 continue
+        if raw.startswith("<tel:", i) and (close := raw.find(">", i)) != -1:
+            buf.extend(raw[i : close + 1])  # a phone link's label may have spaces: one word
+            in_word = True
+            i = close + 1
+            continue
         buf.append(c)
         in_word = True
         i += 1
@@ -284,14 +282,16 @@ def user_ref(value: str) -> str:
     """``<@U123|bob>``, ``@U123`` or ``U123`` -> ``U123``."""
     m = _USER_REF.match(value.strip())
     if not m:
-        raise UsageError(f"{value!r} is not a Slack user: mention them, e.g. --user @alice")
+        raise UsageError(f"{escape(repr(value))} is not a Slack user: mention them, e.g. --user @alice")
     return m.group(1)
 
 
 def channel_ref(value: str) -> str:
     m = _CHANNEL_REF.match(value.strip())
     if not m:
-        raise UsageError(f"{value!r} is not a channel: name it with #, e.g. --channel #ops-alerts")
+        raise UsageError(
+            f"{escape(repr(value))} is not a channel: name it with #, e.g. --channel #ops-alerts"
+        )
     return m.group(1)
 
 

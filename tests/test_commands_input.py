@@ -150,3 +150,22 @@ def test_find_says_what_it_searched(stack: LocalStack) -> None:
 def _db(stack: LocalStack):  # type: ignore[no-untyped-def]
     assert stack.runtime is not None
     return stack.runtime.pool.get()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # what Slack sends when someone types <!channel> by hand (should_escape)
+        ("&lt;!channel&gt;", "`&lt;!channel&gt;` is not a command"),
+        ("sms &lt;!channel&gt; hi", "`&lt;!channel&gt;` is not a device id"),
+        (f'suspend {STOLEN} "&lt;!here&gt;"', "(“&lt;!here&gt;”)"),
+        ("suspend --reason &lt;!here&gt; stuff", "(“&lt;!here&gt; stuff”)"),
+        ("find &lt;!here&gt;", "No device matches `&lt;!here&gt;`"),
+        ("history --since &lt;!here&gt;", "not '&lt;!here&gt;'"),
+    ],
+)
+def test_echoed_words_stay_literal(stack: LocalStack, text: str, shown: str) -> None:
+    """A word echoed in an answer is escaped: a typed <!channel> is shown, never a live mention."""
+    body = stack.command(text, **OPERATOR).json()
+    assert shown in body["text"], body["text"]
+    assert "<!" not in body["text"] + str(body.get("blocks") or "")

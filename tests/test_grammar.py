@@ -87,6 +87,8 @@ def test_slack_escapes_and_links_are_undone() -> None:
     """Slack's &amp; escapes and <tel:…|…> links become what the person typed."""
     assert parse('sms mdn:5551234567 "a &amp; b"').text == "a & b"
     assert parse("status <tel:5551234567|555-123-4567>").targets[0].text == "5551234567"
+    assert parse("status <tel:+15551234567|+1 555-123-4567>").targets[0].text == "15551234567"
+    assert parse("find &lt;x&gt;").text == "<x>"  # typed angle brackets are text, not a link
 
 
 def test_user_and_channel_references() -> None:
