@@ -1,19 +1,29 @@
-"""Guard rails checked before ThingSpace is called (thingspace-api.md §4.5, iot-anchors.md §6.2).
+"""Guard rails checked before ThingSpace is called (thingspace-api.md §4.1, §4.5, §11.1).
 
 * A device already in the target state is skipped with "already suspended" — no API call.
 * A line that has used its five provisioning actions today is refused with the reason.
-* A suspend that would pass the suspension-day limits (90 days in a row, 180 per 12 months) is
-  refused with the reason, when the numbers are known (from diagnostics).
+* A suspend that would pass the suspension-day limits (90 days in a row, 180 in 12 months) is
+  refused with the reason; for the others the card says how long ThingSpace lets the line stay
+  suspended before it auto-resumes.
 
-What the bot cannot know locally (a device missing from the directory) is said, not guessed.
+The numbers come from two places: the bot's own requests today (local, known before the ack)
+and each line's extended diagnostics (``LineLimits``, read by the worker after the ack, for
+every device of the set). Fresh diagnostics also override the directory's idea of the state.
+What the bot cannot know (a device missing from the directory, diagnostics that failed) is
+said, not guessed; ThingSpace is then the judge.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.errors import ThingSpaceError
 from commands.targets import ResolvedDevice
 
 __all__ = [
@@ -24,6 +34,8 @@ __all__ = [
     "LineLimits",
     "check",
     "day_start",
+    "read_limits",
+    "suspend_allowance",
 ]
 
 ACTIONS_PER_DAY = 5
@@ -32,13 +44,25 @@ SUSPEND_DAYS_YEAR = 180
 
 TARGET_STATE = {"suspend": "suspend", "resume": "active"}
 
+#: how many lines' diagnostics are read at once (the client allows 16 requests in flight)
+READ_CONCURRENCY = 8
+#: after this many failed reads the rest are left unknown rather than waited for
+READ_FAILURES_MAX = 20
+#: seconds one read of a set may take; lines not read by then are left to ThingSpace. It stays
+#: under the worker's job lease (120 s, storage.jobs.claim), past which another worker thread
+#: would take the same job — for an execute job, a second submission.
+READ_BUDGET = 90.0
+
 
 @dataclass(frozen=True)
 class LineLimits:
-    """What diagnostics say about a line's limits (None: unknown)."""
+    """What a line's extended diagnostics say (None: not known)."""
 
     actions_today: int | None = None
     suspended_days_year: int | None = None
+    suspended_days_continuous: int | None = None
+    #: the line state ThingSpace reports now (``active``, ``suspend``…), fresher than the directory
+    state: str | None = None
 
 
 @dataclass
@@ -47,6 +71,70 @@ class GuardResult:
     skipped: list[tuple[ResolvedDevice, str]] = field(default_factory=list)
     refused: list[tuple[ResolvedDevice, str]] = field(default_factory=list)
     unknown: list[ResolvedDevice] = field(default_factory=list)
+    #: suspend: key -> days ThingSpace lets the line stay suspended before it auto-resumes,
+    #: for the devices in ``ok`` whose suspension days are known
+    allowance: dict[str, int] = field(default_factory=dict)
+    #: suspend/resume devices in ``ok`` whose limits were asked of ThingSpace and not read
+    unread: list[ResolvedDevice] = field(default_factory=list)
+
+
+def suspend_allowance(limits: LineLimits) -> int | None:
+    """Days a suspension starting now may last: the smaller of what is left of the 90 days in a
+    row and of the 180 days a year (None when diagnostics did not say)."""
+    year, row = limits.suspended_days_year, limits.suspended_days_continuous
+    if year is None and row is None:
+        return None
+    return min(SUSPEND_DAYS_CONTINUOUS - (row or 0), SUSPEND_DAYS_YEAR - (year or 0))
+
+
+def _suspend_days_refusal(limits: LineLimits) -> str | None:
+    year, row = limits.suspended_days_year, limits.suspended_days_continuous
+    if year is not None and year >= SUSPEND_DAYS_YEAR:
+        return (
+            f"has been suspended {year} days in the last 12 months; ThingSpace allows {SUSPEND_DAYS_YEAR} "
+            "a year, so it cannot be suspended again yet"
+        )
+    if row is not None and row >= SUSPEND_DAYS_CONTINUOUS:
+        return (
+            f"has been suspended {row} days in a row; ThingSpace allows {SUSPEND_DAYS_CONTINUOUS} "
+            "before it must auto-resume"
+        )
+    return None
+
+
+def read_limits(
+    client: ThingSpaceClient, devices: Sequence[ResolvedDevice], *, budget: float = READ_BUDGET
+) -> dict[str, LineLimits]:
+    """Each line's limits and state from its extended diagnostics, for every device (worker side,
+    never before the ack), :data:`READ_CONCURRENCY` at a time. Only lines read are in the answer:
+    one whose diagnostics fail, any after :data:`READ_FAILURES_MAX` failures (ThingSpace down) and
+    any not reached within *budget* seconds are left out (:attr:`GuardResult.unread`)."""
+    failures = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + budget
+
+    def one(device: ResolvedDevice) -> tuple[str, LineLimits | None]:
+        nonlocal failures
+        with lock:
+            if failures >= READ_FAILURES_MAX or time.monotonic() > deadline:
+                return device.key, None
+        try:
+            diag = client.extended_diagnostics(device.device_id)
+        except ThingSpaceError:
+            with lock:
+                failures += 1
+            return device.key, None
+        return device.key, LineLimits(
+            actions_today=diag.actions_today,
+            suspended_days_year=diag.suspended_days_year,
+            suspended_days_continuous=diag.suspended_days_continuous,
+            state=diag.state or None,
+        )
+
+    if not devices:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(devices))) as pool:
+        return {key: limits for key, limits in pool.map(one, devices) if limits is not None}
 
 
 def day_start(now: float) -> float:
@@ -68,12 +156,16 @@ def check(
     bot_actions_today: Mapping[str, int],
     limits: Mapping[str, LineLimits] | None = None,
 ) -> GuardResult:
+    """Sort *devices* into ok, skipped and refused for *verb*. *limits* is what
+    :func:`read_limits` answered (None: not asked, as before the ack)."""
     result = GuardResult()
+    asked = limits is not None
     limits = limits or {}
     for device in devices:
         entry = device.entry
-        state = entry.state if entry else ""
-        if entry is None:
+        known = limits.get(device.key, LineLimits())
+        state = known.state or (entry.state if entry else "")
+        if entry is None and not known.state:
             result.unknown.append(device)
         if verb == "sms" and state and state != "active":
             word = "suspended" if state == "suspend" else state
@@ -96,19 +188,23 @@ def check(
                     (device, f"is {state}, not suspended; only suspended lines can be resumed")
                 )
                 continue
-            known = limits.get(device.key, LineLimits())
             used = max(bot_actions_today.get(device.key, 0), known.actions_today or 0)
             if used >= ACTIONS_PER_DAY:
                 why = (
                     f"has used its {ACTIONS_PER_DAY} provisioning actions today "
-                    "(ThingSpace allows 5 per line per day); try again after 00:00 UTC"
+                    f"(ThingSpace allows {ACTIONS_PER_DAY} per line per day); try again after 00:00 UTC"
                 )
                 result.refused.append((device, why))
                 continue
-            year = known.suspended_days_year
-            if verb == "suspend" and year is not None and year >= SUSPEND_DAYS_YEAR:
-                why = f"has been suspended {year} days in the last 12 months; ThingSpace allows {SUSPEND_DAYS_YEAR}"
-                result.refused.append((device, why))
-                continue
+            if verb == "suspend":
+                why_not = _suspend_days_refusal(known)
+                if why_not:
+                    result.refused.append((device, why_not))
+                    continue
+                days = suspend_allowance(known)
+                if days is not None:
+                    result.allowance[device.key] = days
+            if asked and device.key not in limits:
+                result.unread.append(device)
         result.ok.append(device)
     return result

@@ -21,6 +21,8 @@ only when its condition changes.
 
 from __future__ import annotations
 
+import weakref
+from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -68,6 +70,7 @@ __all__ = [
     "release_deferred",
     "send_sms",
     "sms_length",
+    "sms_received",
 ]
 
 GSM7_BASIC: Final = frozenset(
@@ -76,6 +79,16 @@ GSM7_BASIC: Final = frozenset(
 )
 GSM7_EXTENDED: Final = frozenset("\f^{}\\[~]|€")
 _ENCODINGS: Final = ("7-bit", "8-bit-ASCII", "8-bit-UTF-8", "8-bit-DATA")
+#: the newest SMS bodies each sandbox accepted, for tests and the demo (:func:`sms_received`)
+_SMS_KEPT: Final = 100
+_sms_log: weakref.WeakKeyDictionary[SandboxState, deque[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def sms_received(state: SandboxState) -> list[dict[str, Any]]:
+    """The SMS this sandbox accepted, oldest first: ``{"requestId", "smsMessage", "dataEncoding",
+    "deviceIds"}`` exactly as sent (so a test can check the text the device would get)."""
+    with state.lock:
+        return list(_sms_log.get(state, ()))
 
 
 # -- suspend / restore ---------------------------------------------------------------------------
@@ -210,6 +223,14 @@ def send_sms(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
         targets = state.select_targets(body, ids_field="deviceIds")
         request = state.new_request("sms", [given for given, _ in targets])
         now = state.clock()
+        _sms_log.setdefault(state, deque(maxlen=_SMS_KEPT)).append(
+            {
+                "requestId": request.request_id,
+                "smsMessage": message,
+                "dataEncoding": encoding,
+                "deviceIds": [given for given, _ in targets],
+            }
+        )
         deliveries = [
             _sms_one(state, request.request_id, sub, given, device, now)
             for sub, (given, device) in zip(request.subs, targets, strict=True)

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_DAYS_PER_YEAR",
     "RESUME_NOTICE",
     "actions_today",
+    "add_past_suspension",
     "resume_line",
     "suspend_line",
     "suspended_days_continuous",
@@ -68,6 +69,18 @@ def suspension_allowance(device: Device, now: datetime) -> timedelta:
     used_before = suspended_days_year(device, now) - suspended_days_continuous(device, now)
     remaining_year = MAX_DAYS_PER_YEAR - used_before
     return timedelta(days=max(min(MAX_CONTINUOUS_DAYS, remaining_year), 0))
+
+
+def add_past_suspension(device: Device, start: datetime, end: datetime) -> None:
+    """Record a suspension that began and ended before the current one (tests and demos use it to
+    bring a line near its 180 days a year); it counts toward :func:`suspended_days_year`."""
+    if not start < end:
+        raise ValueError("a suspension ends after it starts")
+    ongoing = bool(device.suspensions) and device.suspensions[-1][1] is None
+    at = len(device.suspensions) - 1 if ongoing else len(device.suspensions)
+    while at > 0 and (device.suspensions[at - 1][0] or start) > start:
+        at -= 1
+    device.suspensions.insert(at, [start, end])
 
 
 def suspend_line(device: Device, at: datetime, *, count_action: bool = True) -> datetime:
