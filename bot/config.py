@@ -124,6 +124,8 @@ class Settings:
     max_targets: int = 10_000
     #: [limits] confirm_ttl: how long a Confirm button stays valid
     confirm_ttl: timedelta = timedelta(minutes=5)
+    #: [limits] approval_ttl: how long an approval card waits for a second person
+    approval_ttl: timedelta = timedelta(hours=1)
     #: [limits] no_result_after: when an accepted request with no callback is reported
     no_result_after: timedelta = timedelta(minutes=30)
     #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
@@ -376,7 +378,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     for key, name in (("approval_size", "approval_size"), ("max_targets", "max_targets")):
         if key in limits:
             out[name] = _positive_int(limits, key, "limits")
-    for key, name in (("confirm_ttl", "confirm_ttl"), ("no_result_after", "no_result_after")):
+    for key, name in (
+        ("confirm_ttl", "confirm_ttl"),
+        ("approval_ttl", "approval_ttl"),
+        ("no_result_after", "no_result_after"),
+    ):
         if key in limits:
             out[name] = _duration(limits, key, "limits")
 

@@ -1,27 +1,67 @@
 """Suspend, resume, cancel location and SMS: resolve, check, confirm, approve, then a job.
 
-The command answers with an ephemeral card bound to a pending action (the exact device set,
-single use, expiring). Confirm queues the job, or — above the approval size — posts an approval
-card to the channel that another person with the role must approve. Nothing here calls
-ThingSpace; :mod:`commands.execute` does, from the worker.
+The command answers at once with an ephemeral card bound to a pending action that holds exactly
+the devices the card lists to be acted on (their digest is on the card); devices skipped or
+refused are shown but are not part of it, so a click can never reach a device the card did not
+list. The pending action is single use and expires.
+
+Suspend and resume also depend on limits that only ThingSpace knows (five provisioning actions
+per line per day, 90 suspended days in a row and 180 a year), and ThingSpace is not called before
+the ack. So their card says the limits are being read, and the worker (:mod:`commands.execute`)
+reads them for every listed device right after. When that takes devices off, the card is replaced
+by one bound to a new, smaller pending action (the first is ``superseded``: its buttons stop
+working); otherwise the card is redrawn saying the limits were read. A ``--dry-run`` is completed
+the same way, without buttons. Execution reads the limits again and may only drop devices.
+
+Confirm queues the job, or — when more devices than the approval size are listed (skipped ones do
+not count) — posts an approval card to the channel that another person with the role must approve
+within ``[limits] approval_ttl``. The requester may withdraw it (their Reject) but never approve it.
+An approval nobody decides expires (:func:`expire_approvals`, a scheduler job): its card loses its
+buttons and the requester is told. Every click that changes something or is refused leaves one
+audit entry.
+
+Everything typed (reason, SMS text) or read from outside (device labels) reaches Slack through
+:func:`bot.blocks.escape`.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlite_utils import Database
+
 from bot import blocks
 from bot.durations import format_duration
+from bot.jobs import EXTRA_JOBS, add_interval_job
 from commands import audit, guards
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
 from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
-from commands.targets import ResolvedDevice, resolve
+from commands.targets import ResolvedDevice, resolve, resolve_keys
 from storage import jobs, outbox, pending, requests
+from storage.audit_events import SYSTEM_ACTOR
 
-__all__ = ["API_CALLS", "BUTTONS", "on_button", "queue_execution", "start"]
+__all__ = [
+    "API_CALLS",
+    "BUTTONS",
+    "LIMITED",
+    "Notes",
+    "confirm_card",
+    "dry_run_reply",
+    "expire_approvals",
+    "nothing_to_do",
+    "on_button",
+    "queue_execution",
+    "start",
+    "tell_requester",
+]
+
+log = logging.getLogger(__name__)
 
 BUTTONS = ("confirm", "cancel", "approve", "reject")
 
@@ -33,41 +73,190 @@ API_CALLS = {
     "sms": ("POST /m2m/v1/sms", "sent an SMS to", "Send an SMS to"),
 }
 
+#: verbs whose lines have provisioning limits kept by ThingSpace (read by the worker after the ack)
+LIMITED = frozenset(guards.TARGET_STATE)
+#: the state of a pending action replaced by a narrower one after the limits were read
+SUPERSEDED = "superseded"
+#: a response_url answers for 30 minutes; past this age the requester is told by chat.postEphemeral
+RESPONSE_URL_LIFETIME = 25 * 60.0
+
 SHOW_DEVICES = 10
-#: how long an approval card waits for the second person (at least the confirm TTL)
-APPROVAL_WINDOW = 3600.0
+SHOW_NOTES = 5
+
+READING = (
+    ":hourglass_flowing_sand: Reading each line's provisioning limits from ThingSpace "
+    "(5 actions a day; 90 days suspended in a row, 180 a year); a line at a limit is taken off this card."
+)
 
 
-def queue_execution(db: Any, action_id: str) -> None:
+def queue_execution(db: Database, action_id: str) -> None:
     """Hand a confirmed (or approved) action to the worker; a second call is a no-op."""
     jobs.enqueue(
         db, key=f"execute:{action_id}", kind="execute", payload={"pending": action_id}, mutating=True
     )
 
 
+def _count(n: int) -> str:
+    return f"{n:,} device" + ("" if n == 1 else "s")
+
+
 def _devices_text(devices: list[ResolvedDevice]) -> str:
-    shown = [f"• {d.label}" for d in devices[:SHOW_DEVICES]]
+    shown = [f"• {d.shown}" for d in devices[:SHOW_DEVICES]]
     if len(devices) > SHOW_DEVICES:
         shown.append(f"…and {len(devices) - SHOW_DEVICES:,} more")
     return "\n".join(shown)
 
 
-def _count(n: int) -> str:
-    return f"{n:,} device" + ("" if n == 1 else "s")
+def format_duration_s(seconds: float) -> str:
+    """A time left, to the nearest minute from a minute up (a fresh 5-minute card says 5 min)."""
+    if seconds >= 60:
+        seconds = round(seconds / 60) * 60
+    return format_duration(timedelta(seconds=seconds))
 
 
-def _preview(verb: str, result: guards.GuardResult) -> list[str]:
-    lines: list[str] = []
-    for title, items in (("Skipped", result.skipped), ("Refused", result.refused)):
-        if items:
-            shown = "; ".join(f"{d.label} {why}" for d, why in items[:5])
-            more = f" …and {len(items) - 5} more" if len(items) > 5 else ""
-            lines.append(f"*{title} ({len(items)}):* {shown}{more}")
-    if result.unknown:
-        lines.append(
-            f"{_count(len(result.unknown))} not in the device directory: their state is unknown, ThingSpace will judge."
+@dataclass
+class Notes:
+    """What a card says about the devices it does not act on: the first few skipped and refused
+    (label, why) and how many there are in all. JSON-able, so a worker job can complete a card
+    the ack started."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped_n: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused_n: int = 0
+    unknown_n: int = 0
+    #: listed lines whose limits ThingSpace did not give (ThingSpace judges them)
+    unread_n: int = 0
+
+    @classmethod
+    def of(cls, result: guards.GuardResult) -> Notes:
+        return cls(
+            skipped=[(d.label, why) for d, why in result.skipped[:SHOW_NOTES]],
+            skipped_n=len(result.skipped),
+            refused=[(d.label, why) for d, why in result.refused[:SHOW_NOTES]],
+            refused_n=len(result.refused),
+            unknown_n=len(result.unknown),
+            unread_n=len(result.unread),
         )
-    return lines
+
+    def then(self, later: guards.GuardResult) -> Notes:
+        """These notes plus what a later check of the listed devices took off (its unknowns
+        replace ours: the later check knows more)."""
+        more = Notes.of(later)
+        return Notes(
+            skipped=(self.skipped + more.skipped)[:SHOW_NOTES],
+            skipped_n=self.skipped_n + more.skipped_n,
+            refused=(self.refused + more.refused)[:SHOW_NOTES],
+            refused_n=self.refused_n + more.refused_n,
+            unknown_n=more.unknown_n,
+            unread_n=more.unread_n,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "skipped": [list(x) for x in self.skipped],
+            "skipped_n": self.skipped_n,
+            "refused": [list(x) for x in self.refused],
+            "refused_n": self.refused_n,
+            "unknown_n": self.unknown_n,
+            "unread_n": self.unread_n,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Notes:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            skipped=[(str(a), str(b)) for a, b in data.get("skipped", [])],
+            skipped_n=int(data.get("skipped_n", 0)),
+            refused=[(str(a), str(b)) for a, b in data.get("refused", [])],
+            refused_n=int(data.get("refused_n", 0)),
+            unknown_n=int(data.get("unknown_n", 0)),
+            unread_n=int(data.get("unread_n", 0)),
+        )
+
+    def lines(self) -> list[str]:
+        """mrkdwn lines (labels and reasons escaped)."""
+        out: list[str] = []
+        for title, items, n in (
+            ("Skipped", self.skipped, self.skipped_n),
+            ("Refused", self.refused, self.refused_n),
+        ):
+            if n:
+                shown = "; ".join(f"{blocks.escape(label)} {blocks.escape(why)}" for label, why in items)
+                more = f" …and {n - len(items):,} more" if n > len(items) else ""
+                out.append(f"*{title} ({n:,}):* {shown}{more}")
+        if self.unknown_n:
+            out.append(
+                f"{_count(self.unknown_n)} not in the device directory: their state is unknown, ThingSpace will judge."
+            )
+        if self.unread_n:
+            out.append(
+                f":grey_question: ThingSpace did not give the limits of {_count(self.unread_n)} in time; "
+                "it will judge them when asked to act."
+            )
+        return out
+
+
+def _allowance_line(devices: list[ResolvedDevice], allowance: dict[str, int]) -> str | None:
+    """How long ThingSpace lets the lines stay suspended (auto-resume), when diagnostics said."""
+    known = [(d, allowance[d.key]) for d in devices if d.key in allowance]
+    if not known:
+        return None
+    full = guards.SUSPEND_DAYS_CONTINUOUS
+    short = sorted((x for x in known if x[1] < full), key=lambda x: x[1])
+    line = f"ThingSpace auto-resumes a suspended line after at most {full} days"
+    if not short:
+        return line + "."
+    listed = "; ".join(f"{d.shown} after {days} d" for d, days in short[:SHOW_NOTES])
+    more = f" …and {len(short) - SHOW_NOTES:,} more" if len(short) > SHOW_NOTES else ""
+    return line + f"; with this year's suspended days, sooner for {len(short):,}: {listed}{more}."
+
+
+def _sms_part(verb: str, options: dict[str, Any]) -> str:
+    if verb != "sms":
+        return ""
+    return f" with the text “{blocks.escape(options['text'])}” ({options['encoding']})"
+
+
+def dry_run_reply(
+    deps: Deps,
+    verb: str,
+    listed: list[ResolvedDevice],
+    notes: Notes,
+    options: dict[str, Any],
+    *,
+    limits: str,
+    allowance: dict[str, int] | None = None,
+) -> Reply:
+    """The answer to ``--dry-run``; *limits* is ``reading``, ``read`` or ``none`` (not limited)."""
+    call = API_CALLS[verb][0]
+    first = (
+        f"*Dry run — nothing was changed.* Would call `{call}` for {_count(len(listed))}"
+        + _sms_part(verb, options)
+        + "."
+    )
+    lines = [first, _devices_text(listed) if listed else "_No device would be called._", *notes.lines()]
+    extra = _allowance_line(listed, allowance or {}) if verb == "suspend" else None
+    if extra:
+        lines.append(extra)
+    if limits == "reading" and listed:
+        lines.append(READING)
+    elif limits == "read" and not notes.unread_n:
+        lines.append(":white_check_mark: Provisioning limits read from ThingSpace for every listed line.")
+    size = deps.settings.approval_size
+    if len(listed) > size:
+        lines.append(f"More than {size} devices: a second person would have to approve.")
+    text = f"Dry run — nothing was changed. Would call {call} for {_count(len(listed))}."
+    return Reply(text, [blocks.section("\n".join(lines[:2])), *[blocks.context(x) for x in lines[2:]]])
+
+
+def nothing_to_do(notes: Notes) -> Reply:
+    why = notes.lines()
+    return Reply(
+        blocks.truncate(":information_source: Nothing to do. " + " ".join(why), 3000),
+        [blocks.section("Nothing to do.\n" + "\n".join(why))],
+    )
 
 
 def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
@@ -87,20 +276,12 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
     keys = [d.key for d in devices]
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
     preview = guards.check(verb, devices, bot_actions_today=counts)
-    call = API_CALLS[verb][0]
+    listed = preview.ok
+    notes = Notes.of(preview)
+    #: the worker completes the card with ThingSpace's limits (it needs the response_url to redraw it)
+    limited = verb in LIMITED and bool(listed) and bool(req.response_url)
     reason = inv.reason
     if inv.dry_run:
-        lines = [
-            f"*Dry run — nothing was changed.* Would call `{call}` for {_count(len(preview.ok))}"
-            + (f" with the text “{inv.text}” ({options['encoding']})" if verb == "sms" else "")
-            + ".",
-            _devices_text(preview.ok) if preview.ok else "_No device would be called._",
-            *_preview(verb, preview),
-        ]
-        if len(devices) > settings.approval_size:
-            lines.append(
-                f"More than {settings.approval_size} devices: a second person would have to approve."
-            )
         with audit.transaction(db):
             audit.record(
                 db,
@@ -111,16 +292,21 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 targets=keys,
                 reason=reason,
                 detail={
-                    "would_call": len(preview.ok),
+                    "would_call": len(listed),
                     "skipped": len(preview.skipped),
                     "refused": len(preview.refused),
                 },
             )
-        return Reply(
-            lines[0], [blocks.section("\n".join(lines[:2])), *[blocks.context(x) for x in lines[2:]]]
-        )
-    if not preview.ok:
-        why = _preview(verb, preview)
+            if limited:
+                payload = {
+                    "dry_run": {"verb": verb, "devices": [d.key for d in listed], "notes": notes.to_json()},
+                    "response_url": req.response_url,
+                }
+                jobs.enqueue(db, key=f"dry-run:{secrets.token_urlsafe(12)}", kind="execute", payload=payload)
+        if limited:
+            deps.wake()
+        return dry_run_reply(deps, verb, listed, notes, options, limits="reading" if limited else "none")
+    if not listed:
         with audit.transaction(db):
             audit.record(
                 db,
@@ -132,11 +318,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 reason=reason,
                 detail={"skipped": len(preview.skipped), "refused": len(preview.refused)},
             )
-        return Reply(
-            ":information_source: Nothing to do. " + " ".join(why),
-            [blocks.section("Nothing to do.\n" + "\n".join(why))],
-        )
-    needs_approval = len(devices) > settings.approval_size
+        return nothing_to_do(notes)
     direct = verb == "sms" and len(devices) == 1
     ttl = settings.confirm_ttl.total_seconds()
     with audit.transaction(db):
@@ -145,10 +327,10 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             verb=verb,
             actor=req.user,
             channel=req.channel,
-            devices=keys,
+            devices=[d.key for d in listed],
             reason=reason,
             options=options,
-            needs_approval=needs_approval,
+            needs_approval=len(listed) > settings.approval_size,
             ttl=ttl,
             response_url=req.response_url,
             now=now,
@@ -161,43 +343,73 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             outcome="queued" if direct else "awaiting-confirmation",
             targets=keys,
             reason=reason,
-            detail={"pending": action.id, "digest": action.digest, "devices": len(keys)},
+            detail={
+                "pending": action.id,
+                "digest": action.digest,
+                "devices": len(listed),
+                "skipped": len(preview.skipped),
+                "refused": len(preview.refused),
+            },
         )
         if direct:
             pending.set_state(db, action.id, "confirmed")
             queue_execution(db, action.id)
+        elif limited:
+            jobs.enqueue(
+                db,
+                key=f"limits:{action.id}",
+                kind="execute",
+                # response_url: where the worker says so if the job fails (bot.worker)
+                payload={"limits": action.id, "notes": notes.to_json(), "response_url": req.response_url},
+            )
     deps.wake()
     if direct:
         return Reply(
-            f"Sending the SMS to {devices[0].label}… delivery receipts will follow in a channel thread."
+            f"Sending the SMS to {listed[0].shown}… delivery receipts will follow in a channel thread."
         )
-    return _confirm_card(verb, devices, preview, action, ttl, reason, options)
+    return confirm_card(deps, action, listed, notes, limits="reading" if limited else "none")
 
 
-def _confirm_card(
-    verb: str,
-    devices: list[ResolvedDevice],
-    preview: guards.GuardResult,
+def confirm_card(
+    deps: Deps,
     action: pending.PendingAction,
-    ttl: float,
-    reason: str,
-    options: dict[str, Any],
+    listed: list[ResolvedDevice],
+    notes: Notes,
+    *,
+    limits: str,
+    allowance: dict[str, int] | None = None,
 ) -> Reply:
+    """The ephemeral card for *action*, whose devices are exactly *listed*; *limits* is
+    ``reading``, ``read`` or ``none`` (a verb without provisioning limits)."""
+    verb = action.verb
     _call, _done, title = API_CALLS[verb]
-    n = len(preview.ok)
+    n = len(listed)
+    ttl = max(action.expires_at - deps.clock(), 0.0)
     question = f"{title} {_count(n)}?"
-    body = [blocks.header(question), blocks.section(_devices_text(preview.ok))]
+    body = [blocks.header(question), blocks.section(_devices_text(listed))]
     facts = [f"Set `{action.digest}`", f"expires in {format_duration_s(ttl)}"]
-    if reason:
-        facts.insert(0, f"Reason: {reason}")
+    if action.reason:
+        facts.insert(0, f"Reason: {blocks.escape(action.reason)}")
     if verb == "sms":
-        facts.insert(0, f"Text: “{options['text']}” ({options['encoding']})")
+        facts.insert(0, f"Text: “{blocks.escape(action.options['text'])}” ({action.options['encoding']})")
     body.append(blocks.context(" · ".join(facts)))
-    body.extend(blocks.context(x) for x in _preview(verb, preview))
+    body.extend(blocks.context(x) for x in notes.lines())
+    extra = _allowance_line(listed, allowance or {}) if verb == "suspend" else None
+    if extra:
+        body.append(blocks.context(extra))
+    if limits == "reading":
+        body.append(blocks.context(READING))
+    elif limits == "read" and not notes.unread_n:
+        body.append(
+            blocks.context(
+                ":white_check_mark: Provisioning limits read from ThingSpace: every line listed is within them."
+            )
+        )
     if action.needs_approval:
         body.append(
             blocks.context(
-                ":busts_in_silhouette: This is a bulk action: after you confirm, a second person with the role must approve it in the channel."
+                f":busts_in_silhouette: {_count(n)} is more than the approval size ({deps.settings.approval_size}): "
+                "after you confirm, a second person with the role must approve it in the channel."
             )
         )
     danger = verb in {"suspend", "cancel-location"}
@@ -216,11 +428,24 @@ def _confirm_card(
             block_id=f"pending:{action.id}",
         )
     )
-    return Reply(question, body)
+    return Reply(question, blocks.limit_blocks(body))
 
 
-def format_duration_s(seconds: float) -> str:
-    return format_duration(timedelta(seconds=seconds))
+# -- telling the requester ------------------------------------------------------------------------
+
+
+def tell_requester(db: Database, action: pending.PendingAction, key: str, text: str, *, now: float) -> None:
+    """Tell the requester privately: through their response_url while Slack still takes it
+    (30 minutes), else with chat.postEphemeral in the action's channel."""
+    if action.response_url and now - action.created_at < RESPONSE_URL_LIFETIME:
+        outbox.enqueue_respond(
+            db, key=key, response_url=action.response_url, text=text, replace_original=False
+        )
+    else:
+        outbox.enqueue_ephemeral(db, key=key, channel=action.channel, user=action.actor, text=text)
+
+
+# -- buttons -----------------------------------------------------------------------------------
 
 
 def _expired_or_used(action: pending.PendingAction | None, now: float) -> str:
@@ -228,17 +453,25 @@ def _expired_or_used(action: pending.PendingAction | None, now: float) -> str:
         return "That confirmation no longer exists. Run the command again."
     if action.state == "pending" and action.expires_at <= now:
         return "This confirmation expired. Nothing was changed; run the command again if it is still needed."
+    if action.state == SUPERSEDED:
+        return (
+            "This card was replaced after each line's provisioning limits were read from ThingSpace; "
+            "use the buttons on the updated card."
+        )
     if action.state in {"confirmed", "approved"}:
         return f"Already {action.state} by <@{action.decided_by}>; nothing more to do."
-    if action.state == "awaiting_approval" and action.expires_at <= now:
-        return "The approval window closed. Nothing was changed; run the command again."
+    if action.state == "expired" or (action.state == "awaiting_approval" and action.expires_at <= now):
+        return "The approval window closed and nobody approved. Nothing was changed; run the command again."
     if action.state == "awaiting_approval":
         return "This is waiting for a second person's approval in the channel."
-    return f"This was {action.state.replace('_', ' ')}{f' by <@{action.decided_by}>' if action.decided_by else ''}. Nothing was changed."
+    if action.state == "cancelled" and action.decided_by == action.actor and action.needs_approval:
+        return f"<@{action.actor}> withdrew this request. Nothing was changed."
+    by = f" by <@{action.decided_by}>" if action.decided_by else ""
+    return f"This was {action.state.replace('_', ' ')}{by}. Nothing was changed."
 
 
 def _record(
-    db: Any, req: ActionRequest, action: pending.PendingAction, verb: str, outcome: str, **detail: Any
+    db: Database, req: ActionRequest, action: pending.PendingAction, verb: str, outcome: str, **detail: Any
 ) -> None:
     audit.record(
         db,
@@ -257,7 +490,18 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
     db = deps.db()
     action = pending.get(db, req.value)
     if action is None:
+        with audit.transaction(db):
+            audit.record(
+                db,
+                actor=req.user,
+                channel=req.channel,
+                verb=kind,
+                outcome="refused",
+                detail={"pending": req.value, "why": "unknown pending action"},
+            )
         return Reply("That confirmation no longer exists. Run the command again.", replace_original=False)
+    if kind == "reject" and req.user == action.actor:
+        return _withdraw(deps, req, action)
     from commands.router import user_role  # late import: router imports this module
 
     role = user_role(deps, req.user, action.channel)
@@ -276,13 +520,12 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
 
 
 def _too_late(deps: Deps, req: ActionRequest, action: pending.PendingAction, kind: str) -> Reply:
-    """The card was already used, decided or expired: say so, record the refused click."""
+    """The card was already used, decided, replaced or expired: say so, record the refused click."""
     db, now = deps.db(), deps.clock()
     current = pending.get(db, action.id)
-    expired = (
-        current is not None
-        and current.state in {"pending", "awaiting_approval"}
-        and current.expires_at <= now
+    expired = current is not None and (
+        current.state == "expired"
+        or (current.state in {"pending", "awaiting_approval"} and current.expires_at <= now)
     )
     with audit.transaction(db):
         _record(
@@ -293,13 +536,16 @@ def _too_late(deps: Deps, req: ActionRequest, action: pending.PendingAction, kin
             "expired" if expired else "refused",
             state=current.state if current else None,
         )
+    if current is not None and current.state == "awaiting_approval" and current.expires_at <= now:
+        _expire_one(deps, current.id, now)
+        current = pending.get(db, action.id)
     return Reply(_expired_or_used(current, now), replace_original=False)
 
 
 def _cancel(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Reply:
     db, now = deps.db(), deps.clock()
     with audit.transaction(db):
-        done = pending.cancel(db, action.id, by=req.user, now=now)
+        done = pending.claim(db, action.id, from_state="pending", to_state="cancelled", by=req.user, now=now)
         if done:
             _record(db, req, action, "cancel", "ok")
     if not done:
@@ -310,22 +556,46 @@ def _cancel(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Re
     )
 
 
+def _withdraw(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Reply | None:
+    """The requester's own Reject on the approval card: they take the request back."""
+    db, now = deps.db(), deps.clock()
+    with audit.transaction(db):
+        done = pending.claim(
+            db, action.id, from_state="awaiting_approval", to_state="cancelled", by=req.user, now=now
+        )
+        if done:
+            _record(db, req, action, "cancel", "ok", withdrawn=True)
+            line = (
+                f":white_circle: Withdrawn by <@{action.actor}>: {action.verb} of "
+                f"{_count(len(action.devices))}" + _reason_tail(action) + ". Nothing was changed."
+            )
+            outbox.enqueue_update(
+                db, target_key=f"approval:{action.id}", text=line, blocks=[blocks.section(line)]
+            )
+    if not done:
+        return _too_late(deps, req, action, "reject")
+    deps.wake()
+    return None
+
+
 def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> Reply:
+    db, now = deps.db(), deps.clock()
     if req.user != action.actor:
+        with audit.transaction(db):
+            _record(db, req, action, "confirm", "refused", why="not-requester", requested_by=action.actor)
         return Reply(
             "Only the person who asked can confirm this; you can run the command yourself.",
             replace_original=False,
         )
-    db, now = deps.db(), deps.clock()
     target = "awaiting_approval" if action.needs_approval else "confirmed"
+    window = deps.settings.approval_ttl.total_seconds()
     with audit.transaction(db):
         claimed = pending.claim(db, action.id, from_state="pending", to_state=target, by=req.user, now=now)
         if claimed:
             _record(db, req, action, "confirm", "ok", digest=action.digest)
             if claimed.needs_approval:
-                window = max(deps.settings.confirm_ttl.total_seconds(), APPROVAL_WINDOW)
                 pending.set_state(db, action.id, "awaiting_approval", expires_at=now + window)
-                _post_approval_card(db, claimed)
+                _post_approval_card(db, claimed, window)
             else:
                 queue_execution(db, action.id)
     if not claimed:
@@ -335,8 +605,8 @@ def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> R
     if claimed.needs_approval:
         return Reply(
             f"Confirmed. {n} is more than the approval size ({deps.settings.approval_size}): an approval card "
-            "is in the channel; "
-            "a second person with the role must approve it.",
+            f"is in the channel; a second person with the role must approve it within {format_duration_s(window)}. "
+            "Your Reject on it withdraws the request.",
             replace_original=True,
         )
     return Reply(
@@ -345,15 +615,20 @@ def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> R
     )
 
 
+def _reason_tail(action: pending.PendingAction) -> str:
+    return f" — reason: {blocks.escape(action.reason)}" if action.reason else ""
+
+
 def _decide(deps: Deps, req: ActionRequest, action: pending.PendingAction, *, approve: bool) -> Reply | None:
-    """Approve or Reject: a second person, never the requester (four eyes)."""
+    """Approve or Reject by a second person, never the requester (four eyes)."""
     db, now = deps.db(), deps.clock()
     kind = "approve" if approve else "reject"
     if req.user == action.actor:
         with audit.transaction(db):
             _record(db, req, action, kind, "refused", why="self-approval")
         return Reply(
-            "You asked for this, so someone else must approve it (four eyes).", replace_original=False
+            "You asked for this, so someone else must approve it (four eyes). Your Reject withdraws it.",
+            replace_original=False,
         )
     to_state = "approved" if approve else "denied"
     with audit.transaction(db):
@@ -365,29 +640,43 @@ def _decide(deps: Deps, req: ActionRequest, action: pending.PendingAction, *, ap
             word = "Approved" if approve else "Rejected"
             line = (
                 f"{word} by <@{req.user}>: {action.verb} of {_count(len(action.devices))} "
-                f"requested by <@{action.actor}>" + (f" — {action.reason}" if action.reason else "")
+                f"requested by <@{action.actor}>" + _reason_tail(action)
             )
             outbox.enqueue_update(
                 db, target_key=f"approval:{action.id}", text=line, blocks=[blocks.section(line)]
             )
             if approve:
                 queue_execution(db, action.id)
+            else:
+                tell_requester(
+                    db,
+                    action,
+                    f"rejected:{action.id}",
+                    f"<@{req.user}> rejected your {action.verb} of {_count(len(action.devices))}. Nothing was changed.",
+                    now=now,
+                )
     if not claimed:
         return _too_late(deps, req, action, kind)
     deps.wake()
     return None
 
 
-def _post_approval_card(db: Any, action: pending.PendingAction) -> None:
+def _post_approval_card(db: Database, action: pending.PendingAction, window: float) -> None:
     _call, _done, title = API_CALLS[action.verb]
     n = len(action.devices)
-    text = f"<@{action.actor}> asks to {title.lower()} {_count(n)}" + (
-        f" — reason: {action.reason}" if action.reason else ""
-    )
+    listed = resolve_keys(db, action.devices[: SHOW_DEVICES + 1])
+    text = f"<@{action.actor}> asks to {title.lower()} {_count(n)}" + _reason_tail(action)
+    if action.verb == "sms":
+        text += f" — text: “{blocks.escape(action.options.get('text', ''))}”"
+    shown = _devices_text(listed)
+    if n > SHOW_DEVICES:
+        shown = "\n".join(shown.split("\n")[:SHOW_DEVICES]) + f"\n…and {n - SHOW_DEVICES:,} more"
     body = [
         blocks.section(f":busts_in_silhouette: *Approval needed.* {text}."),
+        blocks.section(shown),
         blocks.context(
-            f"Set `{action.digest}` · a second person with the role must approve · expires in 1 h"
+            f"Set `{action.digest}` · a second person with the role must approve · "
+            f"expires in {format_duration_s(window)} · the requester's Reject withdraws it"
         ),
         blocks.actions(
             blocks.button(
@@ -402,5 +691,77 @@ def _post_approval_card(db: Any, action: pending.PendingAction) -> None:
         ),
     ]
     outbox.enqueue_post(
-        db, key=f"approval:{action.id}", channel=action.channel, text=f"Approval needed: {text}", blocks=body
+        db,
+        key=f"approval:{action.id}",
+        channel=action.channel,
+        text=blocks.truncate(f"Approval needed: {text}", 3000),
+        blocks=body,
     )
+
+
+# -- approvals nobody decided ----------------------------------------------------------------------
+
+
+def _expired_approvals(db: Database, now: float) -> list[str]:
+    """Ids of approvals past their window (a read of storage.pending's table; the write goes
+    through :func:`storage.pending.set_state` under a write transaction)."""
+    rows = db.execute(
+        "SELECT id FROM pending_actions WHERE state = 'awaiting_approval' AND expires_at <= ? ORDER BY expires_at",
+        [now],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _expire_one(deps: Deps, action_id: str, now: float) -> bool:
+    db = deps.db()
+    with audit.transaction(db):
+        action = pending.get(db, action_id)
+        if action is None or action.state != "awaiting_approval" or action.expires_at > now:
+            return False
+        pending.set_state(db, action.id, "expired")
+        audit.record(
+            db,
+            actor=SYSTEM_ACTOR,
+            channel=action.channel,
+            verb="approve",
+            outcome="expired",
+            targets=action.devices,
+            reason=action.reason,
+            detail={"pending": action.id, "verb": action.verb, "requested_by": action.actor},
+        )
+        n = _count(len(action.devices))
+        line = (
+            f":hourglass: Expired, nobody approved: {action.verb} of {n} requested by <@{action.actor}>"
+            + _reason_tail(action)
+            + ". Nothing was changed."
+        )
+        outbox.enqueue_update(
+            db, target_key=f"approval:{action.id}", text=line, blocks=[blocks.section(line)]
+        )
+        tell_requester(
+            db,
+            action,
+            f"expired:{action.id}",
+            f":hourglass: Nobody approved your {action.verb} of {n} in time, so it expired. Nothing was changed; "
+            "run the command again if it is still needed.",
+            now=now,
+        )
+    deps.wake()
+    return True
+
+
+def expire_approvals(deps: Deps, now: float | None = None) -> int:
+    """Scheduler job: close every approval past its window (card without buttons, requester told,
+    one audit entry each). Returns how many it closed."""
+    now = deps.clock() if now is None else now
+    return sum(_expire_one(deps, action_id, now) for action_id in _expired_approvals(deps.db(), now))
+
+
+def register_jobs(scheduler: Any, runtime: Any) -> None:
+    """Add the approval-expiry job (an entry of :data:`bot.jobs.EXTRA_JOBS`)."""
+    every = max(1, min(60, int(runtime.settings.approval_ttl.total_seconds() // 4)))
+    add_interval_job(scheduler, expire_approvals, timedelta(seconds=every), "approval-expiry", [runtime.deps])
+
+
+if register_jobs not in EXTRA_JOBS:
+    EXTRA_JOBS.append(register_jobs)

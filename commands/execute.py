@@ -1,28 +1,36 @@
-"""Carrying out a confirmed action on the worker: guard rails with fresh data, one ThingSpace
-call, the request recorded, and an in-channel message that becomes the results thread.
+"""The worker's side of suspend, resume, cancel location and SMS.
 
-The job was marked ``submitting`` before the call, so a crash after ThingSpace accepted it is
-never followed by a blind resend (see storage.jobs).
+Jobs of kind ``execute``, by payload:
+
+* ``{"pending": id}`` — carry out a confirmed (or approved) action: guard rails again with fresh
+  data (the bot's counts and every line's diagnostics), one ThingSpace call for the devices that
+  still pass — only ever a subset of the ones the card listed —, the request recorded, and an
+  in-channel message that becomes the results thread. The job was marked ``submitting`` before
+  the call, so a crash after ThingSpace accepted it is never followed by a blind resend (see
+  storage.jobs).
+* ``{"limits": id, "notes": …}`` — complete a suspend/resume card with each line's limits;
+* ``{"dry_run": {…}, "response_url": …}`` — the same for a ``--dry-run``;
+* ``{"retry": {…}}`` — the card of a "Retry failed" click (:mod:`commands.retry`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot import blocks
 from bot.redact import mask_text
 from bot.thingspace.errors import ThingSpaceError
-from commands import audit, guards
-from commands.actions import API_CALLS
+from commands import actions, audit, guards, retry
+from commands.actions import API_CALLS, Notes
 from commands.context import Deps
 from commands.targets import ResolvedDevice, resolve_keys
 from storage import jobs, outbox, pending, requests
+from storage.audit_events import SYSTEM_ACTOR
 from storage.jobs import Job
 
-__all__ = ["LIMITS_CHECK_MAX", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +42,130 @@ ACCEPTED = {
     "sms": "the SMS to",
 }
 
-#: up to this many devices, each line's limits are read from diagnostics before acting
-LIMITS_CHECK_MAX = 25
-
-
-def _limits(deps: Deps, devices: list[ResolvedDevice]) -> dict[str, guards.LineLimits]:
-    """Read provisioning limits from diagnostics for small sets (bounded parallelism)."""
-    if len(devices) > LIMITS_CHECK_MAX:
-        return {}
-
-    def one(device: ResolvedDevice) -> tuple[str, guards.LineLimits]:
-        try:
-            diag = deps.thingspace.extended_diagnostics(device.device_id)
-        except ThingSpaceError:
-            return device.key, guards.LineLimits()
-        return device.key, guards.LineLimits(diag.actions_today, diag.suspended_days_year)
-
-    with ThreadPoolExecutor(max_workers=min(8, len(devices) or 1)) as pool:
-        return dict(pool.map(one, devices))
-
 
 def run(deps: Deps, job: Job) -> None:
+    payload = job.payload
+    if "limits" in payload:
+        _complete_card(deps, str(payload["limits"]), Notes.from_json(payload.get("notes")))
+    elif "dry_run" in payload:
+        _complete_dry_run(deps, payload["dry_run"], str(payload.get("response_url", "")))
+    elif "retry" in payload:
+        retry.complete(deps, payload["retry"])
+    else:
+        _execute(deps, job)
+
+
+def _check(
+    deps: Deps, verb: str, devices: list[ResolvedDevice]
+) -> tuple[guards.GuardResult, dict[str, guards.LineLimits]]:
+    """The guard rails with today's counts and, for suspend/resume, every line's diagnostics."""
+    now = deps.clock()
+    counts = requests.actions_today(deps.db(), [d.key for d in devices], day_start=guards.day_start(now))
+    limits = guards.read_limits(deps.thingspace, devices) if verb in actions.LIMITED else {}
+    return guards.check(verb, devices, bot_actions_today=counts, limits=limits), limits
+
+
+def _complete_card(deps: Deps, action_id: str, notes: Notes) -> None:
+    """Redraw a suspend/resume card once each listed line's limits are known. If some lines are
+    off, the card's pending action is superseded by one holding only the others (the old buttons
+    stop working); a card already confirmed or cancelled is left alone — execution checks again."""
+    db = deps.db()
+    action = pending.get(db, action_id)
+    if action is None or action.state != "pending" or not action.response_url:
+        return
+    devices = resolve_keys(db, action.devices)
+    checked, _ = _check(deps, action.verb, devices)
+    dropped = [*checked.skipped, *checked.refused]
+    notes = notes.then(checked)
+    now = deps.clock()
+    with audit.transaction(db):
+        current = pending.get(db, action_id)
+        if current is None or current.state != "pending" or current.expires_at <= now:
+            return
+        if not dropped:
+            reply = actions.confirm_card(
+                deps, current, devices, notes, limits="read", allowance=checked.allowance
+            )
+        else:
+            claimed = pending.claim(
+                db, action_id, from_state="pending", to_state=actions.SUPERSEDED, by=SYSTEM_ACTOR, now=now
+            )
+            if claimed is None:
+                return
+            replacement = None
+            if checked.ok:
+                replacement = pending.create(
+                    db,
+                    verb=action.verb,
+                    actor=action.actor,
+                    channel=action.channel,
+                    devices=[d.key for d in checked.ok],
+                    reason=action.reason,
+                    options=action.options,
+                    needs_approval=len(checked.ok) > deps.settings.approval_size,
+                    ttl=action.expires_at - now,
+                    response_url=action.response_url,
+                    now=now,
+                )
+            audit.record(
+                db,
+                actor=SYSTEM_ACTOR,
+                channel=action.channel,
+                verb=action.verb,
+                outcome="refused",
+                targets=[d.key for d, _ in dropped],
+                reason=action.reason,
+                detail={
+                    "pending": action.id,
+                    "requested_by": action.actor,
+                    "why": {d.key: why for d, why in dropped[:50]},
+                    "replaced_by": replacement.id if replacement else None,
+                    "digest": replacement.digest if replacement else None,
+                    "devices": len(checked.ok),
+                },
+            )
+            if replacement is None:
+                reply = actions.nothing_to_do(notes)
+            else:
+                reply = actions.confirm_card(
+                    deps, replacement, checked.ok, notes, limits="read", allowance=checked.allowance
+                )
+        outbox.enqueue_respond(
+            db,
+            key=f"limits:{action_id}",
+            response_url=action.response_url,
+            text=reply.text,
+            blocks=reply.blocks,
+            replace_original=True,
+        )
+    deps.wake()
+
+
+def _complete_dry_run(deps: Deps, spec: dict[str, Any], response_url: str) -> None:
+    """Redraw a suspend/resume ``--dry-run`` answer with each line's limits."""
+    if not response_url:
+        return
+    verb = str(spec["verb"])
+    devices = resolve_keys(deps.db(), [str(k) for k in spec.get("devices", [])])
+    checked, _ = _check(deps, verb, devices)
+    notes = Notes.from_json(spec.get("notes")).then(checked)
+    reply = actions.dry_run_reply(
+        deps, verb, checked.ok, notes, {}, limits="read", allowance=checked.allowance
+    )
+    db = deps.db()
+    with audit.transaction(db):
+        outbox.enqueue_respond(
+            db,
+            key=f"dry-run:{time.time_ns()}",
+            response_url=response_url,
+            text=reply.text,
+            blocks=reply.blocks,
+            replace_original=True,
+        )
+    deps.wake()
+
+
+def _execute(deps: Deps, job: Job) -> None:
     db = deps.db()
     action = pending.get(db, job.payload["pending"])
     if action is None:
@@ -63,14 +174,11 @@ def run(deps: Deps, job: Job) -> None:
         return
     verb = action.verb
     devices = resolve_keys(db, action.devices)
-    now = deps.clock()
-    counts = requests.actions_today(db, [d.key for d in devices], day_start=guards.day_start(now))
-    limits = _limits(deps, devices) if verb in guards.TARGET_STATE else {}
-    checked = guards.check(verb, devices, bot_actions_today=counts, limits=limits)
+    checked, _ = _check(deps, verb, devices)
     call = API_CALLS[verb][0]
     reply_key = f"execute:{action.id}"
     if not checked.ok:
-        lines = [f"{d.label}: {why}" for d, why in [*checked.skipped, *checked.refused]]
+        lines = [f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]]
         with audit.transaction(db):
             audit.record(
                 db,
@@ -82,11 +190,12 @@ def run(deps: Deps, job: Job) -> None:
                 reason=action.reason,
                 detail={"pending": action.id},
             )
-            _tell(
+            actions.tell_requester(
                 db,
                 action,
                 reply_key,
                 "Nothing was sent to ThingSpace:\n" + "\n".join(f"• {x}" for x in lines[:20]),
+                now=deps.clock(),
             )
             jobs.finish(db, job.id)
         return
@@ -102,6 +211,7 @@ def run(deps: Deps, job: Job) -> None:
         elif verb == "cancel-location":
             accepted = deps.thingspace.cancel_location(ids[0])
         elif verb == "sms":
+            # the text exactly as typed (commands.grammar undid Slack's escaping): "a < b" stays so
             accepted = deps.thingspace.send_sms(
                 ids, action.options["text"], encoding=action.options.get("encoding")
             )
@@ -125,11 +235,12 @@ def run(deps: Deps, job: Job) -> None:
                     "latency_ms": latency,
                 },
             )
-            _tell(
+            actions.tell_requester(
                 db,
                 action,
                 reply_key,
-                f":x: ThingSpace refused the {verb}: {exc.user_message}. Nothing was changed.",
+                f":x: ThingSpace refused the {verb}: {blocks.escape(exc.user_message)}. Nothing was changed.",
+                now=deps.clock(),
             )
             jobs.finish(db, job.id, ok=False, error=type(exc).__name__)
         deps.hook("thingspace_error", verb, type(exc).__name__)
@@ -138,25 +249,24 @@ def run(deps: Deps, job: Job) -> None:
     request_id = accepted.request_id
     n = len(checked.ok)
     root = f"req:{request_id}"
-    who = f"<@{action.actor}>"
-    subject = f"{n:,} device{'s' if n != 1 else ''}" if n != 1 else checked.ok[0].label
-    reason = f" — reason: _{action.reason}_" if action.reason else ""
+    headline = _headline(action, checked.ok)
     approved = f" · approved by <@{action.decided_by}>" if action.needs_approval and action.decided_by else ""
-    headline = {
-        "suspend": f":double_vertical_bar: {who} is suspending {subject}{reason}",
-        "resume": f":arrow_forward: {who} is resuming {subject}{reason}",
-        "cancel-location": f":satellite_antenna: {who} asked ThingSpace to cancel the location of {subject}{reason}",
-        "sms": f":speech_balloon: {who} sent an SMS to {subject}: “{action.options.get('text', '')}”",
-    }[verb]
     body = [
         blocks.section(headline),
         blocks.context(f"Request `{request_id}`{approved} · results will land in this thread"),
     ]
-    notes = [f"{d.label}: {why}" for d, why in [*checked.skipped, *checked.refused]]
+    notes = [f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]]
     if notes:
         body.append(
             blocks.context(
                 f"Not sent ({len(notes)}): " + "; ".join(notes[:10]) + (" …" if len(notes) > 10 else "")
+            )
+        )
+    if checked.unread:
+        body.append(
+            blocks.context(
+                f"ThingSpace did not give the limits of {len(checked.unread):,} line(s) in time; "
+                "it judges them itself."
             )
         )
     if verb == "cancel-location":
@@ -196,22 +306,32 @@ def run(deps: Deps, job: Job) -> None:
                 "refused": len(checked.refused),
             },
         )
-        _tell(
+        actions.tell_requester(
             db,
             action,
             reply_key,
-            f"ThingSpace accepted {ACCEPTED[verb]} {subject} (request `{request_id}`). "
+            f"ThingSpace accepted {ACCEPTED[verb]} {_subject(checked.ok)} (request `{request_id}`). "
             "Results will appear in the channel thread.",
+            now=deps.clock(),
         )
         jobs.finish(db, job.id)
     deps.hook("thingspace_ok", verb, latency)
 
 
-def _tell(db: Any, action: pending.PendingAction, key: str, text: str) -> None:
-    """Tell the requester privately (their response_url while it is valid)."""
-    if action.response_url:
-        outbox.enqueue_respond(
-            db, key=key, response_url=action.response_url, text=text, replace_original=False
-        )
-    else:
-        outbox.enqueue_ephemeral(db, key=key, channel=action.channel, user=action.actor, text=text)
+def _subject(devices: list[ResolvedDevice]) -> str:
+    return devices[0].shown if len(devices) == 1 else f"{len(devices):,} devices"
+
+
+def _headline(action: pending.PendingAction, devices: list[ResolvedDevice]) -> str:
+    """The in-channel message: who, what, why (every typed word escaped)."""
+    who = f"<@{action.actor}>"
+    subject = _subject(devices)
+    reason = f" — reason: _{blocks.escape(action.reason)}_" if action.reason else ""
+    if action.verb == "suspend":
+        return f":double_vertical_bar: {who} is suspending {subject}{reason}"
+    if action.verb == "resume":
+        return f":arrow_forward: {who} is resuming {subject}{reason}"
+    if action.verb == "cancel-location":
+        return f":satellite_antenna: {who} asked ThingSpace to cancel the location of {subject}{reason}"
+    text = blocks.escape(str(action.options.get("text", "")))
+    return f":speech_balloon: {who} sent an SMS to {subject}: “{text}”{reason}"

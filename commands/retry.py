@@ -1,30 +1,39 @@
 """The "Retry failed" button (``ts:retry``, value: the request id) under a results summary.
 
-It starts a new confirmed request for just the devices of that request that failed, expired or
-gave no result: the clicker's role is checked for the original verb, the guard rails run again
-with today's counts (a line that used its five actions today is refused here, before ThingSpace
-is called), and the clicker gets the same confirmation card as the command would give — a new
-pending action bound to exactly those devices, needing a second approver above the approval size.
-Nothing is sent until Confirm.
+It starts a new request for just the devices of that request that failed, expired or gave no
+result: the clicker's role is checked for the original verb, the guard rails run again with
+today's counts and — for suspend and resume — each line's limits read from ThingSpace (a line
+that used its five actions today is refused here, before ThingSpace is asked to act), and the
+clicker gets the same confirmation card as the command would give: a new pending action bound to
+exactly the devices the card lists, needing a second approver when they are more than the
+approval size. Nothing is sent until Confirm.
+
+Reading limits means calling ThingSpace, which never happens before Slack has its ack: for
+suspend and resume the click is answered "reading…", and the worker posts the card
+(:func:`complete`). One audit entry per click, written where the outcome is known.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from bot import blocks
 from bot.outcomes import RETRYABLE
 from commands import actions, audit, guards
+from commands.actions import Notes
 from commands.context import ActionRequest, Deps, Reply
 from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
 from commands.targets import resolve_keys
-from storage import pending, request_outcomes, requests
+from storage import jobs, outbox, pending, request_outcomes, requests
+from storage.requests import TrackedRequest
 
-__all__ = ["on_retry"]
+__all__ = ["complete", "on_retry"]
 
 
 def on_retry(deps: Deps, req: ActionRequest) -> Reply:
     """Answer a Retry failed click with a confirmation card for the failed devices."""
     db = deps.db()
-    now = deps.clock()
     request_id = req.value.strip()
     tracked = requests.get_request(db, request_id) if request_id else None
     if tracked is None:
@@ -59,26 +68,84 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
             "still waiting for ThingSpace).",
             replace_original=False,
         )
+    if verb in actions.LIMITED:
+        spec = {"request": request_id, "user": req.user, "response_url": req.response_url}
+        with audit.transaction(db):
+            jobs.enqueue(
+                db,
+                key=f"retry:{request_id}:{req.user}:{deps.clock()}",
+                kind="execute",
+                payload={"retry": spec, "response_url": req.response_url},
+            )
+        deps.wake()
+        return Reply(
+            f":hourglass_flowing_sand: Reading the provisioning limits of the {len(failed):,} failed "
+            "line(s) from ThingSpace; the confirmation card follows.",
+            replace_original=False,
+        )
+    return _card(deps, req.user, req.response_url, tracked, failed, limits={})
+
+
+def complete(deps: Deps, spec: dict[str, Any]) -> None:
+    """Worker job: the card for a suspend/resume retry, with each line's limits read."""
+    db = deps.db()
+    request_id = str(spec["request"])
+    tracked = requests.get_request(db, request_id)
+    if tracked is None:
+        return
+    failed = request_outcomes.devices_with_status(db, request_id, sorted(RETRYABLE))
+    devices = resolve_keys(db, failed)
+    limits = guards.read_limits(deps.thingspace, devices)
+    user, response_url = str(spec["user"]), str(spec.get("response_url", ""))
+    reply = _card(deps, user, response_url, tracked, failed, limits=limits)
+    with audit.transaction(db):
+        key = f"retry-card:{request_id}:{user}:{deps.clock()}"
+        if response_url:
+            outbox.enqueue_respond(
+                db, key=key, response_url=response_url, text=reply.text, blocks=reply.blocks
+            )
+        else:
+            outbox.enqueue_ephemeral(
+                db, key=key, channel=tracked.channel, user=user, text=reply.text, blocks=reply.blocks
+            )
+    deps.wake()
+
+
+def _card(
+    deps: Deps,
+    user: str,
+    response_url: str,
+    tracked: TrackedRequest,
+    failed: list[str],
+    *,
+    limits: dict[str, guards.LineLimits],
+) -> Reply:
+    """Check the failed devices, bind a pending action to those that pass, and build the card
+    (or say why nothing can be retried); one audit entry either way."""
+    db = deps.db()
+    now = deps.clock()
+    verb, request_id = tracked.verb, tracked.request_id
     devices = resolve_keys(db, failed)
     keys = [d.key for d in devices]
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
-    preview = guards.check(verb, devices, bot_actions_today=counts)
+    preview = guards.check(verb, devices, bot_actions_today=counts, limits=limits)
     options: dict[str, str] = {}
     if verb == "sms":
         text = str(tracked.detail.get("text", ""))
         check = check_sms(text)
         if not check.ok:
             return Reply(
-                f":warning: The original SMS cannot be sent again: {check.message}", replace_original=False
+                f":warning: The original SMS cannot be sent again: {blocks.escape(check.message)}",
+                replace_original=False,
             )
         options = {"text": text, "encoding": check.encoding}
     reason = f"retry of request {request_id}" + (f": {tracked.reason}" if tracked.reason else "")
+    notes = Notes.of(preview)
     if not preview.ok:
-        why = "\n".join(f"• {d.label} {what}" for d, what in [*preview.skipped, *preview.refused][:20])
         with audit.transaction(db):
             audit.record(
                 db,
-                actor=req.user,
+                actor=user,
                 channel=tracked.channel,
                 verb="retry",
                 outcome="refused",
@@ -87,36 +154,46 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
                 request_id=request_id,
                 detail={"verb": verb, "skipped": len(preview.skipped), "refused": len(preview.refused)},
             )
+        why = "\n".join(notes.lines())
         return Reply(
-            f":information_source: Nothing to retry — every failed device is ruled out:\n{why}",
+            blocks.truncate(
+                f":information_source: Nothing to retry — every failed device is ruled out:\n{why}", 3000
+            ),
             replace_original=False,
         )
     settings = deps.settings
-    ttl = settings.confirm_ttl.total_seconds()
     with audit.transaction(db):
         action = pending.create(
             db,
             verb=verb,
-            actor=req.user,
+            actor=user,
             channel=tracked.channel,
-            devices=keys,
+            devices=[d.key for d in preview.ok],
             reason=reason,
             options=options,
-            needs_approval=len(devices) > settings.approval_size,
-            ttl=ttl,
-            response_url=req.response_url,
+            needs_approval=len(preview.ok) > settings.approval_size,
+            ttl=settings.confirm_ttl.total_seconds(),
+            response_url=response_url,
             now=now,
         )
         audit.record(
             db,
-            actor=req.user,
+            actor=user,
             channel=tracked.channel,
             verb="retry",
             outcome="awaiting-confirmation",
             targets=keys,
             reason=reason,
             request_id=request_id,
-            detail={"verb": verb, "pending": action.id, "digest": action.digest, "devices": len(keys)},
+            detail={
+                "verb": verb,
+                "pending": action.id,
+                "digest": action.digest,
+                "devices": len(preview.ok),
+                "skipped": len(preview.skipped),
+                "refused": len(preview.refused),
+            },
         )
-    card = actions._confirm_card(verb, devices, preview, action, ttl, reason, options)
+    limited = "read" if verb in actions.LIMITED else "none"
+    card = actions.confirm_card(deps, action, preview.ok, notes, limits=limited, allowance=preview.allowance)
     return Reply(card.text, card.blocks, replace_original=False)

@@ -24,6 +24,7 @@ TOML_KEYS = {
     "approval_size": "approval_size",
     "max_targets": "max_targets",
     "confirm_ttl": "confirm_ttl",
+    "approval_ttl": "approval_ttl",
     "no_result_after": "no_result_after",
     "directory_sync_every": "sync_every",
     "reboot_sms_text": "reboot_text",
