@@ -3,7 +3,9 @@ under its own name — the story an incident review reads back."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 
@@ -86,3 +88,33 @@ def test_confirm_and_cancel_clicks_are_recorded_once_each(stack: LocalStack) -> 
     assert _count(pool, "cancel", ADMIN) == counts["cancel"] + 1
     assert _count(pool, "confirm", ADMIN) == counts["confirm"] + 1
     assert _count(pool, "thingspace.call", ADMIN) == counts["thingspace.call"] + 1
+
+
+def _post_click(stack: LocalStack, payload: dict[str, object]) -> None:
+    assert stack.driver is not None
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    assert stack.driver.post_raw(body, stack.driver.sign(body)).status_code == 200
+
+
+def test_every_click_that_changes_or_is_refused_is_recorded_once(stack: LocalStack) -> None:
+    """Someone else's Confirm, a Confirm on a card that no longer exists, the requester's Confirm
+    and a second press of it: four clicks, four entries, each under the clicker."""
+    assert stack.runtime is not None and stack.driver is not None
+    pool = stack.runtime.pool
+    key = _key(stack, "demo-hung")
+    mine, theirs = _count(pool, "confirm", ADMIN), _count(pool, "confirm", "U0OPS1")
+    stack.command(f"suspend {key}")
+    message, button = stack.driver.find_button("Confirm", user=ADMIN)
+    _post_click(stack, stack.driver.block_actions_payload(message, button, user="U0OPS1"))
+    gone = stack.driver.block_actions_payload(message, button, user=ADMIN)
+    gone["actions"][0]["value"] = "no-such-card"  # type: ignore[index]
+    _post_click(stack, gone)
+    assert stack.settle(30)
+    message, button = stack.driver.find_button("Confirm", user=ADMIN)
+    for _ in range(2):  # a double click: the second is refused ("already confirmed")
+        _post_click(stack, stack.driver.block_actions_payload(message, button, user=ADMIN))
+    assert stack.settle(30)
+    assert _count(pool, "confirm", "U0OPS1") == theirs + 1
+    assert _count(pool, "confirm", ADMIN) == mine + 3
+    outcomes = [r.outcome for r in AuditLog(pool.get()).query(actor=ADMIN, verb="confirm", limit=3)]
+    assert outcomes == ["refused", "ok", "refused"]

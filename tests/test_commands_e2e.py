@@ -236,3 +236,153 @@ def test_confirmation_expires(tmp_path: Path) -> None:
         local.click("Confirm")
         local.standin.wait_for(lambda m: "expired" in m.text, timeout=10)
         assert _suspend_calls(local) == before
+
+
+# -- what people type is shown as typed (never a mention or a disguised link) ---------------------
+
+
+def _active(stack: LocalStack, n: int, *, offset: int = 0) -> list[str]:
+    """Keys of *n* active non-demo devices (each test takes its own slice of the fleet)."""
+    assert stack.runtime is not None
+    rows = (
+        stack.runtime.pool.get()
+        .execute(
+            "SELECT key FROM devices WHERE state = 'active' AND label NOT LIKE 'demo-%' "
+            "ORDER BY key LIMIT ? OFFSET ?",
+            [n, offset],
+        )
+        .fetchall()
+    )
+    assert len(rows) == n
+    return [r[0] for r in rows]
+
+
+#: what Slack sends when someone types  <!channel> see <https://evil.example|runbook> & more
+#: (should_escape: the characters typed literally arrive as &lt; &gt; &amp;)
+TYPED_REASON = "&lt;!channel&gt; see &lt;https://evil.example|runbook&gt; &amp; more"
+
+
+def _no_live_markup(message: Message) -> None:
+    """Nothing in the message (text or blocks) is a live mention or link."""
+    raw = message.text + json.dumps(list(message.blocks))
+    assert "<!channel>" not in raw and "<https://evil" not in raw
+    assert "&lt;!channel&gt;" in raw and "&lt;https://evil.example|runbook&gt;" in raw
+
+
+def test_a_typed_mention_and_link_in_a_reason_stay_literal(stack: LocalStack) -> None:
+    """A reason carrying <!channel> and <https://…|…> shows those characters in the approval card,
+    the "Approved by" line and the channel post — no @channel, no disguised link."""
+    keys = _active(stack, 4)
+    stack.command("suspend " + ",".join(keys) + " --reason " + TYPED_REASON, user="U0OPS1")
+    stack.click("Confirm", user="U0OPS1")
+    card = _reply(stack, lambda m: not m.ephemeral and "Approval needed" in m.text)
+    _no_live_markup(card)
+    stack.click("Approve", user="U0OPS2")
+    approved = _reply(stack, lambda m: m.ts == card.ts and "Approved by" in m.text)
+    _no_live_markup(approved)
+    posted = _reply(stack, lambda m: not m.ephemeral and "U0OPS1> is suspending" in m.text)
+    _no_live_markup(posted)
+    assert stack.settle()
+    row = next(r for r in _audit(stack, actor="U0OPS1") if r.verb == "suspend")  # type: ignore[attr-defined]
+    assert row.reason == "<!channel> see <https://evil.example|runbook> & more"  # type: ignore[attr-defined]
+
+
+def test_an_sms_to_several_devices_is_confirmed_and_sent_exactly_as_typed(stack: LocalStack) -> None:
+    """sms to two devices: a confirmation card showing the text literally, then one ThingSpace
+    call whose smsMessage carries the characters typed (a < b && <!channel>), and a channel
+    post that shows them, with the reason."""
+    from bot.sandbox.actions import sms_received
+
+    keys = _active(stack, 2, offset=4)
+    before = len(sms_received(stack.sandbox.state))
+    body = stack.command(
+        "sms " + ",".join(keys) + ' "a &lt; b &amp;&amp; &lt;!channel&gt;" --reason &lt;!here&gt; check',
+        user="U0OPS1",
+    ).json()
+    assert body["text"] == "Send an SMS to 2 devices?"
+    card = json.dumps(body["blocks"])
+    assert "a &lt; b &amp;&amp; &lt;!channel&gt;" in card and "<!" not in card
+    stack.click("Confirm", user="U0OPS1")
+    posted = _reply(stack, lambda m: not m.ephemeral and "U0OPS1> sent an SMS to 2 devices" in m.text)
+    assert (
+        "a &lt; b &amp;&amp; &lt;!channel&gt;" in posted.text
+        and "reason: _&lt;!here&gt; check_" in posted.text
+    )
+    assert "<!" not in posted.text + json.dumps(list(posted.blocks))
+    assert stack.settle()
+    sent = sms_received(stack.sandbox.state)[before:]
+    assert [s["smsMessage"] for s in sent] == ["a < b && <!channel>"]
+    assert sorted(d["id"] for d in sent[0]["deviceIds"]) == sorted(k.split(":", 1)[1] for k in keys)
+
+
+def test_a_mention_slack_made_from_at_channel_is_sent_as_typed(stack: LocalStack) -> None:
+    """@here typed in an SMS arrives from Slack as <!here>: the device gets "@here", the channel
+    post shows the plain word (no live mention)."""
+    from bot.sandbox.actions import sms_received
+
+    (key,) = _active(stack, 1, offset=6)
+    before = len(sms_received(stack.sandbox.state))
+    stack.command(f'sms {key} "<!here> reboot at 5 &gt; 4"', user="U0OPS1")
+    posted = _reply(stack, lambda m: not m.ephemeral and "@here reboot" in m.text)
+    assert "<!here>" not in posted.text and "5 &gt; 4" in posted.text
+    assert stack.settle()
+    assert [s["smsMessage"] for s in sms_received(stack.sandbox.state)[before:]] == ["@here reboot at 5 > 4"]
+
+
+# -- the paths the review found untested ----------------------------------------------------------
+
+
+def _restore_calls(stack: LocalStack) -> int:
+    return sum(1 for r in stack.sandbox.requests_received() if r["path"].endswith("/devices/actions/restore"))
+
+
+def test_resume_confirm_restores_end_to_end(stack: LocalStack) -> None:
+    """resume a suspended line → card → Confirm → one restore call, an in-channel message, and
+    ThingSpace's callback in its thread; the directory says active again."""
+    assert stack.runtime is not None
+    key = _device(stack, "demo-suspended")
+    before = _restore_calls(stack)
+    body = stack.command(f"resume {key} --reason back in service").json()
+    assert body["text"] == "Resume 1 device?"
+    stack.click("Confirm")
+    root = _reply(stack, lambda m: not m.ephemeral and "is resuming demo-suspended" in m.text)
+    assert "back in service" in root.text
+    reply = _reply(stack, lambda m: m.thread_ts == root.ts and "is resumed" in m.text, timeout=20)
+    assert "demo-suspended" in reply.text
+    assert stack.settle()
+    assert _restore_calls(stack) == before + 1
+    kind, _, value = key.partition(":")
+    entry = directory.lookup(stack.runtime.pool.get(), kind, value)
+    assert entry is not None and entry.state == "active"
+
+
+def test_reject_by_a_second_operator_changes_nothing(stack: LocalStack) -> None:
+    """Above the approval size, a second operator's Reject closes the card, tells the requester,
+    is audited, and nothing is sent to ThingSpace."""
+    keys = _active(stack, 4, offset=7)
+    before = _suspend_calls(stack)
+    stack.command("suspend " + ",".join(keys) + " --reason rejected-path", user="U0OPS1")
+    stack.click("Confirm", user="U0OPS1")
+    card = _reply(
+        stack, lambda m: not m.ephemeral and "Approval needed" in m.text and "rejected-path" in m.text
+    )
+    assert stack.driver is not None
+    stack.driver.click("Reject", user="U0OPS2", ts=card.ts)
+    closed = _reply(stack, lambda m: m.ts == card.ts and "Rejected by <@U0OPS2>" in m.text)
+    assert closed.buttons() == []
+    told = _reply(stack, lambda m: m.ephemeral and m.user == "U0OPS1" and "rejected your suspend" in m.text)
+    assert "Nothing was changed" in told.text
+    assert stack.settle()
+    assert _suspend_calls(stack) == before
+    rejects = [r for r in _audit(stack, actor="U0OPS2") if r.verb == "reject"]  # type: ignore[attr-defined]
+    assert [r.outcome for r in rejects] == ["ok"]  # type: ignore[attr-defined]
+
+
+def test_cancel_location_takes_one_device(stack: LocalStack) -> None:
+    """cancel-location with two devices is refused with what is accepted; nothing is queued."""
+    keys = _active(stack, 2, offset=11)
+    body = stack.command("cancel-location " + " ".join(keys)).json()
+    assert body["response_type"] == "ephemeral"
+    assert "takes exactly one device; you named 2" in body["text"]
+    assert "Usage: `/ts cancel-location TARGET" in body["text"]
+    assert not [b for b in body.get("blocks") or [] if b.get("type") == "actions"]
