@@ -2,7 +2,7 @@
 
 ::
 
-    tsbot audit verify [--db PATH] [--head PATH] [--head-may-lag]
+    tsbot audit verify [--db PATH] [--head PATH] [--head-may-lag] [--accept-uncommitted ROW]
     tsbot audit export --format csv|json [--since WHEN] [--until WHEN] [--actor U…] [--device ID]
                        [--verb VERB] [--output FILE] [--db PATH]
     tsbot audit retain --older-than WHEN [--archive FILE] [--db PATH] [--head PATH]
@@ -15,13 +15,20 @@ date in ``--until`` includes that whole day.
 
 ``verify`` prints the row count and exits 0 when the log is intact; it exits 1 naming the first
 bad row (and why) when anything was edited, deleted, inserted or rewritten, or the head file is
-missing. To verify a backup, copy the head file first and the database second (``sqlite3 tsbot.db
+missing. A head file that announces rows the log does not have (the newest transaction never
+committed, or was deleted) also fails; when the bot is known to have crashed at that moment,
+``--accept-uncommitted ROW`` (the announced row, as the failure names it) accepts exactly that.
+Rows the bot recorded as ``audit.gap`` are listed in a note.
+
+To verify a backup, copy the head file first and the database second (``sqlite3 tsbot.db
 ".backup …"``), and pass ``--head-may-lag``: rows the bot appended between the two copies are
-then accepted when they chain on from the head file's row. ``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to
-``--output`` (written to ``FILE.partial``, renamed when complete). ``retain`` archives and
-removes rows older than ``--older-than`` (archive default: a dated file in ``[audit] archive_dir``,
-else in ``audit-archive/`` beside the database, as the daily retention job does). Exit 2: bad
-arguments or no database.
+then accepted when they chain on from the head file's row.
+
+``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to ``--output``
+(written to ``FILE.partial``, renamed when complete). ``retain`` archives and removes rows older
+than ``--older-than`` (archive default: a dated file in ``[audit] archive_dir``, else in
+``audit-archive/`` beside the database, as the daily retention job does). Exit 2: bad arguments
+or no database.
 """
 
 from __future__ import annotations
@@ -93,6 +100,12 @@ def _when(*, end_of_day: bool = False) -> Callable[[str], datetime]:
     return convert
 
 
+def _row_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row number (a whole number from 1)")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -111,6 +124,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--head-may-lag",
         action="store_true",
         help="a backup whose head file was copied before the database: accept newer rows that chain on",
+    )
+    check.add_argument(
+        "--accept-uncommitted",
+        type=_row_number,
+        metavar="ROW",
+        help="the bot is known to have crashed: accept that the transaction ending at ROW (the row the "
+        "head file announces, named in the failure) never committed",
     )
 
     export = actions.add_parser(
@@ -175,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify(db: Database, args: argparse.Namespace) -> int:
-    result = verify(db, args.head, head_may_lag=args.head_may_lag)
+    result = verify(db, args.head, head_may_lag=args.head_may_lag, accept_uncommitted=args.accept_uncommitted)
     if result.ok:
         print(f"audit log {result.reason}.")
         if result.note:

@@ -13,7 +13,8 @@ Recording::
 
 ``record`` also works inside a caller's ``storage.db.write(db)`` (it becomes a savepoint there and
 commits or rolls back with the caller's work); ``log.transaction()`` is the same transaction plus
-the head-file confirmation after the commit (see *Anchoring*), so prefer it.
+putting the head file back if it rolls back and confirming it after the commit (see
+*Anchoring*), so prefer it.
 
 **The chain.** Row ``n`` stores ``prev_hash`` (row ``n-1``'s hash; 64 zeros for row 1) and
 ``hash = sha256(prev_hash + canonical_json(row))`` (the exact rule: ``storage.audit_events``).
@@ -25,24 +26,32 @@ index lookup.
 
 **Anchoring** (``storage.audit_anchor``). The head (row id + hash) is also kept in
 ``<db file>.audit-head``, rewritten atomically. Every append writes it *inside* its write
-transaction, before the commit, as ``{id: new head, base: newest committed row}``; after a commit
-the bot owns (``record`` outside a transaction, ``record_many``, ``transaction()``, retention)
-it is rewritten as confirmed (``base = id``). Under a crash or a rollback the file is therefore
-never behind the committed log, only ahead of it by the one transaction that did not commit.
-``verify`` accepts exactly: the anchored row is the last row; or the anchor is pending and the
-log ends at its base (that transaction never committed). Consequences, stated plainly:
+transaction, before the commit, as ``{id: new head, base: newest committed row}`` ("pending");
+after the commit it is rewritten with ``base = id`` ("confirmed"): at once when the append
+committed itself or ran in :meth:`AuditLog.transaction`, else by the next append or a minute
+job (:meth:`AuditLog.anchor`). The file is therefore never behind the committed log, and ahead
+of it only by a transaction that did not commit.
+
+A pending file whose rows are missing (the log ends at its base) means: a crash before that
+transaction committed, a transaction rolled back outside :meth:`AuditLog.transaction` (which
+puts the file back itself), or the newest rows were deleted. The files cannot tell these apart,
+so the bot never overwrites such a file silently: the next append or :meth:`AuditLog.anchor`
+first records the finding in the chain as an ``audit.gap`` row (announced row and hash, where
+the log ended), then re-anchors. ``verify`` fails on such a file (exit 1, naming the announced
+row) unless told the crash is known (``accept_uncommitted=<announced row>``), and lists the
+``audit.gap`` rows in its note.
+Consequences, stated plainly:
 
 * rows added after the anchored row are tampering (the bot never commits a row it has not
   anchored): caught;
-* truncating rows from the end is caught, *except* the rows of the newest transaction while its
-  anchor is still pending (a caller's own ``write(db)`` transaction, until the next append or
-  :meth:`AuditLog.anchor`): those look exactly like a transaction that rolled back;
+* rows deleted from the end are caught: against a confirmed file as rows removed, against a
+  pending one as rows announced but missing (which ``verify`` fails, and the bot records);
 * rewriting the whole chain consistently is caught at the anchored row (which row the rewrite
   started at cannot be known);
 * a missing head file while rows exist is reported; the bot never recreates it on its own.
 
-A head file that does not match the log is never overwritten by the bot (it is the evidence);
-the error is logged and ``tsbot audit verify`` names it.
+Any other head file that does not match the log is never overwritten by the bot (it is the
+evidence); the error is logged and ``tsbot audit verify`` names it.
 
 Retention (``storage.audit_retention``) removes the oldest rows into an archive file and appends
 a checkpoint row, from which the remaining chain is verified.
@@ -59,14 +68,14 @@ from typing import Any, Final
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from storage.audit_anchor import default_head_path
+from storage.audit_anchor import Anchor, AnchorError, default_head_path, read_anchor
 from storage.audit_chain import (
     COLUMNS,
     AuditIntegrityError,
-    advance_anchor,
-    append,
-    confirm_anchor,
+    append_anchored,
     read_head,
+    restore_anchor,
+    settle_anchor,
 )
 from storage.audit_events import (
     GENESIS_HASH,
@@ -206,39 +215,55 @@ class AuditLog:
                 raise TypeError(f"record takes AuditEvent objects, not {type(event).__name__}")
         if not batch:
             return []
-        conn = self.db.conn
-        owned = not conn.in_transaction
+        owned = not self.db.conn.in_transaction
         with write(self.db):
-            before = read_head(conn)
-            ids, after = append(conn, batch, before)
-            if self.head_path is not None:
-                advance_anchor(self.db, self.head_path, before=before, after=after, owned=owned)
+            ids, _after = append_anchored(self.db, batch, self.head_path, owned=owned)
         if owned:
             self.anchor()
         return ids
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
-        """``storage.db.write(db)`` plus confirming the head file after the commit.
+        """``storage.db.write(db)`` for a state change and its audit rows, committed together.
 
-        Use it to commit a state change and its audit row atomically. Nested inside another
-        transaction it is a savepoint, and the outer transaction's owner decides the commit.
+        After the commit the head file is confirmed. When the transaction fails, the head file is
+        put back as it was before the rollback, so a transaction the bot rolled back never reads
+        as rows gone missing. Nested inside another transaction it is a savepoint, and the outer
+        transaction's owner decides the commit.
         """
-        owned = not self.db.conn.in_transaction
+        if self.db.conn.in_transaction or self.head_path is None:
+            owned = not self.db.conn.in_transaction
+            with write(self.db) as db:
+                yield db
+            if owned:
+                self.anchor()
+            return
+        head_path = self.head_path
         with write(self.db) as db:
-            yield db
-        if owned:
-            self.anchor()
+            try:
+                prior: Anchor | None = read_anchor(head_path)
+                restorable = True
+            except AnchorError:
+                prior, restorable = None, False
+            try:
+                yield db
+            except BaseException:
+                if restorable:
+                    restore_anchor(head_path, prior)
+                raise
+        self.anchor()
 
     def anchor(self) -> bool:
-        """Confirm the head file if the rows it names are committed (no-op inside a transaction).
+        """Bring the head file to rest now (no-op inside a transaction); returns whether it wrote.
 
-        Appends the bot owns do this already; a periodic call (e.g. every minute) also covers
-        rows appended inside callers' own ``write(db)`` transactions. Returns whether it wrote.
+        A pending head file whose rows are committed is confirmed. One that announces rows the
+        log does not have is recorded in the chain as an ``audit.gap`` row first (never silently
+        overwritten), then re-anchored. Appends the bot commits itself call it; a minute job
+        covers rows appended inside callers' own ``write(db)`` transactions.
         """
         if self.head_path is None:
             return False
-        return confirm_anchor(self.db, self.head_path)
+        return settle_anchor(self.db, self.head_path) != ""
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlite_utils import Database
 
 from storage.audit_anchor import Anchor, AnchorError, database_file, read_anchor, write_anchor
-from storage.audit_events import GENESIS_HASH, AuditEvent, Verb, row_hash, row_payload
+from storage.audit_events import GENESIS_HASH, AuditEvent, Outcome, Verb, row_hash, row_payload
 from storage.db import BUSY_TIMEOUT_MS, write
 
 __all__ = [
@@ -28,14 +28,17 @@ __all__ = [
     "ChainFault",
     "Head",
     "Walk",
-    "advance_anchor",
-    "anchor_consistent",
+    "announces_missing_rows",
     "append",
+    "append_anchored",
     "chain_start",
     "committed_head",
     "confirm_anchor",
+    "gap_event",
     "latest_checkpoint",
     "read_head",
+    "restore_anchor",
+    "settle_anchor",
     "walk",
 ]
 
@@ -263,34 +266,61 @@ def _row_hash_at(conn: sqlite3.Connection, row_id: int) -> str | None:
     return str(found[0]) if found else None
 
 
-def anchor_consistent(conn: sqlite3.Connection, anchor: Anchor, committed: Head, before: Head) -> bool:
-    """Is *anchor* one the bot could have written, given the log as *conn* sees it?
+def announces_missing_rows(anchor: Anchor, committed: Head) -> bool:
+    """Does *anchor* announce rows that never reached the log?
 
-    Yes when its row is in the log with its hash, or when its transaction never committed: the
-    committed log ends at its base and nothing was appended over it since (*before* is the newest
-    row this connection saw before its own append).
+    True when it is pending (written before a commit that was never confirmed) and the committed
+    log ends exactly at its base: the transaction that wrote it did not commit (a crash, a
+    rollback), or its rows were deleted since. The two cannot be told apart from the files.
     """
-    if _row_hash_at(conn, anchor.id) == anchor.hash:
-        return True
-    return (anchor.base_id, anchor.base_hash) == (committed.id, committed.hash) and anchor.id > before.id
+    return anchor.pending and (anchor.base_id, anchor.base_hash) == (committed.id, committed.hash)
 
 
-def advance_anchor(db: Database, head_path: Path, *, before: Head, after: Head, owned: bool) -> None:
-    """Write the head file for an append, inside the append's write transaction.
+def gap_event(anchor: Anchor) -> AuditEvent:
+    """The ``audit.gap`` row that records a head file announcing rows the log does not have."""
+    first = anchor.base_id + 1
+    rows = f"row {first}" if first == anchor.id else f"rows {first}–{anchor.id}"
+    detail: dict[str, Any] = {
+        "announced_id": anchor.id,
+        "announced_hash": anchor.hash,
+        "first_missing_id": first,
+        "log_ended_at_id": anchor.base_id,
+        "log_ended_at_hash": anchor.base_hash,
+    }
+    if anchor.written_at:
+        detail["announced_at"] = anchor.written_at
+    return AuditEvent.system(
+        Verb.AUDIT_GAP,
+        outcome=Outcome.MISSING,
+        reason=(
+            f"the head file announced {rows} but the log ended at row {anchor.base_id}: missing because "
+            "of a crash before that transaction committed, a rolled-back transaction, or a deletion"
+        ),
+        detail=detail,
+    )
 
-    *before* is the newest row before the append, *after* the newest after it; *owned* says
-    the append opened the transaction (so *before* is committed). A head file that does not
-    match the log is left as it is (it is the evidence) and logged; verification reports it.
+
+@dataclass(frozen=True)
+class _AnchorCheck:
+    writable: bool
+    gap: AuditEvent | None = None
+
+
+def _check_anchor_file(
+    conn: sqlite3.Connection, head_path: Path, committed: Head, before: Head
+) -> _AnchorCheck:
+    """May an append rewrite *head_path*, and must it record a gap first? (Under the write lock.)
+
+    *committed* is the newest committed row; *before* the newest row this connection sees (its
+    own uncommitted rows included). A file that does not match the log is never rewritten.
     """
-    conn = db.conn
-    committed = before if owned else committed_head(database_file(db))
     try:
         current = read_anchor(head_path)
     except AnchorError:
         log.error(
             "audit head file %s is unreadable; leaving it as evidence (run `tsbot audit verify`)", head_path
         )
-        return
+        return _AnchorCheck(writable=False)
     if current is None:
         if committed.id != 0:
             log.error(
@@ -298,21 +328,49 @@ def advance_anchor(db: Database, head_path: Path, *, before: Head, after: Head, 
                 "(run `tsbot audit verify`)",
                 head_path,
             )
-            return
-    elif not anchor_consistent(conn, current, committed, before):
-        log.error(
-            "audit head file %s does not match the audit log; leaving it as evidence (run `tsbot audit verify`)",
-            head_path,
-        )
-        return
-    write_anchor(head_path, Anchor(after.id, after.hash, committed.id, committed.hash))
+            return _AnchorCheck(writable=False)
+        return _AnchorCheck(writable=True)
+    if _row_hash_at(conn, current.id) == current.hash:
+        return _AnchorCheck(writable=True)
+    if announces_missing_rows(current, committed) and current.id > before.id:
+        gap = gap_event(current)
+        log.warning("audit: %s; recording it in the log (verb audit.gap) before re-anchoring", gap.reason)
+        return _AnchorCheck(writable=True, gap=gap)
+    log.error(
+        "audit head file %s does not match the audit log; leaving it as evidence (run `tsbot audit verify`)",
+        head_path,
+    )
+    return _AnchorCheck(writable=False)
+
+
+def append_anchored(
+    db: Database, events: Sequence[AuditEvent], head_path: Path | None, *, owned: bool
+) -> tuple[list[int], Head]:
+    """Append *events* and write the head file for them, inside the caller's write transaction.
+
+    *owned* says the append opened the transaction (so the newest row before it is committed).
+    A head file that announces rows the log does not have (see :func:`announces_missing_rows`)
+    is first recorded in the chain as an ``audit.gap`` row, then replaced; a head file that does
+    not match the log otherwise is left as it is (it is the evidence) and logged. Returns the
+    ids of *events* (not of a gap row) and the new head.
+    """
+    conn = db.conn
+    before = read_head(conn)
+    if head_path is None:
+        return append(conn, events, before)
+    committed = before if owned else committed_head(database_file(db))
+    check = _check_anchor_file(conn, head_path, committed, before)
+    batch = [check.gap, *events] if check.gap is not None else list(events)
+    ids, after = append(conn, batch, before)
+    if check.writable:
+        write_anchor(head_path, Anchor(after.id, after.hash, committed.id, committed.hash))
+    return (ids[1:] if check.gap is not None else ids), after
 
 
 def confirm_anchor(db: Database, head_path: Path) -> bool:
     """Mark a pending head file as committed, if its row is now the committed head.
 
-    Cheap, and safe to call at any time outside a transaction (a scheduler job may, so that the
-    rows of a caller's own transaction stop being "pending" before the next append).
+    Cheap, and safe to call at any time outside a transaction.
     """
     conn = db.conn
     if conn.in_transaction:
@@ -328,3 +386,50 @@ def confirm_anchor(db: Database, head_path: Path) -> bool:
             return False
         write_anchor(head_path, current.confirmed())
         return True
+
+
+def settle_anchor(db: Database, head_path: Path) -> str:
+    """Bring a pending head file to rest, outside a transaction; returns what it did.
+
+    ``"confirmed"``: its rows are committed, it now says so. ``"gap"``: it announced rows the
+    log does not have; an ``audit.gap`` row now records that, and the file names that row,
+    confirmed. ``""``: nothing to do (confirmed already, no file, or a file that does not match
+    the log, which is left as evidence).
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        return ""
+    with write(db):
+        try:
+            current = read_anchor(head_path)
+        except AnchorError:
+            return ""
+        if current is None or not current.pending:
+            return ""
+        head = read_head(conn)
+        if head == Head(current.id, current.hash):
+            write_anchor(head_path, current.confirmed())
+            return "confirmed"
+        if not (announces_missing_rows(current, head) and current.id > head.id):
+            return ""
+        append_anchored(db, [], head_path, owned=True)
+    confirm_anchor(db, head_path)
+    return "gap"
+
+
+def restore_anchor(head_path: Path, prior: Anchor | None) -> None:
+    """Put back the head file as it was before a transaction that is about to roll back.
+
+    Called under that transaction's write lock, so the file never announces rows of a
+    transaction the bot itself rolled back (which would later read as a gap).
+    """
+    try:
+        current = read_anchor(head_path)
+    except AnchorError:
+        return
+    if current == prior:
+        return
+    if prior is None:
+        head_path.unlink(missing_ok=True)
+    else:
+        write_anchor(head_path, prior)

@@ -38,8 +38,7 @@ from storage.audit_anchor import AnchorError, default_head_path, read_anchor
 from storage.audit_chain import (
     COLUMNS,
     AuditIntegrityError,
-    advance_anchor,
-    append,
+    append_anchored,
     chain_start,
     confirm_anchor,
     read_head,
@@ -163,10 +162,7 @@ def apply_retention(
             raise AuditIntegrityError(
                 f"retention refused: the rows changed after they were archived to {archive.name}; nothing was removed"
             )
-        before = read_head(conn)
-        ids, after = append(conn, [event], before)
-        if head_file is not None:
-            advance_anchor(db, head_file, before=before, after=after, owned=True)
+        ids, _after = append_anchored(db, [event], head_file, owned=True)
         conn.execute("INSERT INTO audit_retention_gate (through_id) VALUES (?)", (last_removed,))
         conn.execute("DELETE FROM audit_target WHERE row_id <= ?", (last_removed,))
         conn.execute("DELETE FROM audit_log WHERE id <= ?", (last_removed,))

@@ -8,14 +8,21 @@ meanwhile against the head file. What it reports, in this order (the first probl
    retention checkpoint's last archived row), each row's ``prev_hash`` equal to the previous
    row's hash, each row's hash equal to ``sha256(prev_hash + canonical_json(row))``;
 2. the device index (``audit_target``) holds exactly the targets of each row;
-3. the head file: present when rows exist; its row is the last row (or it is pending and the
-   log ends at its base: that transaction never committed); see ``storage.audit`` for why;
+3. the head file: present when rows exist; its row is the last row. A pending head file whose
+   rows are missing (the log ends at its base) fails: its newest transaction never committed
+   (a crash) or was deleted, and only someone who knows the bot crashed then can tell; they
+   pass ``accept_uncommitted=<the announced row>``. See ``storage.audit``;
 4. the append-only triggers exist and the retention gate is closed.
+
+An intact log's ``note`` also lists the ``audit.gap`` rows the bot recorded (head files that
+announced rows that never appeared), so they are read at every verification.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +38,11 @@ from storage.audit_chain import (
     AuditIntegrityError,
     ChainFault,
     Head,
+    announces_missing_rows,
     chain_start,
     walk,
 )
+from storage.audit_events import Verb
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -49,7 +58,8 @@ class VerifyResult:
     :ivar reason: one sentence: what was found, or a summary when ``ok``
     :ivar first_id: / :ivar last_id: the id range held (``None`` when empty)
     :ivar anchored_id: the row the head file names
-    :ivar note: what an ``ok`` verdict cannot rule out (a pending head file)
+    :ivar note: what an ``ok`` verdict should be read with: recorded ``audit.gap`` rows, an
+        accepted uncommitted transaction, rows accepted under ``head_may_lag``
     """
 
     ok: bool
@@ -62,12 +72,22 @@ class VerifyResult:
     note: str = ""
 
 
-def verify(db: Database, head_path: str | Path | None = None, *, head_may_lag: bool = False) -> VerifyResult:
+def verify(
+    db: Database,
+    head_path: str | Path | None = None,
+    *,
+    head_may_lag: bool = False,
+    accept_uncommitted: int | None = None,
+) -> VerifyResult:
     """Check the audit log of *db* against its head file (default ``<db file>.audit-head``).
 
     *head_may_lag*: for a backup whose head file was copied *before* the database: rows after the
     anchored row are accepted when they chain on from it (and reported in ``note``), since the
     bot may have appended between the two copies. Such rows are shown, not proven.
+
+    *accept_uncommitted*: the row a pending head file announces, when the bot is known to have
+    crashed before that transaction committed: its missing rows are then accepted (and stated in
+    ``note``). Any other row number accepts nothing.
     """
     conn = db.conn
     if conn.in_transaction:
@@ -103,13 +123,23 @@ def verify(db: Database, head_path: str | Path | None = None, *, head_may_lag: b
         if first is None and more.rows:
             first = result.last.id + 1
         verdict = _check_anchor(
-            path, rows=total, first=first, last=more.last, conn=conn, may_lag=head_may_lag
+            path,
+            rows=total,
+            first=first,
+            last=more.last,
+            conn=conn,
+            may_lag=head_may_lag,
+            accept_uncommitted=accept_uncommitted,
         )
         if not verdict.ok:
             return verdict
         trigger_fault = _check_triggers(conn)
+        gaps = _recorded_gaps(conn)
     if trigger_fault is not None:
         return _bad(total, trigger_fault)
+    if gaps:
+        note = f"{verdict.note}; {gaps}" if verdict.note else gaps
+        verdict = dataclasses.replace(verdict, note=note)
     return verdict
 
 
@@ -188,6 +218,7 @@ def _check_anchor(
     last: Head,
     conn: sqlite3.Connection | None = None,
     may_lag: bool = False,
+    accept_uncommitted: int | None = None,
 ) -> VerifyResult:
     span = f"rows {first}–{last.id}" if first is not None else "no rows"
 
@@ -227,13 +258,31 @@ def _check_anchor(
             f"rows {anchor.id + 1}–{last.id} were added after the anchored head (row {anchor.id}) "
             "without updating it: the bot did not write them",
         )
-    if anchor.id > last.id and (anchor.base_id, anchor.base_hash) == (last.id, last.hash):
-        result = ok(last.id or None)
-        note = (
-            f"the newest transaction (rows {last.id + 1}–{anchor.id}) did not commit (rolled back or "
-            "interrupted), or those rows were removed since: the two cannot be told apart"
+    if anchor.id > last.id and announces_missing_rows(anchor, last):
+        missing = f"row {anchor.id}" if anchor.id == last.id + 1 else f"rows {last.id + 1}–{anchor.id}"
+        if accept_uncommitted == anchor.id:
+            result = ok(last.id or None)
+            note = (
+                f"accepted as a crash: the head file announced {missing} (row {anchor.id}, hash "
+                f"{anchor.hash[:12]}…), which never committed; the bot records this as an audit.gap row "
+                "when it next starts"
+            )
+            return VerifyResult(
+                True, rows, None, result.reason, first, result.last_id, result.anchored_id, note
+            )
+        mismatch = (
+            f" (--accept-uncommitted {accept_uncommitted} names another row)"
+            if accept_uncommitted is not None
+            else ""
         )
-        return VerifyResult(True, rows, None, result.reason, first, result.last_id, result.anchored_id, note)
+        return bad(
+            last.id + 1,
+            f"the head file announces row {anchor.id} (hash {anchor.hash[:12]}…) but the log ends at row "
+            f"{last.id}: {missing} {'is' if anchor.id == last.id + 1 else 'are'} missing. Either the bot crashed (killed, power loss) before that "
+            "transaction committed, or the rows were deleted; the files cannot tell which. If the bot is "
+            f"known to have crashed then, accept it with --accept-uncommitted {anchor.id}; otherwise treat "
+            f"it as tampering and compare with a backup{mismatch}",
+        )
     if anchor.id > last.id:
         return bad(
             last.id + 1,
@@ -246,4 +295,26 @@ def _check_anchor(
         anchor.id,
         f"row {anchor.id} is not the anchored head: the chain up to row {anchor.id} was rewritten "
         "(the rewrite may start at any earlier row)",
+    )
+
+
+def _recorded_gaps(conn: sqlite3.Connection) -> str:
+    """One sentence on the ``audit.gap`` rows in the log (``""`` when there are none)."""
+    found = conn.execute(
+        "SELECT id, detail FROM audit_log WHERE verb = ? ORDER BY id", (Verb.AUDIT_GAP,)
+    ).fetchall()
+    if not found:
+        return ""
+    shown = []
+    for row_id, detail in found[:5]:
+        try:
+            announced = json.loads(detail).get("announced_id")
+        except (ValueError, AttributeError):
+            announced = None
+        shown.append(f"row {row_id}" + (f" (row {announced} announced, never found)" if announced else ""))
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return (
+        f"the log records {len(found)} audit gap{'' if len(found) == 1 else 's'}: {', '.join(shown)}{more}: "
+        "a head file announced rows that never appeared (a crash before commit, a rollback, or a "
+        "deletion); list them with `tsbot audit export --format json --verb audit.gap`"
     )

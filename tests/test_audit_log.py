@@ -88,22 +88,85 @@ def test_audit_row_commits_with_the_state_change(db: Database) -> None:
 
 
 def test_audit_row_rolls_back_with_the_state_change(tmp_path: Path, db: Database) -> None:
-    """A failed transaction leaves neither the change nor its audit row, and the log still verifies."""
+    """A failed log.transaction() leaves neither the change nor its audit row, and puts the head
+    file back: the log verifies with no note, and the next append records no gap."""
     log = AuditLog(db)
     log.record(event(0))
-    with pytest.raises(RuntimeError, match="boom"), write(db):
+    before = head_file(tmp_path)
+    with pytest.raises(RuntimeError, match="boom"), log.transaction():
         db.execute("INSERT INTO state VALUES ('line', 'suspended')")
         log.record(event(1))
+        assert head_file(tmp_path)["id"] == 2  # announced before the commit
         raise RuntimeError("boom")
     assert db.execute("SELECT count(*) FROM state").fetchone() == (0,)
     assert log.count() == 1
+    assert {k: v for k, v in head_file(tmp_path).items() if k != "written_at"} == {
+        k: v for k, v in before.items() if k != "written_at"
+    }
     result = verify(db)
-    assert result.ok
-    assert "did not commit" in result.note
-    log.record(event(2))  # the next append re-anchors over the rolled-back one
+    assert (result.ok, result.rows, result.note) == (True, 1, "")
+    log.record(event(2))
+    assert [row.verb for row in log.iter_rows()] == [event(0).verb, event(2).verb]
+    assert verify(db).ok
+
+
+def test_first_transaction_rolled_back_removes_the_head_file_it_created(tmp_path: Path, db: Database) -> None:
+    """On an empty log, a failed first transaction leaves no head file behind (as before it began)."""
+    log = AuditLog(db)
+    with pytest.raises(RuntimeError, match="boom"), log.transaction():
+        log.record(event(0))
+        raise RuntimeError("boom")
+    assert not (tmp_path / "tsbot.db.audit-head").exists()
+    assert verify(db).ok
+
+
+def test_bare_write_rolled_back_is_recorded_as_a_gap(tmp_path: Path, db: Database) -> None:
+    """A bare write(db) that rolls back leaves the head file announcing a row the log lacks.
+
+    verify fails on it, naming the announced row, unless that exact row is accepted as a crash;
+    the next append records the finding as an audit.gap row before its own row, and then the
+    log verifies, with the gap in the note.
+    """
+    log = AuditLog(db)
+    log.record(event(0))
+    with pytest.raises(RuntimeError, match="boom"), write(db):
+        log.record(event(1))
+        raise RuntimeError("boom")
     result = verify(db)
-    assert (result.ok, result.rows, result.note) == (True, 2, "")
-    assert head_file(tmp_path)["id"] == 2
+    assert (result.ok, result.first_bad_row) == (False, 2)
+    assert "announces row 2" in result.reason and "--accept-uncommitted 2" in result.reason
+    assert not verify(db, accept_uncommitted=3).ok
+    accepted = verify(db, accept_uncommitted=2)
+    assert accepted.ok and "accepted as a crash" in accepted.note
+    announced = head_file(tmp_path)
+    row_id = log.record(event(2))
+    assert row_id == 3
+    gap = log.get(2)
+    assert gap is not None
+    assert (gap.verb, gap.actor, gap.outcome) == (Verb.AUDIT_GAP, "system", Outcome.MISSING)
+    assert gap.detail["announced_id"] == 2 and gap.detail["announced_hash"] == announced["hash"]
+    assert gap.detail["log_ended_at_id"] == 1
+    assert "crash" in gap.reason and "deletion" in gap.reason
+    result = verify(db)
+    assert (result.ok, result.rows) == (True, 3)
+    assert "1 audit gap: row 2 (row 2 announced, never found)" in result.note
+
+
+def test_anchor_records_a_gap_and_confirms(tmp_path: Path, db: Database) -> None:
+    """anchor() (shutdown, the minute job, the confirmer) records a gap too, then confirms the head."""
+    log = AuditLog(db)
+    log.record(event(0))
+    with pytest.raises(RuntimeError, match="boom"), write(db):
+        log.record_many([event(1), event(2)])
+        raise RuntimeError("boom")
+    assert log.anchor() is True
+    gap = log.get(2)
+    assert gap is not None and gap.verb == Verb.AUDIT_GAP and gap.detail["first_missing_id"] == 2
+    assert "rows 2–3" in gap.reason
+    head = head_file(tmp_path)
+    assert (head["id"], head["base_id"]) == (2, 2)
+    assert log.anchor() is False
+    assert verify(db).ok
 
 
 def test_record_in_a_bare_write_is_pending_until_anchor(tmp_path: Path, db: Database) -> None:
