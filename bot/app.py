@@ -19,6 +19,7 @@ import httpx
 from slack_sdk import WebClient
 from starlette.applications import Starlette
 
+from bot.audit_jobs import record_config_load
 from bot.call_audit import audit_call
 from bot.config import Settings
 from bot.directory_sync import sync_directory
@@ -133,6 +134,7 @@ class Runtime:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Runtime:
+        record_config_load(self.pool.get(), self.settings)
         self.worker.start()
         self.relay.start()
         for part in self._extra_parts:
