@@ -91,6 +91,10 @@ class World:
     def runs(self) -> int:
         return int(self.runtime.scheduler.lease.ran.get(JOB, 0))
 
+    def started(self) -> None:
+        """The refresh run at start is over (members stored and the run recorded)."""
+        assert _wait(lambda: self.members() == {"U0OPS1", "U0OPS2"} and self.runs() >= 1)
+
     def refresh(self) -> None:
         """Make the scheduler run the refresh now (as its 10-minute timer would) and wait for it."""
         before = self.runs()
@@ -135,8 +139,7 @@ def test_the_scheduler_loads_group_members_at_start_while_commands_keep_working(
     assert world.role("U0NOC1", channel="C0NOC") == "viewer"  # channel grant
     assert world.role("U0OPS1") == "none"  # group grant: default deny until Slack answers
     world.gate.open.set()
-    assert _wait(lambda: world.members() == {"U0OPS1", "U0OPS2"})
-    assert world.runs() >= 1
+    world.started()
     assert world.role("U0OPS1") == "operator"
     [call] = world.standin.calls("usergroups.users.list")
     assert call.params["usergroup"] == "S0ONCALL"
@@ -152,7 +155,7 @@ def test_a_temporary_slack_error_keeps_the_last_known_members(world: World, faul
     their grants, until the next answer."""
     world.gate.open.set()
     world.start()
-    assert _wait(lambda: world.members() == {"U0OPS1", "U0OPS2"})
+    world.started()
     world.standin.inject("usergroups.users.list", **fault)
     world.refresh()
     assert world.standin.calls("usergroups.users.list")[-1].injected
@@ -164,7 +167,7 @@ def test_a_definitive_answer_replaces_the_members(world: World) -> None:
     """A new member list replaces the old one; Slack saying the group does not exist empties it."""
     world.gate.open.set()
     world.start()
-    assert _wait(lambda: world.members() == {"U0OPS1", "U0OPS2"})
+    world.started()
     world.standin.add_usergroup("S0ONCALL", ["U0OPS2"])
     world.refresh()
     assert world.members() == {"U0OPS2"}
@@ -181,7 +184,7 @@ def test_slack_unreachable_keeps_the_last_known_members(tmp_path: Path) -> None:
     try:
         world.gate.open.set()
         world.start()
-        assert _wait(lambda: world.members() == {"U0OPS1", "U0OPS2"})
+        world.started()
         world.slack.stop()  # Slack's address now refuses connections
         world.refresh()
         assert world.members() == {"U0OPS1", "U0OPS2"}
