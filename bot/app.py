@@ -33,6 +33,7 @@ from bot.worker import CommandWorker
 from commands.context import Deps
 from commands.policy import VERBS
 from storage import jobs, outbox
+from storage.audit import AnchorConfirmer, AuditLog
 from storage.db import ConnectionPool, write
 from storage.login_gate import SqliteLoginGate
 
@@ -112,6 +113,7 @@ class Runtime:
             clock=clock,
         )
         self.scheduler: Any = None
+        self.audit_confirmer: AnchorConfirmer | None = None
         self._started = False
         self.directory_synced = threading.Event()
 
@@ -135,6 +137,7 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Runtime:
         record_config_load(self.pool.get(), self.settings)
+        self.audit_confirmer = AnchorConfirmer(self.settings.db_path).start()
         self.worker.start()
         self.relay.start()
         for part in self._extra_parts:
@@ -158,6 +161,12 @@ class Runtime:
             part.stop()
         self.worker.stop()
         self.relay.stop()
+        if self.audit_confirmer is not None:
+            self.audit_confirmer.stop()
+        try:  # the head file confirmed at rest, so deleting the newest rows is caught
+            AuditLog(self.pool.get()).anchor()
+        except sqlite3.Error:
+            log.exception("could not confirm the audit head file at shutdown")
         self.thingspace.close()
         self.pool.close()
 

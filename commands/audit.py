@@ -9,7 +9,6 @@ from typing import Any
 from sqlite_utils import Database
 
 from storage.audit import AuditEvent, AuditLog
-from storage.db import write
 
 __all__ = ["record", "transaction"]
 
@@ -19,12 +18,12 @@ def transaction(db: Database) -> Iterator[Database]:
     """A write transaction for a state change and its audit rows, committed together.
 
     Each audit append writes the head file (the chain's anchor outside the database) before the
-    commit; the anchor is confirmed by the next append or by the ``audit-anchor`` job within a
-    minute. Confirming after every command would cost two more disk flushes on the ack path,
-    and the only thing it closes is a window of at most a minute in which deleting the newest
-    transaction's rows would go unnoticed until that confirmation.
+    commit. Confirming it after the commit costs another file write and flush, so that is left
+    to the runtime's ``AnchorConfirmer``, which does it moments later on its own thread (a burst
+    of commands costs one confirmation). If the transaction fails, the head file is put back
+    before the rollback, so a failed command never reads as rows gone missing.
     """
-    with write(db) as inner:
+    with AuditLog(db).transaction(confirm=False) as inner:
         yield inner
 
 
@@ -40,16 +39,22 @@ def record(
     request_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit entry; inside a caller's write transaction it commits with it."""
-    AuditLog(db).record(
-        AuditEvent(
-            actor=actor,
-            channel=channel,
-            verb=verb,
-            targets=list(targets),
-            reason=reason,
-            outcome=outcome,
-            request_id=request_id,
-            detail=detail or {},
-        )
+    """Append one audit entry; inside a caller's write transaction it commits with it.
+
+    Either way the head file is confirmed off this thread (see :func:`transaction`).
+    """
+    AuditLog(db).record_many(
+        [
+            AuditEvent(
+                actor=actor,
+                channel=channel,
+                verb=verb,
+                targets=list(targets),
+                reason=reason,
+                outcome=outcome,
+                request_id=request_id,
+                detail=detail or {},
+            )
+        ],
+        confirm=False,
     )

@@ -28,18 +28,18 @@ index lookup.
 ``<db file>.audit-head``, rewritten atomically. Every append writes it *inside* its write
 transaction, before the commit, as ``{id: new head, base: newest committed row}`` ("pending");
 after the commit it is rewritten with ``base = id`` ("confirmed"): at once when the append
-committed itself or ran in :meth:`AuditLog.transaction`, else by the next append or a minute
-job (:meth:`AuditLog.anchor`). The file is therefore never behind the committed log, and ahead
-of it only by a transaction that did not commit.
+committed itself, moments later by :class:`AnchorConfirmer` for commands (kept off the ack
+path), by a minute job and at shutdown (:meth:`AuditLog.anchor`). The file is therefore never
+behind the committed log, and ahead of it only by a transaction that did not commit.
 
 A pending file whose rows are missing (the log ends at its base) means: a crash before that
 transaction committed, a transaction rolled back outside :meth:`AuditLog.transaction` (which
 puts the file back itself), or the newest rows were deleted. The files cannot tell these apart,
-so the bot never overwrites such a file silently: the next append or :meth:`AuditLog.anchor`
-first records the finding in the chain as an ``audit.gap`` row (announced row and hash, where
-the log ended), then re-anchors. ``verify`` fails on such a file (exit 1, naming the announced
-row) unless told the crash is known (``accept_uncommitted=<announced row>``), and lists the
-``audit.gap`` rows in its note.
+so the bot never overwrites such a file silently: the next append, the confirmer's first pass
+at start-up, or :meth:`AuditLog.anchor` first records the finding in the chain as an
+``audit.gap`` row (announced row and hash, where the log ended), then re-anchors. ``verify``
+fails on such a file (exit 1, naming the announced row) unless told the crash is known
+(``accept_uncommitted=<announced row>``), and lists the ``audit.gap`` rows in its note.
 Consequences, stated plainly:
 
 * rows added after the anchored row are tampering (the bot never commits a row it has not
@@ -60,6 +60,11 @@ a checkpoint row, from which the remaining chain is verified.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
+import os
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -89,13 +94,14 @@ from storage.audit_events import (
 )
 from storage.audit_retention import RetentionResult, apply_retention, archive_folder, default_archive_path
 from storage.audit_verify import VerifyResult, verify
-from storage.db import write
+from storage.db import open_database, write
 
 __all__ = [
     "ID_KINDS",
     "MAX_QUERY_LIMIT",
     "SYSTEM_ACTOR",
     "THINGSPACE_ACTOR",
+    "AnchorConfirmer",
     "AuditEvent",
     "AuditIntegrityError",
     "AuditLog",
@@ -110,6 +116,8 @@ __all__ = [
     "migrations",
     "verify",
 ]
+
+log = logging.getLogger(__name__)
 
 migrations = Migrations("tsbot.audit")
 
@@ -207,8 +215,14 @@ class AuditLog:
         """Append *event*; returns its row id. Inside a caller's transaction it commits with it."""
         return self.record_many([event])[0]
 
-    def record_many(self, events: Iterable[AuditEvent]) -> list[int]:
-        """Append *events* in one transaction (or the caller's) and one head-file write; returns ids."""
+    def record_many(self, events: Iterable[AuditEvent], *, confirm: bool = True) -> list[int]:
+        """Append *events* in one transaction (or the caller's) and one head-file write; returns ids.
+
+        *confirm*: when this call commits, confirm the head file at once (one more file write and
+        flush); with ``False`` the running :class:`AnchorConfirmer` does it moments later, off
+        the caller's thread (what commands do, to keep the ack fast). Inside a caller's
+        transaction the confirmer is always asked, and waits for that transaction to end.
+        """
         batch = list(events)
         for event in batch:
             if not isinstance(event, AuditEvent):
@@ -218,24 +232,27 @@ class AuditLog:
         owned = not self.db.conn.in_transaction
         with write(self.db):
             ids, _after = append_anchored(self.db, batch, self.head_path, owned=owned)
-        if owned:
+        if owned and confirm:
             self.anchor()
+        else:
+            self.request_confirmation()
         return ids
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self, *, confirm: bool = True) -> Iterator[Database]:
         """``storage.db.write(db)`` for a state change and its audit rows, committed together.
 
-        After the commit the head file is confirmed. When the transaction fails, the head file is
-        put back as it was before the rollback, so a transaction the bot rolled back never reads
-        as rows gone missing. Nested inside another transaction it is a savepoint, and the outer
-        transaction's owner decides the commit.
+        After the commit the head file is confirmed: at once, or with ``confirm=False`` by the
+        running :class:`AnchorConfirmer` (see :meth:`record_many`). When the transaction fails,
+        the head file is put back as it was before the rollback, so a transaction the bot rolled
+        back never reads as rows gone missing. Nested inside another transaction it is a
+        savepoint, and the outer transaction's owner decides the commit.
         """
         if self.db.conn.in_transaction or self.head_path is None:
             owned = not self.db.conn.in_transaction
             with write(self.db) as db:
                 yield db
-            if owned:
+            if owned and confirm:
                 self.anchor()
             return
         head_path = self.head_path
@@ -249,21 +266,43 @@ class AuditLog:
                 yield db
             except BaseException:
                 if restorable:
-                    restore_anchor(head_path, prior)
+                    try:
+                        restore_anchor(head_path, prior)
+                    except OSError:
+                        log.exception(
+                            "could not put back the audit head file %s before a rollback", head_path
+                        )
                 raise
-        self.anchor()
+        if confirm:
+            self.anchor()
+        else:
+            self.request_confirmation()
 
     def anchor(self) -> bool:
         """Bring the head file to rest now (no-op inside a transaction); returns whether it wrote.
 
         A pending head file whose rows are committed is confirmed. One that announces rows the
         log does not have is recorded in the chain as an ``audit.gap`` row first (never silently
-        overwritten), then re-anchored. Appends the bot commits itself call it; a minute job
-        covers rows appended inside callers' own ``write(db)`` transactions.
+        overwritten), then re-anchored. Called at shutdown, by a minute job, and by
+        :class:`AnchorConfirmer` after commits.
         """
         if self.head_path is None:
             return False
         return settle_anchor(self.db, self.head_path) != ""
+
+    def request_confirmation(self) -> bool:
+        """Ask the running :class:`AnchorConfirmer` of this head file to confirm it soon.
+
+        Returns ``False`` when none runs (the CLI, tests): the head file then stays pending until
+        the next append or :meth:`anchor`.
+        """
+        if self.head_path is None:
+            return False
+        confirmer = _CONFIRMERS.get(_key(self.head_path))
+        if confirmer is None:
+            return False
+        confirmer.wake()
+        return True
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -396,6 +435,114 @@ class AuditLog:
             f"WHERE t.target IN ({marks}){clause} ORDER BY {key} {order}"
         )
         return sql, [*keys, *params]
+
+
+#: The running confirmers, by the real path of their head file (see :meth:`AuditLog.request_confirmation`).
+_CONFIRMERS: dict[str, AnchorConfirmer] = {}
+_CONFIRMERS_GUARD = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+class AnchorConfirmer:
+    """Confirms the head file moments after commits, on its own thread and connection.
+
+    Commands append inside their own transactions and leave the head file pending (confirming
+    it on the ack path would cost another file write and flush). A pending head file is what a
+    crash before a commit leaves, so while it stays pending, deleting the newest transaction
+    cannot be told apart from that crash. Every such append wakes this thread; it waits
+    *delay* seconds so a burst of commands costs one confirmation, then takes the write lock
+    (so it runs after the transaction that woke it has ended) and calls :meth:`AuditLog.anchor`.
+    On start it does the same once, so what a crash left behind is recorded (``audit.gap``)
+    before anything else. :meth:`stop` ends the thread; call :meth:`AuditLog.anchor` after the
+    last writer has stopped.
+
+    :param db_path: the database file (the thread opens its own connection)
+    :param head_path: the head file; default ``<db file>.audit-head``
+    """
+
+    def __init__(
+        self, db_path: str | Path, *, head_path: str | Path | None = None, delay: float = 0.05
+    ) -> None:
+        self.db_path = str(db_path)
+        self.head_path: Path | None = Path(head_path) if head_path else None
+        self.delay = delay
+        #: settle passes run, and how many of them wrote (for tests and metrics)
+        self.runs = 0
+        self.writes = 0
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> AnchorConfirmer:
+        """Start the thread; returns once it is listening (or has found nothing to anchor)."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="audit-anchor-confirmer", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def wake(self) -> None:
+        """A pending head file was written: confirm it soon (wakes within one burst coalesce)."""
+        self._wakeup.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (it finishes a pass under way) and stop taking wake-ups."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        key = ""
+        db: Database | None = None
+        try:
+            db = open_database(self.db_path, migrate=False)
+            path = self.head_path or default_head_path(db)
+            if path is None:
+                return  # an in-memory database: nothing to anchor
+            self.head_path = path
+            key = _key(path)
+            with _CONFIRMERS_GUARD:
+                _CONFIRMERS[key] = self
+            self._ready.set()
+            self._loop(AuditLog(db, head_path=path))
+        except Exception:
+            log.exception("the audit head-file confirmer stopped; the minute job and shutdown still confirm")
+        finally:
+            self._ready.set()
+            if key:
+                with _CONFIRMERS_GUARD:
+                    if _CONFIRMERS.get(key) is self:
+                        del _CONFIRMERS[key]
+            if db is not None:
+                db.conn.close()
+
+    def _loop(self, audit: AuditLog) -> None:
+        self._wakeup.set()  # one pass at start: confirm, or record what a crash left
+        while not self._stopping.is_set():
+            self._wakeup.wait()
+            if self._stopping.wait(self.delay):
+                return
+            self._wakeup.clear()
+            try:
+                wrote = audit.anchor()
+            except sqlite3.Error:
+                log.exception("could not confirm the audit head file; retrying in a second")
+                if self._stopping.wait(1.0):
+                    return
+                self._wakeup.set()
+                continue
+            self.runs += 1
+            self.writes += int(wrote)
 
 
 def _has_log(db: Database) -> bool:

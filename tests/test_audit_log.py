@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
 
-from storage.audit import AuditEvent, AuditLog, Outcome, Verb, verify
+from storage.audit import AnchorConfirmer, AuditEvent, AuditLog, Outcome, Verb, verify
 from storage.db import open_database, write
 from tests.helpers_audit import ICCIDS, START, build_log, event, independent_hash
 
@@ -182,6 +184,38 @@ def test_record_in_a_bare_write_is_pending_until_anchor(tmp_path: Path, db: Data
     head = head_file(tmp_path)
     assert (head["id"], head["base_id"]) == (2, 2)
     assert log.anchor() is False
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_confirmer_confirms_after_the_transaction_ends(tmp_path: Path, db: Database) -> None:
+    """A running AnchorConfirmer is woken by a pending append, waits for that transaction to end,
+    confirms the head file, and stops cleanly (unregistered, thread ended)."""
+    from storage import audit
+
+    confirmer = AnchorConfirmer(tmp_path / "tsbot.db", delay=0.01).start()
+    try:
+        assert confirmer.alive()
+        log = AuditLog(db)
+        with log.transaction(confirm=False):
+            log.record(event(0))
+            time.sleep(0.3)  # the confirmer is awake but must wait for the commit
+            head = head_file(tmp_path)
+            assert (head["id"], head["base_id"]) == (1, 0)
+        _wait(lambda: head_file(tmp_path)["base_id"] == 1)
+        log.record_many([event(1)], confirm=False)  # committed by itself, confirmed off this thread
+        _wait(lambda: head_file(tmp_path)["base_id"] == 2)
+        assert confirmer.writes >= 2
+    finally:
+        confirmer.stop()
+    assert not confirmer.alive()
+    assert not audit._CONFIRMERS
+    assert AuditLog(db).request_confirmation() is False  # nobody to ask: stays pending until anchor()
 
 
 def test_triggers_keep_the_log_append_only(db: Database) -> None:
