@@ -83,7 +83,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "sms",
             "operator",
-            'sms TARGETS "TEXT" [--dry-run]',
+            'sms TARGETS "TEXT" [--reason TEXT] [--dry-run]',
             "send an SMS; delivery receipts arrive in the thread",
             '/ts sms mdn:5551234567 "REBOOT"',
             mutating=True,
