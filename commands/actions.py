@@ -702,16 +702,6 @@ def _post_approval_card(db: Database, action: pending.PendingAction, window: flo
 # -- approvals nobody decided ----------------------------------------------------------------------
 
 
-def _expired_approvals(db: Database, now: float) -> list[str]:
-    """Ids of approvals past their window (a read of storage.pending's table; the write goes
-    through :func:`storage.pending.set_state` under a write transaction)."""
-    rows = db.execute(
-        "SELECT id FROM pending_actions WHERE state = 'awaiting_approval' AND expires_at <= ? ORDER BY expires_at",
-        [now],
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 def _expire_one(deps: Deps, action_id: str, now: float) -> bool:
     db = deps.db()
     with audit.transaction(db):
@@ -754,7 +744,7 @@ def expire_approvals(deps: Deps, now: float | None = None) -> int:
     """Scheduler job: close every approval past its window (card without buttons, requester told,
     one audit entry each). Returns how many it closed."""
     now = deps.clock() if now is None else now
-    return sum(_expire_one(deps, action_id, now) for action_id in _expired_approvals(deps.db(), now))
+    return sum(_expire_one(deps, action_id, now) for action_id in pending.expired_approvals(deps.db(), now))
 
 
 def register_jobs(scheduler: Any, runtime: Any) -> None:

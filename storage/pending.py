@@ -22,7 +22,17 @@ __all__ = ["PendingAction", "cancel", "claim", "create", "device_digest", "get",
 
 migrations = Migrations("tsbot.pending")
 
-STATES = ("pending", "awaiting_approval", "confirmed", "approved", "cancelled", "denied", "expired")
+#: ``superseded``: replaced by a smaller action after the line limits were read (its buttons stop)
+STATES = (
+    "pending",
+    "awaiting_approval",
+    "confirmed",
+    "approved",
+    "cancelled",
+    "denied",
+    "expired",
+    "superseded",
+)
 
 
 @migrations()
@@ -183,3 +193,12 @@ def cancel(db: Database, action_id: str, *, by: str, now: float | None = None) -
         if done:
             return done
     return None
+
+
+def expired_approvals(db: Database, now: float) -> list[str]:
+    """Ids of actions still awaiting approval whose window has passed, oldest first."""
+    rows = db.execute(
+        "SELECT id FROM pending_actions WHERE state = 'awaiting_approval' AND expires_at <= ? ORDER BY expires_at",
+        [now],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
