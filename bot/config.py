@@ -300,6 +300,10 @@ class _Table(dict[str, Any]):
         self.known.add(key)
         return super().__getitem__(key)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        self.known.add(key)
+        return super().get(key, default)
+
 
 def _hint(word: str, candidates: Iterable[str], shape: str = "{}") -> str:
     close = difflib.get_close_matches(word, sorted(candidates), n=1)
