@@ -72,7 +72,8 @@ def refresh_memberships_job(runtime: Runtime) -> None:
 
     Only a definitive answer replaces what is stored: a member list, or Slack saying the group does
     not exist. A temporary failure keeps the last known members (revoking everyone's grants
-    because Slack rate-limited one call would be worse than a few minutes of staleness); a group
+    because Slack rate-limited one call would be worse than a few minutes of staleness) for up to
+    :data:`storage.memberships.MAX_AGE`, after which they stop counting (fail closed); a group
     never fetched has no members, so its grants deny until the first answer (default deny).
     """
     grants = runtime.settings.grants

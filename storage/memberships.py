@@ -3,6 +3,10 @@
 Grants may name user groups (``S…``). Asking Slack who is in a group takes a network call, which
 must not happen before a slash command is acknowledged; a background refresh keeps this table
 current. A group never fetched has no members here, so the check denies (default deny).
+
+A refresh that fails keeps the last known members, but only for :data:`MAX_AGE`: members not
+confirmed by Slack for longer than that no longer count, so a lookup that keeps failing ends in
+denial (fail closed) rather than in grants nobody can revoke.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from collections.abc import Iterable
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["groups_of", "migrations", "replace_members"]
+__all__ = ["MAX_AGE", "groups_of", "migrations", "replace_members"]
+
+#: seconds a fetched membership counts without Slack confirming it (six 10-minute refreshes)
+MAX_AGE = 3600.0
 
 migrations = Migrations("tsbot.memberships")
 
@@ -42,6 +49,10 @@ def replace_members(db: Database, group_id: str, users: Iterable[str], *, now: f
     )
 
 
-def groups_of(db: Database, user_id: str) -> set[str]:
-    rows = db.execute("SELECT group_id FROM group_members WHERE user_id = ?", [user_id]).fetchall()
+def groups_of(db: Database, user_id: str, *, now: float | None = None, max_age: float = MAX_AGE) -> set[str]:
+    """The groups *user_id* was in when Slack last answered, if that was within *max_age*."""
+    oldest = (time.time() if now is None else now) - max_age
+    rows = db.execute(
+        "SELECT group_id FROM group_members WHERE user_id = ? AND fetched_at >= ?", [user_id, oldest]
+    ).fetchall()
     return {r[0] for r in rows}

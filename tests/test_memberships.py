@@ -24,6 +24,8 @@ from bot.console.driver import SlackDriver
 from bot.console.standin import SlackStandIn
 from bot.serving import ServerThread
 from bot.stack import DEMO_GRANTS
+from storage import memberships
+from storage.db import ConnectionPool, write
 
 SECRET = "memberships-signing-secret"
 JOB = "memberships-refresh"
@@ -190,3 +192,18 @@ def test_slack_unreachable_keeps_the_last_known_members(tmp_path: Path) -> None:
         assert world.members() == {"U0OPS1", "U0OPS2"}
     finally:
         world.close()
+
+
+def test_members_slack_has_not_confirmed_for_an_hour_stop_counting(tmp_path: Path) -> None:
+    """Kept through failures, but not forever: after MAX_AGE without Slack confirming them, a
+    group's members no longer count, so a lookup that keeps failing ends in denial (fail closed)."""
+    pool = ConnectionPool(tmp_path / "m.db")
+    db = pool.get()
+    with write(db):
+        memberships.replace_members(db, "S0ONCALL", ["U0OPS1"], now=1_000.0)
+    assert memberships.groups_of(db, "U0OPS1", now=1_000.0 + memberships.MAX_AGE) == {"S0ONCALL"}
+    assert memberships.groups_of(db, "U0OPS1", now=1_001.0 + memberships.MAX_AGE) == set()
+    with write(db):
+        memberships.replace_members(db, "S0ONCALL", ["U0OPS1"], now=1_001.0 + memberships.MAX_AGE)
+    assert memberships.groups_of(db, "U0OPS1", now=1_001.0 + memberships.MAX_AGE) == {"S0ONCALL"}
+    pool.close()
