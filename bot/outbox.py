@@ -40,8 +40,10 @@ One relay sends at a time per database: the pacing, the 429 blocks and the updat
 the relay's memory, so two relays (two processes started on one database by mistake) would each
 pace on their own and together double the rate. The relay therefore sends only while it holds the
 SQLite lease :data:`RELAY_LEASE` (``storage.lease``); another relay on the same database waits,
-and takes over within :data:`RELAY_LEASE_TTL` if the holder dies (at once if it stops cleanly).
-Claims stay atomic and per lane underneath, so even an overlap sends each row once.
+and takes over within :data:`RELAY_LEASE_TTL` if the holder dies (within ``poll_interval`` if it
+stops cleanly and releases the lease). A relay that takes over first waits one pacing interval
+per lane, since its predecessor may have just sent there. Claims stay atomic and per lane
+underneath, so even an overlap sends each row once.
 
 Slack is reached with slack_sdk's ``WebClient`` with its retry handlers switched off (the outbox
 owns retries: a hidden retry would be an unlabelled duplicate); a response_url with a plain
