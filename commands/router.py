@@ -49,7 +49,7 @@ EXTRA_ACTIONS: dict[str, ActionHandler] = {}
 def user_role(deps: Deps, user: str, channel: str) -> str | None:
     groups: set[str] = set()
     if deps.settings.grants.mentions_groups():
-        groups = memberships.groups_of(deps.db(), user, now=deps.clock())
+        groups = memberships.groups_of(deps.db(), user)  # wall clock, like the refresh that wrote them
     return role_of(deps.settings.grants, user=user, groups=groups, channel=channel)
 
 
