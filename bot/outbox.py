@@ -126,6 +126,14 @@ RELAY_LEASE_TTL = 15.0
 CHANNEL_ERRORS = frozenset({"channel_not_found", "not_in_channel"})
 #: A response_url is honoured by Slack for 30 min; this much of it is trusted.
 RESPONSE_URL_FRESH = 25 * 60.0
+#: What a request of each verb is called in the notice to its requester.
+_REQUEST_NOUNS = {
+    "suspend": "suspend",
+    "resume": "resume",
+    "sms": "SMS",
+    "cancel-location": "cancel-location request",
+    "reach": "reachability query",
+}
 #: Keys of the posts whose death the requester is told about: request roots and approval cards.
 _REQUESTER_PREFIXES = ("req:", "approval:")
 
@@ -240,7 +248,8 @@ def requester_notice(db: Any, row: OutboxRow, error: str, *, now: float) -> str 
         if action is not None:
             issued = action.created_at  # the response_url is the slash command's
         text = (
-            f":warning: ThingSpace accepted your {tracked.verb} (request `{ident}`), but I could not "
+            f":warning: ThingSpace accepted your {_REQUEST_NOUNS.get(tracked.verb, tracked.verb)} "
+            f"(request `{ident}`), but I could not "
             f"post its results in {where}: {why} (`{error}`). Nothing was undone. To see the "
             f"result, {invite}, then `/ts request {ident}` shows it."
         )
