@@ -43,7 +43,17 @@ def proxy_options(settings: Settings) -> dict[str, object]:
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on *host*:*port* (raises OSError: in use, no such address…)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
+    # IPPROTO_TCP, not 0 (what socket.create_server passes): asyncio turns TCP_NODELAY on for
+    # accepted connections only then; without it every reused keep-alive request waits ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _refuse(text: str) -> None:

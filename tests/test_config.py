@@ -208,3 +208,19 @@ def test_serve_says_when_it_cannot_listen_or_open_its_database(
     assert main(["serve", "--port", str(free)]) == 1
     err = capsys.readouterr().err
     assert "cannot open the database" in err and "TSBOT_DB" in err and "Traceback" not in err
+
+
+def test_serve_listens_on_a_tcp_socket_asyncio_turns_nagle_off_for() -> None:
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket was made
+    with IPPROTO_TCP; with protocol 0 each reused keep-alive request waited ~40 ms (ThingSpace's
+    callback bursts fell from ~2,400/s to ~340/s)."""
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        with socket.create_connection(sock.getsockname()[:2]):
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
