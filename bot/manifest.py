@@ -139,8 +139,10 @@ def build_manifest(
         "features": {
             "app_home": {
                 "home_tab_enabled": True,
-                "messages_tab_enabled": False,
-                "messages_tab_read_only_enabled": False,
+                # read-only: the bot's private notices (results it could not post in a channel)
+                # show in its Messages tab; the bot reads no messages, so people cannot write back
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": True,
             },
             "bot_user": {"display_name": name, "always_online": True},
             "slash_commands": [command],

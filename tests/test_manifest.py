@@ -190,7 +190,9 @@ def test_http_manifest_is_valid_and_points_at_slack_events() -> None:
     assert manifest["features"]["slash_commands"][0]["command"] == "/ts"
     assert manifest["features"]["slash_commands"][0]["usage_hint"]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
-    assert manifest["features"]["app_home"]["messages_tab_enabled"] is False
+    # the bot DMs a requester whose results it could not post; nobody can write to it
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_read_only_enabled"] is True
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is False
