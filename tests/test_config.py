@@ -11,6 +11,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import ConfigError, Settings
+from bot.server import listen
 
 
 def test_defaults_from_an_empty_environment() -> None:
