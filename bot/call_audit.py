@@ -18,13 +18,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from sqlite_utils import Database
+
 from storage import pending
 from storage.audit import AuditLog
 from storage.audit_events import AuditEvent, Outcome
 from storage.db import ConnectionPool, write
 from storage.jobs import Job
 
-__all__ = ["Principal", "acting_for", "audit_call", "principal_for_job"]
+__all__ = ["Principal", "acting_for", "audit_call", "principal_for_job", "record_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,27 @@ def acting_for(principal: Principal | None, pool: ConnectionPool) -> Iterator[No
     try:
         yield
     finally:
+        events = _take()  # what the job's closing transaction did not take (it failed first)
         _ACTING_FOR.reset(token)
-        if calls is not None:
-            with calls.lock:
-                events, calls.events = calls.events, []
-            if events:
-                _write(pool, events)
+        if events:
+            _write(pool, events)
+
+
+def _take() -> list[AuditEvent]:
+    calls = _ACTING_FOR.get()
+    if calls is None:
+        return []
+    with calls.lock:
+        events, calls.events = calls.events, []
+    return events
+
+
+def record_calls(db: Database) -> None:
+    """Append the calls noted so far inside the caller's open write transaction (the worker's
+    closing one), so auditing them costs no commit of its own."""
+    events = _take()
+    if events:
+        AuditLog(db).record_many(events)
 
 
 def _write(pool: ConnectionPool, events: list[AuditEvent]) -> None:

@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable
 
-from bot.call_audit import acting_for, principal_for_job
+from bot.call_audit import acting_for, principal_for_job, record_calls
 from bot.home import publish_home
 from bot.logs import request_context
 from commands import execute, lookup
@@ -123,11 +123,13 @@ class CommandWorker:
                 state = db.execute("SELECT state FROM jobs WHERE id = ?", [job.id]).fetchone()[0]
                 if state in {"running", "submitting"}:
                     jobs.finish(db, job.id)
+                record_calls(db)
         except Exception as exc:
             ref = secrets.token_hex(4)
             log.exception("job %s (%s) failed, ref %s", job.id, job.kind, ref)
             with write(db):
                 jobs.finish(db, job.id, ok=False, error=f"{type(exc).__name__} (ref {ref})")
+                record_calls(db)
                 url = job.payload.get("response_url")
                 if url:
                     outbox.enqueue_respond(
