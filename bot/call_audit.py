@@ -26,12 +26,22 @@ from storage.audit_events import AuditEvent, Outcome
 from storage.db import ConnectionPool, write
 from storage.jobs import Job
 
-__all__ = ["Principal", "acting_for", "audit_call", "principal_for_job", "record_calls"]
+__all__ = ["Principal", "acting_for", "audit_call", "current_principal", "principal_for_job", "record_calls"]
 
 log = logging.getLogger(__name__)
 
 #: operations whose callers record the call themselves, with the request id it returned
-RECORDED_BY_CALLER = frozenset({"suspend", "restore", "send_sms", "cancel_location", "reachability_status"})
+RECORDED_BY_CALLER = frozenset(
+    {
+        "suspend",
+        "restore",
+        "send_sms",
+        "cancel_location",
+        "reachability_status",
+        "start_reachability_monitor",
+        "stop_reachability_monitors",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,12 @@ def _write(pool: ConnectionPool, events: list[AuditEvent]) -> None:
             AuditLog(db).record_many(events)
     except Exception:  # the calls succeeded or failed on their own; never mask that
         log.exception("could not audit %d ThingSpace call(s) for %s", len(events), events[0].actor)
+
+
+def current_principal() -> Principal | None:
+    """Who the work on this thread is for, if anyone (a job run for a user)."""
+    calls = _ACTING_FOR.get()
+    return calls.principal if calls is not None else None
 
 
 def principal_for_job(pool: ConnectionPool, job: Job) -> Principal | None:

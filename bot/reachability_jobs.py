@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from bot import alert_cards, inbox_worker, reachability, worker
+from bot.call_audit import current_principal
 from bot.config import Settings
 from bot.jobs import EXTRA_JOBS, add_interval_job
 from bot.redact import mask_text
@@ -151,7 +152,7 @@ def _start(
             watches.set_monitor_retry(db, devices, retry_at=now + wait, error=message)
             AuditLog(db).record(
                 AuditEvent.thingspace_call(
-                    actor=SYSTEM_ACTOR,
+                    actor=_actor(),
                     operation="start_reachability_monitor",
                     targets=devices,
                     outcome=Outcome.FAILED,
@@ -170,7 +171,7 @@ def _start(
             reachability.refresh_due(db, device)
         AuditLog(db).record(
             AuditEvent.thingspace_call(
-                actor=SYSTEM_ACTOR,
+                actor=_actor(),
                 operation="start_reachability_monitor",
                 targets=devices,
                 outcome=Outcome.ACCEPTED,
@@ -191,18 +192,47 @@ def _stop(
     ids = list(by_monitor)
     for i in range(0, len(ids), STOP_CHUNK):
         part = ids[i : i + STOP_CHUNK]
+        devices = watches.devices_of_monitor_rows(db, [r for monitor in part for r in by_monitor[monitor]])
+        started = time.monotonic()
         try:
-            deps.thingspace.stop_reachability_monitors(part)
+            accepted = deps.thingspace.stop_reachability_monitors(part)
         except ThingSpaceError as exc:
             rows = [r for monitor in ids[i:] for r in by_monitor[monitor]]
             message = mask_text(exc.user_message)
             with write(db):
                 watches.unclaim_stops(db, rows, error=message, now=now)
+                AuditLog(db).record(
+                    AuditEvent.thingspace_call(
+                        actor=_actor(),
+                        operation="stop_reachability_monitors",
+                        targets=devices,
+                        outcome=Outcome.FAILED,
+                        latency_ms=(time.monotonic() - started) * 1000,
+                        error=type(exc).__name__,
+                    )
+                )
             result.errors.append(message)
             log.warning("could not stop %d reachability monitor(s): %s", len(ids) - i, message)
             return False
+        with write(db):
+            AuditLog(db).record(
+                AuditEvent.thingspace_call(
+                    actor=_actor(),
+                    operation="stop_reachability_monitors",
+                    targets=devices,
+                    outcome=Outcome.ACCEPTED,
+                    latency_ms=(time.monotonic() - started) * 1000,
+                    request_id=accepted.request_id,
+                )
+            )
         result.stopped += len(part)
     return True
+
+
+def _actor() -> str:
+    """The user a watch or unwatch job runs for; the scheduler's own renewals are the system's."""
+    principal = current_principal()
+    return principal.actor if principal is not None else SYSTEM_ACTOR
 
 
 def monitors_job(runtime: Runtime, now: float | None = None) -> MonitorSync:

@@ -609,6 +609,12 @@ def mark_stop(db: Database, devices: Iterable[str], *, now: float) -> int:
     return n
 
 
+def devices_of_monitor_rows(db: Database, row_ids: Sequence[int]) -> list[str]:
+    """The devices of the given monitor rows, sorted, each once."""
+    rows = select_in(db, "SELECT DISTINCT device FROM reach_monitors WHERE id IN ({marks})", list(row_ids))
+    return sorted({str(r[0]) for r in rows})
+
+
 def claim_stops(db: Database, *, now: float, limit: int = 100) -> list[tuple[int, str]]:
     """Monitors to stop now, as (row id, monitor id), marked ``stopped`` at once so that a second
     runner does not stop them too (:func:`unclaim_stops` puts them back if the call fails).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from bot.sandbox import EXAMPLE_ICCID
 from bot.stack import LocalStack
+from storage import watches
 from storage.audit import AuditLog, AuditRow
 
 DEVICE = f"iccid:{EXAMPLE_ICCID}"
@@ -64,3 +66,23 @@ def test_calls_made_for_nobody_are_not_attributed(stack: LocalStack) -> None:
     assert stack.runtime is not None
     rows = list(AuditLog(stack.runtime.pool.get()).query(verb="thingspace.call", limit=100))
     assert rows == []
+
+
+def test_watch_and_unwatch_monitor_calls_are_audited_for_the_user(stack: LocalStack) -> None:
+    """The monitor start after `watch` and the stop after `unwatch` are the user's calls, each once."""
+    assert stack.runtime is not None
+    db = stack.runtime.pool.get()
+    stack.command(f"watch {DEVICE} --alert-after 1h")
+    deadline = time.monotonic() + 15
+    while not any(m.state == "active" for m in watches.monitors_of(db, DEVICE)):
+        assert time.monotonic() < deadline, "the monitor never became active"
+        time.sleep(0.05)
+    stack.command(f"unwatch {DEVICE}")
+    assert stack.settle()
+    calls = {row.detail["operation"]: row for row in _calls(stack)}
+    start, stop = calls["start_reachability_monitor"], calls["stop_reachability_monitors"]
+    assert list(start.targets) == [DEVICE] and start.outcome == "accepted" and start.request_id
+    assert list(stop.targets) == [DEVICE] and stop.outcome == "accepted" and stop.request_id
+    operations = [row.detail["operation"] for row in _calls(stack)]
+    assert operations.count("start_reachability_monitor") == 1
+    assert operations.count("stop_reachability_monitors") == 1
