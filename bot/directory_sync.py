@@ -37,6 +37,7 @@ def device_row(device: Device) -> dict[str, Any]:
 def sync_directory(client: ThingSpaceClient, db: Database) -> int:
     """Page through the account's devices and upsert them; returns how many were seen."""
     started = time.monotonic()
+    sync_started = time.time()  # the clock upsert_devices stamps synced_at with
     batch: list[dict[str, Any]] = []
     total = 0
     for device in client.list_devices():
@@ -50,5 +51,9 @@ def sync_directory(client: ThingSpaceClient, db: Database) -> int:
     if batch:
         with write(db):
             total += directory.upsert_devices(db, batch)
+    with write(db):  # the listing was complete: whatever it did not name left the account
+        gone = directory.mark_missing(db, synced_before=sync_started)
+    if gone:
+        log.warning("%d line(s) are no longer in the account; taken out of their groups", len(gone))
     log.info("directory synced: %d devices in %.1f s", total, time.monotonic() - started)
     return total

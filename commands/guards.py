@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from commands.targets import ResolvedDevice
+from storage import directory
 
 __all__ = [
     "ACTIONS_PER_DAY",
@@ -167,6 +168,11 @@ def check(
         state = known.state or (entry.state if entry else "")
         if entry is None and not known.state:
             result.unknown.append(device)
+        if state == directory.GONE:
+            result.refused.append(
+                (device, "is no longer in the ThingSpace account (the last directory sync did not list it)")
+            )
+            continue
         if verb == "sms" and state and state != "active":
             word = "suspended" if state == "suspend" else state
             result.refused.append((device, f"is {word}; an SMS needs an active line (resume it first)"))

@@ -285,3 +285,22 @@ def set_state(db: Database, key: str, state: str, *, resume_date: str | None = N
 
 def count(db: Database) -> int:
     return int(db.execute("SELECT count(*) FROM devices").fetchone()[0])
+
+
+#: the state of a line the last complete sync did not list: it left the account
+GONE = "gone"
+
+
+def mark_missing(db: Database, *, synced_before: float) -> list[str]:
+    """Lines a complete sync did not list (not refreshed since *synced_before*): state ``gone``
+    and in no group any more, so ``group:NAME`` stops resolving them. Returns their keys."""
+    keys = [
+        str(r[0])
+        for r in db.execute(
+            "SELECT key FROM devices WHERE synced_at < ? AND state != ?", [synced_before, GONE]
+        ).fetchall()
+    ]
+    for key in keys:
+        db.execute("DELETE FROM device_groups WHERE key = ?", [key])
+        db.execute("UPDATE devices SET state = ?, groups_json = '[]' WHERE key = ?", [GONE, key])
+    return keys
