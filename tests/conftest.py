@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Iterator
 
@@ -33,3 +34,19 @@ def collect_garbage_after_each_test() -> Iterator[None]:
     collector happens to run."""
     yield
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """A test that runs a CLI command configures logging the way the command does; put the root
+    logger's handlers and level back afterwards, so later tests' log lines stay captured."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
