@@ -68,7 +68,8 @@ _ACTING_FOR: ContextVar[_Calls | None] = ContextVar("tsbot_acting_for", default=
 @contextmanager
 def acting_for(principal: Principal | None, pool: ConnectionPool) -> Iterator[None]:
     """ThingSpace calls inside the block (and in threads started with a copy of this context) are
-    audited as made for *principal*, in one transaction when the block ends, however it ends."""
+    audited as made for *principal*: by :func:`record_calls` in the job's closing transaction,
+    or, for what that did not take, in one transaction when the block ends, however it ends."""
     calls = _Calls(principal) if principal is not None else None
     token = _ACTING_FOR.set(calls)
     try:
@@ -91,10 +92,16 @@ def _take() -> list[AuditEvent]:
 
 def record_calls(db: Database) -> None:
     """Append the calls noted so far inside the caller's open write transaction (the worker's
-    closing one), so auditing them costs no commit of its own."""
+    closing one), so auditing them costs no commit of its own. A failure here is logged and
+    rolled back to a savepoint: it must never undo the job's own outcome."""
     events = _take()
-    if events:
-        AuditLog(db).record_many(events)
+    if not events:
+        return
+    try:
+        with write(db):  # a savepoint inside the caller's transaction
+            AuditLog(db).record_many(events)
+    except Exception:
+        log.exception("could not audit %d ThingSpace call(s) for %s", len(events), events[0].actor)
 
 
 def _write(pool: ConnectionPool, events: list[AuditEvent]) -> None:
