@@ -150,15 +150,8 @@ def _start(
         with write(db):
             watches.release_monitor_claims(db, row_ids)
             watches.set_monitor_retry(db, devices, retry_at=now + wait, error=message)
-            AuditLog(db).record(
-                AuditEvent.thingspace_call(
-                    actor=_actor(),
-                    operation="start_reachability_monitor",
-                    targets=devices,
-                    outcome=Outcome.FAILED,
-                    latency_ms=(time.monotonic() - started) * 1000,
-                    error=type(exc).__name__,
-                )
+            _audit_monitor_call(
+                db, "start_reachability_monitor", devices, Outcome.FAILED, started, error=type(exc).__name__
             )
         result.failed += len(chunk)
         result.errors.append(message)
@@ -169,15 +162,13 @@ def _start(
         watches.set_monitor_retry(db, devices, retry_at=None, error=None)
         for device in devices:  # from now on, silence counts
             reachability.refresh_due(db, device)
-        AuditLog(db).record(
-            AuditEvent.thingspace_call(
-                actor=_actor(),
-                operation="start_reachability_monitor",
-                targets=devices,
-                outcome=Outcome.ACCEPTED,
-                latency_ms=(time.monotonic() - started) * 1000,
-                request_id=accepted.request_id,
-            )
+        _audit_monitor_call(
+            db,
+            "start_reachability_monitor",
+            devices,
+            Outcome.ACCEPTED,
+            started,
+            request_id=accepted.request_id,
         )
     result.requested += len(chunk)
     result.request_ids.append(accepted.request_id)
@@ -201,32 +192,51 @@ def _stop(
             message = mask_text(exc.user_message)
             with write(db):
                 watches.unclaim_stops(db, rows, error=message, now=now)
-                AuditLog(db).record(
-                    AuditEvent.thingspace_call(
-                        actor=_actor(),
-                        operation="stop_reachability_monitors",
-                        targets=devices,
-                        outcome=Outcome.FAILED,
-                        latency_ms=(time.monotonic() - started) * 1000,
-                        error=type(exc).__name__,
-                    )
+                _audit_monitor_call(
+                    db,
+                    "stop_reachability_monitors",
+                    devices,
+                    Outcome.FAILED,
+                    started,
+                    error=type(exc).__name__,
                 )
             result.errors.append(message)
             log.warning("could not stop %d reachability monitor(s): %s", len(ids) - i, message)
             return False
         with write(db):
-            AuditLog(db).record(
-                AuditEvent.thingspace_call(
-                    actor=_actor(),
-                    operation="stop_reachability_monitors",
-                    targets=devices,
-                    outcome=Outcome.ACCEPTED,
-                    latency_ms=(time.monotonic() - started) * 1000,
-                    request_id=accepted.request_id,
-                )
+            _audit_monitor_call(
+                db,
+                "stop_reachability_monitors",
+                devices,
+                Outcome.ACCEPTED,
+                started,
+                request_id=accepted.request_id,
             )
         result.stopped += len(part)
     return True
+
+
+def _audit_monitor_call(
+    db: Database,
+    operation: str,
+    devices: list[str],
+    outcome: str,
+    started: float,
+    request_id: str | None = "",
+    error: str = "",
+) -> None:
+    """One ``thingspace.call`` row for a monitor start or stop (inside the caller's transaction)."""
+    AuditLog(db).record(
+        AuditEvent.thingspace_call(
+            actor=_actor(),
+            operation=operation,
+            targets=devices,
+            outcome=outcome,
+            latency_ms=(time.monotonic() - started) * 1000,
+            request_id=request_id,
+            error=error,
+        )
+    )
 
 
 def _actor() -> str:
