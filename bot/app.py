@@ -19,23 +19,24 @@ import httpx
 from slack_sdk import WebClient
 from starlette.applications import Starlette
 
-from bot.audit_jobs import record_config_load
-from bot.call_audit import audit_call
-from bot.config import Settings
-from bot.directory_sync import sync_directory
-from bot.logs import register_secrets
-from bot.metrics import Metrics
-from bot.outbox import OutboxRelay
-from bot.slackapp import build_bolt_app
+from bot.audit.calls import audit_call
+from bot.audit.config_load import record_config_load
+from bot.core.config import Settings
+from bot.core.directory_sync import sync_directory
+from bot.core.logs import register_secrets
+from bot.core.metrics import Metrics
+from bot.outbox.relay import OutboxRelay
+from bot.slack.bolt_app import build_bolt_app
+from bot.slack.web import create_web_app
 from bot.thingspace.client import ThingSpaceClient
-from bot.web import create_web_app
-from bot.worker import CommandWorker
+from bot.worker.command_worker import CommandWorker
 from commands.context import Deps
 from commands.policy import VERBS
 from storage import jobs, outbox
-from storage.audit import AnchorConfirmer, AuditLog
-from storage.db import ConnectionPool, write
+from storage.audit.log import AnchorConfirmer, AuditLog
+from storage.db import write
 from storage.login_gate import SqliteLoginGate
+from storage.pool import ConnectionPool
 
 __all__ = ["Runtime"]
 
@@ -120,10 +121,10 @@ class Runtime:
     # -- extension points (callbacks intake, scheduler) -------------------------------------------
     def _install_extensions(self, routes: list[Any]) -> None:
         """Parts that add routes or background threads register here."""
-        import bot.reachability_jobs  # noqa: F401 - watch verbs, alert buttons and jobs register on import
+        import bot.scheduler.reachability_tasks  # noqa: F401 - watch verbs, alert buttons and jobs register on import
 
         try:
-            from bot.callbacks import install as install_callbacks
+            from bot.intake.route import install as install_callbacks
         except ImportError:
             return
         install_callbacks(self, routes)
@@ -147,7 +148,7 @@ class Runtime:
         else:
             self.directory_synced.set()
         if self._start_scheduler:
-            from bot.scheduler import build_scheduler
+            from bot.scheduler.build import build_scheduler
 
             self.scheduler = build_scheduler(self)
             self.scheduler.start()

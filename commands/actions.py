@@ -34,9 +34,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot import blocks
-from bot.durations import format_duration
-from bot.jobs import EXTRA_JOBS, add_interval_job
+from bot.core.durations import format_duration
+from bot.render import blocks
+from bot.scheduler.tasks import EXTRA_JOBS, add_interval_job
 from commands import audit, guards
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
@@ -44,7 +44,7 @@ from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
 from commands.targets import ResolvedDevice, resolve, resolve_keys
 from storage import jobs, outbox, pending, requests
-from storage.audit_events import SYSTEM_ACTOR
+from storage.audit.events import SYSTEM_ACTOR
 
 __all__ = [
     "API_CALLS",

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from storage.audit import AuditEvent, AuditLog
+from storage.audit.log import AuditEvent, AuditLog
 
 __all__ = ["record", "transaction"]
 

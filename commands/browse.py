@@ -7,14 +7,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import blocks
-from bot.durations import parse_duration
+from bot.core.durations import parse_duration
+from bot.render import blocks
 from bot.thingspace.ids import InvalidDeviceId, parse_device_id
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, user_ref
 from commands.policy import may_run
 from storage import directory
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 
 __all__ = ["find", "find_query", "history", "history_more"]
 

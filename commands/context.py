@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.config import Settings
+from bot.core.config import Settings
 from bot.thingspace.client import ThingSpaceClient
-from storage.db import ConnectionPool
+from storage.pool import ConnectionPool
 
 __all__ = ["ActionRequest", "CommandRequest", "Deps", "Reply"]
 

@@ -39,8 +39,8 @@ from typing import Any, Final
 
 from sqlite_utils import Database
 
-from bot import blocks
-from bot.redact import mask_id
+from bot.core.redact import mask_id
+from bot.render import blocks
 from bot.thingspace import shapes
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceError
 from bot.thingspace.ids import DeviceId

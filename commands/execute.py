@@ -19,15 +19,15 @@ import logging
 import time
 from typing import Any
 
-from bot import blocks
-from bot.redact import mask_text
+from bot.core.redact import mask_text
+from bot.render import blocks
 from bot.thingspace.errors import ThingSpaceError
 from commands import actions, audit, guards, retry
 from commands.actions import API_CALLS, Notes
 from commands.context import Deps
 from commands.targets import ResolvedDevice, resolve_keys
 from storage import jobs, outbox, pending, requests
-from storage.audit_events import SYSTEM_ACTOR
+from storage.audit.events import SYSTEM_ACTOR
 from storage.jobs import Job
 
 __all__ = ["run"]

@@ -27,7 +27,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from bot.blocks import escape, from_slack
+from bot.render.blocks import escape, from_slack
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.policy import VERBS
 

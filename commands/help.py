@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import blocks
+from bot.render import blocks
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
 from commands.context import Reply
 from commands.grammar import unknown_verb_message

@@ -12,8 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import blocks
-from bot.directory_sync import device_row
+from bot.core.directory_sync import device_row
+from bot.render import blocks
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import Device
@@ -88,7 +88,7 @@ def _when(moment: datetime | None) -> str:
     if moment is None:
         return "never"
     ago = datetime.now(UTC) - moment.astimezone(UTC)
-    from bot.durations import format_duration
+    from bot.core.durations import format_duration
 
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({format_duration(ago)} ago)"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.config import ROLES, Grants
+from bot.core.config import ROLES, Grants
 
 __all__ = ["VERBS", "Verb", "may_run", "needed_role", "role_of", "verbs_for"]
 

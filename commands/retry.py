@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import blocks
-from bot.outcomes import RETRYABLE
+from bot.core.outcome_status import RETRYABLE
+from bot.render import blocks
 from commands import actions, audit, guards
 from commands.actions import Notes
 from commands.context import ActionRequest, Deps, Reply
 from commands.policy import VERBS, may_run
 from commands.smstext import check_sms
 from commands.targets import resolve_keys
-from storage import jobs, outbox, pending, request_outcomes, requests
+from storage import jobs, outbox, pending, requests
+from storage import request_devices as request_outcomes
 from storage.requests import TrackedRequest
 
 __all__ = ["complete", "on_retry"]

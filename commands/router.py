@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from bot.redact import mask_text
+from bot.core.redact import mask_text
 from commands import actions, audit, browse, lookup, retry
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UnknownVerb, UsageError, parse

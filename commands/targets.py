@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from bot.blocks import escape
+from bot.render.blocks import escape
 from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
 from commands.grammar import TargetToken, UsageError
 from storage import directory

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
-from bot.durations import format_duration
-from bot.redact import mask_id
+from bot.core.durations import format_duration
+from bot.core.redact import mask_id
 from bot.thingspace.models import ConnectionEvent, UsageRecord
 
 __all__ = [

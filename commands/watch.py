@@ -23,8 +23,9 @@ from datetime import timedelta
 
 from sqlite_utils import Database
 
-from bot import alert_cards, reachability
-from bot.durations import format_duration, parse_duration
+from bot.core import reachability
+from bot.core.durations import format_duration, parse_duration
+from bot.render import alert_cards
 from bot.thingspace.client import REACHABILITY_KINDS
 from commands import audit
 from commands.context import ActionRequest, CommandRequest, Deps, Reply

@@ -12,8 +12,6 @@ process crash. ``TSBOT_DB_SYNCHRONOUS=NORMAL`` trades the last commits on power 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import pkgutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,28 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
-__all__ = ["ConnectionPool", "migration_sets", "open_database", "select_in", "write"]
+__all__ = ["connect", "select_in", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-def migration_sets() -> list[Migrations]:
-    """Every ``migrations`` set declared by a module of this package, in module-name order."""
-    import storage
-
-    sets: list[Migrations] = []
-    for info in sorted(pkgutil.iter_modules(storage.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"storage.{info.name}")
-        found = getattr(module, "migrations", None)
-        if isinstance(found, Migrations):
-            sets.append(found)
-    return sets
-
-
-def open_database(path: str | Path, *, migrate: bool = True, synchronous: str = "FULL") -> Database:
-    """Open (creating if needed) the SQLite file at *path*, set the pragmas, apply migrations.
+def connect(path: str | Path, *, synchronous: str = "FULL") -> Database:
+    """Open (creating if needed) the SQLite file at *path* and set the pragmas; no migrations
+    (:func:`storage.schema.open_database` applies them).
 
     The connection is in driver autocommit mode (``isolation_level=None``): transactions are only
     the ones opened explicitly with :func:`write` or ``db.atomic()``.
@@ -62,9 +47,6 @@ def open_database(path: str | Path, *, migrate: bool = True, synchronous: str = 
     conn.execute("PRAGMA foreign_keys=ON")
     db = Database(conn)
     db._tsbot_write_lock = _write_lock(path)  # type: ignore[attr-defined]
-    if migrate:
-        for migration_set in migration_sets():
-            migration_set.apply(db)
     return db
 
 
@@ -132,39 +114,3 @@ def select_in(
         part = list(values[i : i + IN_CHUNK])
         marks = ",".join("?" * len(part))
         yield from db.execute(sql.format(marks=marks), [*before, *part, *after]).fetchall()
-
-
-class ConnectionPool:
-    """One connection per thread to one database file, migrated once.
-
-    Bolt listeners, the inbox worker, the outbox relay and scheduler jobs each run on their own
-    threads; SQLite connections must not be shared across threads mid-transaction.
-    """
-
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
-        self.path = Path(path)
-        self.synchronous = synchronous
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[Database] = []
-        first = open_database(self.path, migrate=True, synchronous=synchronous)
-        self._local.db = first
-        self._all.append(first)
-
-    def get(self) -> Database:
-        """This thread's connection, opened on first use."""
-        db: Database | None = getattr(self._local, "db", None)
-        if db is None:
-            db = open_database(self.path, migrate=False, synchronous=self.synchronous)
-            self._local.db = db
-            with self._lock:
-                self._all.append(db)
-        return db
-
-    def close(self) -> None:
-        with self._lock:
-            for db in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    db.conn.close()
-            self._all.clear()
-        self._local = threading.local()

@@ -13,19 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bot.reachability_jobs  # noqa: F401 - registers the watch verbs, buttons and handlers
-from bot import reachability
-from bot.config import Settings
-from bot.reachability import Applied, Tick
-from bot.stack import DEMO_GRANTS
+import bot.scheduler.reachability_tasks  # noqa: F401 - registers the watch verbs, buttons and handlers
+from bot.core import reachability
+from bot.core.config import Settings
+from bot.core.reachability import Applied, Tick
+from bot.local_stack import DEMO_GRANTS
 from bot.thingspace import shapes
-from bot.thingspace.callbacks import parse_callback
 from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.events import parse_callback
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.router import handle_action, handle_command
 from storage import memberships, outbox
-from storage.db import ConnectionPool, write
+from storage.db import write
 from storage.outbox import OutboxRow
+from storage.pool import ConnectionPool
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 HOUR = 3600.0

@@ -12,8 +12,8 @@ from typing import Any, Self
 
 from sqlite_utils import Database
 
-from storage.audit import AuditEvent, AuditLog, Outcome, Verb
-from storage.db import open_database
+from storage.audit.log import AuditEvent, AuditLog, Outcome, Verb
+from storage.schema import open_database
 
 START = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 ICCIDS = ("89148000000800139708", "89148000000800139716", "89148000000800139724")

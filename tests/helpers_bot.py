@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import Runtime
-from bot.config import Settings
 from bot.console.driver import SlackDriver
 from bot.console.standin import SlackStandIn
+from bot.core.config import Settings
+from bot.local_stack import DEMO_GRANTS
 from bot.serving import ServerThread
-from bot.stack import DEMO_GRANTS
 
 SECRET = "test-signing-secret"
 
@@ -36,7 +36,7 @@ class SlackOnlyBot:
         self.runtime = Runtime(settings, sync_directory_at_start=False, start_scheduler=False)
         self.server = ServerThread(self.runtime.web).start()
         self.runtime.start()
-        from bot.jobs import refresh_memberships_job
+        from bot.scheduler.tasks import refresh_memberships_job
 
         refresh_memberships_job(self.runtime)
         self.driver = SlackDriver(self.server.url + "/slack/events", SECRET, self.standin)

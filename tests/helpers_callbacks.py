@@ -35,12 +35,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from bot.app import Runtime
-from bot.config import Settings
 from bot.console.driver import SlackDriver
 from bot.console.records import Message
 from bot.console.standin import SlackStandIn
+from bot.core.config import Settings
+from bot.local_stack import DEMO_GRANTS
 from bot.serving import ServerThread
-from bot.stack import DEMO_GRANTS
 from bot.thingspace import shapes
 from storage import directory, outbox, requests
 from storage.db import write

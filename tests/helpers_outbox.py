@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import OutboxRelay
-from storage.db import ConnectionPool
+from bot.outbox.relay import OutboxRelay
+from storage.pool import ConnectionPool
 
 __all__ = ["TOKEN", "EventLog", "RelayFactory", "make_relay_fixture", "pool_fixture", "standin_fixture"]
 

@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.reachability_jobs import evaluate_job
+from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.stack import LocalStack
+from bot.scheduler.reachability_tasks import evaluate_job
 from storage import watches
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 
 DEVICE = f"iccid:{EXAMPLE_ICCID}"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, parse_config
-from bot.reachability_jobs import digest_day, send_digests
+from bot.core.config import ConfigError, parse_config
+from bot.scheduler.reachability_tasks import digest_day, send_digests
 from tests.helpers_alerts import HOUR, ICCIDS, AlertBench, alert_bench
 
 MIN = 60.0

@@ -78,7 +78,7 @@ def test_time_before_the_watch_does_not_count(bench: AlertBench) -> None:
 
 def test_a_never_heard_device_alerts_only_once_its_monitor_was_accepted(bench: AlertBench) -> None:
     """Silence counts only while ThingSpace monitors the device (a failed start pages nobody)."""
-    from bot import reachability
+    from bot.core import reachability
 
     bench.command(f"watch {D1} --alert-after 1h")
     assert bench.advance(2 * HOUR).raised == 0

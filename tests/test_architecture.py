@@ -44,7 +44,7 @@ def _allowed(name: str, allowed: tuple[str, ...]) -> bool:
 
 RULES = {
     "storage": ("sqlite_utils", "storage"),
-    "bot.thingspace": ("httpx", "bot.thingspace", "bot.redact"),
+    "bot.thingspace": ("httpx", "bot.thingspace", "bot.core.redact"),
     "bot.sandbox": ("starlette", "httpx", "uvicorn", "bot.sandbox", "bot.thingspace.shapes", "bot.serving"),
     "bot.console": ("starlette", "httpx", "slack_sdk.signature", "bot.console", "bot.serving", "uvicorn"),
 }

@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.audit_cli import parse_when
-from bot.cli import main
-from bot.config import Settings
-from bot.jobs import audit_retention_job
-from storage.audit import AuditEvent, AuditLog, Verb, archive_folder
-from storage.db import open_database
+from bot.cli.audit import parse_when
+from bot.cli.main import main
+from bot.core.config import Settings
+from bot.scheduler.tasks import audit_retention_job
+from storage.audit.log import AuditEvent, AuditLog, Verb, archive_folder
+from storage.schema import open_database
 from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
 
 ROWS = 24

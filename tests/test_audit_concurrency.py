@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from storage.audit import AuditEvent, AuditLog, Verb, VerifyResult, verify
-from storage.db import ConnectionPool, write
+from storage.audit.log import AuditEvent, AuditLog, Verb, VerifyResult, verify
+from storage.db import write
+from storage.pool import ConnectionPool
 
 THREADS = 4
 ROUNDS = 12

@@ -9,10 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.app import Runtime
-from bot.audit_jobs import config_summary, record_config_load
-from bot.config import Grants, Settings
-from storage.audit import AuditLog, Verb, verify
-from storage.db import open_database
+from bot.audit.config_load import config_summary, record_config_load
+from bot.core.config import Grants, Settings
+from storage.audit.log import AuditLog, Verb, verify
+from storage.schema import open_database
 
 SECRETS = {
     "slack_bot_token": "xoxb-1111-2222-secretbot",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.audit_events import (
+from storage.audit.events import (
     AuditEvent,
     Outcome,
     Verb,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from storage.audit import AuditLog
-from storage.db import open_database
+from bot.cli.main import main
+from storage.audit.log import AuditLog
+from storage.schema import open_database
 from tests.helpers_audit import START, event
 
 ROWS = 200_000

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage.audit import AnchorConfirmer, AuditEvent, AuditLog, Outcome, Verb, verify
-from storage.db import open_database, write
+from storage.audit.log import AnchorConfirmer, AuditEvent, AuditLog, Outcome, Verb, verify
+from storage.db import write
+from storage.schema import open_database
 from tests.helpers_audit import ICCIDS, START, build_log, event, independent_hash
 
 
@@ -196,7 +197,7 @@ def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 def test_confirmer_confirms_after_the_transaction_ends(tmp_path: Path, db: Database) -> None:
     """A running AnchorConfirmer is woken by a pending append, waits for that transaction to end,
     confirms the head file, and stops cleanly (unregistered, thread ended)."""
-    from storage import audit
+    from storage.audit import log as audit
 
     confirmer = AnchorConfirmer(tmp_path / "tsbot.db", delay=0.01).start()
     try:

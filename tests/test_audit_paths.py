@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
 from storage import directory
-from storage.audit import AuditLog
-from storage.db import ConnectionPool
+from storage.audit.log import AuditLog
+from storage.pool import ConnectionPool
 
 ADMIN, VIEWER, NOBODY = "U012ADMIN", "U0NOC1", "U0NOBODY"
 

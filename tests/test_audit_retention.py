@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage.audit import (
+from storage.audit.log import (
     AuditIntegrityError,
     AuditLog,
     Verb,
@@ -18,7 +18,7 @@ from storage.audit import (
     default_archive_path,
     verify,
 )
-from storage.db import open_database
+from storage.schema import open_database
 from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
 
 ROWS = 20

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.stack import LocalStack
-from storage import audit
-from storage.audit import AnchorConfirmer, AuditLog, Verb
-from storage.db import open_database
+from bot.cli.main import main
+from bot.local_stack import LocalStack
+from storage.audit import log as audit
+from storage.audit.log import AnchorConfirmer, AuditLog, Verb
+from storage.schema import open_database
 from tests.helpers_audit import Attacker
 
 ADMIN, VIEWER = "U012ADMIN", "U0NOC1"

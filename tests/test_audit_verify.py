@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage.audit import AuditLog, verify
-from storage.db import open_database
+from storage.audit.log import AuditLog, verify
+from storage.schema import open_database
 from tests.helpers_audit import Attacker, build_log, copy_database, event
 
 ROWS = 30
@@ -205,7 +205,7 @@ def test_the_bot_does_not_launder_a_rewrite(copy: Path, caplog: pytest.LogCaptur
     head = Path(str(copy) + ".audit-head")
     before = head.read_text()
     db = open_database(copy)
-    with caplog.at_level(logging.ERROR, logger="storage.audit_chain"):
+    with caplog.at_level(logging.ERROR, logger="storage.audit.chain"):
         AuditLog(db).record(event(99))
     assert head.read_text() == before
     assert "does not match the audit log" in caplog.text
@@ -218,7 +218,7 @@ def test_the_bot_does_not_recreate_a_deleted_head_file(copy: Path, caplog: pytes
     head = Path(str(copy) + ".audit-head")
     head.unlink()
     db = open_database(copy)
-    with caplog.at_level(logging.ERROR, logger="storage.audit_chain"):
+    with caplog.at_level(logging.ERROR, logger="storage.audit.chain"):
         AuditLog(db).record(event(99))
     assert not head.exists()
     assert "missing although the log has rows" in caplog.text

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.stack import LocalStack
 from storage import watches
-from storage.audit import AuditLog, AuditRow
+from storage.audit.log import AuditLog, AuditRow
 
 DEVICE = f"iccid:{EXAMPLE_ICCID}"
 USER = "U012ADMIN"

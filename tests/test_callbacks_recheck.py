@@ -14,9 +14,10 @@ import pytest
 from sqlite_utils import Database
 
 from bot.console.records import Message
-from bot.stack import LocalStack
-from bot.unanswered import PENDING_RECHECKS, check_unanswered
-from storage import directory, outbox, request_outcomes, requests
+from bot.inbox.unanswered import PENDING_RECHECKS, check_unanswered
+from bot.local_stack import LocalStack
+from storage import directory, outbox, requests
+from storage import request_devices as request_outcomes
 
 MINUTE = 60.0
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from sqlite_utils import Database
 
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
 from storage import outbox, pending, requests
 from storage.db import write
 from tests.helpers_callbacks import CallbackBot, callback_bot_fixture, seed_request  # noqa: F401

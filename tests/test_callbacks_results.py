@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from bot import blocks, outcomes, results
-from bot.scheduler import build_scheduler
-from bot.thingspace.callbacks import parse_callback
-from bot.unanswered import INBOX_RETENTION, purge_inbox_job
+from bot.core import outcome_status as outcomes
+from bot.inbox.unanswered import INBOX_RETENTION, purge_inbox_job
+from bot.render import blocks, results
+from bot.scheduler.build import build_scheduler
+from bot.thingspace.events import parse_callback
 from storage import inbox
 from storage.db import write
 from tests.helpers_callbacks import CallbackBot, callback, callback_bot_fixture  # noqa: F401

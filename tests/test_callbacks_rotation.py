@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
+from bot.local_stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
 
 
 def _callback(password: str) -> dict[str, object]:

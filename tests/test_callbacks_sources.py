@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from bot.app import Runtime
-from bot.config import ConfigError, Settings
-from bot.server import proxy_options
+from bot.cli.serve import proxy_options
+from bot.core.config import ConfigError, Settings
 from bot.serving import ServerThread
 
 PASSWORD = "a-long-callback-password"

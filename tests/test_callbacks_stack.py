@@ -10,10 +10,10 @@ import pytest
 from sqlite_utils import Database
 
 from bot.console.records import Message
-from bot.stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
-from bot.unanswered import check_unanswered
+from bot.inbox.unanswered import check_unanswered
+from bot.local_stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
 from storage import directory, outbox, requests
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 from tests.helpers_callbacks import callback, send_callbacks
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from bot.console.records import Message
-from bot.unanswered import check_unanswered
+from bot.inbox.unanswered import check_unanswered
 from storage import directory, inbox, requests
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 from tests.helpers_callbacks import (
     CallbackBot,
     callback,

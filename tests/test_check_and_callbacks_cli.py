@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.console.standin import SlackStandIn
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
 from bot.thingspace import LoginFailed, shapes
-from storage.db import ConnectionPool
 from storage.login_gate import SqliteLoginGate
+from storage.pool import ConnectionPool
 from tests.helpers_thingspace import client_for
 
 LOGIN_PATH = "/m2m/v1/session/login"

@@ -15,9 +15,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from bot import logs
-from bot.cli import main
+from bot.cli.main import main
 from bot.console.standin import SlackStandIn
+from bot.core import logs
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
 

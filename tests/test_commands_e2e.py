@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.console.records import Message
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
 from storage import directory
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
 from bot.thingspace.ids import KIND_FORMATS
 from commands.policy import VERBS, verbs_for
 from storage import directory
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 
 STOLEN = "iccid:89148000000800139708"
 OPERATOR = {"user": "U0OPS1", "channel": "C0OPS"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.config import ConfigError, Settings
-from bot.server import listen
+from bot.cli.main import main
+from bot.cli.serve import listen
+from bot.core.config import ConfigError, Settings
 
 
 def test_defaults_from_an_empty_environment() -> None:

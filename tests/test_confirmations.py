@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.console.records import Message
-from bot.jobs import refresh_memberships_job
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
+from bot.scheduler.tasks import refresh_memberships_job
 from storage import directory
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 from tests.helpers_sandbox import wait_until
 
 EXTERNAL = "ExternalProvisioningChanges"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
 from bot.console.blocks import validate_blocks
-from bot.redact import mask_id
+from bot.core.config import Settings
+from bot.core.redact import mask_id
 from bot.sandbox import Sandbox, create_sandbox
 from bot.serving import ServerThread
 from bot.thingspace.client import ThingSpaceClient
@@ -24,7 +24,7 @@ from commands.context import Deps
 from commands.diag import CHECKS, card, diagnose, gather, run_checks
 from commands.verdict import Evidence, NextStep, Verdict, judge
 from storage import directory
-from storage.db import ConnectionPool
+from storage.pool import ConnectionPool
 
 ERROR_BODY = {
     "errorCode": "UnifiedWebService.REQUEST_FAILED.UnexpectedError",

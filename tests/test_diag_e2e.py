@@ -16,10 +16,10 @@ import pytest
 
 from bot.console.records import Message
 from bot.console.render import render_blocks
-from bot.directory_sync import sync_directory
-from bot.redact import mask_id
+from bot.core.directory_sync import sync_directory
+from bot.core.redact import mask_id
+from bot.local_stack import LocalStack
 from bot.sandbox.conditions import billing_cycle_start
-from bot.stack import LocalStack
 from bot.thingspace.ids import DeviceId
 from commands.diag import gather
 

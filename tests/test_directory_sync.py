@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.directory_sync import sync_directory
-from bot.stack import LocalStack
+from bot.core.directory_sync import sync_directory
+from bot.local_stack import LocalStack
 from storage import directory
 from storage.db import write
 

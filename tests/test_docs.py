@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import SUBCOMMANDS
-from bot.config import ENV_VARS, Settings
+from bot.cli.main import SUBCOMMANDS
+from bot.core.config import ENV_VARS, Settings
 from commands.policy import VERBS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from bot.console.records import Message
+from bot.local_stack import LocalStack
 from bot.sandbox import rules
-from bot.stack import LocalStack
 from bot.thingspace.ids import DeviceId
 from commands import guards
 from commands.targets import ResolvedDevice
 from storage import directory
-from storage.audit import AuditLog
+from storage.audit.log import AuditLog
 from storage.directory import DirectoryDevice
 
 

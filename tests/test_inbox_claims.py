@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import RELAY_LEASE
+from bot.outbox.relay import RELAY_LEASE
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
 from storage import inbox
-from storage.db import open_database, write
+from storage.db import write
 from storage.inbox import InboxItem
+from storage.schema import open_database
 from tests.helpers_callbacks import BotProcess, callback, iccids, seed_request, send_callbacks
 
 SINGLES = 12

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from bot.logs import capture_logs
-from bot.stack import CALLBACK_PASSWORD, SIGNING_SECRET, LocalStack
+from bot.core.logs import capture_logs
+from bot.local_stack import CALLBACK_PASSWORD, SIGNING_SECRET, LocalStack
 from storage import directory
 
 TRACKER = "89148000000800139708"

@@ -27,8 +27,8 @@ from bot.thingspace import (
     parse_device_id,
 )
 from bot.thingspace.auth import credentials_key
-from storage.db import ConnectionPool
 from storage.login_gate import ITERATIONS, SqliteLoginGate
+from storage.pool import ConnectionPool
 from tests.helpers_thingspace import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bot import logs
-from bot.config import Settings
+from bot.core import logs
+from bot.core.config import Settings
 from bot.serving import ServerThread
 
 ICCID = "89148000000800139708"
@@ -145,7 +145,7 @@ def test_new_request_ids_are_never_masked(stream: io.StringIO) -> None:
 
 def test_request_id_follows_work_only_when_carried(stream: io.StringIO) -> None:
     """A plain thread logs under its own name; carry_request_id brings the id across threads and executors."""
-    log = logging.getLogger("bot.worker")
+    log = logging.getLogger("bot.worker.command_worker")
 
     def work(tag: str) -> None:
         log.info("work %s", tag)
@@ -275,8 +275,8 @@ def test_text_mode_is_one_readable_line_per_event() -> None:
     try:
         logs.register_secret(BOT_TOKEN)
         with logs.request_context("r-demo"):
-            logging.getLogger("bot.demo").info("posted %s\nfake line", ICCID, extra={"channel": "C1"})
-        logging.getLogger("bot.demo").debug("hidden at INFO")
+            logging.getLogger("bot.cli.demo").info("posted %s\nfake line", ICCID, extra={"channel": "C1"})
+        logging.getLogger("bot.cli.demo").debug("hidden at INFO")
     finally:
         root.removeHandler(handler)
         root.setLevel(level)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import main
-from bot.manifest import BOT_SCOPES, ManifestError, build_manifest, dump_manifest
+from bot.cli.main import main
+from bot.cli.manifest import BOT_SCOPES, ManifestError, build_manifest, dump_manifest
 
 # -- a structural validator transcribed from Slack's manifest schema (major_version 1) ----------
 # Source: slackapi/manifest-schema, schemas/manifest.schema.1.0.0.json (the parts this bot uses,

@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 
 from bot.app import Runtime
-from bot.config import Settings
 from bot.console.driver import SlackDriver
 from bot.console.standin import SlackStandIn
+from bot.core.config import Settings
+from bot.local_stack import DEMO_GRANTS
 from bot.serving import ServerThread
-from bot.stack import DEMO_GRANTS
 from storage import memberships
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 
 SECRET = "memberships-signing-secret"
 JOB = "memberships-refresh"

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from bot.metrics import CALLBACK_RESULTS, MAX_VALUES_PER_LABEL, Metrics
+from bot.core.metrics import CALLBACK_RESULTS, MAX_VALUES_PER_LABEL, Metrics
 from bot.serving import ServerThread
 
 INSTRUMENTS = (

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from bot.cli import main
+from bot.cli.main import main
 from storage import outbox
-from storage.db import open_database
+from storage.schema import open_database
 
 
 @pytest.fixture

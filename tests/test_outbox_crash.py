@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import OutboxRelay, reference
+from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 from tests.helpers_outbox import TOKEN, pool_fixture, standin_fixture  # noqa: F401
 
 _CHILD = """
 import sys, time
-from storage.db import ConnectionPool
-from bot.outbox import OutboxRelay
+from storage.pool import ConnectionPool
+from bot.outbox.relay import OutboxRelay
 relay = OutboxRelay(ConnectionPool(sys.argv[1]), slack_api_url=sys.argv[2], bot_token=sys.argv[3],
                     per_channel_interval=0.05, timeout=1.0, lease=2.0, poll_interval=0.05, lease_ttl=2.0)
 relay.start()

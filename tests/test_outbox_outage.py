@@ -10,9 +10,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import OutboxRelay, reference
+from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 from tests.helpers_outbox import EventLog, RelayFactory, make_relay_fixture, pool_fixture, standin_fixture  # noqa: F401
 
 #: The relay's old give-up point: 10 failures (2–4 min with the default backoff).

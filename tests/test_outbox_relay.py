@@ -9,9 +9,10 @@ import time
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import OutboxRelay, reference
+from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 from tests.helpers_outbox import EventLog, RelayFactory, make_relay_fixture, pool_fixture, standin_fixture  # noqa: F401
 
 
@@ -199,7 +200,7 @@ def test_permanent_error_is_dead_after_one_attempt_without_retries(
     db = pool.get()
     outbox.enqueue_post(db, key="alert:89148000000800139708", channel="C0GONE", text="hello")
     outbox.enqueue_post(db, key="fine", channel="C0A", text="still works")
-    with caplog.at_level(logging.INFO, logger="bot.outbox"):
+    with caplog.at_level(logging.INFO, logger="bot.outbox.relay"):
         relay = make_relay(on_event=events)
         assert relay.drain(10)
         time.sleep(0.5)  # several poll intervals: a hot loop would show more calls

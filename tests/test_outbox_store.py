@@ -10,7 +10,8 @@ import pytest
 from sqlite_utils import Database
 
 from storage import outbox
-from storage.db import open_database, write
+from storage.db import write
+from storage.schema import open_database
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import Grants
+from bot.core.config import Grants
 from commands.help import help_reply
 from commands.policy import VERBS, may_run, role_of, verbs_for
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from bot.redact import mask_id, mask_secret, mask_text
+from bot.core.redact import mask_id, mask_secret, mask_text
 
 
 @pytest.mark.parametrize(

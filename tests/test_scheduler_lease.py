@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot.app import Runtime
-from bot.config import Settings
 from bot.console.standin import SlackStandIn
+from bot.core.config import Settings
+from bot.local_stack import DEMO_GRANTS
 from bot.sandbox import create_sandbox
-from bot.scheduler import LEASE_NAME, SchedulerLease, build_scheduler
+from bot.scheduler.build import LEASE_NAME, SchedulerLease, build_scheduler
 from bot.serving import ServerThread
-from bot.stack import DEMO_GRANTS
 from storage import alerts, lease
-from storage.db import ConnectionPool, open_database, write
+from storage.db import write
+from storage.pool import ConnectionPool
+from storage.schema import open_database
 from tests.helpers_callbacks import BotProcess
 
 

@@ -25,10 +25,10 @@ from starlette.routing import Route
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from bot import alert_cards
-from bot.logs import capture_logs
+from bot.core.logs import capture_logs
+from bot.render import alert_cards
 from bot.serving import ServerThread
-from bot.socket_mode import SocketModeRunner
+from bot.slack.socket_mode import SocketModeRunner
 from storage import alerts, outbox
 from storage.db import write
 from tests.helpers_bot import SlackOnlyBot

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.thingspace import shapes
-from bot.thingspace.callbacks import CallbackKind, InvalidCallback, parse_callback
+from bot.thingspace.events import CallbackKind, InvalidCallback, parse_callback
 from bot.thingspace.ids import DeviceId
 
 ICCID = "89148000000800139708"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import Console
-from bot.reachability import DEMO_SETTINGS
+from bot.cli.demo import Console
+from bot.core.reachability import DEMO_SETTINGS
+from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.stack import LocalStack
 
 
 @pytest.mark.slow

@@ -12,9 +12,9 @@ import pytest
 from sqlite_utils import Database
 
 from bot.console.records import Message
-from bot.reachability_jobs import evaluate_job, monitors_job
+from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.stack import LocalStack
+from bot.scheduler.reachability_tasks import evaluate_job, monitors_job
 from storage import alerts, directory, watches
 
 MONITOR_PATH = "/m2m/v1/diagnostics/basic/devicereachability"

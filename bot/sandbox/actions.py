@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.sandbox.activity import append_segment, next_change, status_at
-from bot.sandbox.callbacks import Delivery
+from bot.sandbox.callback_sender import Delivery
 from bot.sandbox.clock import iso
 from bot.sandbox.conditions import epoch
 from bot.sandbox.errors import (

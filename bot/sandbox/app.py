@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from bot.sandbox import actions, reachability, views
-from bot.sandbox.callbacks import API_PATH, Listener
+from bot.sandbox.callback_sender import API_PATH, Listener
 from bot.sandbox.control import control_routes
 from bot.sandbox.errors import (
     CALLBACK_NOT_REGISTERED,

@@ -17,7 +17,7 @@ from bot.sandbox.actions import release_deferred
 from bot.sandbox.activity import always_on, append_segment, last_activity, silent, status_at
 from bot.sandbox.app import build_app
 from bot.sandbox.auth import AuthState
-from bot.sandbox.callbacks import CallbackSender, Delivery
+from bot.sandbox.callback_sender import CallbackSender, Delivery
 from bot.sandbox.clock import Clock, ManualClock, iso
 from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch, swap_imei
 from bot.sandbox.faults import Faults, RequestLog

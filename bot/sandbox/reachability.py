@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.sandbox.activity import next_change, status_at
-from bot.sandbox.callbacks import Delivery
+from bot.sandbox.callback_sender import Delivery
 from bot.sandbox.clock import iso
 from bot.sandbox.conditions import epoch
 from bot.sandbox.errors import DEVICE_NOT_FOUND, ApiError, reachability_error

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bot.sandbox.auth import Credentials
-from bot.sandbox.callbacks import API_PATH, Delivery, Listener
+from bot.sandbox.callback_sender import API_PATH, Delivery, Listener
 from bot.sandbox.clock import Clock, iso
 from bot.sandbox.conditions import apply_condition
 from bot.sandbox.errors import (

@@ -21,7 +21,6 @@ from bot.thingspace.auth import (
     MemoryLoginGate,
     ThingSpaceAuth,
 )
-from bot.thingspace.callbacks import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
 from bot.thingspace.client import DEFAULT_TIMEOUT, REACHABILITY_KINDS, REACHABILITY_TYPES, ThingSpaceClient
 from bot.thingspace.errors import (
     DeviceNotFound,
@@ -42,6 +41,7 @@ from bot.thingspace.errors import (
     ThingSpaceTransportError,
     UnexpectedResponse,
 )
+from bot.thingspace.events import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
 from bot.thingspace.ids import KIND_EXAMPLES, KIND_FORMATS, KINDS, DeviceId, InvalidDeviceId, parse_device_id
 from bot.thingspace.models import (
     DEVICE_STATES,

@@ -55,7 +55,7 @@ from typing import Final, Protocol
 
 import httpx
 
-from bot.redact import mask_text
+from bot.core.redact import mask_text
 from bot.thingspace.errors import (
     LoginCoolingDown,
     LoginFailed,

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import httpx
 
-from bot.redact import mask_text
+from bot.core.redact import mask_text
 
 __all__ = [
     "DeviceNotFound",

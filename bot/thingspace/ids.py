@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bot.redact import mask_id
+from bot.core.redact import mask_id
 
 __all__ = [
     "BARE_KINDS",

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from bot import reachability
-from bot.config import Settings
+from bot.core import reachability
+from bot.core.config import Settings
 from bot.thingspace import shapes
-from bot.thingspace.callbacks import parse_callback
+from bot.thingspace.events import parse_callback
 from storage import alerts, watches
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 from storage.watches import WatchSpec
 
 pytestmark = pytest.mark.perf

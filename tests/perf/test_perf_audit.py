@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.audit import AuditEvent, AuditLog, Outcome, Verb, apply_retention, verify
-from storage.db import open_database, write
+from storage.audit.log import AuditEvent, AuditLog, Outcome, Verb, apply_retention, verify
+from storage.db import write
+from storage.schema import open_database
 
 EVENTS = 1_000_000
 BATCH = 10_000

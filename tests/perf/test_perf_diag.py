@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.stack import LocalStack
+from bot.local_stack import LocalStack
 from bot.thingspace.ids import DeviceId
 from commands.diag import CHECKS, gather
 from commands.verdict import judge

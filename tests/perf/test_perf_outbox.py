@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.outbox import OutboxRelay
+from bot.outbox.relay import OutboxRelay
 from storage import outbox
-from storage.db import ConnectionPool, write
+from storage.db import write
+from storage.pool import ConnectionPool
 
 pytestmark = pytest.mark.perf
 

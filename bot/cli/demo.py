@@ -1,0 +1,212 @@
+"""``tsbot demo``: the sandbox, the local Slack stand-in and the real bot in one process, with a prompt.
+
+Console lines (design.md §3):
+
+``/ts …``            run a slash command as the current user in the current channel
+``click LABEL``      press the newest button with that label visible to the current user
+``as USER_ID``       switch identity (``U012ADMIN`` admin, ``U0OPS1``/``U0OPS2`` on-call operators,
+                     ``U0NOC1`` NOC analyst)
+``in CHANNEL_ID``    switch channel (``C0OPS`` ops, ``C0NOC`` the NOC channel: viewer)
+``wait SECONDS``     let time pass (callbacks arrive, messages update)
+``reach ID up|down`` flip a sandbox device's reachability
+``help``, ``quit``
+
+Every Slack message is printed as it is posted or updated, prefixed with channel and thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["Console", "add_arguments", "run"]
+
+PROMPT_HELP = __doc__.split("Console lines (design.md §3):", 1)[1].rsplit("Every Slack message", 1)[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--script", metavar="FILE", help="run console lines from FILE ('-' for stdin), then exit"
+    )
+    parser.add_argument("--devices", type=int, default=200, help="sandbox fleet size (default 200)")
+    parser.add_argument("--seed", type=int, default=1, help="sandbox fleet seed (default 1)")
+    parser.add_argument(
+        "--db", metavar="PATH", help="keep the bot's database here (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--settle-timeout", type=float, default=60.0, help="how long --script waits for requests"
+    )
+
+
+class Console:
+    """Runs console lines against a :class:`~bot.stack.LocalStack` and prints what Slack shows."""
+
+    def __init__(self, stack: object, out: TextIO) -> None:
+        from bot.local_stack import LocalStack
+
+        assert isinstance(stack, LocalStack)
+        self.stack = stack
+        self.out = out
+        self.user = "U012ADMIN"
+        self.channel = "C0OPS"
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    def print(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text.rstrip() + "\n")
+            self.out.flush()
+
+    def attach(self) -> None:
+        from bot.console.render import render_message
+
+        def show(event: object) -> None:
+            try:
+                self.print(render_message(event))  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - never let rendering kill the demo
+                self.print(f"(could not render a message: {type(exc).__name__})")
+
+        self.stack.standin.on_event(show)
+
+    def run_line(self, line: str) -> bool:
+        """Run one line; False means quit."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        self.print(f"[{self.user} in {self.channel}] {line}")
+        word, _, rest = line.partition(" ")
+        word = word.lower()
+        if word in {"quit", "exit"}:
+            return False
+        if word == "help":
+            self.print(PROMPT_HELP.strip("\n"))
+            return True
+        if line.startswith("/"):
+            command, _, text = line.partition(" ")
+            response = self.stack.driver.command(text, user=self.user, channel=self.channel, command=command)  # type: ignore[union-attr]
+            if response.status_code != 200:
+                self.errors += 1
+                self.print(
+                    f"  ! Slack would show an error: HTTP {response.status_code} {response.text[:200]}"
+                )
+            return True
+        if word == "click":
+            label = rest.strip().strip('"')
+            try:
+                response = self.stack.click(label, user=self.user)
+            except LookupError as exc:
+                self.errors += 1
+                self.print(f"  ! {exc}")
+                return True
+            if response.status_code != 200:
+                self.errors += 1
+                self.print(f"  ! click answered HTTP {response.status_code}")
+            return True
+        if word == "as":
+            self.user = rest.strip() or self.user
+            self.print(f"  now acting as {self.user}")
+            return True
+        if word == "in":
+            self.channel = rest.strip().lstrip("#") or self.channel
+            self.print(f"  now in {self.channel}")
+            return True
+        if word == "wait":
+            try:
+                seconds = float(rest.strip() or "1")
+            except ValueError:
+                self.print("  ! wait takes a number of seconds, e.g. wait 5")
+                return True
+            time.sleep(max(0.0, min(seconds, 3600.0)))
+            return True
+        if word == "reach":
+            try:
+                device, state = shlex.split(rest)
+            except ValueError:
+                self.print("  ! usage: reach ID up|down")
+                return True
+            if state.lower() not in {"up", "down"}:
+                self.print("  ! usage: reach ID up|down")
+                return True
+            try:
+                self.stack.sandbox.set_reachability(device, state.lower() == "up")
+            except (KeyError, ValueError, LookupError) as exc:
+                self.print(f"  ! {exc}")
+                return True
+            self.print(
+                f"  sandbox: {device} is now {'reachable' if state.lower() == 'up' else 'unreachable'}"
+            )
+            return True
+        self.print(f"  ! not a console line: {word!r}. Type help.")
+        return True
+
+    def run_lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            if not self.run_line(line):
+                break
+            self.stack.settle(timeout=10)
+
+
+def _read_script(path: str) -> list[str] | str:
+    """The script's lines, or what is wrong with it (checked before anything starts)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        return f"cannot read the script {path}: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return f"the script {path} is not UTF-8 text"
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.core.logs import configure_logging
+    from bot.local_stack import LocalStack
+
+    script: list[str] | None = None
+    if args.script and args.script != "-":
+        read = _read_script(args.script)
+        if isinstance(read, str):
+            print(f"tsbot demo: {read}", file=sys.stderr)
+            return 2
+        script = read
+    configure_logging("WARNING", json=False)
+    out = sys.stdout
+    workdir = Path(tempfile.mkdtemp(prefix="tsbot-demo-"))
+    out.write(f"Starting the ThingSpace sandbox ({args.devices} lines), the Slack stand-in and the bot…\n")
+    out.flush()
+    from bot.core.reachability import DEMO_SETTINGS
+
+    stack = LocalStack(
+        workdir, devices=args.devices, seed=args.seed, db_path=args.db, settings_overrides=dict(DEMO_SETTINGS)
+    )
+    stack.start()
+    console = Console(stack, out)
+    console.attach()
+    out.write(
+        f"Ready. Sandbox {stack.sandbox_server.url} · Slack stand-in {stack.standin.base_url} · bot {stack.bot_url}\n"
+        "You are U012ADMIN (admin) in #C0OPS. Try: /ts find 9708   /ts help   help\n"
+    )
+    out.flush()
+    try:
+        if args.script:
+            console.run_lines(sys.stdin if script is None else script)
+            settled = stack.settle(timeout=args.settle_timeout)
+            if not settled:
+                out.write("! some requests had not settled when the script ended\n")
+                return 1
+            return 1 if console.errors else 0
+        while True:
+            try:
+                line = input("tsbot> ")
+            except EOFError:
+                break
+            if not console.run_line(line):
+                break
+        return 0
+    finally:
+        stack.stop()

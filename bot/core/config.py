@@ -1,0 +1,436 @@
+"""Settings: the only reader of the environment and of the TOML configuration file.
+
+:meth:`Settings.from_env` turns ``os.environ`` (and the file named by ``TSBOT_CONFIG``) into one
+frozen object; everything else receives it. Every field is documented in the README's
+configuration reference, which a test checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.core.durations import parse_duration
+
+__all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings"]
+
+ROLES = ("viewer", "operator", "admin")
+
+#: Environment variable -> (Settings field, default). The contract's names: design.md §3.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "SLACK_BOT_TOKEN": ("slack_bot_token", ""),
+    "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),
+    "SLACK_APP_TOKEN": ("slack_app_token", ""),
+    "SLACK_API_URL": ("slack_api_url", "https://slack.com/api/"),
+    "THINGSPACE_BASE_URL": ("thingspace_base_url", "https://thingspace.verizon.com/api"),
+    "THINGSPACE_CLIENT_ID": ("thingspace_client_id", ""),
+    "THINGSPACE_CLIENT_SECRET": ("thingspace_client_secret", ""),
+    "THINGSPACE_USERNAME": ("thingspace_username", ""),
+    "THINGSPACE_PASSWORD": ("thingspace_password", ""),
+    "THINGSPACE_ACCOUNT": ("thingspace_account", ""),
+    "TSBOT_PUBLIC_URL": ("public_url", ""),
+    "TSBOT_CALLBACK_USERNAME": ("callback_username", ""),
+    "TSBOT_CALLBACK_PASSWORD": ("callback_password", ""),
+    "TSBOT_CALLBACK_PASSWORD_PREVIOUS": ("callback_password_previous", ""),
+    "TSBOT_CALLBACK_ALLOWED_IPS": ("callback_allowed_ips", ""),
+    "TSBOT_TRUSTED_PROXIES": ("trusted_proxies", "127.0.0.1"),
+    "TSBOT_DB": ("db_path", "./tsbot.db"),
+    "TSBOT_HOST": ("host", "127.0.0.1"),
+    "TSBOT_PORT": ("port", "3000"),
+    "TSBOT_CONFIG": ("config_path", ""),
+    "TSBOT_LOG_LEVEL": ("log_level", "INFO"),
+    "TSBOT_DB_SYNCHRONOUS": ("db_synchronous", "FULL"),
+}
+
+#: Secrets that ``tsbot serve`` refuses to start without (``tsbot demo`` supplies its own).
+REQUIRED_TO_SERVE = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "THINGSPACE_CLIENT_ID",
+    "THINGSPACE_CLIENT_SECRET",
+    "THINGSPACE_USERNAME",
+    "THINGSPACE_PASSWORD",
+    "THINGSPACE_ACCOUNT",
+)
+#: Log levels ``TSBOT_LOG_LEVEL`` accepts.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(Exception):
+    """The environment or the configuration file is unusable; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Grants:
+    """Role -> Slack IDs (users ``U``/``W``, user groups ``S``, channels ``C``/``G``)."""
+
+    viewer: frozenset[str] = frozenset()
+    operator: frozenset[str] = frozenset()
+    admin: frozenset[str] = frozenset()
+
+    def ids_for(self, role: str) -> frozenset[str]:
+        ids: frozenset[str] = getattr(self, role)
+        return ids
+
+    def mentions_groups(self) -> bool:
+        return any(i.startswith("S") for role in ROLES for i in self.ids_for(role))
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- environment (see ENV_VARS) --
+    slack_bot_token: str = ""
+    slack_signing_secret: str = ""
+    slack_app_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    thingspace_base_url: str = "https://thingspace.verizon.com/api"
+    thingspace_client_id: str = ""
+    thingspace_client_secret: str = ""
+    thingspace_username: str = ""
+    thingspace_password: str = ""
+    thingspace_account: str = ""
+    public_url: str = ""
+    callback_username: str = ""
+    callback_password: str = ""
+    #: also accepted while a callback password rotation is under way (empty: none)
+    callback_password_previous: str = ""
+    #: comma-separated addresses or networks allowed to POST callbacks (empty: any)
+    callback_allowed_ips: str = ""
+    #: comma-separated proxy addresses whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips)
+    trusted_proxies: str = "127.0.0.1"
+    db_path: str = "./tsbot.db"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    config_path: str = ""
+    log_level: str = "INFO"
+    db_synchronous: str = "FULL"
+    # -- configuration file (TOML) --
+    grants: Grants = field(default_factory=Grants)
+    #: [channels] ops: notices about changes made outside the bot and auto-resume warnings
+    ops_channel: str = ""
+    #: [channels] alerts: where watch alerts go when `watch` names no channel
+    alerts_channel: str = ""
+    #: [limits] approval_size: bulk actions above this many devices need a second approver
+    approval_size: int = 25
+    #: [limits] max_targets: the most devices one command may name
+    max_targets: int = 10_000
+    #: [limits] confirm_ttl: how long a Confirm button stays valid
+    confirm_ttl: timedelta = timedelta(minutes=5)
+    #: [limits] approval_ttl: how long an approval card waits for a second person
+    approval_ttl: timedelta = timedelta(hours=1)
+    #: [limits] no_result_after: when an accepted request with no callback is reported
+    no_result_after: timedelta = timedelta(minutes=30)
+    #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
+    directory_sync_every: timedelta = timedelta(hours=1)
+    #: [sms] reboot_text: the text the "Send reboot SMS" button sends
+    reboot_sms_text: str = "REBOOT"
+    #: [alerts] timezone: time zone for digests and dates shown in Slack
+    timezone: str = "UTC"
+    #: [alerts] digest_time: local time of the daily digest (HH:MM)
+    digest_time: str = "09:00"
+    #: [alerts] group_threshold: more devices than this going down in one channel within
+    #: group_window are grouped into one card
+    alert_group_threshold: int = 5
+    alert_group_window: timedelta = timedelta(minutes=10)
+    #: [alerts] recover_after: a device must stay reachable this long to count as recovered
+    alert_recover_after: timedelta = timedelta(minutes=15)
+    #: [alerts] realert_after: the shortest time between two alerts for one device
+    alert_realert_after: timedelta = timedelta(hours=1)
+    #: [alerts] evaluate_every: how often the reachability rules are evaluated
+    alert_evaluate_every: timedelta = timedelta(minutes=1)
+    #: [alerts] alert_after: the default of `watch --alert-after` (unreachable this long → alert)
+    watch_alert_after: timedelta = timedelta(hours=2)
+    #: [alerts] missed_wakes: a sleepy device (`watch --wake-every`) is alerted when it has
+    #: missed more than this many expected wakes
+    watch_missed_wakes: int = 2
+    #: [audit] retention: audit rows older than this are exported and removed (0 = keep forever)
+    audit_retention: timedelta = timedelta(0)
+    #: [audit] archive_dir: where retention writes its export files
+    audit_archive_dir: str = ""
+    #: [scheduler] lease_ttl: how long the scheduler lease lasts unrenewed; a second process on
+    #: the same database takes the scheduled jobs over this long after the holder died
+    scheduler_lease_ttl: timedelta = timedelta(seconds=60)
+    #: [socket_mode] stale_after: with --socket-mode, reconnect when the socket delivered nothing this long
+    socket_stale_after: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from *environ* (default ``os.environ``) and the TOML file it names."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (name, default) in ENV_VARS.items():
+            values[name] = env.get(var, default).strip()
+        try:
+            values["port"] = int(values["port"])
+        except ValueError:
+            raise ConfigError(f"TSBOT_PORT must be a port number, not {values['port']!r}") from None
+        if values["log_level"].upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"TSBOT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {values['log_level']!r}"
+            )
+        values.update(load_config_file(values["config_path"]))
+        settings = cls(**values)
+        settings.callback_networks()  # refuse a malformed allowlist at start-up
+        return settings
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by ``tsbot demo`` and tests)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return Settings(**data)
+
+    def callback_networks(self) -> list[IPv4Network | IPv6Network]:
+        """``TSBOT_CALLBACK_ALLOWED_IPS`` parsed; raises ConfigError naming a bad entry."""
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in (e.strip() for e in self.callback_allowed_ips.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"TSBOT_CALLBACK_ALLOWED_IPS: {entry!r} is not an IP address or network (e.g. 3.87.163.45 or 10.0.0.0/8)"
+                ) from None
+        return networks
+
+    def missing_to_serve(self) -> list[str]:
+        """Names of the required secrets that are empty."""
+        return [var for var in REQUIRED_TO_SERVE if not getattr(self, ENV_VARS[var][0])]
+
+    @classmethod
+    def secrets_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Only the environment's values, unchecked and without the file: what logging set-up
+        registers for redaction when the configuration itself cannot be read."""
+        env = os.environ if environ is None else environ
+        names = {f.name for f in fields(cls)} - {"port"}
+        values: dict[str, Any] = {
+            name: env.get(var, default).strip() for var, (name, default) in ENV_VARS.items() if name in names
+        }
+        return cls(**values)
+
+
+def _duration(table: Mapping[str, Any], key: str, where: str) -> timedelta:
+    raw = table[key]
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return timedelta(seconds=raw)
+    try:
+        return parse_duration(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{key}: {exc}") from None
+
+
+def _at_least(table: Mapping[str, Any], key: str, where: str, least: timedelta) -> timedelta:
+    value = _duration(table, key, where)
+    if value < least:
+        raise ConfigError(
+            f"{where}.{key} must be at least {int(least.total_seconds())} s, not {table[key]!r}"
+        )
+    return value
+
+
+def _positive_int(table: Mapping[str, Any], key: str, where: str) -> int:
+    raw = table[key]
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise ConfigError(f"{where}.{key} must be a positive whole number, not {raw!r}")
+    return raw
+
+
+def _check_alert_clock(out: Mapping[str, Any], source: str) -> None:
+    """The digest's time zone must be a known IANA name and its time ``HH:MM``."""
+    if "timezone" in out:
+        try:
+            ZoneInfo(out["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{source}: [alerts] timezone {out['timezone']!r} is not a time zone; "
+                "use an IANA name such as UTC or America/New_York"
+            ) from None
+    if "digest_time" in out:
+        hour, sep, minute = str(out["digest_time"]).partition(":")
+        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ConfigError(
+                f"{source}: [alerts] digest_time {out['digest_time']!r} is not a time of day; use HH:MM, e.g. 09:00"
+            )
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read the TOML configuration file into Settings field values (empty path: nothing)."""
+    if not path:
+        return {}
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"TSBOT_CONFIG names {path}, which does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"TSBOT_CONFIG names {path}, which cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, source=path)
+
+
+class _Table(dict[str, Any]):
+    """A TOML table that remembers the keys the parser looked for: those are its settings, so
+    any other key is a typo (:func:`_unknown_keys`). New settings need no list kept in step."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.known: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.known.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        self.known.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.known.add(key)
+        return super().get(key, default)
+
+
+def _hint(word: str, candidates: Iterable[str], shape: str = "{}") -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return f" (did you mean {shape.format(close[0])}?)" if close else ""
+
+
+def _unknown_keys(data: Mapping[str, Any], tables: Mapping[str, _Table], source: str) -> None:
+    """Refuse top-level names that are not tables and keys no table reads, saying what was meant."""
+    problems: list[str] = []
+    for name in sorted(set(data) - {"grants"} - set(tables)):
+        home = [t for t, table in sorted(tables.items()) if name in table.known]
+        if home:
+            problems.append(f"{name} must be inside its table: write it under [{home[0]}]")
+        else:
+            known = ", ".join(sorted([*tables, "grants"]))
+            problems.append(
+                f"unknown table [{name}]{_hint(name, [*tables, 'grants'], '[{}]')}; tables are {known}"
+            )
+    for table_name, table in sorted(tables.items()):
+        for key in sorted(set(table) - table.known):
+            elsewhere = [t for t, other in sorted(tables.items()) if t != table_name and key in other.known]
+            hint = f" (it belongs under [{elsewhere[0]}])" if elsewhere else _hint(key, table.known)
+            problems.append(f"unknown setting {table_name}.{key}{hint}")
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}")
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Validate the parsed TOML and map it to Settings fields."""
+    out: dict[str, Any] = {}
+    known_tables = {
+        "grants",
+        "channels",
+        "limits",
+        "directory",
+        "sms",
+        "alerts",
+        "audit",
+        "scheduler",
+        "socket_mode",
+    }
+    for name in known_tables & set(data):
+        if not isinstance(data[name], Mapping):
+            raise ConfigError(
+                f"{source}: {name} must be a table ([{name}] on a line of its own, then its settings)"
+            )
+    # every table but [grants] (whose keys are roles, checked below) records the keys it reads
+    tables = {name: _Table(data.get(name, {})) for name in sorted(known_tables - {"grants"})}
+    given = data
+    data = {**data, **tables}
+
+    grants = data.get("grants", {})
+    role_ids: dict[str, frozenset[str]] = {}
+    for role, ids in grants.items():
+        if role not in ROLES:
+            raise ConfigError(
+                f"{source}: [grants] has unknown role {role!r}{_hint(role, ROLES)}; roles are {', '.join(ROLES)}"
+            )
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ConfigError(f"{source}: [grants] {role} must be a list of Slack IDs")
+        for slack_id in ids:
+            if not slack_id or slack_id[0] not in "UWSCG" or not slack_id.isalnum():
+                raise ConfigError(
+                    f"{source}: [grants] {role}: {slack_id!r} is not a Slack ID "
+                    "(users start with U or W, user groups with S, channels with C or G)"
+                )
+        role_ids[role] = frozenset(ids)
+    out["grants"] = Grants(**role_ids)
+
+    channels = data.get("channels", {})
+    for key, name in (("ops", "ops_channel"), ("alerts", "alerts_channel")):
+        if key in channels:
+            out[name] = str(channels[key])
+
+    limits = data.get("limits", {})
+    for key, name in (("approval_size", "approval_size"), ("max_targets", "max_targets")):
+        if key in limits:
+            out[name] = _positive_int(limits, key, "limits")
+    for key, name in (
+        ("confirm_ttl", "confirm_ttl"),
+        ("approval_ttl", "approval_ttl"),
+        ("no_result_after", "no_result_after"),
+    ):
+        if key in limits:
+            out[name] = _duration(limits, key, "limits")
+
+    directory = data.get("directory", {})
+    if "sync_every" in directory:
+        out["directory_sync_every"] = _duration(directory, "sync_every", "directory")
+
+    sms = data.get("sms", {})
+    if "reboot_text" in sms:
+        out["reboot_sms_text"] = str(sms["reboot_text"])
+
+    alerts = data.get("alerts", {})
+    if "timezone" in alerts:
+        out["timezone"] = str(alerts["timezone"])
+    if "digest_time" in alerts:
+        out["digest_time"] = str(alerts["digest_time"])
+    if "group_threshold" in alerts:
+        out["alert_group_threshold"] = _positive_int(alerts, "group_threshold", "alerts")
+    if "missed_wakes" in alerts:
+        out["watch_missed_wakes"] = _positive_int(alerts, "missed_wakes", "alerts")
+    for key, name in (
+        ("group_window", "alert_group_window"),
+        ("recover_after", "alert_recover_after"),
+        ("realert_after", "alert_realert_after"),
+        ("evaluate_every", "alert_evaluate_every"),
+        ("alert_after", "watch_alert_after"),
+    ):
+        if key in alerts:
+            out[name] = _duration(alerts, key, "alerts")
+    _check_alert_clock(out, source)
+
+    audit = data.get("audit", {})
+    if "retention" in audit:
+        out["audit_retention"] = _duration(audit, "retention", "audit")
+    if "archive_dir" in audit:
+        out["audit_archive_dir"] = str(audit["archive_dir"])
+
+    scheduler = data.get("scheduler", {})
+    if "lease_ttl" in scheduler:
+        out["scheduler_lease_ttl"] = _at_least(scheduler, "lease_ttl", "scheduler", timedelta(seconds=3))
+
+    socket_mode = data.get("socket_mode", {})
+    if "stale_after" in socket_mode:
+        out["socket_stale_after"] = _at_least(socket_mode, "stale_after", "socket_mode", timedelta(minutes=1))
+
+    _unknown_keys(given, tables, source)
+    return out

@@ -1,0 +1,100 @@
+"""Per-device outcome statuses of a tracked request, and how a callback maps onto them.
+
+A device of a request starts ``pending``. A callback moves it to an *intermediate* status (an
+SMS handed to the network, a reachability query registered while the device sleeps) or a
+*final* one. A status never moves back to a lower rank, so ThingSpace's out-of-order messages
+(the SMS "sent" notice arriving after "delivered") cannot undo a result; a final status may be
+replaced by a later final one (a late callback after "no result after 30 min").
+
+========== ======== ============================================== =====================
+status     rank     set by                                         counted as
+========== ======== ============================================== =====================
+pending    0        the request row                                waiting
+sent       1        SMS handed to the network                      waiting (for delivery)
+registered 1        reachability query registered, no status yet   waiting
+ok         2        suspend / resume / cancel location succeeded   done
+delivered  2        SMS received by the device                     done
+reachable  2        reachability answer                            done
+unreachable 2       reachability answer                            done
+failed     2        a failure callback (``faultResponse``)         done, failed
+expired    2        SMS not delivered within 5 days                done, failed
+no-result  2        nothing heard after ``no_result_after``        done, failed
+========== ======== ============================================== =====================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from bot.thingspace.events import CallbackEvent, CallbackKind
+
+__all__ = [
+    "FAILURES",
+    "FINAL",
+    "NO_RESULT",
+    "PENDING",
+    "RETRYABLE",
+    "failure_reason",
+    "rank",
+    "status_for",
+]
+
+PENDING: Final = "pending"
+OK: Final = "ok"
+FAILED: Final = "failed"
+NO_RESULT: Final = "no-result"
+SENT: Final = "sent"
+DELIVERED: Final = "delivered"
+EXPIRED: Final = "expired"
+REACHABLE: Final = "reachable"
+UNREACHABLE: Final = "unreachable"
+REGISTERED: Final = "registered"
+
+INTERMEDIATE: Final = frozenset({SENT, REGISTERED})
+FINAL: Final = frozenset({OK, FAILED, NO_RESULT, DELIVERED, EXPIRED, REACHABLE, UNREACHABLE})
+FAILURES: Final = frozenset({FAILED, EXPIRED, NO_RESULT})
+#: what the "Retry failed" button sends again
+RETRYABLE: Final = FAILURES
+
+_BY_KIND: Final[Mapping[CallbackKind, str]] = {
+    CallbackKind.SUSPENDED: OK,
+    CallbackKind.RESTORED: OK,
+    CallbackKind.STATE_CHANGED: OK,
+    CallbackKind.LOCATION_CANCELLED: OK,
+    CallbackKind.ACTION_FAILED: FAILED,
+    CallbackKind.SMS_SENT: SENT,
+    CallbackKind.SMS_DELIVERED: DELIVERED,
+    CallbackKind.SMS_EXPIRED: EXPIRED,
+    CallbackKind.SMS_FAILED: FAILED,
+    CallbackKind.REACHABLE: REACHABLE,
+    CallbackKind.UNREACHABLE: UNREACHABLE,
+    CallbackKind.MONITOR_UPDATE: REGISTERED,
+    CallbackKind.MONITOR_FAILED: FAILED,
+}
+
+
+def status_for(event: CallbackEvent) -> str | None:
+    """The device status a callback means, or None when it is no answer to a request."""
+    return _BY_KIND.get(event.kind)
+
+
+def rank(status: str) -> int:
+    if status in FINAL:
+        return 2
+    if status in INTERMEDIATE:
+        return 1
+    return 0
+
+
+def failure_reason(status: str, detail: Mapping[str, Any], *, no_result_after: str = "30 min") -> str:
+    """One line saying why a device failed, used to group failures in summaries."""
+    if status == NO_RESULT:
+        return f"no result after {no_result_after}"
+    if status == EXPIRED:
+        return "SMS expired undelivered (the network tried for 5 days)"
+    message = str(detail.get("reason") or "").strip()
+    code = str(detail.get("code") or "").strip()
+    if message and code:
+        return f"{message} ({code})"
+    return message or code or "failed (ThingSpace gave no reason)"
