@@ -1,8 +1,18 @@
 """The composition root: settings in, a running bot out.
 
-:class:`Runtime` builds every part from :class:`~bot.config.Settings` — the SQLite pool, the
-ThingSpace client, the Bolt app, the command worker, the outbox relay, the callback intake and
-inbox worker, the scheduler — and the Starlette app that serves them. ``tsbot serve``,
+:class:`Runtime` is the one place that builds every part and hands each its collaborators:
+
+* :class:`~commands.context.Deps` — settings, the SQLite pool, the clock, the ThingSpace client,
+  the one Slack Web API client, the verb table and the metrics hooks — which every part takes;
+* the :class:`~commands.router.Router` with the verb and button tables of :mod:`commands.registry`,
+  and the Bolt app that answers through it (:mod:`bot.slack.bolt_app`);
+* the command worker with its runners (job kind -> function);
+* the callback intake's writer and the inbox worker with its reachability handler;
+* the outbox relay, the audit head confirmer, Socket Mode when asked for;
+* the scheduler with its task list and its lease;
+* the Starlette app that serves Slack, the callback intake, ``/healthz``, ``/readyz`` and ``/metrics``.
+
+Importing a module of the bot registers nothing: what runs is what is listed here. ``tsbot serve``,
 ``tsbot demo`` and the tests all build the bot through here, so they run the same code.
 """
 
@@ -13,34 +23,68 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
 from starlette.applications import Starlette
 
 from bot.audit.calls import audit_call
 from bot.audit.config_load import record_config_load
+from bot.core import reachability
 from bot.core.config import Settings
 from bot.core.directory_sync import sync_directory
 from bot.core.logs import register_secrets
 from bot.core.metrics import Metrics
+from bot.inbox import unanswered
+from bot.inbox.worker import InboxWorker
+from bot.intake.route import InboxWriter, callback_route
 from bot.outbox.relay import OutboxRelay
+from bot.parts import Part
+from bot.scheduler import reachability_tasks
+from bot.scheduler.build import build_scheduler
+from bot.scheduler.lease import SchedulerLease
+from bot.scheduler.tasks import ScheduledTask, upkeep_tasks
 from bot.slack.bolt_app import build_bolt_app
+from bot.slack.home import publish_home
+from bot.slack.socket_mode import SocketModeRunner
 from bot.slack.web import create_web_app
 from bot.thingspace.client import ThingSpaceClient
 from bot.worker.command_worker import CommandWorker
-from commands.context import Deps
-from commands.policy import VERBS
-from storage import jobs, outbox
+from commands import execute, lookup, registry
+from commands.context import Deps, Runner
+from commands.router import Router
+from storage import alerts, inbox, jobs, outbox
 from storage.audit.log import AnchorConfirmer, AuditLog
 from storage.db import write
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "job_runners", "scheduled_tasks"]
 
 log = logging.getLogger(__name__)
+
+
+def job_runners() -> dict[str, Runner]:
+    """The command worker's runners: job kind (:mod:`storage.jobs`) -> what runs it."""
+    return {
+        "lookup": lookup.run,
+        "execute": execute.run,
+        "home": publish_home,
+        "watch-monitors": reachability_tasks.run_monitor_job,
+        "alert-diag": reachability_tasks.run_alert_diag,
+    }
+
+
+def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
+    """Everything the scheduler runs: upkeep, unanswered requests, reachability."""
+    return [
+        *upkeep_tasks(settings),
+        *unanswered.scheduled_tasks(),
+        *reachability_tasks.scheduled_tasks(settings),
+    ]
 
 
 class Runtime:
@@ -52,12 +96,13 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         sync_directory_at_start: bool = True,
         start_scheduler: bool = True,
+        socket_mode: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = clock
         register_secrets(settings)  # never logged, wherever they would appear
         self.pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
-        self.metrics = Metrics(verbs=VERBS)
+        self.metrics = Metrics(verbs=registry.VERBS)
         #: shared through the database with `tsbot check`, `tsbot callbacks` and the next restart
         self.login_gate = SqliteLoginGate(self.pool.get, clock=clock, program="the bot")
         self.thingspace = ThingSpaceClient(
@@ -71,6 +116,7 @@ class Runtime:
             observer=self._observe_thingspace,
             login_gate=self.login_gate,
         )
+        #: the one Web API client for calls outside the outbox (Bolt, user groups, App Home)
         self.slack = WebClient(
             token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[]
         )
@@ -85,72 +131,104 @@ class Runtime:
                 "ack": self.metrics.observe_ack,
                 "thingspace_error": self.metrics.count_thingspace_error,
             },
+            verbs=registry.VERBS,
+            slack=self.slack,
         )
-        self.bolt = build_bolt_app(self.deps)
-        self.worker = CommandWorker(self.deps)
+        self.router = Router(registry.VERBS, registry.BUTTONS)
+        self.bolt = build_bolt_app(self.deps, self.router)
+
+        # -- slash commands: the worker runs what the ack queued; the relay posts to Slack ---------
+        self.worker = CommandWorker(self.deps, job_runners())
         self.relay = OutboxRelay(
             self.pool,
             slack_api_url=settings.slack_api_url,
             bot_token=settings.slack_bot_token,
             on_event=self._on_outbox_event,
         )
-        self.metrics.outbox_depth_from(lambda: float(outbox.pending_count(self.pool.get())))
-        self._sync_at_start = sync_directory_at_start
-        self._start_scheduler = start_scheduler
-        self._extra_parts: list[Any] = []
-        #: set by bot.callbacks.install: the callback intake's writer and the inbox worker
-        self.inbox_writer: Any = None
-        self.inbox_worker: Any = None
-        routes: list[Any] = []
-        self._wakers: list[Callable[[], None]] = []
-        self._install_extensions(routes)
+
+        # -- ThingSpace callbacks: intake -> inbox -> worker -> outbox -----------------------------
+        self.inbox_writer = InboxWriter(self.pool, clock=clock)
+        self.inbox_worker = InboxWorker(
+            self.pool,
+            settings=settings,
+            wake_outbox=self.relay.wake,
+            clock=clock,
+            intake_busy=self.inbox_writer.busy,
+            reachability_handlers=[reachability.on_callback],
+        )
+        self.inbox_writer.on_commit = lambda n: self.inbox_worker.wake()
+        intake = callback_route(
+            writer=self.inbox_writer,
+            username=settings.callback_username,
+            password=settings.callback_password,
+            previous_password=settings.callback_password_previous,
+            allowed=settings.callback_networks(),
+            count=self.metrics.count_callback,
+        )
+
+        # -- gauges ----------------------------------------------------------------------------------
+        pool = self.pool
+        self.metrics.outbox_depth_from(lambda: float(outbox.pending_count(pool.get())))
+        self.metrics.inbox_depth_from(lambda: float(inbox.depth(pool.get())))
+        self.metrics.alerts_firing_from(lambda: float(alerts.count_open(pool.get(), state="firing")))
+
         self.web: Starlette = create_web_app(
             bolt_app=self.bolt,
             pool=self.pool,
             signing_secret=settings.slack_signing_secret,
             ready=self.ready,
             metrics=self.metrics.render,
-            extra_routes=routes,
+            extra_routes=[intake],
             clock=clock,
         )
-        self.scheduler: Any = None
-        self.audit_confirmer: AnchorConfirmer | None = None
+        self.audit_confirmer = AnchorConfirmer(settings.db_path)
+        #: started in this order, stopped in reverse
+        self.parts: list[Part] = [
+            self.audit_confirmer,
+            self.relay,
+            self.worker,
+            self.inbox_writer,
+            self.inbox_worker,
+        ]
+        if socket_mode:
+            self.parts.append(SocketModeRunner(self.bolt, settings))
+        self.scheduler_lease = SchedulerLease(
+            self.pool, ttl=settings.scheduler_lease_ttl.total_seconds(), clock=clock
+        )
+        self.scheduler: BackgroundScheduler | None = None
+        self._sync_at_start = sync_directory_at_start
+        self._start_scheduler = start_scheduler
         self._started = False
         self.directory_synced = threading.Event()
 
-    # -- extension points (callbacks intake, scheduler) -------------------------------------------
-    def _install_extensions(self, routes: list[Any]) -> None:
-        """Parts that add routes or background threads register here."""
-        import bot.scheduler.reachability_tasks  # noqa: F401 - watch verbs, alert buttons and jobs register on import
+    def build_scheduler(self) -> BackgroundScheduler:
+        """The scheduler (not started) with every task of :func:`scheduled_tasks` and this
+        process's lease, renewed every third of its ttl (or every evaluation, if more often)."""
+        lease = self.scheduler_lease
+        return build_scheduler(
+            self.deps,
+            scheduled_tasks(self.settings),
+            lease,
+            renew_every=min(timedelta(seconds=lease.ttl / 3), self.settings.alert_evaluate_every),
+            on_run=self.metrics.count_job_run,
+            on_miss=self.metrics.count_job_miss,
+        )
 
-        try:
-            from bot.intake.route import install as install_callbacks
-        except ImportError:
-            return
-        install_callbacks(self, routes)
-
-    def add_part(self, part: Any, *, waker: Callable[[], None] | None = None) -> None:
-        """A background part with ``start()``, ``stop()`` and ``alive()``; started with the runtime."""
-        self._extra_parts.append(part)
-        if waker:
-            self._wakers.append(waker)
+    def add_part(self, part: Part) -> None:
+        """Another background part, started and stopped with the others (call before start)."""
+        self.parts.append(part)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Runtime:
         record_config_load(self.pool.get(), self.settings)
-        self.audit_confirmer = AnchorConfirmer(self.settings.db_path).start()
-        self.worker.start()
-        self.relay.start()
-        for part in self._extra_parts:
+        for part in self.parts:
             part.start()
         if self._sync_at_start:
             threading.Thread(target=self._initial_sync, name="directory-sync", daemon=True).start()
         else:
             self.directory_synced.set()
         if self._start_scheduler:
-            from bot.scheduler.build import build_scheduler
-
-            self.scheduler = build_scheduler(self)
+            self.scheduler = self.build_scheduler()
             self.scheduler.start()
         self._started = True
         return self
@@ -158,12 +236,8 @@ class Runtime:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        for part in reversed(self._extra_parts):
+        for part in reversed(self.parts):
             part.stop()
-        self.worker.stop()
-        self.relay.stop()
-        if self.audit_confirmer is not None:
-            self.audit_confirmer.stop()
         try:  # the head file confirmed at rest, so deleting the newest rows is caught
             AuditLog(self.pool.get()).anchor()
         except sqlite3.Error:
@@ -180,10 +254,8 @@ class Runtime:
             self.directory_synced.set()
 
     def wake(self) -> None:
-        self.worker.wake()
-        self.relay.wake()
-        for waker in self._wakers:
-            waker()
+        for part in self.parts:
+            part.wake()
 
     def ready(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
@@ -194,20 +266,16 @@ class Runtime:
             checks["database"] = True
         except sqlite3.Error:
             checks["database"] = False
-        checks["worker"] = self.worker.alive()
-        checks["outbox_relay"] = self.relay.running
-        for part in self._extra_parts:
-            checks[type(part).__name__] = bool(part.alive())
+        names = {CommandWorker: "worker", OutboxRelay: "outbox_relay"}
+        for part in self.parts:
+            if isinstance(part, AnchorConfirmer):
+                continue  # a stopped confirmer costs a later confirmation, not readiness
+            checks[names.get(type(part), type(part).__name__)] = bool(part.alive())
         return checks
 
     def settled(self) -> bool:
         """No queued job and nothing left to send (used by ``tsbot demo --script``)."""
-        db = self.pool.get()
-        return (
-            jobs.count_open(db) == 0
-            and outbox.pending_count(db) == 0
-            and all(getattr(p, "idle", lambda: True)() for p in self._extra_parts)
-        )
+        return jobs.count_open(self.pool.get()) == 0 and all(part.idle() for part in self.parts)
 
     # -- metrics hooks ----------------------------------------------------------------------------
     def _observe_thingspace(self, operation: str, seconds: float, error: str | None) -> None:

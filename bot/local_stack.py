@@ -19,6 +19,8 @@ from bot.app import Runtime
 from bot.console.driver import SlackDriver
 from bot.console.standin import SlackStandIn
 from bot.core.config import Grants, Settings
+from bot.sandbox import create_sandbox
+from bot.scheduler.tasks import refresh_memberships_task
 from bot.serving import ServerThread
 from bot.thingspace import shapes
 
@@ -50,8 +52,6 @@ class LocalStack:
         scheduler: bool = True,
         db_path: str | Path | None = None,
     ) -> None:
-        from bot.sandbox import create_sandbox
-
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sandbox = create_sandbox(devices=devices, seed=seed, **(sandbox_options or {}))
@@ -110,9 +110,7 @@ class LocalStack:
         return runtime
 
     def _refresh_memberships(self, runtime: Runtime) -> None:
-        from bot.scheduler.tasks import refresh_memberships_job
-
-        refresh_memberships_job(runtime)
+        refresh_memberships_task(runtime.deps)
 
     @property
     def bot_url(self) -> str:

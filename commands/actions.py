@@ -26,8 +26,10 @@ Everything typed (reason, SMS text) or read from outside (device labels) reaches
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -36,11 +38,13 @@ from sqlite_utils import Database
 
 from bot.core.durations import format_duration
 from bot.render import blocks
-from bot.scheduler.tasks import EXTRA_JOBS, add_interval_job
+from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import RequestAccepted
 from commands import audit, guards
-from commands.context import ActionRequest, CommandRequest, Deps, Reply
+from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
-from commands.policy import VERBS, may_run
+from commands.policy import may_run, user_role
 from commands.smstext import check_sms
 from commands.targets import ResolvedDevice, resolve, resolve_keys
 from storage import jobs, outbox, pending, requests
@@ -502,14 +506,12 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
         return Reply("That confirmation no longer exists. Run the command again.", replace_original=False)
     if kind == "reject" and req.user == action.actor:
         return _withdraw(deps, req, action)
-    from commands.router import user_role  # late import: router imports this module
-
     role = user_role(deps, req.user, action.channel)
-    if kind != "cancel" and not may_run(role, action.verb):
+    if kind != "cancel" and not may_run(role, deps.role_needed(action.verb)):
         with audit.transaction(db):
             _record(db, req, action, kind, "denied", role=role)
         return Reply(
-            f":no_entry: You can't {kind} a `{action.verb}`: it needs the *{VERBS[action.verb].role}* role.",
+            f":no_entry: You can't {kind} a `{action.verb}`: it needs the *{deps.role_needed(action.verb)}* role.",
             replace_original=False,
         )
     if kind == "cancel":
@@ -747,11 +749,35 @@ def expire_approvals(deps: Deps, now: float | None = None) -> int:
     return sum(_expire_one(deps, action_id, now) for action_id in pending.expired_approvals(deps.db(), now))
 
 
-def register_jobs(scheduler: Any, runtime: Any) -> None:
-    """Add the approval-expiry job (an entry of :data:`bot.jobs.EXTRA_JOBS`)."""
-    every = max(1, min(60, int(runtime.settings.approval_ttl.total_seconds() // 4)))
-    add_interval_job(scheduler, expire_approvals, timedelta(seconds=every), "approval-expiry", [runtime.deps])
+# -- the ThingSpace call of each confirmed action (VerbSpec.submit) ---------------------------------
 
 
-if register_jobs not in EXTRA_JOBS:
-    EXTRA_JOBS.append(register_jobs)
+def submit_suspend(
+    client: ThingSpaceClient, devices: Sequence[DeviceId], options: Mapping[str, Any]
+) -> RequestAccepted:
+    return client.suspend(devices)
+
+
+def submit_resume(
+    client: ThingSpaceClient, devices: Sequence[DeviceId], options: Mapping[str, Any]
+) -> RequestAccepted:
+    return client.restore(devices)
+
+
+def submit_cancel_location(
+    client: ThingSpaceClient, devices: Sequence[DeviceId], options: Mapping[str, Any]
+) -> RequestAccepted:
+    """One device per request: ThingSpace's cancel location takes a single line."""
+    return client.cancel_location(devices[0])
+
+
+def submit_sms(
+    client: ThingSpaceClient, devices: Sequence[DeviceId], options: Mapping[str, Any]
+) -> RequestAccepted:
+    # the text exactly as typed (commands.grammar undid Slack's escaping): "a < b" stays so
+    return client.send_sms(devices, options["text"], encoding=options.get("encoding"))
+
+
+def buttons() -> dict[str, ActionHandler]:
+    """The confirmation and approval cards' buttons, for the router's button table."""
+    return {kind: functools.partial(on_button, kind=kind) for kind in BUTTONS}

@@ -1,4 +1,8 @@
-"""One call for commands to leave an audit entry (the audit log itself is storage.audit)."""
+"""One call for commands to leave an audit entry (the audit log itself is storage.audit).
+
+Outcomes and verbs are the constants of :class:`Outcome` and :class:`Verb` (re-exported here), so a
+misspelt outcome is a type error, not a row nobody's query finds.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from storage.audit.events import Outcome, Verb
 from storage.audit.log import AuditEvent, AuditLog
 
-__all__ = ["record", "transaction"]
+__all__ = ["Outcome", "Verb", "record", "transaction"]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from bot.render import blocks
 from bot.thingspace.ids import InvalidDeviceId, parse_device_id
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, user_ref
-from commands.policy import may_run
+from commands.policy import may_run, user_role
 from storage import directory
 from storage.audit.log import AuditLog
 
@@ -147,8 +147,10 @@ def history(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) 
     return _render(deps, _filters(inv), None)
 
 
-def history_more(deps: Deps, req: ActionRequest, role: str | None) -> Reply:
-    if not may_run(role, "history"):
+def history_more(deps: Deps, req: ActionRequest) -> Reply:
+    """The **More** button under a page of history (``ts:history-more``)."""
+    role = user_role(deps, req.user, req.channel)
+    if not may_run(role, deps.role_needed("history")):
         return Reply("You can't read the audit log here.", replace_original=False)
     try:
         filters = json.loads(req.value)

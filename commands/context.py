@@ -1,24 +1,46 @@
-"""What a command handler gets: its dependencies and the Slack request it answers."""
+"""What a command handler gets: its dependencies (:class:`Deps`), the Slack request it answers,
+and the row of the verb table that describes it (:class:`VerbSpec`; the table itself is
+:data:`commands.registry.VERBS`)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slack_sdk import WebClient
 from sqlite_utils import Database
 
 from bot.core.config import Settings
 from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import RequestAccepted
+from commands.grammar import TARGETS, Invocation
+from storage.jobs import Job
 from storage.pool import ConnectionPool
 
-__all__ = ["ActionRequest", "CommandRequest", "Deps", "Reply"]
+__all__ = [
+    "ActionHandler",
+    "ActionRequest",
+    "CommandRequest",
+    "Deps",
+    "Handler",
+    "Reply",
+    "Runner",
+    "Submit",
+    "VerbSpec",
+]
 
 
 @dataclass
 class Deps:
-    """The composition root builds one of these; tests build their own with real parts."""
+    """What every part that does work gets: settings, the database pool, the clock, the
+    ThingSpace client, the one Slack Web API client, the verb table and the metrics hooks.
+
+    The composition root (:class:`bot.app.Runtime`) builds one; tests build their own with real
+    parts. Nothing takes the whole runtime.
+    """
 
     settings: Settings
     pool: ConnectionPool
@@ -28,6 +50,10 @@ class Deps:
     clock: Callable[[], float] = time.time
     #: optional hooks set by the app (metrics); commands never depend on them
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: the verb table (:data:`commands.registry.VERBS`): roles, usage, handlers, runners
+    verbs: Mapping[str, VerbSpec] = field(default_factory=dict)
+    #: the Slack Web API client for calls made outside the outbox (user groups, views, files)
+    slack: WebClient | None = None
 
     def db(self) -> Database:
         return self.pool.get()
@@ -37,6 +63,10 @@ class Deps:
         fn = self.hooks.get(name)
         if fn is not None:
             fn(*args)
+
+    def role_needed(self, verb: str) -> str | None:
+        """The role *verb* needs (None: anyone), from the verb table."""
+        return self.verbs[verb].role
 
 
 @dataclass(frozen=True)
@@ -76,3 +106,39 @@ class Reply:
         if self.replace_original is not None:
             body["replace_original"] = self.replace_original
         return body
+
+
+#: the ack-path handler of a verb: local work only, a reply for Slack's ack
+Handler = Callable[[Deps, CommandRequest, Invocation, str | None], Reply]
+#: a button's handler: a reply for the response_url, or None when it queued its own messages
+ActionHandler = Callable[[Deps, ActionRequest], Reply | None]
+#: a verb's background half, run by the command worker after the ack (it calls ThingSpace)
+Runner = Callable[[Deps, Job], None]
+#: the ThingSpace call of a confirmed action: (client, devices, the action's options) -> request
+Submit = Callable[[ThingSpaceClient, Sequence[DeviceId], Mapping[str, Any]], RequestAccepted]
+
+
+@dataclass(frozen=True)
+class VerbSpec:
+    """One row of the verb table: everything the router, help, the manifest, the role checks and
+    the command worker need to know of a verb."""
+
+    name: str
+    #: the role needed (``viewer`` < ``operator`` < ``admin``); None: anyone
+    role: str | None
+    usage: str
+    summary: str
+    example: str
+    #: answers the slash command from local work only
+    handler: Handler
+    #: the lookup job's body for verbs that ask ThingSpace after the ack (status, diag, …)
+    runner: Runner | None = None
+    #: the ThingSpace call of a confirmed action (suspend, resume, …)
+    submit: Submit | None = None
+    #: the handler writes its own audit entry (with an outcome only it knows)
+    self_audited: bool = False
+    #: changes something: asks for confirmation, takes --dry-run
+    mutating: bool = False
+    options: tuple[str, ...] = ()
+    #: what follows the verb: ``targets``, free ``text`` or ``targets+text`` (see commands.grammar)
+    arguments: str = TARGETS

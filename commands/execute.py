@@ -204,19 +204,10 @@ def _execute(deps: Deps, job: Job) -> None:
     ids = [d.device_id for d in checked.ok]
     started = time.monotonic()
     try:
-        if verb == "suspend":
-            accepted = deps.thingspace.suspend(ids)
-        elif verb == "resume":
-            accepted = deps.thingspace.restore(ids)
-        elif verb == "cancel-location":
-            accepted = deps.thingspace.cancel_location(ids[0])
-        elif verb == "sms":
-            # the text exactly as typed (commands.grammar undid Slack's escaping): "a < b" stays so
-            accepted = deps.thingspace.send_sms(
-                ids, action.options["text"], encoding=action.options.get("encoding")
-            )
-        else:
+        submit = deps.verbs[verb].submit
+        if submit is None:
             raise ValueError(f"not an action verb: {verb}")
+        accepted = submit(deps.thingspace, ids, action.options)
     except ThingSpaceError as exc:
         latency = round((time.monotonic() - started) * 1000)
         with audit.transaction(db):

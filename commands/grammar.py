@@ -24,24 +24,32 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.render.blocks import escape, from_slack
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
-from commands.policy import VERBS
 
 __all__ = [
     "Invocation",
     "TargetToken",
     "UnknownVerb",
     "UsageError",
+    "VerbInfo",
     "Word",
     "parse",
     "split_words",
     "suggest_verb",
     "unknown_verb_message",
 ]
+
+#: What a verb takes after its name (``VerbSpec.arguments``): devices (``status TARGET``), free
+#: text (``find TEXT``, ``request ID``, ``help [verb]``), or devices then a quoted message
+#: (``sms TARGETS "TEXT"``).
+TARGETS = "targets"
+TEXT = "text"
+TARGETS_AND_TEXT = "targets+text"
 
 #: Options that are flags; every other option takes a value.
 FLAGS = frozenset({"dry-run"})
@@ -62,6 +70,25 @@ _ASCII_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2
 _UNCLOSED = 'A quote is not closed. Put text with spaces in "double quotes".'
 
 
+class VerbInfo(Protocol):
+    """What the grammar reads of a verb (a :class:`commands.context.VerbSpec` row)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def usage(self) -> str: ...
+    @property
+    def options(self) -> tuple[str, ...]: ...
+    @property
+    def arguments(self) -> str: ...
+
+
+#: the verb table as the grammar sees it
+Verbs = Mapping[str, VerbInfo]
+
+
 class UsageError(Exception):
     """The command text is wrong; the message says what is accepted."""
 
@@ -75,8 +102,8 @@ class UnknownVerb(UsageError):
     """The first word is not a verb. The message lists every verb; the router, which knows the
     user's role, answers with :func:`unknown_verb_message` over the verbs they may run."""
 
-    def __init__(self, word: str) -> None:
-        super().__init__(unknown_verb_message(word))
+    def __init__(self, word: str, verbs: Verbs) -> None:
+        super().__init__(unknown_verb_message(word, verbs))
         self.word = word
 
 
@@ -179,23 +206,23 @@ def target_forms() -> str:
     )
 
 
-def suggest_verb(word: str) -> str | None:
+def suggest_verb(word: str, verbs: Verbs) -> str | None:
     """The verb *word* was probably meant to be: the only verb it starts, else the closest by
     :func:`difflib.get_close_matches`; None when nothing is close."""
     word = word.strip().lower()
     if not word:
         return None
-    starts = [v for v in VERBS if v.startswith(word)]
+    starts = [v for v in verbs if v.startswith(word)]
     if len(word) >= 3 and len(starts) == 1:
         return starts[0]
-    close = difflib.get_close_matches(word, list(VERBS), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, list(verbs), n=1, cutoff=0.6)
     return close[0] if close else None
 
 
-def unknown_verb_message(word: str, runnable: Collection[str] | None = None) -> str:
+def unknown_verb_message(word: str, table: Verbs, runnable: Collection[str] | None = None) -> str:
     """Why *word* is not a command, the verb it was probably meant to be, and the commands
-    *runnable* by this user (every verb when None)."""
-    verbs = [v for v in VERBS if runnable is None or v in runnable]
+    *runnable* by this user (every verb of *table* when None)."""
+    verbs = [v for v in table if runnable is None or v in runnable]
     shown = _show(word)
     if not shown:
         first = "The command is empty."
@@ -204,11 +231,11 @@ def unknown_verb_message(word: str, runnable: Collection[str] | None = None) -> 
         first += f", e.g. `/ts status {shown}`." if "status" in verbs else "."
     else:
         first = f"`{shown}` is not a command."
-        guess = suggest_verb(word)
+        guess = suggest_verb(word, table)
         if guess in verbs:
             first += f" Did you mean `{guess}`?"
         elif guess is not None:
-            first += f" Did you mean `{guess}`? It needs the *{VERBS[guess].role}* role."
+            first += f" Did you mean `{guess}`? It needs the *{table[guess].role}* role."
     listed = "Commands you can run here" if runnable is not None else "Commands"
     return f"{first} {listed}: {', '.join(verbs)}. `/ts help` shows how to use them."
 
@@ -295,23 +322,22 @@ def channel_ref(value: str) -> str:
     return m.group(1)
 
 
-def parse(text: str) -> Invocation:
-    """Parse the text after ``/ts``."""
+def parse(text: str, verbs: Verbs) -> Invocation:
+    """Parse the text after ``/ts`` against the verb table *verbs*."""
     raw = from_slack(text).strip()  # what the person typed; shown only through blocks.escape
     if not raw:
         return Invocation(verb="help", raw=raw)
     words = split_words(raw)
     verb = words[0].text.lower()
-    if verb not in VERBS:
-        raise UnknownVerb(words[0].text)
-    options, rest, absorbed = _options(verb, words[1:])
-    if verb in {"find", "request"}:
+    if verb not in verbs:
+        raise UnknownVerb(words[0].text, verbs)
+    spec = verbs[verb]
+    options, rest, absorbed = _options(spec, words[1:])
+    if spec.arguments == TEXT:
         text = " ".join(w.text if w.quoted else _unlink(w.text) for w in rest)
         return Invocation(verb=verb, text=text, options=options, raw=raw)
-    if verb == "help":
-        return Invocation(verb=verb, text=" ".join(w.text for w in rest).lower(), raw=raw)
-    targets, message = _targets(verb, rest)
-    if not targets and absorbed and _REQUIRED_TARGETS.search(VERBS[verb].usage):
+    targets, message = _targets(spec, rest)
+    if not targets and absorbed and _REQUIRED_TARGETS.search(spec.usage):
         reason = _show(str(options.get("reason", "")), 60)
         raise UsageError(
             f"`{verb}` names no device: every word after --reason (“{reason}”) was taken as the "
@@ -321,10 +347,10 @@ def parse(text: str) -> Invocation:
     return Invocation(verb=verb, targets=targets, options=options, text=message, raw=raw)
 
 
-def _options(verb: str, words: Sequence[Word]) -> tuple[dict[str, str | bool], list[Word], bool]:
+def _options(spec: VerbInfo, words: Sequence[Word]) -> tuple[dict[str, str | bool], list[Word], bool]:
     """Take the ``--options`` out of *words*: (options, the other words, whether a free-text
     option took more than one word)."""
-    spec = VERBS[verb]
+    verb = spec.name
     options: dict[str, str | bool] = {}
     rest: list[Word] = []
     absorbed = False
@@ -360,38 +386,42 @@ def _options(verb: str, words: Sequence[Word]) -> tuple[dict[str, str | bool], l
     return options, rest, absorbed
 
 
-def _targets(verb: str, words: Sequence[Word]) -> tuple[list[TargetToken], str]:
-    """The targets and, for ``sms``, the message. Quoted text is never a target."""
+def _targets(spec: VerbInfo, words: Sequence[Word]) -> tuple[list[TargetToken], str]:
+    """The targets and, for a verb that takes a message (``sms``), the message. Quoted text is
+    never a target."""
+    verb = spec.name
     targets: list[TargetToken] = []
     for j, word in enumerate(words):
         pieces = [p for p in _unlink(word.text).split(",") if p] if not word.quoted else []
         odd = next((p for p in pieces if not _looks_like_target(p)), None)
-        if verb != "sms":
+        if spec.arguments != TARGETS_AND_TEXT:
             if word.quoted:
-                raise _quoted_text(verb, word.text)
+                raise _quoted_text(spec, word.text)
             targets.extend(TargetToken(p) for p in pieces)
             continue
         if word.quoted or odd is not None or not pieces:
             if not targets:
-                raise _sms_without_devices(word, odd)
+                raise _text_without_devices(verb, word, odd)
             return targets, " ".join(w.text for w in words[j:])
         targets.extend(TargetToken(p) for p in pieces)
     return targets, ""
 
 
-def _quoted_text(verb: str, text: str) -> UsageError:
+def _quoted_text(spec: VerbInfo, text: str) -> UsageError:
+    verb = spec.name
     message = f"`{verb}` takes devices, not quoted text (“{_show(text)}”)."
-    if "reason" in VERBS[verb].options:
+    if "reason" in spec.options:
         message += f' To give a reason, write --reason "{_show(text)}".'
     return UsageError(message, verb=verb)
 
 
-def _sms_without_devices(word: Word, odd: str | None) -> UsageError:
+def _text_without_devices(verb: str, word: Word, odd: str | None) -> UsageError:
     if word.quoted or odd is None:
-        first = "`sms` needs the devices first, then the text in quotes."
+        first = f"`{verb}` needs the devices first, then the text in quotes."
     else:
-        first = f"`{_show(odd)}` is not a device id, so the SMS has nowhere to go."
+        what = "the SMS" if verb == "sms" else "the message"
+        first = f"`{_show(odd)}` is not a device id, so {what} has nowhere to go."
     return UsageError(
         f"{first} A device is {target_forms()}. The text goes after the devices, in quotes.",
-        verb="sms",
+        verb=verb,
     )

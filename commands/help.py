@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.render import blocks
 from bot.thingspace.ids import BARE_KINDS, KIND_FORMATS, KINDS
-from commands.context import Reply
+from commands.context import Reply, VerbSpec
 from commands.grammar import unknown_verb_message
-from commands.policy import VERBS, may_run, verbs_for
+from commands.policy import may_run, verbs_for
 
 __all__ = ["help_reply", "role_line", "targets_help", "unknown_verb_text"]
 
@@ -30,18 +32,20 @@ def targets_help() -> str:
     )
 
 
-def unknown_verb_text(word: str, role: str | None) -> str:
+def unknown_verb_text(verbs: Mapping[str, VerbSpec], word: str, role: str | None) -> str:
     """*word* is not a verb: the closest verb, and only the verbs this role may run."""
-    text = unknown_verb_message(word, {v.name for v in verbs_for(role)})
+    text = unknown_verb_message(word, verbs, {v.name for v in verbs_for(verbs, role)})
     return text if role is not None else f"{text} {role_line(role)}"
 
 
-def help_reply(role: str | None, verb: str = "") -> Reply:
+def help_reply(verbs: Mapping[str, VerbSpec], role: str | None, verb: str = "") -> Reply:
+    """``/ts help`` (every verb *role* may run) or ``/ts help VERB`` (how to use one)."""
+    verb = verb.strip().lower()
     if verb:
-        spec = VERBS.get(verb)
+        spec = verbs.get(verb)
         if spec is None:
-            return Reply(unknown_verb_text(verb, role))
-        if not may_run(role, verb):
+            return Reply(unknown_verb_text(verbs, verb, role))
+        if not may_run(role, spec.role):
             return Reply(
                 f"`{verb}` needs the *{spec.role}* role; {role_line(role).lower()} "
                 "Ask an admin if you need it."
@@ -58,7 +62,7 @@ def help_reply(role: str | None, verb: str = "") -> Reply:
                 )
             )
         return Reply(f"/ts {spec.usage}", body)
-    allowed = verbs_for(role)
+    allowed = verbs_for(verbs, role)
     lines = [f"• `/ts {v.usage}` — {v.summary}" for v in allowed]
     body = [
         blocks.header("ThingSpace commands you can run"),

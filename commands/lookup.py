@@ -17,14 +17,23 @@ from bot.render import blocks
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import Device
-from commands import audit
+from commands import audit, diag
 from commands.context import CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
 from commands.targets import resolve
 from storage import directory, jobs, outbox, requests
 from storage.jobs import Job
 
-__all__ = ["device_card", "run", "start", "start_request"]
+__all__ = [
+    "device_card",
+    "run",
+    "run_diag",
+    "run_reach",
+    "run_request",
+    "run_status",
+    "start",
+    "start_request",
+]
 
 _REQUEST_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$")
 
@@ -132,35 +141,15 @@ def _respond(db: Any, job: Job, text: str, body: list[dict[str, Any]] | None = N
 
 
 def run(deps: Deps, job: Job) -> None:
-    """Run a lookup job on the worker: call ThingSpace, answer via the response_url."""
+    """Run a lookup job on the worker with its verb's runner (``VerbSpec.runner``): call
+    ThingSpace, answer via the response_url. A ThingSpace error is answered and audited here."""
     verb = job.payload["verb"]
+    runner = deps.verbs[verb].runner
+    if runner is None:
+        raise ValueError(f"unknown lookup verb {verb!r}")
     db = deps.db()
-    client = deps.thingspace
     try:
-        if verb == "request":
-            _run_request(deps, job)
-            return
-        device_id = DeviceId.from_wire(
-            dict(zip(("kind", "id"), job.payload["device"].split(":", 1), strict=True))
-        )
-        if verb == "status":
-            device = client.get_device(device_id)
-            with audit.transaction(db):
-                directory.upsert_devices(db, [device_row(device)])
-                _respond(
-                    db, job, f"{device.label or device_id}: {device.state or 'unknown'}", device_card(device)
-                )
-            return
-        if verb == "diag":
-            from commands import diag
-
-            text, body = diag.run_diag(deps, device_id, job.payload)
-            with audit.transaction(db):
-                _respond(db, job, text, body)
-            return
-        if verb == "reach":
-            _run_reach(deps, job, device_id)
-            return
+        runner(deps, job)
     except ThingSpaceError as exc:
         with audit.transaction(db):
             _respond(db, job, f":warning: ThingSpace could not answer: {exc.user_message}")
@@ -169,12 +158,42 @@ def run(deps: Deps, job: Job) -> None:
                 actor=job.payload["user"],
                 channel=job.payload["channel"],
                 verb=verb,
-                outcome="failed",
+                outcome=audit.Outcome.FAILED,
                 targets=[job.payload.get("key", "")],
                 detail={"error": type(exc).__name__},
             )
-        return
-    raise ValueError(f"unknown lookup verb {verb!r}")
+
+
+def _job_device(job: Job) -> DeviceId:
+    return DeviceId.from_wire(dict(zip(("kind", "id"), job.payload["device"].split(":", 1), strict=True)))
+
+
+def run_status(deps: Deps, job: Job) -> None:
+    """``status``: the line's details, stored in the directory and answered as a card."""
+    db = deps.db()
+    device_id = _job_device(job)
+    device = deps.thingspace.get_device(device_id)
+    with audit.transaction(db):
+        directory.upsert_devices(db, [device_row(device)])
+        _respond(db, job, f"{device.label or device_id}: {device.state or 'unknown'}", device_card(device))
+
+
+def run_diag(deps: Deps, job: Job) -> None:
+    """``diag``: the checks in parallel, then the verdict card."""
+    db = deps.db()
+    text, body = diag.run_diag(deps, _job_device(job), job.payload)
+    with audit.transaction(db):
+        _respond(db, job, text, body)
+
+
+def run_reach(deps: Deps, job: Job) -> None:
+    """``reach``: ask ThingSpace now; the answer arrives by callback in a channel thread."""
+    _run_reach(deps, job, _job_device(job))
+
+
+def run_request(deps: Deps, job: Job) -> None:
+    """``request ID``: the status of an asynchronous ThingSpace request."""
+    _run_request(deps, job)
 
 
 def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:

@@ -22,7 +22,7 @@ from bot.render import blocks
 from commands import actions, audit, guards
 from commands.actions import Notes
 from commands.context import ActionRequest, Deps, Reply
-from commands.policy import VERBS, may_run
+from commands.policy import may_run, user_role
 from commands.smstext import check_sms
 from commands.targets import resolve_keys
 from storage import jobs, outbox, pending, requests
@@ -44,10 +44,8 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
     verb = tracked.verb
     if verb not in actions.API_CALLS:
         return Reply(f"A `{verb}` request cannot be retried from here; run it again.", replace_original=False)
-    from commands.router import user_role  # late import: the router imports this module
-
     role = user_role(deps, req.user, tracked.channel)
-    if not may_run(role, verb):
+    if not may_run(role, deps.role_needed(verb)):
         with audit.transaction(db):
             audit.record(
                 db,
@@ -59,7 +57,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
                 detail={"verb": verb, "role": role},
             )
         return Reply(
-            f":no_entry: You can't retry a `{verb}`: it needs the *{VERBS[verb].role}* role.",
+            f":no_entry: You can't retry a `{verb}`: it needs the *{deps.role_needed(verb)}* role.",
             replace_original=False,
         )
     failed = request_outcomes.devices_with_status(db, request_id, sorted(RETRYABLE))

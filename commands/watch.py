@@ -28,10 +28,9 @@ from bot.core.durations import format_duration, parse_duration
 from bot.render import alert_cards
 from bot.thingspace.client import REACHABILITY_KINDS
 from commands import audit
-from commands.context import ActionRequest, CommandRequest, Deps, Reply
+from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, channel_ref
-from commands.policy import VERBS, may_run
-from commands.router import EXTRA_ACTIONS, EXTRA_VERBS, user_role
+from commands.policy import may_run, user_role
 from commands.targets import resolve
 from storage import alerts, jobs, watches
 from storage.watches import WatchSpec
@@ -342,7 +341,8 @@ def _target(value: str) -> int | None:
 
 def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply | None:
     role = user_role(deps, req.user, req.channel)
-    if may_run(role, verb):
+    needed = deps.role_needed(verb)
+    if may_run(role, needed):
         return None
     db = deps.db()
     with audit.transaction(db):
@@ -352,11 +352,11 @@ def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply 
             channel=req.channel,
             verb=action,
             outcome="denied",
-            detail={"role": role, "needed": VERBS[verb].role, "button": req.action_id},
+            detail={"role": role, "needed": needed, "button": req.action_id},
         )
     word = {"alert.ack": "acknowledge", "alert.snooze": "snooze", "diag": "diagnose"}.get(action, action)
     return Reply(
-        f":no_entry: You can't {word} this alert: it needs the *{VERBS[verb].role}* role.",
+        f":no_entry: You can't {word} this alert: it needs the *{needed}* role.",
         replace_original=False,
     )
 
@@ -459,11 +459,11 @@ def on_diagnose(deps: Deps, req: ActionRequest) -> Reply | None:
     )
 
 
-EXTRA_VERBS["watch"] = watch
-EXTRA_VERBS["unwatch"] = unwatch
-EXTRA_VERBS["watches"] = watches_list
-for _kind in ("alert", "group"):
-    EXTRA_ACTIONS[f"{_kind}-ack"] = on_ack(_kind)
-    for _name, _hours in alert_cards.SNOOZE_CHOICES.items():
-        EXTRA_ACTIONS[f"{_kind}-snooze-{_name}"] = on_snooze(_kind, _hours)
-EXTRA_ACTIONS["alert-diag"] = on_diagnose
+def alert_buttons() -> dict[str, ActionHandler]:
+    """The alert cards' buttons: ``ts:<kind>`` -> handler, for the router's button table."""
+    table: dict[str, ActionHandler] = {"alert-diag": on_diagnose}
+    for kind in ("alert", "group"):
+        table[f"{kind}-ack"] = on_ack(kind)
+        for name, hours in alert_cards.SNOOZE_CHOICES.items():
+            table[f"{kind}-snooze-{name}"] = on_snooze(kind, hours)
+    return table

@@ -22,7 +22,8 @@ from bot.thingspace import shapes
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.events import parse_callback
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
-from commands.router import handle_action, handle_command
+from commands.registry import BUTTONS, VERBS
+from commands.router import Router
 from storage import memberships, outbox
 from storage.db import write
 from storage.outbox import OutboxRow
@@ -89,8 +90,13 @@ class AlertBench:
         )
         self.now = T0
         self.deps = Deps(
-            settings=self.settings, pool=self.pool, thingspace=self.client, clock=lambda: self.now
+            settings=self.settings,
+            pool=self.pool,
+            thingspace=self.client,
+            clock=lambda: self.now,
+            verbs=VERBS,
         )
+        self.router = Router(VERBS, BUTTONS)
         with write(self.db):
             memberships.replace_members(self.db, "S0ONCALL", ["U0OPS1", "U0OPS2"])
 
@@ -105,12 +111,12 @@ class AlertBench:
     # -- driving ---------------------------------------------------------------------------------
 
     def command(self, text: str, *, user: str = "U012ADMIN", channel: str = "C0OPS") -> Reply:
-        return handle_command(self.deps, CommandRequest(user=user, channel=channel, text=text))
+        return self.router.handle_command(self.deps, CommandRequest(user=user, channel=channel, text=text))
 
     def click(
         self, action: str, value: str | int, *, user: str = "U012ADMIN", channel: str = "C0OPS"
     ) -> Reply | None:
-        return handle_action(
+        return self.router.handle_action(
             self.deps, ActionRequest(user=user, channel=channel, action_id=f"ts:{action}", value=str(value))
         )
 

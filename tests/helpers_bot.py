@@ -36,9 +36,9 @@ class SlackOnlyBot:
         self.runtime = Runtime(settings, sync_directory_at_start=False, start_scheduler=False)
         self.server = ServerThread(self.runtime.web).start()
         self.runtime.start()
-        from bot.scheduler.tasks import refresh_memberships_job
+        from bot.scheduler.tasks import refresh_memberships_task
 
-        refresh_memberships_job(self.runtime)
+        refresh_memberships_task(self.runtime.deps)
         self.driver = SlackDriver(self.server.url + "/slack/events", SECRET, self.standin)
 
     def close(self) -> None:

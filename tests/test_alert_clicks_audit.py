@@ -12,7 +12,7 @@ import pytest
 
 from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.scheduler.reachability_tasks import evaluate_job
+from bot.scheduler.reachability_tasks import evaluate_task
 from storage import watches
 from storage.audit.log import AuditLog
 
@@ -50,7 +50,7 @@ def test_a_second_acknowledge_is_refused_and_audited_once(stack: LocalStack) -> 
     _until(lambda: watches.get_state(db, DEVICE) is not None)
     stack.sandbox.set_reachability(EXAMPLE_ICCID, False)
     _until(lambda: (state := watches.get_state(db, DEVICE)) is not None and state.reachable is False)
-    assert evaluate_job(stack.runtime, now=time.time() + 11 * 60).raised == 1
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 11 * 60).raised == 1
     stack.standin.wait_for(lambda m: m.thread_ts is None and "Unreachable" in str(m.blocks), timeout=15)
 
     driver = stack.driver

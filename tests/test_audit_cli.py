@@ -17,7 +17,7 @@ import pytest
 from bot.cli.audit import parse_when
 from bot.cli.main import main
 from bot.core.config import Settings
-from bot.scheduler.tasks import audit_retention_job
+from bot.scheduler.tasks import audit_retention_task
 from storage.audit.log import AuditEvent, AuditLog, Verb, archive_folder
 from storage.schema import open_database
 from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
@@ -277,11 +277,10 @@ def test_retain_and_the_daily_job_archive_to_the_same_folder(
     assert code == 0
     db = open_database(job_db)
     try:
-        runtime = SimpleNamespace(
-            settings=Settings(db_path=str(job_db), audit_retention=timedelta(days=1)),
-            pool=SimpleNamespace(get=lambda: db),
+        deps = SimpleNamespace(
+            settings=Settings(db_path=str(job_db), audit_retention=timedelta(days=1)), db=lambda: db
         )
-        audit_retention_job(runtime)  # type: ignore[arg-type]
+        audit_retention_task(deps)  # type: ignore[arg-type]
     finally:
         db.conn.close()
     for path in (cli_db, job_db):

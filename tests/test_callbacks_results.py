@@ -6,9 +6,8 @@ import time
 from datetime import UTC, datetime
 
 from bot.core import outcome_status as outcomes
-from bot.inbox.unanswered import INBOX_RETENTION, purge_inbox_job
+from bot.inbox.unanswered import INBOX_RETENTION, purge_inbox_task
 from bot.render import blocks, results
-from bot.scheduler.build import build_scheduler
 from bot.thingspace.events import parse_callback
 from storage import inbox
 from storage.db import write
@@ -99,7 +98,7 @@ def test_single_replies_say_what_happened() -> None:
 
 def test_the_scheduler_runs_the_no_result_check_and_inbox_retention(cb_bot: CallbackBot) -> None:
     """Both jobs are registered with explicit ids; retention drops only old processed rows."""
-    scheduler = build_scheduler(cb_bot.runtime)
+    scheduler = cb_bot.runtime.build_scheduler()
     ids = {job.id for job in scheduler.get_jobs()}
     assert {"callbacks-no-result", "inbox-retention"} <= ids
     cb_bot.post(callback("old", DEVICE))
@@ -108,5 +107,5 @@ def test_the_scheduler_runs_the_no_result_check_and_inbox_retention(cb_bot: Call
     with write(db):
         inbox.insert_many(db, [inbox.InboxItem("new", DEVICE, "k", "CarrierService", "suspended", {})])
     later = time.time() + INBOX_RETENTION.total_seconds() - 60
-    assert purge_inbox_job(cb_bot.runtime, now=later + 120) == 1  # the processed one only
+    assert purge_inbox_task(cb_bot.runtime.deps, now=later + 120) == 1  # the processed one only
     assert inbox.count_by_state(db) == {"received": 1}

@@ -11,7 +11,8 @@ import pytest
 
 from bot.local_stack import LocalStack
 from bot.thingspace.ids import KIND_FORMATS
-from commands.policy import VERBS, verbs_for
+from commands.policy import verbs_for
+from commands.registry import VERBS
 from storage import directory
 from storage.audit.log import AuditLog
 
@@ -115,7 +116,7 @@ def test_unknown_verb_lists_only_what_the_role_may_run(
     """A viewer (or someone with no role) is offered only the verbs they may run."""
     text = stack.command("suspnd", **who).json()["text"]
     listed = text.split("Commands you can run here: ", 1)[1].split(".", 1)[0].split(", ")
-    assert listed == [v.name for v in verbs_for(role)]
+    assert listed == [v.name for v in verbs_for(VERBS, role)]
     assert "Did you mean `suspend`? It needs the *operator* role." in text
     assert set(VERBS) - set(listed) >= {"suspend", "cancel-location"}
 

@@ -20,7 +20,7 @@ import pytest
 
 from bot.console.records import Message
 from bot.local_stack import LocalStack
-from bot.scheduler.tasks import refresh_memberships_job
+from bot.scheduler.tasks import refresh_memberships_task
 from storage import directory
 from storage.audit.log import AuditLog
 from tests.helpers_sandbox import wait_until
@@ -196,13 +196,13 @@ def test_a_role_revoked_before_confirm_is_refused(stack: LocalStack) -> None:
     before = _suspend_calls(stack)
     stack.command(f"suspend {key} --reason revoked", user="U0OPS1")
     stack.standin.add_usergroup("S0ONCALL", ["U0OPS2"])
-    refresh_memberships_job(stack.runtime)
+    refresh_memberships_task(stack.runtime.deps)
     try:
         stack.click("Confirm", user="U0OPS1")
         stack.standin.wait_for(lambda m: m.user == "U0OPS1" and "You can't confirm a `suspend`" in m.text)
     finally:
         stack.standin.add_usergroup("S0ONCALL", ["U0OPS1", "U0OPS2"])
-        refresh_memberships_job(stack.runtime)
+        refresh_memberships_task(stack.runtime.deps)
     assert stack.settle()
     assert _suspend_calls(stack) == before
     assert _audit(stack, actor="U0OPS1", verb="confirm")[0].outcome == "denied"

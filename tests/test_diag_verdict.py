@@ -10,6 +10,7 @@ import pytest
 
 from bot.thingspace.models import Account, ConnectionEvent, UsageRecord
 from commands.grammar import parse
+from commands.registry import VERBS
 from commands.verdict import (
     Facts,
     Mismatch,
@@ -409,7 +410,7 @@ def test_sms_button_carries_the_configured_text_quoted_for_the_grammar() -> None
         )
     )
     [sms] = [s for s in verdict.steps if s.label == "Send reboot SMS"]
-    inv = parse(sms.command)
+    inv = parse(sms.command, VERBS)
     assert inv.verb == "sms"
     assert [t.text for t in inv.targets] == [TARGET]
     assert inv.text == text
@@ -420,7 +421,7 @@ def test_watch_button_names_the_inferred_wake_cycle() -> None:
     verdict = judge(_asleep())
     [watch] = verdict.steps
     assert watch.command == f"watch {TARGET} --wake-every 12h"
-    assert parse(watch.command).options == {"wake-every": "12h"}
+    assert parse(watch.command, VERBS).options == {"wake-every": "12h"}
 
 
 def test_watched_device_gets_no_watch_button_and_uses_the_watch_cycle() -> None:
@@ -510,7 +511,7 @@ def test_plan_allowance_and_bytes() -> None:
 def test_quote_argument_round_trips_through_the_grammar() -> None:
     """Quoted text survives the slash grammar's shell-style split."""
     for text in ["REBOOT", "two words", 'say "hi"', "back\\slash", "it's"]:
-        inv = parse(f"sms {TARGET} {quote_argument(text)}")
+        inv = parse(f"sms {TARGET} {quote_argument(text)}", VERBS)
         assert inv.text == text
 
 

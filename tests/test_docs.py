@@ -11,7 +11,7 @@ import pytest
 
 from bot.cli.main import SUBCOMMANDS
 from bot.core.config import ENV_VARS, Settings
-from commands.policy import VERBS
+from commands.registry import VERBS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -17,17 +17,18 @@ from commands.grammar import (
     unknown_verb_message,
     user_ref,
 )
+from commands.registry import VERBS
 from commands.smstext import check_sms
 
 
 def test_empty_text_is_help() -> None:
     """`/ts` alone shows help."""
-    assert parse("").verb == "help"
+    assert parse("", VERBS).verb == "help"
 
 
 def test_targets_split_on_spaces_and_commas() -> None:
     """Targets may be separated by spaces or commas and keep their kinds."""
-    inv = parse("suspend iccid:89148000000800139708,mdn:5551234567 group:plant-7 --reason stolen")
+    inv = parse("suspend iccid:89148000000800139708,mdn:5551234567 group:plant-7 --reason stolen", VERBS)
     assert [t.text for t in inv.targets] == ["iccid:89148000000800139708", "mdn:5551234567", "group:plant-7"]
     assert inv.reason == "stolen"
     assert inv.targets[2].is_group and inv.targets[2].group == "plant-7"
@@ -35,24 +36,28 @@ def test_targets_split_on_spaces_and_commas() -> None:
 
 def test_quoted_reason_and_equals_form() -> None:
     """--reason takes a quoted value or the --reason=VALUE form; Slack's smart quotes work too."""
-    assert parse('suspend iccid:89148000000800139708 --reason "lost in transit"').reason == "lost in transit"
-    assert parse("resume iccid:89148000000800139708 --reason=back").reason == "back"
     assert (
-        parse("suspend iccid:89148000000800139708 --reason \u201cstolen truck\u201d").reason == "stolen truck"
+        parse('suspend iccid:89148000000800139708 --reason "lost in transit"', VERBS).reason
+        == "lost in transit"
+    )
+    assert parse("resume iccid:89148000000800139708 --reason=back", VERBS).reason == "back"
+    assert (
+        parse("suspend iccid:89148000000800139708 --reason \u201cstolen truck\u201d", VERBS).reason
+        == "stolen truck"
     )
 
 
 def test_dry_run_flag() -> None:
     """--dry-run is a switch."""
-    assert parse("suspend group:plant-7 --dry-run").dry_run
+    assert parse("suspend group:plant-7 --dry-run", VERBS).dry_run
     with pytest.raises(UsageError, match="switch"):
-        parse("suspend group:plant-7 --dry-run=yes")
+        parse("suspend group:plant-7 --dry-run=yes", VERBS)
 
 
 def test_unknown_verb_lists_the_commands() -> None:
     """An unknown verb says what the commands are and keeps the word it did not know."""
     with pytest.raises(UnknownVerb) as err:
-        parse("frobnicate 1234")
+        parse("frobnicate 1234", VERBS)
     assert "suspend" in err.value.message and "/ts help" in err.value.message
     assert err.value.word == "frobnicate"
 
@@ -60,35 +65,35 @@ def test_unknown_verb_lists_the_commands() -> None:
 def test_unknown_option_says_what_is_accepted() -> None:
     """An option the verb does not take names the ones it does."""
     with pytest.raises(UsageError) as err:
-        parse("status iccid:89148000000800139708 --reason x")
+        parse("status iccid:89148000000800139708 --reason x", VERBS)
     assert "does not take --reason" in err.value.message
 
 
 def test_option_without_value() -> None:
     """An option missing its value is explained with the usage."""
     with pytest.raises(UsageError, match="needs a value"):
-        parse("suspend iccid:89148000000800139708 --reason")
+        parse("suspend iccid:89148000000800139708 --reason", VERBS)
 
 
 def test_unclosed_quote() -> None:
     """An unclosed quote is a clear error, not a crash."""
     with pytest.raises(UsageError, match="quote"):
-        parse('sms mdn:5551234567 "hello')
+        parse('sms mdn:5551234567 "hello', VERBS)
 
 
 def test_sms_text_after_targets() -> None:
     """For sms, the words after the targets are the message."""
-    inv = parse('sms mdn:5551234567,iccid:89148000000800139708 "REBOOT now"')
+    inv = parse('sms mdn:5551234567,iccid:89148000000800139708 "REBOOT now"', VERBS)
     assert [t.text for t in inv.targets] == ["mdn:5551234567", "iccid:89148000000800139708"]
     assert inv.text == "REBOOT now"
 
 
 def test_slack_escapes_and_links_are_undone() -> None:
     """Slack's &amp; escapes and <tel:…|…> links become what the person typed."""
-    assert parse('sms mdn:5551234567 "a &amp; b"').text == "a & b"
-    assert parse("status <tel:5551234567|555-123-4567>").targets[0].text == "5551234567"
-    assert parse("status <tel:+15551234567|+1 555-123-4567>").targets[0].text == "15551234567"
-    assert parse("find &lt;x&gt;").text == "<x>"  # typed angle brackets are text, not a link
+    assert parse('sms mdn:5551234567 "a &amp; b"', VERBS).text == "a & b"
+    assert parse("status <tel:5551234567|555-123-4567>", VERBS).targets[0].text == "5551234567"
+    assert parse("status <tel:+15551234567|+1 555-123-4567>", VERBS).targets[0].text == "15551234567"
+    assert parse("find &lt;x&gt;", VERBS).text == "<x>"  # typed angle brackets are text, not a link
 
 
 def test_user_and_channel_references() -> None:
@@ -130,7 +135,7 @@ ICCID = "iccid:89148000000800139708"
 )
 def test_sms_text_and_quotes(text: str, targets: list[str], message: str) -> None:
     """Quoted text is never a target; Slack's curly quotes delimit, apostrophes inside words are text."""
-    inv = parse(text)
+    inv = parse(text, VERBS)
     assert [t.text for t in inv.targets] == targets
     assert inv.text == message
 
@@ -148,7 +153,7 @@ def test_sms_text_and_quotes(text: str, targets: list[str], message: str) -> Non
 )
 def test_reason_takes_its_words(text: str, reason: str) -> None:
     """--reason takes the words up to the next option or device, apostrophes and all."""
-    inv = parse(text)
+    inv = parse(text, VERBS)
     assert inv.reason == reason
     assert [t.text for t in inv.targets] == [ICCID]
 
@@ -173,7 +178,7 @@ def test_reason_takes_its_words(text: str, reason: str) -> None:
 def test_errors_name_what_was_wrong(text: str, expected: list[str]) -> None:
     """Each error names the offending word and says what is accepted."""
     with pytest.raises(UsageError) as err:
-        parse(text)
+        parse(text, VERBS)
     for part in expected:
         assert part in err.value.message
 
@@ -181,7 +186,7 @@ def test_errors_name_what_was_wrong(text: str, expected: list[str]) -> None:
 def test_sms_error_lists_every_kind() -> None:
     """The 'not a device id' error describes every kind the grammar accepts, from KIND_FORMATS."""
     with pytest.raises(UsageError) as err:
-        parse("sms hello world")
+        parse("sms hello world", VERBS)
     for kind, fmt in KIND_FORMATS.items():
         assert f"{kind}: {fmt}" in err.value.message
 
@@ -218,22 +223,22 @@ def test_split_words(raw: str, words: list[tuple[str, bool]]) -> None:
 )
 def test_suggest_verb(word: str, suggestion: str | None) -> None:
     """The closest verb, or a verb the word begins; nothing when nothing is close."""
-    assert suggest_verb(word) == suggestion
+    assert suggest_verb(word, VERBS) == suggestion
 
 
 def test_unknown_verb_suggests_and_lists_only_runnable_verbs() -> None:
     """With the user's verbs, the error lists only those, and a close verb they can't run says the role."""
-    message = unknown_verb_message("suspnd", {"help", "status", "diag"})
+    message = unknown_verb_message("suspnd", VERBS, {"help", "status", "diag"})
     assert "Did you mean `suspend`? It needs the *operator* role." in message
     assert "Commands you can run here: help, status, diag." in message
-    runnable = unknown_verb_message("daig", {"help", "status", "diag"})
+    runnable = unknown_verb_message("daig", VERBS, {"help", "status", "diag"})
     assert "Did you mean `diag`?" in runnable and "role" not in runnable
 
 
 def test_a_device_where_the_verb_should_be() -> None:
     """`/ts 8914…` is told to say what to do first."""
     with pytest.raises(UnknownVerb) as err:
-        parse(ICCID)
+        parse(ICCID, VERBS)
     assert "is a device, not a command" in err.value.message
     assert f"/ts status {ICCID}" in err.value.message
 
@@ -242,7 +247,7 @@ def test_a_device_where_the_verb_should_be() -> None:
 def test_parse_never_crashes(text: str) -> None:
     """Any text either parses or raises UsageError with a message."""
     try:
-        inv = parse(text)
+        inv = parse(text, VERBS)
     except UsageError as exc:
         assert exc.message
     else:

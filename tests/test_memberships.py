@@ -92,7 +92,7 @@ class World:
         return {r[0] for r in rows}
 
     def runs(self) -> int:
-        return int(self.runtime.scheduler.lease.ran.get(JOB, 0))
+        return int(self.runtime.scheduler_lease.ran.get(JOB, 0))
 
     def started(self) -> None:
         """The refresh run at start is over (members stored and the run recorded)."""

@@ -6,7 +6,8 @@ import pytest
 
 from bot.core.config import Grants
 from commands.help import help_reply
-from commands.policy import VERBS, may_run, role_of, verbs_for
+from commands.policy import may_run, role_of, verbs_for
+from commands.registry import VERBS
 
 GRANTS = Grants(admin=frozenset({"U012ADMIN"}), operator=frozenset({"S0ONCALL"}), viewer=frozenset({"C0NOC"}))
 
@@ -35,9 +36,9 @@ EXPECTED = {
 @pytest.mark.parametrize("role", [None, "viewer", "operator", "admin"])
 def test_permission_table(role: str | None) -> None:
     """Each role may run exactly the verbs of the contract's table."""
-    assert {v.name for v in verbs_for(role)} == EXPECTED[role]
+    assert {v.name for v in verbs_for(VERBS, role)} == EXPECTED[role]
     for verb in VERBS:
-        assert may_run(role, verb) == (verb in EXPECTED[role])
+        assert may_run(role, VERBS[verb].role) == (verb in EXPECTED[role])
 
 
 def test_highest_role_wins() -> None:
@@ -50,7 +51,7 @@ def test_highest_role_wins() -> None:
 
 def test_help_shows_only_allowed_verbs() -> None:
     """A viewer's help lists diag but not suspend; help for a forbidden verb says which role it needs."""
-    text = help_reply("viewer").text
+    text = help_reply(VERBS, "viewer").text
     assert "diag" in text and "suspend" not in text
-    assert "operator" in help_reply("viewer", "suspend").text
-    assert "no role" in str(help_reply(None).blocks)
+    assert "operator" in help_reply(VERBS, "viewer", "suspend").text
+    assert "no role" in str(help_reply(VERBS, None).blocks)

@@ -15,7 +15,7 @@ from bot.console.standin import SlackStandIn
 from bot.core.config import Settings
 from bot.local_stack import DEMO_GRANTS
 from bot.sandbox import create_sandbox
-from bot.scheduler.build import LEASE_NAME, SchedulerLease, build_scheduler
+from bot.scheduler.lease import LEASE_NAME, SchedulerLease
 from bot.serving import ServerThread
 from storage import alerts, lease
 from storage.db import write
@@ -129,7 +129,7 @@ def test_reachability_jobs_have_explicit_ids_coalesce_one_instance_and_a_grace(
     """Every job is registered with an id, coalesce, max_instances=1 and half its interval as grace;
     a run that is late (here 5 s) still runs within that grace; the firing-alerts gauge is wired."""
     runtime = Runtime(_settings(tmp_path, standin), sync_directory_at_start=False, start_scheduler=False)
-    scheduler = build_scheduler(runtime)
+    scheduler = runtime.build_scheduler()
     jobs = {job.id: job for job in scheduler.get_jobs()}
     for job_id, seconds in (
         ("reachability-evaluate", 60),
@@ -153,7 +153,7 @@ def test_reachability_jobs_have_explicit_ids_coalesce_one_instance_and_a_grace(
     runtime.start()
     scheduler.start()
     try:
-        assert _wait(lambda: scheduler.lease.ran.get("reachability-evaluate", 0) >= 1)
+        assert _wait(lambda: runtime.scheduler_lease.ran.get("reachability-evaluate", 0) >= 1)
     finally:
         runtime.stop()
 
@@ -163,8 +163,8 @@ def test_the_lease_time_comes_from_the_settings(tmp_path: Path, standin: SlackSt
     settings = _settings(tmp_path, standin, scheduler_lease_ttl=timedelta(seconds=9))
     runtime = Runtime(settings, sync_directory_at_start=False, start_scheduler=False)
     try:
-        scheduler = build_scheduler(runtime)
-        assert scheduler.lease.ttl == 9
+        scheduler = runtime.build_scheduler()
+        assert runtime.scheduler_lease.ttl == 9
         assert scheduler.get_job("scheduler-lease").trigger.interval == timedelta(seconds=3)
         held = lease.current(runtime.pool.get(), LEASE_NAME)
         assert held is not None and held.expires_at - held.renewed_at == 9

@@ -103,7 +103,7 @@ def _runner(bot: SlackOnlyBot, endpoint: SocketEndpoint | str, **options: Any) -
     url = endpoint if isinstance(endpoint, str) else endpoint.http.url
     web = WebClient(base_url=url + "/api/", retry_handlers=[])
     bot.runtime.settings = bot.runtime.settings.with_overrides(slack_app_token="xapp-1-test")
-    return SocketModeRunner(bot.runtime, web_client=web, **options)
+    return SocketModeRunner(bot.runtime.bolt, bot.runtime.settings, web_client=web, **options)
 
 
 def test_slash_command_over_socket_mode_is_acked_with_the_reply(

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from bot.console.records import Message
 from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
-from bot.scheduler.reachability_tasks import evaluate_job, monitors_job
+from bot.scheduler.reachability_tasks import evaluate_task, monitors_task
 from storage import alerts, directory, watches
 
 MONITOR_PATH = "/m2m/v1/diagnostics/basic/devicereachability"
@@ -72,8 +72,8 @@ def test_sandbox_reachability_flip_raises_a_card_that_acts_and_recovers_in_place
 
     stack.sandbox.set_reachability(EXAMPLE_ICCID, False)
     _wait(lambda: _state(stack, DEVICE) is False)
-    assert evaluate_job(stack.runtime, now=time.time() + 9 * 60).raised == 0
-    assert evaluate_job(stack.runtime, now=time.time() + 10 * 60 + 5).raised == 1
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 9 * 60).raised == 0
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 10 * 60 + 5).raised == 1
     card = _card(stack, lambda m: "Unreachable" in str(m.blocks))
     assert [b.text for b in card.buttons()] == [
         "Acknowledge",
@@ -94,9 +94,9 @@ def test_sandbox_reachability_flip_raises_a_card_that_acts_and_recovers_in_place
 
     stack.sandbox.set_reachability(EXAMPLE_ICCID, True)
     _wait(lambda: _state(stack, DEVICE) is True)
-    evaluate_job(stack.runtime, now=time.time() + 14 * 60)  # not yet 15 min back up: flap damping
+    evaluate_task(stack.runtime.deps, now=time.time() + 14 * 60)  # not yet 15 min back up: flap damping
     assert alerts.count_open(_db(stack)) == 1
-    assert evaluate_job(stack.runtime, now=time.time() + 16 * 60).recovered == 1
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 16 * 60).recovered == 1
     _card(stack, lambda m: m.ts == card.ts and "Recovered" in str(m.blocks))
     stack.standin.wait_for(lambda m: m.thread_ts == card.ts and "recovered after" in m.text, timeout=15)
     roots = [
@@ -124,7 +124,7 @@ def test_many_devices_down_together_make_one_grouped_card(stack: LocalStack) -> 
     for key in members:
         stack.sandbox.set_reachability(key.split(":", 1)[1], False)
     _wait(lambda: all(_state(stack, key) is False for key in members))
-    tick = evaluate_job(stack.runtime, now=time.time() + 5 * 60 + 5)
+    tick = evaluate_task(stack.runtime.deps, now=time.time() + 5 * 60 + 5)
     assert (tick.raised, tick.groups_opened) == (8, 1)
     group = stack.standin.wait_for(
         lambda m: m.channel == "C0FEEDER" and "8 devices went down together" in str(m.blocks)
@@ -140,13 +140,13 @@ def test_monitors_are_renewed_before_they_expire(stack: LocalStack) -> None:
     stack.command(f"watch {DEVICE} --alert-after 1h")
     _wait(lambda: _active(stack, DEVICE))
     [old] = watches.monitors_of(_db(stack), DEVICE)
-    assert monitors_job(stack.runtime, now=time.time() + 3600).requested == 0
-    renewed = monitors_job(stack.runtime, now=time.time() + 6 * 86400)
+    assert monitors_task(stack.runtime.deps, now=time.time() + 3600).requested == 0
+    renewed = monitors_task(stack.runtime.deps, now=time.time() + 6 * 86400)
     assert renewed.requested == 1
     _wait(lambda: len([m for m in watches.monitors_of(_db(stack), DEVICE) if m.state == "active"]) == 1)
     rows = {m.id: m for m in watches.monitors_of(_db(stack), DEVICE)}
     assert rows[old.id].state in {"stop", "stopped"}
-    monitors_job(stack.runtime, now=time.time() + 6 * 86400)
+    monitors_task(stack.runtime.deps, now=time.time() + 6 * 86400)
     assert watches.monitors_of(_db(stack), DEVICE)[0].state == "stopped"
     assert stack.sandbox.requests_received(MONITOR_PATH, "DELETE")
 
@@ -159,8 +159,8 @@ def test_a_refused_monitor_start_is_reported_and_retried(stack: LocalStack) -> N
     stack.standin.wait_for(lambda m: "did not accept the reachability monitors" in m.text, timeout=15)
     watch = watches.get_watch(_db(stack), DEVICE)
     assert watch is not None and watch.monitor_error and watch.monitor_retry_at is not None
-    assert monitors_job(stack.runtime, now=time.time() + 60).requested == 0
-    assert monitors_job(stack.runtime, now=time.time() + 16 * 60).requested == 1
+    assert monitors_task(stack.runtime.deps, now=time.time() + 60).requested == 0
+    assert monitors_task(stack.runtime.deps, now=time.time() + 16 * 60).requested == 1
 
 
 def test_a_reach_query_answer_also_updates_the_reachability_state(stack: LocalStack) -> None:
@@ -185,5 +185,5 @@ def test_a_failed_monitor_callback_marks_the_monitor_failed_and_schedules_a_retr
     watch = watches.get_watch(_db(stack), unknown)
     assert watch is not None and watch.monitor_retry_at is not None
     assert "No device with iccid" in (watch.monitor_error or "")
-    assert monitors_job(stack.runtime, now=time.time() + 60).requested == 0
-    assert monitors_job(stack.runtime, now=time.time() + 16 * 60).requested == 1
+    assert monitors_task(stack.runtime.deps, now=time.time() + 60).requested == 0
+    assert monitors_task(stack.runtime.deps, now=time.time() + 16 * 60).requested == 1

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     settings: Settings | None = None
     if not args.db or (args.audit_command == "retain" and not args.archive):
         try:
-            settings = Settings.from_env()
+            settings = Settings.from_env(os.environ)
         except ConfigError as exc:
             return _fail(str(exc))
     db_path = Path(args.db or (settings.db_path if settings else ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def _print_listeners(listeners: list[CallbackListener]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(os.environ)
         with _client(settings) as client:
             if args.action == "list":
                 _print_listeners(client.list_callbacks())

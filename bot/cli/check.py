@@ -11,6 +11,7 @@ the pause for every process using the database, then tries the login once.
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -304,7 +305,7 @@ def run_checks(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(os.environ)
     except ConfigError as exc:
         print(f"✗ configuration: {exc}", file=sys.stderr)
         return 2

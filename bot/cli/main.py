@@ -1,14 +1,15 @@
 """The ``tsbot`` command line.
 
-Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(args) -> int``; this file only maps names to modules. A module that fails to import
-leaves its subcommand without options instead of breaking the others.
+Each subcommand lives in its own module of :mod:`bot.cli`, which exposes ``add_arguments(parser)``
+and ``run(args) -> int``; this file only maps names to modules. A module that fails to import
+stops ``tsbot`` with the import error: a broken install is never half a bot.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # pragma: no cover - a module not built yet must not break the others
-            continue
-        module.add_arguments(sub_parser)
+        importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
 
 
@@ -55,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # every command logs the same way as serve: redacted JSON lines on stderr, secrets registered
     from bot.core.logs import configure_from_env
 
-    configure_from_env()
+    configure_from_env(os.environ)
     try:
         return int(module.run(args))
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     public_url: str | None = args.public_url
     try:
         if public_url is None and not args.socket_mode:
-            public_url = Settings.from_env().public_url
+            public_url = Settings.from_env(os.environ).public_url
         manifest = build_manifest(public_url, name=args.name, socket_mode=args.socket_mode)
     except (ManifestError, ConfigError) as exc:
         print(f"tsbot manifest: {exc}", file=sys.stderr)

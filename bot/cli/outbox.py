@@ -21,6 +21,7 @@ arguments or no database.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import timedelta
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         db_path = Path(args.db)
     else:
         try:
-            db_path = Path(Settings.from_env().db_path)
+            db_path = Path(Settings.from_env(os.environ).db_path)
         except ConfigError as exc:
             return _fail(str(exc))
     if not db_path.is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sqlite3
 import sys
@@ -62,7 +63,7 @@ def _refuse(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(os.environ)
     except ConfigError as exc:
         _refuse(f"configuration error: {exc}")
         return 2
@@ -89,16 +90,12 @@ def run(args: argparse.Namespace) -> int:
         _refuse(f"cannot listen on {host}:{port}: {exc.strerror or exc} (TSBOT_HOST, TSBOT_PORT or --port)")
         return 1
     try:
-        runtime = Runtime(settings)
+        # with --socket-mode, the Socket Mode runner is a part of the runtime (a /readyz check)
+        runtime = Runtime(settings, socket_mode=args.socket_mode)
     except (sqlite3.Error, OSError) as exc:
         listener.close()
         _refuse(f"cannot open the database {settings.db_path} (TSBOT_DB): {exc}")
         return 1
-    if args.socket_mode:
-        from bot.slack.socket_mode import SocketModeRunner
-
-        # started and stopped with the runtime; its connection state is a /readyz check
-        runtime.add_part(SocketModeRunner(runtime))
     runtime.start()
     log.info("tsbot serving on %s:%s%s", host, port, " (Slack over Socket Mode)" if args.socket_mode else "")
     config = uvicorn.Config(

@@ -1,4 +1,4 @@
-"""Settings: the only reader of the environment and of the TOML configuration file.
+"""Settings: the only interpreter of the environment and of the TOML configuration file.
 
 :meth:`Settings.from_env` turns ``os.environ`` (and the file named by ``TSBOT_CONFIG``) into one
 frozen object; everything else receives it. Every field is documented in the README's
@@ -8,7 +8,6 @@ configuration reference, which a test checks.
 from __future__ import annotations
 
 import difflib
-import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -162,9 +161,9 @@ class Settings:
     socket_stale_after: timedelta = timedelta(minutes=10)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from *environ* (default ``os.environ``) and the TOML file it names."""
-        env = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from *environ* (the CLI passes ``os.environ``) and the TOML file it names."""
+        env = environ
         values: dict[str, Any] = {}
         for var, (name, default) in ENV_VARS.items():
             values[name] = env.get(var, default).strip()
@@ -210,10 +209,10 @@ class Settings:
         return [var for var in REQUIRED_TO_SERVE if not getattr(self, ENV_VARS[var][0])]
 
     @classmethod
-    def secrets_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def secrets_from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Only the environment's values, unchecked and without the file: what logging set-up
         registers for redaction when the configuration itself cannot be read."""
-        env = os.environ if environ is None else environ
+        env = environ
         names = {f.name for f in fields(cls)} - {"port"}
         values: dict[str, Any] = {
             name: env.get(var, default).strip() for var, (name, default) in ENV_VARS.items() if name in names

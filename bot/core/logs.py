@@ -423,7 +423,7 @@ def configure_logging(
     return _installed
 
 
-def configure_from_env(environ: Mapping[str, str] | None = None) -> logging.Handler:
+def configure_from_env(environ: Mapping[str, str]) -> logging.Handler:
     """What every ``tsbot`` command does before its own work: redacted JSON lines on stderr at
     ``TSBOT_LOG_LEVEL``, with every secret of the environment registered.
 

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.core import outcome_status as outcomes
 from bot.core.durations import format_duration
 from bot.inbox.worker import post_result, render_progress
 from bot.render import blocks, results
-from bot.scheduler.tasks import add_interval_job
+from bot.scheduler.tasks import ScheduledTask
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.models import RequestStatus
+from commands.context import Deps
 from storage import directory, inbox, outbox, requests
 from storage import request_devices as request_outcomes
 from storage.audit.events import SYSTEM_ACTOR, AuditEvent, Outcome, Verb
@@ -42,16 +43,13 @@ from storage.audit.log import AuditLog
 from storage.db import write
 from storage.requests import TrackedRequest
 
-if TYPE_CHECKING:
-    from bot.app import Runtime
-
 __all__ = [
     "CANCEL_LOCATION_WAIT",
     "INBOX_RETENTION",
     "PENDING_RECHECKS",
     "check_unanswered",
-    "purge_inbox_job",
-    "register",
+    "purge_inbox_task",
+    "scheduled_tasks",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,11 +68,11 @@ def _iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
 
 
-def check_unanswered(runtime: Runtime, now: float | None = None) -> int:
+def check_unanswered(deps: Deps, now: float | None = None) -> int:
     """Report the requests without a result after ``no_result_after``; returns how many."""
-    now = runtime.clock() if now is None else now
-    settings = runtime.settings
-    db = runtime.pool.get()
+    now = deps.clock() if now is None else now
+    settings = deps.settings
+    db = deps.db()
     cutoff = now - settings.no_result_after.total_seconds()
     handled = 0
     for tracked in requests.open_requests(db, older_than=cutoff):
@@ -90,26 +88,26 @@ def check_unanswered(runtime: Runtime, now: float | None = None) -> int:
         lookup_error = ""
         if tracked.verb in _STATUS_LOOKUP_VERBS and tracked.device_count == 1:
             try:
-                remote = runtime.thingspace.request_status(tracked.request_id)
+                remote = deps.thingspace.request_status(tracked.request_id)
             except ThingSpaceError as exc:
                 lookup_error = type(exc).__name__
                 log.warning("request status of %s could not be read: %s", tracked.request_id, lookup_error)
         with write(db):
-            if _settle(runtime, db, tracked.request_id, remote, lookup_error, now):
+            if _settle(deps, db, tracked.request_id, remote, lookup_error, now):
                 handled += 1
         AuditLog(db).anchor()
     if handled:
-        runtime.wake()
+        deps.wake()
     return handled
 
 
 def _settle(
-    runtime: Runtime, db: Any, request_id: str, remote: RequestStatus | None, lookup_error: str, now: float
+    deps: Deps, db: Any, request_id: str, remote: RequestStatus | None, lookup_error: str, now: float
 ) -> bool:
     tracked = requests.get_request(db, request_id)
     if tracked is None or tracked.state != "accepted":
         return False  # answered (or checked) meanwhile
-    settings = runtime.settings
+    settings = deps.settings
     waited = format_duration(settings.no_result_after)
     recheck = inbox.recheck_of(db, request_id)
     checks = 0 if recheck is None else recheck.checks  # lookups before this one
@@ -138,7 +136,7 @@ def _settle(
         request_outcomes.settle_pending(db, request_id, status, detail, devices=[key], now=now)
         if status == outcomes.OK:
             _directory_after(db, tracked, key)
-        _reply(runtime, db, tracked, key, status, detail, now, waited)
+        _reply(deps, db, tracked, key, status, detail, now, waited)
         requests.set_request_state(db, request_id, "completed", now=now)
         audit_detail["status"] = remote.status
         outcome = Outcome.OK if status == outcomes.OK else Outcome.FAILED
@@ -146,7 +144,7 @@ def _settle(
         # ThingSpace still works on it (or could not say): look again later; the request stays open.
         interval = settings.no_result_after.total_seconds()
         inbox.schedule_recheck(db, request_id, checks=checks + 1, next_check_at=now + interval, now=now)
-        _still_pending(runtime, db, tracked, checks=checks + 1, lookup_error=lookup_error, now=now)
+        _still_pending(deps, db, tracked, checks=checks + 1, lookup_error=lookup_error, now=now)
         audit_detail["status"] = remote.status if remote is not None else lookup_error
         outcome = Outcome.QUEUED
     else:
@@ -167,7 +165,7 @@ def _settle(
                     f"Request `{request_id}` was looked up {checks + 1} times over {waited}; ThingSpace "
                     "never reported it done. Retry failed starts a new request."
                 )
-            _reply(runtime, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited, note=note)
+            _reply(deps, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited, note=note)
         else:
             render_progress(db, tracked, settings, now=now)
         audit_detail["status"] = "no-result"
@@ -189,11 +187,11 @@ def _settle(
 
 
 def _still_pending(
-    runtime: Runtime, db: Any, tracked: TrackedRequest, *, checks: int, lookup_error: str, now: float
+    deps: Deps, db: Any, tracked: TrackedRequest, *, checks: int, lookup_error: str, now: float
 ) -> None:
     """Say in the thread that ThingSpace still lists the request as pending: a reply the first
     time, then that same reply updated in place at each re-check."""
-    settings = runtime.settings
+    settings = deps.settings
     request_id = tracked.request_id
     every = format_duration(settings.no_result_after)
     at = datetime.fromtimestamp(now, UTC).astimezone(results.zone(settings.timezone)).strftime("%H:%M")
@@ -234,7 +232,7 @@ def _directory_after(db: Any, tracked: TrackedRequest, key: str) -> None:
 
 
 def _reply(
-    runtime: Runtime,
+    deps: Deps,
     db: Any,
     tracked: TrackedRequest,
     key: str,
@@ -252,7 +250,7 @@ def _reply(
         status,
         detail,
         results.device_label(entry, key),
-        tz=results.zone(runtime.settings.timezone),
+        tz=results.zone(deps.settings.timezone),
         request_id=tracked.request_id,
         now=datetime.fromtimestamp(now, UTC),
         no_result_after=waited,
@@ -262,15 +260,17 @@ def _reply(
     post_result(db, tracked, key=f"noresult:{tracked.request_id}", text=text, blocks=body)
 
 
-def purge_inbox_job(runtime: Runtime, now: float | None = None) -> int:
+def purge_inbox_task(deps: Deps, now: float | None = None) -> int:
     """Delete processed callbacks older than :data:`INBOX_RETENTION`; returns how many."""
-    now = runtime.clock() if now is None else now
-    db = runtime.pool.get()
+    now = deps.clock() if now is None else now
+    db = deps.db()
     with write(db):
         return inbox.purge(db, before=now - INBOX_RETENTION.total_seconds())
 
 
-def register(scheduler: Any, runtime: Runtime) -> None:
-    """Add the no-result check (every minute) and the inbox retention (hourly) to the scheduler."""
-    add_interval_job(scheduler, check_unanswered, timedelta(minutes=1), "callbacks-no-result", [runtime])
-    add_interval_job(scheduler, purge_inbox_job, timedelta(hours=1), "inbox-retention", [runtime])
+def scheduled_tasks() -> list[ScheduledTask]:
+    """The no-result check (every minute) and the inbox retention (hourly)."""
+    return [
+        ScheduledTask("callbacks-no-result", check_unanswered, timedelta(minutes=1)),
+        ScheduledTask("inbox-retention", purge_inbox_task, timedelta(hours=1)),
+    ]

@@ -19,9 +19,10 @@ The inbox rows are claimed (``storage.inbox.claim_received``) and marked in the 
 so a crash replays a whole batch or nothing, and a second worker — in this process or in another
 one started on the same database by mistake — never takes a row this one is processing: each
 callback has its effect exactly once. A callback whose request id the bot never issued is
-kept as ``unmatched`` (no action, no post) unless a handler in :data:`UNSOLICITED_HANDLERS`
-claims it. A batch that raises is retried row by row; a row that still raises is marked
-``failed`` with the error's type and retried at the next start.
+kept as ``unmatched`` (no action, no post), except a reachability callback when the worker was
+given reachability handlers (watch monitors send callbacks for no request of the bot). A batch
+that raises is retried row by row; a row that still raises is marked ``failed`` with the error's
+type and retried at the next start.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,9 +59,9 @@ from storage.pool import ConnectionPool
 from storage.requests import TrackedRequest
 
 __all__ = [
-    "REACHABILITY_HANDLERS",
     "InboxWorker",
     "Processor",
+    "ReachabilityHandler",
     "post_result",
     "process_batch",
     "render_progress",
@@ -69,10 +70,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Called for every DiagnosticsService (reachability) callback, whether or not it answers a
-#: request of the bot (watch monitors send their own): ``handler(db, event, now)``. They run in
+#: request of the bot (watch monitors send their own): ``handler(db, event, now)``. Handlers run in
 #: the worker's write transaction, so their writes commit with the callback's; no network calls.
-#: When one is registered, a reachability callback of an unknown request is ``processed``.
-REACHABILITY_HANDLERS: list[Callable[[Database, CallbackEvent, float], None]] = []
+#: The composition root gives the worker its handlers (the watch alerts'
+#: :func:`bot.core.reachability.on_callback`); with one, a reachability callback of an unknown
+#: request is ``processed``.
+ReachabilityHandler = Callable[[Database, CallbackEvent, float], None]
 
 #: A callback may arrive before the bot has recorded the request it answers; for this long a row
 #: unmatched for an unknown request id is processed as soon as the request is recorded.
@@ -101,6 +104,7 @@ class Processor:
     db: Database
     settings: Settings
     now: float
+    reachability_handlers: Sequence[ReachabilityHandler] = ()
     requests_cache: dict[str, TrackedRequest | None] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
     audit: list[AuditEvent] = field(default_factory=list)
@@ -137,11 +141,11 @@ class Processor:
             self._mark(row, "processed")
             return
         if event.service == shapes.DIAGNOSTICS_SERVICE:
-            for handler in REACHABILITY_HANDLERS:
+            for handler in self.reachability_handlers:
                 handler(self.db, event, self.now)
         tracked = self._request(event.request_id)
         if tracked is None:
-            if event.service == shapes.DIAGNOSTICS_SERVICE and REACHABILITY_HANDLERS:
+            if event.service == shapes.DIAGNOSTICS_SERVICE and self.reachability_handlers:
                 self._mark(row, "processed")
                 return
             log.info(
@@ -441,11 +445,12 @@ def process_batch(
     limit: int = 500,
     ids: list[int] | None = None,
     defer_progress: bool = False,
+    reachability_handlers: Sequence[ReachabilityHandler] = (),
 ) -> Processor:
     """Claim the oldest *limit* received callbacks (or those of *ids* still received) and process
     them in one transaction with their audit rows; ``claimed`` on the result lists the rows taken
     (none if another worker got there first)."""
-    processor = Processor(db, settings, now)
+    processor = Processor(db, settings, now, reachability_handlers)
     with AuditLog(db).transaction():
         rows = inbox.claim_received(db, holder=holder, limit=limit, ids=ids, now=now)
         processor.claimed = [row.id for row in rows]
@@ -478,8 +483,10 @@ class InboxWorker:
         intake_busy: Callable[[], bool] = lambda: False,
         burst_batch: int = 100,
         burst_pause: float = 0.2,
+        reachability_handlers: Sequence[ReachabilityHandler] = (),
     ) -> None:
         self.pool = pool
+        self.reachability_handlers = tuple(reachability_handlers)
         self.intake_busy = intake_busy
         self.burst_batch = burst_batch
         self.burst_pause = burst_pause
@@ -562,6 +569,7 @@ class InboxWorker:
                     holder=self.holder,
                     limit=limit or self.batch_size,
                     defer_progress=limit is None,
+                    reachability_handlers=self.reachability_handlers,
                 )
                 taken, posts = done.claimed, done.posts + len(done.touched)
             except Exception as exc:  # noqa: BLE001 - any failure: isolate the bad row below
@@ -582,7 +590,14 @@ class InboxWorker:
         posts = 0
         for row_id in ids:
             try:
-                done = process_batch(db, self.settings, now=now, holder=self.holder, ids=[row_id])
+                done = process_batch(
+                    db,
+                    self.settings,
+                    now=now,
+                    holder=self.holder,
+                    ids=[row_id],
+                    reachability_handlers=self.reachability_handlers,
+                )
                 taken += done.claimed
                 posts += done.posts + len(done.touched)
             except Exception as exc:

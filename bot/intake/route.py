@@ -41,11 +41,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from bot.core.logs import request_context
 from bot.slack.web import BodyTooLarge, read_capped
@@ -55,16 +55,12 @@ from storage.db import write
 from storage.inbox import InboxItem
 from storage.pool import ConnectionPool
 
-if TYPE_CHECKING:
-    from bot.app import Runtime
-
 __all__ = [
     "CALLBACK_PATH",
     "MAX_CALLBACK_BODY",
     "InboxWriter",
     "callback_route",
     "inbox_item",
-    "install",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +127,10 @@ class InboxWriter:
 
     def wake(self) -> None:
         """Nothing to wake: the writer waits on its queue."""
+
+    def idle(self) -> bool:
+        """No callback waiting to be stored."""
+        return self._queue.empty()
 
     def busy(self, window: float = 0.1) -> bool:
         """Whether callbacks were stored within the last *window* seconds (a burst is on)."""
@@ -347,39 +347,3 @@ def callback_route(
             return await _intake(request)
 
     return Route(path, intake, methods=["POST"])
-
-
-def install(runtime: Runtime, routes: list[BaseRoute]) -> None:
-    """Add the intake route, the inbox writer and worker, and the no-result job to *runtime*."""
-    from bot.inbox import unanswered
-    from bot.inbox.worker import InboxWorker
-    from bot.scheduler import tasks as jobs
-
-    writer = InboxWriter(runtime.pool, clock=runtime.clock)
-    worker = InboxWorker(
-        runtime.pool,
-        settings=runtime.settings,
-        wake_outbox=runtime.relay.wake,
-        clock=runtime.clock,
-        intake_busy=writer.busy,
-    )
-    writer.on_commit = lambda n: worker.wake()
-    runtime.inbox_writer = writer
-    runtime.inbox_worker = worker
-    runtime.add_part(writer, waker=writer.wake)
-    runtime.add_part(worker, waker=worker.wake)
-    settings = runtime.settings
-    routes.append(
-        callback_route(
-            writer=writer,
-            username=settings.callback_username,
-            password=settings.callback_password,
-            previous_password=settings.callback_password_previous,
-            allowed=settings.callback_networks(),
-            count=runtime.metrics.count_callback,
-        )
-    )
-    pool = runtime.pool
-    runtime.metrics.inbox_depth_from(lambda: float(inbox.depth(pool.get())))
-    if unanswered.register not in jobs.EXTRA_JOBS:
-        jobs.EXTRA_JOBS.append(unanswered.register)

@@ -434,6 +434,15 @@ class OutboxRelay:
         """True while the dispatcher thread is alive (for readiness checks)."""
         return self._thread is not None and self._thread.is_alive()
 
+    def alive(self) -> bool:
+        return self.running
+
+    def idle(self) -> bool:
+        """Nothing in flight and nothing left to send."""
+        with self._lock:
+            inflight = bool(self._inflight)
+        return not inflight and outbox.pending_count(self._pool.get()) == 0
+
     @property
     def active(self) -> bool:
         """True while this relay holds the lease and may send (always, without a lease)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.sandbox.app import build_app
 from bot.sandbox.auth import Credentials
 from bot.sandbox.clock import Clock, ManualClock, system_clock
 from bot.sandbox.conditions import CONDITIONS
@@ -102,4 +103,4 @@ def create_sandbox(
         sms_expiry=sms_expiry,
         callback_concurrency=callback_concurrency,
     )
-    return Sandbox(config, clock or system_clock)
+    return Sandbox(config, clock or system_clock, build_app)

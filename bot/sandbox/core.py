@@ -7,6 +7,7 @@ the sandbox in-process. Every method is thread-safe.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -15,7 +16,6 @@ from starlette.applications import Starlette
 from bot.sandbox import reachability
 from bot.sandbox.actions import release_deferred
 from bot.sandbox.activity import always_on, append_segment, last_activity, silent, status_at
-from bot.sandbox.app import build_app
 from bot.sandbox.auth import AuthState
 from bot.sandbox.callback_sender import CallbackSender, Delivery
 from bot.sandbox.clock import Clock, ManualClock, iso
@@ -45,7 +45,9 @@ class ClockError(ValueError):
 class Sandbox:
     """A running ThingSpace sandbox (serve ``.app`` with uvicorn; call :meth:`close` at the end)."""
 
-    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+    def __init__(
+        self, config: SandboxConfig, clock: Clock, app_factory: Callable[[Sandbox], Starlette]
+    ) -> None:
         self.config = config
         self.clock = clock
         self.auth = AuthState(config.credentials)
@@ -60,7 +62,8 @@ class Sandbox:
         )
         self.state = SandboxState(config, clock, self._emit)
         reachability.install(self.state)
-        self.app: Starlette = build_app(self)
+        #: the HTTP app serving this sandbox (``bot.sandbox.app.build_app``, given by create_sandbox)
+        self.app: Starlette = app_factory(self)
         self.sender.start()
         logger.info("sandbox: %d devices (seed %d), account %s", config.devices, config.seed, config.account)
 

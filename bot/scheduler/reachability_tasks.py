@@ -1,25 +1,23 @@
-"""Scheduled work of reachability monitoring: evaluation ticks, monitor upkeep, digests, pruning.
+"""Scheduled work of reachability monitoring: evaluation ticks, monitor upkeep, digests, pruning,
+and the command worker's two reachability jobs.
 
-Job functions are module-level, take their dependencies and ``now`` (tests pass a clock), and
-are registered by :func:`register` (appended to :data:`bot.jobs.EXTRA_JOBS`) with explicit ids,
-``coalesce``, ``max_instances=1`` and a misfire grace of half the interval:
+Task functions are module-level, take :class:`~commands.context.Deps` and ``now`` (tests pass a
+clock); :func:`scheduled_tasks` lists them for the composition root:
 
 =========================  ==============================  ======================================
-job id                     every                           does
+task id                    every                           does
 =========================  ==============================  ======================================
-``reachability-evaluate``  ``[alerts] evaluate_every``     :func:`bot.reachability.evaluate`
+``reachability-evaluate``  ``[alerts] evaluate_every``     :func:`bot.core.reachability.evaluate`
 ``reachability-monitors``  10 min (and at start)           :func:`sync_monitors`: start, renew, stop
 ``alerts-digest``          1 min                           :func:`send_digests` once a day/channel
 ``reachability-prune``     6 h                             forget history older than 30 days
 =========================  ==============================  ======================================
 
-Only the process that holds the scheduler lease runs their bodies (:mod:`bot.scheduler`).
+Only the process that holds the scheduler lease runs their bodies (:mod:`bot.scheduler.lease`).
 
-Importing this module also plugs reachability into the rest of the bot: the inbox worker's
-``REACHABILITY_HANDLERS`` (callbacks → state), the command worker's runners for the
-``watch-monitors`` job (queued by ``watch``/``unwatch`` so monitors start at once, not at the next
-tick) and the ``alert-diag`` job (Diagnose → the card's thread), and :mod:`commands.watch`
-(verbs and buttons).
+The command worker runs :func:`run_monitor_job` for the ``watch-monitors`` job (queued by
+``watch``/``unwatch`` so monitors start at once, not at the next tick) and :func:`run_alert_diag`
+for the ``alert-diag`` job (Diagnose → the card's thread); the composition root gives it both.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -37,21 +35,17 @@ from bot.audit.calls import current_principal
 from bot.core import reachability
 from bot.core.config import Settings
 from bot.core.redact import mask_text
-from bot.inbox import worker as inbox_worker
 from bot.render import alert_cards
-from bot.scheduler.tasks import EXTRA_JOBS, add_interval_job
+from bot.scheduler.tasks import ScheduledTask
 from bot.thingspace.errors import InvalidRequest, ThingSpaceError
 from bot.thingspace.ids import DeviceId
-from bot.worker import command_worker as worker
+from commands import diag
 from commands.context import Deps
 from storage import alerts, outbox, watches
 from storage.audit.events import SYSTEM_ACTOR, AuditEvent, Outcome
 from storage.audit.log import AuditLog
 from storage.db import write
 from storage.jobs import Job
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
 
 __all__ = [
     "DIGEST_GRACE",
@@ -60,13 +54,13 @@ __all__ = [
     "MONITOR_REQUEST_TYPE",
     "MonitorSync",
     "digest_day",
-    "digest_job",
-    "evaluate_job",
-    "monitors_job",
-    "prune_job",
-    "register",
+    "digest_task",
+    "evaluate_task",
+    "monitors_task",
+    "prune_task",
     "run_alert_diag",
     "run_monitor_job",
+    "scheduled_tasks",
     "send_digests",
     "sync_monitors",
 ]
@@ -248,8 +242,8 @@ def _actor() -> str:
     return principal.actor if principal is not None else SYSTEM_ACTOR
 
 
-def monitors_job(runtime: Runtime, now: float | None = None) -> MonitorSync:
-    return sync_monitors(runtime.deps, now=runtime.clock() if now is None else now)
+def monitors_task(deps: Deps, now: float | None = None) -> MonitorSync:
+    return sync_monitors(deps, now=deps.clock() if now is None else now)
 
 
 def run_monitor_job(deps: Deps, job: Job) -> None:
@@ -281,8 +275,6 @@ def run_monitor_job(deps: Deps, job: Job) -> None:
 
 def run_alert_diag(deps: Deps, job: Job) -> None:
     """The worker's ``alert-diag`` job: run diag and post the card in the alert's thread."""
-    from commands import diag
-
     payload: dict[str, Any] = dict(job.payload)
     kind, _, ident = str(payload["device"]).partition(":")
     device_id = DeviceId.from_wire({"kind": kind, "id": ident})
@@ -311,12 +303,10 @@ def run_alert_diag(deps: Deps, job: Job) -> None:
 # -- evaluation, digest, pruning -------------------------------------------------------------------
 
 
-def evaluate_job(runtime: Runtime, now: float | None = None) -> reachability.Tick:
-    tick = reachability.evaluate(
-        runtime.pool.get(), runtime.settings, now=runtime.clock() if now is None else now
-    )
+def evaluate_task(deps: Deps, now: float | None = None) -> reachability.Tick:
+    tick = reachability.evaluate(deps.db(), deps.settings, now=deps.clock() if now is None else now)
     if tick.messages:
-        runtime.wake()
+        deps.wake()
     return tick
 
 
@@ -376,42 +366,28 @@ def send_digests(db: Database, settings: Settings, *, now: float) -> int:
     return sent
 
 
-def digest_job(runtime: Runtime, now: float | None = None) -> int:
-    sent = send_digests(runtime.pool.get(), runtime.settings, now=runtime.clock() if now is None else now)
+def digest_task(deps: Deps, now: float | None = None) -> int:
+    sent = send_digests(deps.db(), deps.settings, now=deps.clock() if now is None else now)
     if sent:
-        runtime.wake()
+        deps.wake()
     return sent
 
 
-def prune_job(runtime: Runtime, now: float | None = None) -> int:
-    now = runtime.clock() if now is None else now
-    db = runtime.pool.get()
+def prune_task(deps: Deps, now: float | None = None) -> int:
+    now = deps.clock() if now is None else now
+    db = deps.db()
     with write(db):
         return watches.prune_history(db, before=now - HISTORY_KEEP.total_seconds())
 
 
-# -- registration ----------------------------------------------------------------------------------
+# -- the task list --------------------------------------------------------------------------------
 
 
-def register(scheduler: Any, runtime: Runtime) -> None:
-    """Add the reachability jobs to the scheduler (an entry of :data:`bot.jobs.EXTRA_JOBS`)."""
-    settings = runtime.settings
-    add_interval_job(
-        scheduler, evaluate_job, settings.alert_evaluate_every, "reachability-evaluate", [runtime]
-    )
-    add_interval_job(
-        scheduler, monitors_job, timedelta(minutes=10), "reachability-monitors", [runtime], at_start=True
-    )
-    add_interval_job(scheduler, digest_job, timedelta(minutes=1), "alerts-digest", [runtime])
-    add_interval_job(scheduler, prune_job, timedelta(hours=6), "reachability-prune", [runtime])
-    runtime.metrics.alerts_firing_from(lambda: float(alerts.count_open(runtime.pool.get(), state="firing")))
-
-
-if register not in EXTRA_JOBS:
-    EXTRA_JOBS.append(register)
-if reachability.on_callback not in inbox_worker.REACHABILITY_HANDLERS:
-    inbox_worker.REACHABILITY_HANDLERS.append(reachability.on_callback)
-worker.RUNNERS["watch-monitors"] = run_monitor_job
-worker.RUNNERS["alert-diag"] = run_alert_diag
-
-import commands.watch  # noqa: F401 - registers the watch verbs and the alert buttons
+def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
+    """Evaluation ticks, monitor upkeep (also at start), digests and history pruning."""
+    return [
+        ScheduledTask("reachability-evaluate", evaluate_task, settings.alert_evaluate_every),
+        ScheduledTask("reachability-monitors", monitors_task, timedelta(minutes=10), at_start=True),
+        ScheduledTask("alerts-digest", digest_task, timedelta(minutes=1)),
+        ScheduledTask("reachability-prune", prune_task, timedelta(hours=6)),
+    ]

@@ -1,64 +1,59 @@
-"""Scheduled job functions: module-level, taking their dependencies (and ``now`` where time matters)."""
+"""Scheduled tasks: what the scheduler runs, and the tasks of the bot's core upkeep.
+
+A :class:`ScheduledTask` is an id, a function of :class:`~commands.context.Deps`, and an interval.
+Task functions are module-level, take their dependencies (and ``now`` where time matters), and
+are listed explicitly: :func:`upkeep_tasks` here, :func:`bot.inbox.unanswered.scheduled_tasks` and
+:func:`bot.scheduler.reachability_tasks.scheduled_tasks`; the composition root hands the whole
+list to :func:`bot.scheduler.build.build_scheduler`. ("Job" means a row of the command worker's
+queue, :mod:`storage.jobs`; APScheduler's own word for a scheduled function stays inside
+:mod:`bot.scheduler.build`.)"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.core.config import Settings
 from bot.core.directory_sync import sync_directory
+from commands.actions import expire_approvals
+from commands.context import Deps
 from storage import memberships, seen
 from storage.audit.log import AuditLog, apply_retention, archive_folder, default_archive_path
 from storage.db import write
 
-if TYPE_CHECKING:
-    from bot.app import Runtime
-
 __all__ = [
     "DEFINITIVE_GROUP_ERRORS",
-    "EXTRA_JOBS",
-    "add_interval_job",
-    "audit_anchor_job",
-    "audit_retention_job",
-    "housekeeping_job",
-    "refresh_memberships_job",
-    "sync_directory_job",
+    "ScheduledTask",
+    "audit_anchor_task",
+    "audit_retention_task",
+    "housekeeping_task",
+    "refresh_memberships_task",
+    "sync_directory_task",
+    "upkeep_tasks",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Other modules append ``register(scheduler, runtime)`` functions here (reachability, digests).
-EXTRA_JOBS: list[Callable[[Any, Runtime], None]] = []
+
+@dataclass(frozen=True)
+class ScheduledTask:
+    """Run ``func(deps)`` every *every*, under the id *id* (its name in logs, metrics and the
+    lease's run records); ``at_start`` runs it once as soon as the scheduler starts too."""
+
+    id: str
+    func: Callable[..., Any]
+    every: timedelta
+    at_start: bool = False
 
 
-def add_interval_job(
-    scheduler: Any, func: Any, every: timedelta, job_id: str, args: list[Any], *, at_start: bool = False
-) -> None:
-    """Register *func* every *every* with an explicit id, ``coalesce``, ``max_instances=1`` and a
-    misfire grace of half the interval (APScheduler's default of 1 s silently skips late runs)."""
-    seconds = max(int(every.total_seconds()), 1)
-    options: dict[str, Any] = {"next_run_time": datetime.now(UTC)} if at_start else {}
-    scheduler.add_job(
-        func,
-        "interval",
-        seconds=seconds,
-        id=job_id,
-        name=job_id,
-        args=args,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=max(seconds // 2, 1),
-        **options,
-    )
-
-
-def sync_directory_job(runtime: Runtime) -> None:
-    sync_directory(runtime.thingspace, runtime.pool.get())
+def sync_directory_task(deps: Deps) -> None:
+    sync_directory(deps.thingspace, deps.db())
 
 
 #: Slack errors that answer the question "who is in this group": the group does not exist (any
@@ -67,7 +62,7 @@ def sync_directory_job(runtime: Runtime) -> None:
 DEFINITIVE_GROUP_ERRORS = frozenset({"no_such_subteam"})
 
 
-def refresh_memberships_job(runtime: Runtime) -> None:
+def refresh_memberships_task(deps: Deps) -> None:
     """Fetch members of every user group named in the grants.
 
     Only a definitive answer replaces what is stored: a member list, or Slack saying the group does
@@ -76,14 +71,17 @@ def refresh_memberships_job(runtime: Runtime) -> None:
     :data:`storage.memberships.MAX_AGE`, after which they stop counting (fail closed); a group
     never fetched has no members, so its grants deny until the first answer (default deny).
     """
-    grants = runtime.settings.grants
+    grants = deps.settings.grants
     group_ids = sorted(
         {i for role in ("viewer", "operator", "admin") for i in grants.ids_for(role) if i.startswith("S")}
     )
-    db = runtime.pool.get()
+    if group_ids and deps.slack is None:
+        raise RuntimeError("reading user groups needs a Slack client")
+    db = deps.db()
     for group_id in group_ids:
+        assert deps.slack is not None
         try:
-            answer = runtime.slack.usergroups_users_list(usergroup=group_id)
+            answer = deps.slack.usergroups_users_list(usergroup=group_id)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
             if error not in DEFINITIVE_GROUP_ERRORS:
@@ -108,25 +106,40 @@ def refresh_memberships_job(runtime: Runtime) -> None:
             memberships.replace_members(db, group_id, users)
 
 
-def housekeeping_job(runtime: Runtime, now: float | None = None) -> None:
-    db = runtime.pool.get()
+def housekeeping_task(deps: Deps, now: float | None = None) -> None:
+    db = deps.db()
     with write(db):
         seen.prune(db, now=time.time() if now is None else now)
 
 
-def audit_anchor_job(runtime: Runtime) -> None:
+def audit_anchor_task(deps: Deps) -> None:
     """Confirm the audit head file for rows appended inside other transactions (cheap, every minute)."""
-    AuditLog(runtime.pool.get()).anchor()
+    AuditLog(deps.db()).anchor()
 
 
-def audit_retention_job(runtime: Runtime, now: datetime | None = None) -> None:
+def audit_retention_task(deps: Deps, now: datetime | None = None) -> None:
     """Export and remove audit rows older than ``[audit] retention``, re-anchoring the chain."""
-    retention = runtime.settings.audit_retention
+    retention = deps.settings.audit_retention
     if retention.total_seconds() <= 0:
         return
     now = datetime.now(UTC) if now is None else now
-    db = runtime.pool.get()
-    folder = archive_folder(runtime.settings.db_path, runtime.settings.audit_archive_dir)
+    db = deps.db()
+    folder = archive_folder(deps.settings.db_path, deps.settings.audit_archive_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = apply_retention(db, older_than=now - retention, archive_path=default_archive_path(folder, now))
     log.info("audit retention: %s", result)
+
+
+def upkeep_tasks(settings: Settings) -> list[ScheduledTask]:
+    """The bot's own upkeep: directory sync, user-group members, housekeeping, the audit head file
+    and retention, and approvals nobody decided."""
+    approval_every = max(1, min(60, int(settings.approval_ttl.total_seconds() // 4)))
+    return [
+        ScheduledTask("directory-sync", sync_directory_task, settings.directory_sync_every),
+        # at start too: until the first answer, grants naming user groups match nobody
+        ScheduledTask("memberships-refresh", refresh_memberships_task, timedelta(minutes=10), at_start=True),
+        ScheduledTask("housekeeping", housekeeping_task, timedelta(minutes=10)),
+        ScheduledTask("audit-anchor", audit_anchor_task, timedelta(minutes=1)),
+        ScheduledTask("audit-retention", audit_retention_task, timedelta(days=1)),
+        ScheduledTask("approval-expiry", expire_approvals, timedelta(seconds=approval_every)),
+    ]

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk import WebClient
 
+from bot.render.wording import something_went_wrong
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
-from commands.router import handle_action, handle_command
+from commands.router import Router
 from storage import jobs, outbox
 from storage.db import write
 
@@ -30,17 +30,15 @@ log = logging.getLogger(__name__)
 def _oops() -> Reply:
     ref = secrets.token_hex(4)
     log.exception("listener failed, ref %s", ref)
-    return Reply(
-        f":warning: Something went wrong on our side (ref `{ref}`). Nothing was changed; please try again."
-    )
+    return Reply(something_went_wrong(ref))
 
 
-def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
-    settings = deps.settings
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[])
+def build_bolt_app(deps: Deps, router: Router, *, listener_threads: int = 16) -> App:
+    """The Bolt app: one listener for ``/ts`` commands, one for ``ts:`` buttons, one for the App
+    Home, each answering through *router* from local work only."""
     app = App(
-        signing_secret=settings.slack_signing_secret,
-        client=client,
+        signing_secret=deps.settings.slack_signing_secret,
+        client=deps.slack,
         token_verification_enabled=False,
         request_verification_enabled=True,
         # The listeners only do local work (parse, authorize, write a job) and return; running them
@@ -62,7 +60,7 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
             team=str(command.get("team_id", "")),
         )
         try:
-            reply = handle_command(deps, request)
+            reply = router.handle_command(deps, request)
         except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
             reply = _oops()
         ack(**reply.as_ack())
@@ -83,7 +81,7 @@ def build_bolt_app(deps: Deps, *, listener_threads: int = 16) -> App:
             trigger_id=str(body.get("trigger_id", "")),
         )
         try:
-            reply = handle_action(deps, request)
+            reply = router.handle_action(deps, request)
         except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
             reply = _oops()
         if reply is not None and request.response_url:

@@ -1,5 +1,5 @@
 """The App Home tab: what the user's role lets them do, their watches, open alerts on the devices
-they watch, and their recent actions (plus any sections other parts contribute).
+they watch, and their recent actions.
 
 Published with ``views.publish`` when the user opens the tab (``app_home_opened``).
 """
@@ -7,29 +7,23 @@ Published with ``views.publish`` when the user opens the tab (``app_home_opened`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.core.durations import format_duration
 from bot.render import blocks
 from commands.context import Deps
 from commands.help import role_line
-from commands.policy import verbs_for
-from commands.router import user_role
+from commands.policy import user_role, verbs_for
 from storage import alerts, watches
 from storage.audit.log import AuditLog
 from storage.jobs import Job
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HOME_SECTIONS", "home_view", "publish_home"]
-
-#: Extra sections: ``fn(deps, user) -> list of blocks`` (e.g. alerts and watches).
-HOME_SECTIONS: list[Callable[[Deps, str], list[dict[str, Any]]]] = []
+__all__ = ["home_view", "publish_home"]
 
 RECENT = 10
 WATCHES_SHOWN = 10
@@ -39,11 +33,9 @@ ALERTS_SHOWN = 10
 def home_view(deps: Deps, user: str) -> dict[str, Any]:
     role = user_role(deps, user, "")
     body: list[dict[str, Any]] = [blocks.header("ThingSpace chat-ops"), blocks.section(role_line(role))]
-    allowed = verbs_for(role)
+    allowed = verbs_for(deps.verbs, role)
     body.append(blocks.section("*What you can run*\n" + "\n".join(f"• `/ts {v.usage}`" for v in allowed)))
     body.extend(_watch_sections(deps, user))
-    for section in HOME_SECTIONS:
-        body.extend(section(deps, user))
     rows = AuditLog(deps.db()).query(actor=user, limit=RECENT)
     body.append(blocks.divider())
     if rows:
@@ -104,10 +96,10 @@ def _watch_sections(deps: Deps, user: str) -> list[dict[str, Any]]:
 
 def publish_home(deps: Deps, job: Job) -> None:
     """Worker job: publish the App Home of ``job.payload["user"]`` (queued by ``app_home_opened``)."""
-    settings = deps.settings
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=[])
+    if deps.slack is None:
+        raise RuntimeError("publishing the App Home needs a Slack client")
     user = str(job.payload["user"])
     try:
-        client.views_publish(user_id=user, view=home_view(deps, user))
+        deps.slack.views_publish(user_id=user, view=home_view(deps, user))
     except SlackApiError as exc:
         log.warning("could not publish the App Home: %s", exc.response.get("error"))

@@ -8,8 +8,8 @@ socket delivers (Slack's ``hello``, envelopes, refresh notices) and, when none h
 reconnects. In a quiet workspace that means one cheap reconnect per quiet period. ThingSpace
 callbacks still arrive over HTTP.
 
-The runner is a part of the :class:`~bot.app.Runtime` (``add_part``): :meth:`start` returns at
-once and connects on its own thread, retrying with capped, jittered exponential backoff while
+The runner is a part of the :class:`~bot.app.Runtime` (built there with ``socket_mode=True``):
+:meth:`start` returns at once and connects on its own thread, retrying with capped, jittered exponential backoff while
 Slack cannot be reached (each failure is logged with the wait before the next try), so the HTTP
 side (callbacks, ``/healthz``) comes up regardless. :meth:`alive` — the ``SocketModeRunner``
 check of ``/readyz`` — is true only while the socket is connected.
@@ -22,16 +22,15 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-if TYPE_CHECKING:
-    from bot.app import Runtime
+from bot.core.config import Settings
 
-__all__ = ["SocketModeRunner", "start_socket_mode"]
+__all__ = ["SocketModeRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,8 @@ def _reason(exc: Exception) -> str:
 class SocketModeRunner:
     def __init__(
         self,
-        runtime: Runtime,
+        bolt: App,
+        settings: Settings,
         *,
         stale_after: float | None = None,
         check_every: float = 15.0,
@@ -65,8 +65,6 @@ class SocketModeRunner:
         retry_first: float = 1.0,
         retry_max: float = 60.0,
     ) -> None:
-        settings = runtime.settings
-        self.runtime = runtime
         self.stale_after = settings.socket_stale_after.total_seconds() if stale_after is None else stale_after
         self.check_every = check_every
         self.clock = clock
@@ -79,7 +77,7 @@ class SocketModeRunner:
         self.connected = threading.Event()
         web = web_client or WebClient(base_url=settings.slack_api_url, retry_handlers=[])
         self.handler = SocketModeHandler(
-            runtime.bolt,
+            bolt,
             settings.slack_app_token,
             web_client=web,
             logger=logging.getLogger("slack_sdk.socket_mode"),
@@ -100,6 +98,12 @@ class SocketModeRunner:
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
+
+    def idle(self) -> bool:
+        return True
+
+    def wake(self) -> None:
+        """Nothing to wake: the socket delivers on its own."""
 
     def alive(self) -> bool:
         return self.connected.is_set() and self._thread.is_alive() and self.handler.client.is_connected()
@@ -168,9 +172,3 @@ class SocketModeRunner:
                     _reason(exc),
                     self.stale_after,
                 )
-
-
-def start_socket_mode(
-    runtime: Runtime, *, stale_after: float | None = None, check_every: float = 15.0
-) -> SocketModeRunner:
-    return SocketModeRunner(runtime, stale_after=stale_after, check_every=check_every).start()

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.core.logs import request_context
+from bot.render.wording import something_went_wrong
 from bot.slack.request_shape import body_problem
 from storage import seen
 from storage.db import write
@@ -73,7 +74,7 @@ def _error(status: int, message: str) -> JSONResponse:
 def _failed(ref: str) -> tuple[int, str, dict[str, Any]]:
     """Our own failure after the request was accepted (logged by the caller with *ref*): never a
     500 or a traceback in Slack; a slash command shows the reference."""
-    text = f":warning: Something went wrong on our side (ref `{ref}`). It is logged; please try again."
+    text = something_went_wrong(ref)
     body = json.dumps({"response_type": "ephemeral", "text": text})
     return 200, body, {"content-type": ["application/json"]}
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 
 from bot.audit.calls import acting_for, principal_for_job, record_calls
 from bot.core.logs import request_context
-from bot.slack.home import publish_home
-from commands import execute, lookup
-from commands.context import Deps
+from bot.render.wording import something_went_wrong
+from commands.context import Deps, Runner
 from storage import jobs, outbox, pending
 from storage.db import write
 from storage.jobs import Job
@@ -26,16 +25,16 @@ __all__ = ["CommandWorker"]
 
 log = logging.getLogger(__name__)
 
-RUNNERS: dict[str, Callable[[Deps, Job], None]] = {
-    "lookup": lookup.run,
-    "execute": execute.run,
-    "home": publish_home,
-}
-
 
 class CommandWorker:
-    def __init__(self, deps: Deps, *, threads: int = 4, poll: float = 0.5) -> None:
+    """Runs queued jobs with the runner of their kind (``runners``: job kind -> runner, given by
+    the composition root)."""
+
+    def __init__(
+        self, deps: Deps, runners: Mapping[str, Runner], *, threads: int = 4, poll: float = 0.5
+    ) -> None:
         self.deps = deps
+        self.runners = dict(runners)
         self.threads = threads
         self.poll = poll
         self._wake = threading.Condition()
@@ -113,7 +112,7 @@ class CommandWorker:
                     self._busy -= 1
 
     def _run(self, job: Job) -> None:
-        runner = RUNNERS.get(job.kind)
+        runner = self.runners.get(job.kind)
         db = self.deps.db()
         try:
             if runner is None:
@@ -136,7 +135,6 @@ class CommandWorker:
                         db,
                         key=f"job:{job.id}:error",
                         response_url=url,
-                        text=f":warning: Something went wrong on our side (ref `{ref}`). Nothing more was done; "
-                        "try again, and give the ref to whoever runs the bot if it repeats.",
+                        text=something_went_wrong(ref, "Nothing more was done"),
                     )
         self.deps.wake()

@@ -501,6 +501,10 @@ class AnchorConfirmer:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def idle(self) -> bool:
+        """Always: a confirmation pending is not work anybody waits for."""
+        return True
+
     def _run(self) -> None:
         key = ""
         db: Database | None = None
