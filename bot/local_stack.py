@@ -30,7 +30,7 @@ SIGNING_SECRET = "tsbot-demo-signing-secret"  # noqa: S105 - a local demo value,
 CALLBACK_USER = "tsbot-callbacks"
 CALLBACK_PASSWORD = "tsbot-demo-callback-password"  # noqa: S105 - a local demo value
 
-#: The demo workspace's grants (design.md §3): the admin, the on-call group, the NOC channel.
+#: The demo workspace's grants (as in the README's configuration example): the admin, the on-call group, the NOC channel.
 DEMO_GRANTS = Grants(
     admin=frozenset({"U012ADMIN"}),
     operator=frozenset({"S0ONCALL"}),

@@ -21,7 +21,7 @@ buttons and the requester is told. Every click that changes something or is refu
 audit entry.
 
 Everything typed (reason, SMS text) or read from outside (device labels) reaches Slack through
-:func:`bot.blocks.escape`.
+:func:`bot.render.blocks.escape`.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 actor=req.user,
                 channel=req.channel,
                 verb=verb,
-                outcome="dry-run",
+                outcome=audit.Outcome.DRY_RUN,
                 targets=keys,
                 reason=reason,
                 detail={
@@ -317,7 +317,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 actor=req.user,
                 channel=req.channel,
                 verb=verb,
-                outcome="refused",
+                outcome=audit.Outcome.REFUSED,
                 targets=keys,
                 reason=reason,
                 detail={"skipped": len(preview.skipped), "refused": len(preview.refused)},
@@ -344,7 +344,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             actor=req.user,
             channel=req.channel,
             verb=verb,
-            outcome="queued" if direct else "awaiting-confirmation",
+            outcome=audit.Outcome.QUEUED if direct else audit.Outcome.AWAITING_CONFIRMATION,
             targets=keys,
             reason=reason,
             detail={
@@ -500,7 +500,7 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
                 actor=req.user,
                 channel=req.channel,
                 verb=kind,
-                outcome="refused",
+                outcome=audit.Outcome.REFUSED,
                 detail={"pending": req.value, "why": "unknown pending action"},
             )
         return Reply("That confirmation no longer exists. Run the command again.", replace_original=False)
@@ -715,8 +715,8 @@ def _expire_one(deps: Deps, action_id: str, now: float) -> bool:
             db,
             actor=SYSTEM_ACTOR,
             channel=action.channel,
-            verb="approve",
-            outcome="expired",
+            verb=audit.Verb.APPROVE,
+            outcome=audit.Outcome.EXPIRED,
             targets=action.devices,
             reason=action.reason,
             detail={"pending": action.id, "verb": action.verb, "requested_by": action.actor},

@@ -499,7 +499,7 @@ def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[
             db,
             actor=str(payload.get("user", "")),
             channel=str(payload.get("channel", "")),
-            verb="diag",
+            verb=audit.Verb.DIAG,
             outcome=verdict.grade,
             targets=list(dict.fromkeys([key, found.key])),
             detail={"failed": list(verdict.failed), "seconds": round(seconds, 2)},

@@ -54,7 +54,12 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         jobs.enqueue(db, key=job_key, kind="lookup", payload=payload)
         if inv.verb != "diag":  # diag records its verdict when it has one
             audit.record(
-                db, actor=req.user, channel=req.channel, verb=inv.verb, outcome="queued", targets=[device.key]
+                db,
+                actor=req.user,
+                channel=req.channel,
+                verb=inv.verb,
+                outcome=audit.Outcome.QUEUED,
+                targets=[device.key],
             )
     deps.wake()
     what = {"status": "Looking up", "diag": "Running diagnostics for", "reach": "Asking ThingSpace whether"}[
@@ -69,7 +74,7 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
     if not _REQUEST_ID.match(request_id):
         raise UsageError(
             "`request` needs the request id ThingSpace gave, e.g. `/ts request 595f5c44-c31c-4552-8670-020a1545a84d`.",
-            verb="request",
+            verb=audit.Verb.REQUEST,
         )
     payload = {
         "verb": "request",
@@ -85,8 +90,8 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
             db,
             actor=req.user,
             channel=req.channel,
-            verb="request",
-            outcome="queued",
+            verb=audit.Verb.REQUEST,
+            outcome=audit.Outcome.QUEUED,
             request_id=request_id,
         )
     deps.wake()
@@ -220,7 +225,7 @@ def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
         requests.add_request(
             db,
             request_id=request_id,
-            verb="reach",
+            verb=audit.Verb.REACH,
             actor=user,
             channel=channel,
             devices=[key],
@@ -231,8 +236,8 @@ def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
             db,
             actor=user,
             channel=channel,
-            verb="thingspace.call",
-            outcome="accepted",
+            verb=audit.Verb.THINGSPACE_CALL,
+            outcome=audit.Outcome.ACCEPTED,
             targets=[key],
             request_id=request_id,
             detail={

@@ -25,8 +25,7 @@ from commands.context import ActionRequest, Deps, Reply
 from commands.policy import may_run, user_role
 from commands.smstext import check_sms
 from commands.targets import resolve_keys
-from storage import jobs, outbox, pending, requests
-from storage import request_devices as request_outcomes
+from storage import jobs, outbox, pending, request_devices, requests
 from storage.requests import TrackedRequest
 
 __all__ = ["complete", "on_retry"]
@@ -51,8 +50,8 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
                 db,
                 actor=req.user,
                 channel=req.channel,
-                verb="retry",
-                outcome="denied",
+                verb=audit.Verb.RETRY,
+                outcome=audit.Outcome.DENIED,
                 request_id=request_id,
                 detail={"verb": verb, "role": role},
             )
@@ -60,7 +59,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
             f":no_entry: You can't retry a `{verb}`: it needs the *{deps.role_needed(verb)}* role.",
             replace_original=False,
         )
-    failed = request_outcomes.devices_with_status(db, request_id, sorted(RETRYABLE))
+    failed = request_devices.devices_with_status(db, request_id, sorted(RETRYABLE))
     if not failed:
         return Reply(
             f"Nothing to retry: no device of request `{request_id}` failed (the others succeeded or are "
@@ -92,7 +91,7 @@ def complete(deps: Deps, spec: dict[str, Any]) -> None:
     tracked = requests.get_request(db, request_id)
     if tracked is None:
         return
-    failed = request_outcomes.devices_with_status(db, request_id, sorted(RETRYABLE))
+    failed = request_devices.devices_with_status(db, request_id, sorted(RETRYABLE))
     devices = resolve_keys(db, failed)
     limits = guards.read_limits(deps.thingspace, devices)
     user, response_url = str(spec["user"]), str(spec.get("response_url", ""))
@@ -146,8 +145,8 @@ def _card(
                 db,
                 actor=user,
                 channel=tracked.channel,
-                verb="retry",
-                outcome="refused",
+                verb=audit.Verb.RETRY,
+                outcome=audit.Outcome.REFUSED,
                 targets=keys,
                 reason=reason,
                 request_id=request_id,
@@ -179,8 +178,8 @@ def _card(
             db,
             actor=user,
             channel=tracked.channel,
-            verb="retry",
-            outcome="awaiting-confirmation",
+            verb=audit.Verb.RETRY,
+            outcome=audit.Outcome.AWAITING_CONFIRMATION,
             targets=keys,
             reason=reason,
             request_id=request_id,

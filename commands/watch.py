@@ -2,13 +2,13 @@
 
 ``watch TARGETS [--alert-after 2h] [--wake-every 6h] [--channel #c]`` records the watches (local
 work, before the ack) and queues a worker job that asks ThingSpace to monitor the devices'
-reachability (:func:`bot.reachability_jobs.sync_monitors`). Without ``--wake-every`` a device is
+reachability (:func:`bot.scheduler.reachability_tasks.sync_monitors`). Without ``--wake-every`` a device is
 alerted when unreachable longer than ``--alert-after`` (default ``[alerts] alert_after``); with
 it, the device is sleepy and alerted only after missing more than ``[alerts] missed_wakes``
 expected wakes. Watching a device again changes its rule or channel. ``unwatch`` removes the
 watches, closes their open alerts and queues the stop of their monitors.
 
-Buttons on alert cards (see :mod:`bot.alert_cards`): Acknowledge needs the viewer role (the role
+Buttons on alert cards (see :mod:`bot.render.alert_cards`): Acknowledge needs the viewer role (the role
 of ``watches``), Snooze the operator role (the role of ``watch``: it silences a channel's
 alert), Diagnose the role of ``diag``. The clicker is re-authorised on every click; refusals and
 every acknowledgement and snooze are audited.
@@ -100,7 +100,7 @@ def watch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         raise UsageError(
             "Give --alert-after or --wake-every, not both: --alert-after is for devices that should "
             "always be reachable, --wake-every for sleepy ones (they alert after missed wakes).",
-            verb="watch",
+            verb=audit.Verb.WATCH,
         )
     raw_channel = inv.options.get("channel")
     channel = channel_ref(str(raw_channel)) if raw_channel else (settings.alerts_channel or req.channel)
@@ -113,7 +113,7 @@ def watch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             f"{first.label} is named by its {first.device_id.kind}"
             + (f" (and {len(unsupported) - 1:,} more)" if len(unsupported) > 1 else "")
             + ". Name those devices by one of these identifiers.",
-            verb="watch",
+            verb=audit.Verb.WATCH,
         )
     after_s = None if wake_every is not None else (alert_after or settings.watch_alert_after).total_seconds()
     wake_s = None if wake_every is None else wake_every.total_seconds()
@@ -134,8 +134,8 @@ def watch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 db,
                 actor=req.user,
                 channel=req.channel,
-                verb="watch",
-                outcome="dry-run",
+                verb=audit.Verb.WATCH,
+                outcome=audit.Outcome.DRY_RUN,
                 targets=keys,
                 reason=inv.reason,
                 detail=detail,
@@ -194,8 +194,8 @@ def watch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             db,
             actor=req.user,
             channel=req.channel,
-            verb="watch",
-            outcome="ok",
+            verb=audit.Verb.WATCH,
+            outcome=audit.Outcome.OK,
             targets=keys,
             reason=inv.reason,
             detail={**detail, "added": added, "changed": changed, "alerts_closed": len(closed)},
@@ -228,8 +228,8 @@ def unwatch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) 
                 db,
                 actor=req.user,
                 channel=req.channel,
-                verb="unwatch",
-                outcome="dry-run" if inv.dry_run else "refused",
+                verb=audit.Verb.UNWATCH,
+                outcome=audit.Outcome.DRY_RUN if inv.dry_run else audit.Outcome.REFUSED,
                 targets=keys,
                 reason=inv.reason,
                 detail={"watched": len(existing), "open_alerts": open_alerts},
@@ -251,8 +251,8 @@ def unwatch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) 
             db,
             actor=req.user,
             channel=req.channel,
-            verb="unwatch",
-            outcome="ok",
+            verb=audit.Verb.UNWATCH,
+            outcome=audit.Outcome.OK,
             targets=removed,
             reason=inv.reason,
             detail={
@@ -351,7 +351,7 @@ def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply 
             actor=req.user,
             channel=req.channel,
             verb=action,
-            outcome="denied",
+            outcome=audit.Outcome.DENIED,
             detail={"role": role, "needed": needed, "button": req.action_id},
         )
     word = {"alert.ack": "acknowledge", "alert.snooze": "snooze", "diag": "diagnose"}.get(action, action)

@@ -219,7 +219,10 @@ def test_a_deletion_under_a_running_bot_is_recorded_not_overwritten(
         announced = int(str(head["id"]))
         _delete_rows(stack.db_path, [announced])
         stack.command("help")  # the next append finds the head file announcing a missing row
+        stopped = stack.runtime.audit_confirmer
         stack.runtime.audit_confirmer = AnchorConfirmer(stack.db_path).start()
+        parts = stack.runtime.parts
+        parts[parts.index(stopped)] = stack.runtime.audit_confirmer  # stopped with the runtime
         _wait(lambda: _confirmed(stack.db_path), timeout=5)
         db = stack.runtime.pool.get()
         gap = AuditLog(db).get(announced)

@@ -72,7 +72,7 @@ def _state(stack: LocalStack, request_id: str) -> str:
 
 def _check(stack: LocalStack, at: float) -> int:
     assert stack.runtime is not None
-    handled = check_unanswered(stack.runtime, now=at)
+    handled = check_unanswered(stack.runtime.deps, now=at)
     assert stack.settle()
     return handled
 

@@ -219,7 +219,7 @@ def test_a_request_without_callback_is_looked_up_with_request_status(stack: Loca
     stuck_request = _request_for(stack, stuck)
     assert stack.settle()
     assert stack.runtime is not None
-    assert check_unanswered(stack.runtime, now=time.time() + 31 * 60) >= 2
+    assert check_unanswered(stack.runtime.deps, now=time.time() + 31 * 60) >= 2
     assert stack.settle()
     (settled,) = _thread(stack, lost_request.request_id)
     assert "demo-down" in settled.text and "is suspended" in settled.text

@@ -282,7 +282,7 @@ def test_text_mode_is_one_readable_line_per_event() -> None:
         root.setLevel(level)
         logs.clear_secrets()
     (line,) = out.getvalue().splitlines()
-    assert line.endswith("INFO    bot.demo [r-demo] posted …9708\\nfake line channel=C1")
+    assert line.endswith("INFO    bot.cli.demo [r-demo] posted …9708\\nfake line channel=C1")
 
 
 def test_configure_logging_replaces_its_own_handler_only() -> None:

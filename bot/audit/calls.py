@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 
 from storage import pending
-from storage.audit.events import AuditEvent, Outcome
+from storage.audit.events import AuditEvent, Outcome, Verb
 from storage.audit.log import AuditLog
 from storage.db import write
 from storage.jobs import Job
@@ -157,7 +157,7 @@ def audit_call(operation: str, seconds: float, error: str | None) -> None:
     event = AuditEvent(
         actor=principal.actor,
         channel=principal.channel,
-        verb="thingspace.call",
+        verb=Verb.THINGSPACE_CALL,
         targets=list(principal.targets),
         reason=principal.reason,
         outcome=Outcome.FAILED if error else Outcome.OK,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from bot import __version__
 
-#: subcommand -> (module, one-line help). The contract's names: see design.md §3.
+#: subcommand -> (module, one-line help). The names are the CLI's contract (README: "Running it for real").
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bot.cli.demo", "run the sandbox, the local Slack stand-in and the bot together, with a prompt"),
     "serve": ("bot.cli.serve", "serve Slack and ThingSpace callbacks over HTTP (production)"),

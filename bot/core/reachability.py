@@ -642,7 +642,7 @@ def _act_on_alerts(
                     channel=channel or changed[0].channel,
                     verb=verb,
                     targets=[a.device for a in changed],
-                    outcome="ok",
+                    outcome=Outcome.OK,
                     detail={"alerts": [a.id for a in changed[:100]], "group": group_id, **detail},
                 )
             )

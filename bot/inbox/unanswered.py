@@ -4,7 +4,8 @@
 ``no_result_after`` ([limits] no_result_after, default 30 min):
 
 * a single-device suspend or resume is looked up with ThingSpace's request status (v1 knows only
-  single-device provisioning requests, thingspace-api.md §10.1): ``Success``/``Failed`` settle the
+  single-device provisioning requests: Verizon "Get Request Status", SDK
+  ``AsynchronousRequestResult``): ``Success``/``Failed`` settle the
   device as if the callback had come (said so in the thread). ``Pending`` is said in the thread
   ("still pending at ThingSpace; I will look again") and the request is looked up again every
   ``no_result_after``, at most :data:`PENDING_RECHECKS` more times (the thread's message is
@@ -36,8 +37,7 @@ from bot.scheduler.tasks import ScheduledTask
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.models import RequestStatus
 from commands.context import Deps
-from storage import directory, inbox, outbox, requests
-from storage import request_devices as request_outcomes
+from storage import directory, inbox, outbox, request_devices, requests
 from storage.audit.events import SYSTEM_ACTOR, AuditEvent, Outcome, Verb
 from storage.audit.log import AuditLog
 from storage.db import write
@@ -54,7 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ThingSpace processes queued cancel-location requests within 24 h (thingspace-api.md §7).
+#: ThingSpace processes queued cancel-location requests within 24 h (Verizon: "Cancel Location":
+#: a platform-wide cap of 40 requests an hour; the excess is queued for up to a day).
 CANCEL_LOCATION_WAIT = timedelta(hours=25)
 #: Processed callbacks are kept this long (replay, audit questions), then deleted.
 INBOX_RETENTION = timedelta(days=30)
@@ -111,7 +112,7 @@ def _settle(
     waited = format_duration(settings.no_result_after)
     recheck = inbox.recheck_of(db, request_id)
     checks = 0 if recheck is None else recheck.checks  # lookups before this one
-    pending = request_outcomes.devices_with_status(db, request_id, [outcomes.PENDING])
+    pending = request_devices.devices_with_status(db, request_id, [outcomes.PENDING])
     if not pending:
         requests.set_request_state(db, request_id, "checked", now=now)
         inbox.settle_recheck(db, request_id)
@@ -133,7 +134,7 @@ def _settle(
         detail: dict[str, Any] = {"via": "request-status", "at": _iso(now)}
         if status == outcomes.FAILED:
             detail["reason"] = "ThingSpace's request status says Failed (no callback arrived)"
-        request_outcomes.settle_pending(db, request_id, status, detail, devices=[key], now=now)
+        request_devices.settle_pending(db, request_id, status, detail, devices=[key], now=now)
         if status == outcomes.OK:
             _directory_after(db, tracked, key)
         _reply(deps, db, tracked, key, status, detail, now, waited)
@@ -157,7 +158,7 @@ def _settle(
             detail["lookup_error"] = lookup_error
         if still_pending:
             detail["remote_status"] = "Pending"
-        request_outcomes.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
+        request_devices.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
         if tracked.device_count == 1:
             note = ""
             if recheck is not None:

@@ -9,7 +9,7 @@ batch, for each callback:
 2. correlates the rest with the request the bot issued (``ts_requests``) by request id, and with
    the request's device by any of the callback's ids — directly, or through the device directory
    when ThingSpace names the line by another identifier than the one the bot sent;
-3. records the device's outcome (never moving it back: see :mod:`bot.outcomes`), updates the
+3. records the device's outcome (never moving it back: see :mod:`bot.core.outcome_status`), updates the
    directory's state and auto-resume date, and appends an audit row (actor ``thingspace``);
 4. queues the Slack side: a reply in the request's thread for a single device; for many devices
    one update of the root message per batch (the outbox coalesces them further), and the final
@@ -48,8 +48,7 @@ from bot.core.redact import mask_text
 from bot.render import results
 from bot.thingspace import shapes
 from bot.thingspace.events import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
-from storage import directory, inbox, outbox, requests, watches
-from storage import request_devices as request_outcomes
+from storage import directory, inbox, outbox, request_devices, requests, watches
 from storage.audit.events import THINGSPACE_ACTOR, AuditEvent, Outcome, Verb
 from storage.audit.log import AuditLog
 from storage.db import write
@@ -247,7 +246,7 @@ class Processor:
         candidates = [str(d) for d in event.device_ids]
         if entry is not None:
             candidates += [entry.key, *(f"{k}:{v}" for k, v in entry.ids.items())]
-        found = request_outcomes.find_device(self.db, tracked.request_id, candidates)
+        found = request_devices.find_device(self.db, tracked.request_id, candidates)
         if found is None:
             return None, "", entry
         return found[0], found[1], entry
@@ -407,7 +406,7 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
     """Rebuild the root message of a multi-device request; True when it is complete."""
     no_result_after = format_duration(settings.no_result_after)
     tally = results.Tally.of(
-        request_outcomes.status_groups(db, tracked.request_id),
+        request_devices.status_groups(db, tracked.request_id),
         total=tracked.device_count,
         no_result_after=no_result_after,
     )

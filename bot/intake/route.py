@@ -16,8 +16,9 @@ the database cannot commit               503     nothing / — (ThingSpace retri
 
 Authentication compares the body's ``username`` and ``password`` with
 ``TSBOT_CALLBACK_USERNAME``/``TSBOT_CALLBACK_PASSWORD`` in constant time, on UTF-8 bytes (so a
-non-ASCII or lone-surrogate value is compared, not an error). ThingSpace offers nothing stronger
-(reliability-anchors.md §2.1). With no password configured every callback is refused: an open
+non-ASCII or lone-surrogate value is compared, not an error). ThingSpace offers nothing stronger: it echoes the registered username and password as plain
+text in the body, with no signature and no timestamp (Verizon: "About Callback Services"; SDK
+``ConnectivityManagementCallback``). With no password configured every callback is refused: an open
 listener would accept anyone's results. The credentials are dropped before anything is stored or
 logged; the body itself is never logged.
 
@@ -25,7 +26,7 @@ The 2xx is sent only after the callback's inbox row is committed. To keep that c
 (10,000 devices answering at once) one writer thread — :class:`InboxWriter` — group-commits: it
 takes every callback waiting in its queue, inserts them in one transaction, commits once, and only
 then releases each waiting request with "new" or "duplicate". The inbox worker
-(:mod:`bot.inbox_worker`) turns rows into results afterwards.
+(:mod:`bot.inbox.worker`) turns rows into results afterwards.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Reachability for data, plus loss-of-connectivity reports (thingspace-api.md §9.1).
+#: Reachability for data, plus loss-of-connectivity reports (Verizon: "Monitor Device Reachability";
+#: SDK ``NotificationReportRequest``).
 MONITOR_REQUEST_TYPE = "REACHABLE_FOR_DATA_AND_LOSS"
 #: Devices per start request (ThingSpace takes bulk lists; smaller bodies fail less).
 MONITOR_CHUNK = 1000
@@ -97,7 +98,7 @@ class MonitorSync:
 
 def sync_monitors(deps: Deps, *, now: float) -> MonitorSync:
     """Start monitors for watches without a live one (or whose one expires within a quarter of
-    :data:`bot.reachability.MONITOR_TTL`), and stop the monitors of unwatched devices and replaced ones.
+    :data:`bot.core.reachability.MONITOR_TTL`), and stop the monitors of unwatched devices and replaced ones.
 
     Rows are claimed in a write transaction before each ThingSpace call, so two runners (the
     worker after a ``watch`` and the scheduled job) never ask for the same device twice.
