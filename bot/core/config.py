@@ -23,7 +23,8 @@ __all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings"]
 
 ROLES = ("viewer", "operator", "admin")
 
-#: Environment variable -> (Settings field, default). The contract's names: design.md §3.
+#: Environment variable -> (Settings field, default). Each is documented in the README's
+#: "Configuration reference"; the names are part of the bot's contract with its operators.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "SLACK_BOT_TOKEN": ("slack_bot_token", ""),
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),

@@ -7,7 +7,7 @@ it passes :class:`RedactionFilter` first, which
    with ``***`` — in the message, in the ``%``-args, in ``extra`` fields and in tracebacks;
 2. cuts request bodies: anything after ``body:``/``json_body:``/``body_params:`` in a message is
    dropped, and ``extra`` fields named like a body are replaced by ``<omitted>``;
-3. masks MDNs, ICCIDs, IMEIs and IMSIs down to their last four digits (:func:`bot.redact.mask_text`);
+3. masks MDNs, ICCIDs, IMEIs and IMSIs down to their last four digits (:func:`bot.core.redact.mask_text`);
 
 and the formatter adds ``request_id`` from a :mod:`contextvars` variable. Secrets are replaced
 before identifiers are masked, so a numeric password never leaks its last four digits.
@@ -336,7 +336,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``12:00:01 INFO    bot.outbox [r3f9…] message key=value`` for people (``tsbot demo``)."""
+    """``12:00:01 INFO    bot.outbox.relay [r3f9…] message key=value`` for people (``tsbot demo``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")

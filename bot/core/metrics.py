@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAMESPACE: Final = "tsbot"
-#: The verbs of design.md §3; ``Metrics(verbs=...)`` adds more.
+#: The slash-command verbs (the README's "Slash commands"); ``Metrics(verbs=...)`` adds more.
 KNOWN_VERBS: Final = frozenset(
     {
         "help",

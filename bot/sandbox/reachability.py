@@ -1,4 +1,7 @@
-"""Device reachability (SCEF) monitoring: the DiagnosticsService callbacks (thingspace-api.md §9).
+"""Device reachability (SCEF) monitoring: the DiagnosticsService callbacks.
+
+Verizon: "Monitor Device Reachability", "Retrieve Reachability Status", "Retrieve Active
+Reachability Monitoring", "Stop Device Reachability Monitoring".
 
 * ``POST /diagnostics/basic/devicereachability`` starts a monitor per device and answers
   ``{"requestId"}``; each device then gets a registration callback (with ``reachabilityStatus``

@@ -1,6 +1,7 @@
 """The ThingSpace Connectivity Management client: ids, auth, typed models, errors, callbacks.
 
-Imports only httpx and the standard library (design.md §2). Typical use::
+Knows nothing of Slack: imports httpx, the standard library and :mod:`bot.core.redact` only.
+Typical use::
 
     from bot.thingspace import ThingSpaceClient, parse_device_id
 

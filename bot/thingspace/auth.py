@@ -1,7 +1,9 @@
-"""``ThingSpaceAuth``: the two ThingSpace credentials as one ``httpx.Auth`` (thingspace-api.md §2).
+"""``ThingSpaceAuth``: the two ThingSpace credentials as one ``httpx.Auth``.
 
 Every Connectivity Management call carries ``Authorization: Bearer <OAuth token>`` and
-``VZ-M2M-Token: <session token>``. This auth gets both and keeps them:
+``VZ-M2M-Token: <session token>`` (Verizon: "Getting Credentials" and "Start a Connectivity
+Management Session"; SDK ``OauthToken``, ``LogInRequest``, ``LogInResult``). This auth gets both
+and keeps them:
 
 * **OAuth token**: ``POST /ts/v1/oauth2/token`` with HTTP Basic client credentials and the form
   body ``grant_type=client_credentials``; cached until ``token_margin`` seconds before

@@ -1,6 +1,6 @@
 """The audit chain's moving parts: appending rows, walking the chain, keeping the head file in step.
 
-Used by ``storage.audit`` (appends), ``storage.audit_verify`` and ``storage.audit_retention``;
+Used by ``storage.audit.log`` (appends), ``storage.audit.verify`` and ``storage.audit.retention``;
 callers outside ``storage`` use those modules, not this one.
 """
 
