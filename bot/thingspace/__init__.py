@@ -1,6 +1,7 @@
 """The ThingSpace Connectivity Management client: ids, auth, typed models, errors, callbacks.
 
-Knows nothing of Slack: imports httpx, the standard library and :mod:`bot.core.redact` only.
+Knows nothing of Slack: imports httpx, the standard library, :mod:`bot.core.redact` and the
+dependency-free :mod:`storage.login_gate_state` only.
 Typical use::
 
     from bot.thingspace import ThingSpaceClient, parse_device_id
@@ -16,7 +17,6 @@ from __future__ import annotations
 from bot.thingspace.auth import (
     MAX_REFUSALS_IN_A_ROW,
     MAX_REFUSALS_PER_CREDENTIALS,
-    GateSnapshot,
     LoginGate,
     LoginGateState,
     MemoryLoginGate,
@@ -82,7 +82,6 @@ __all__ = [
     "DeviceNotFound",
     "DevicePage",
     "Diagnostics",
-    "GateSnapshot",
     "ImeiIccidMismatch",
     "InvalidCallback",
     "InvalidDeviceId",
