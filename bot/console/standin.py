@@ -304,10 +304,6 @@ class SlackStandIn:
             method, status=status, retry_after=retry_after, error=error, count=count, channel=channel
         )
 
-    def clear_faults(self) -> None:
-        """Drop every planned failure."""
-        self._faults.clear()
-
     def reset(self) -> None:
         """Back to a fresh stand-in: no faults, messages, calls, response URLs or App Home views.
 

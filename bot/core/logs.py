@@ -13,7 +13,7 @@ and the formatter adds ``request_id`` from a :mod:`contextvars` variable. Secret
 before identifiers are masked, so a numeric password never leaks its last four digits.
 
 Request ids and threads
-    ``with request_context():`` (or :func:`set_request_id`) binds an id for the current context.
+    ``with request_context():`` binds an id for the current context.
     Context variables do **not** follow work handed to another thread (``threading.Thread``,
     ``ThreadPoolExecutor``, Bolt's listener executor, APScheduler jobs). A worker that picks up a
     job must set the job's request id itself (``with request_context(row["request_id"]):``), or
@@ -77,7 +77,6 @@ __all__ = [
     "register_secret",
     "register_secrets",
     "request_context",
-    "set_request_id",
 ]
 
 P = ParamSpec("P")
@@ -130,11 +129,6 @@ def new_request_id() -> str:
 def get_request_id() -> str | None:
     """The request id bound in the current context, if any."""
     return _request_id.get()
-
-
-def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
-    """Bind *request_id* in the current context; keep the token to ``_request_id.reset`` it."""
-    return _request_id.set(request_id)
 
 
 @contextlib.contextmanager
