@@ -98,7 +98,8 @@ CHECKS: Final[dict[str, str]] = {
     "account": ACCOUNT_CHECK,
 }
 #: check name -> the identifier kinds ThingSpace accepts for it (the other checks take any kind):
-#: extended diagnostics per thingspace-api.md §5.2; the mismatch report names lines by ICCID or MDN.
+#: extended diagnostics per Verizon's "Get Device Extended Diagnostic Information"; the mismatch
+#: report names lines by ICCID or MDN.
 ACCEPTED_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "diagnostics": ("iccid", "imei", "mdn", "meid", "msisdn"),
     "hardware": ("iccid", "mdn"),

@@ -57,7 +57,7 @@ FLAGS = frozenset({"dry-run"})
 #: device id.
 TEXT_OPTIONS = frozenset({"reason"})
 
-#: the one Slack link left in the text after :func:`bot.blocks.from_slack`: a phone number
+#: the one Slack link left in the text after :func:`bot.render.blocks.from_slack`: a phone number
 _TEL_LINK = re.compile(r"<tel:([^<>|]*)(?:\|[^<>]*)?>")
 _USER_REF = re.compile(r"^(?:<@|@)?([UW][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
 _CHANNEL_REF = re.compile(r"^(?:<#|#)?([CG][A-Z0-9]{2,})(?:\|[^>]*)?>?$")
@@ -164,7 +164,7 @@ class Invocation:
 
 def _unlink(token: str) -> str:
     """Slack may turn numbers into ``<tel:5551234567|555-123-4567>``: keep the plain value.
-    Anything else in angle brackets was typed as such (:func:`bot.blocks.from_slack` has turned
+    Anything else in angle brackets was typed as such (:func:`bot.render.blocks.from_slack` has turned
     Slack's own links and mentions back into what was typed) and stays."""
     return _TEL_LINK.sub(lambda m: re.sub(r"[^0-9A-Za-z:_.-]", "", m.group(1)), token)
 
@@ -191,7 +191,7 @@ def _word_is_target(word: Word) -> bool:
 
 def _show(text: str, limit: int = 40) -> str:
     """The user's text inside an error message: one line, short, no backticks to break the code
-    span, and escaped (:func:`bot.blocks.escape`) so it shows as typed."""
+    span, and escaped (:func:`bot.render.blocks.escape`) so it shows as typed."""
     text = " ".join(text.split()).replace("`", "'")
     return escape(text if len(text) <= limit else text[: limit - 1] + "…")
 

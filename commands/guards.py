@@ -1,4 +1,7 @@
-"""Guard rails checked before ThingSpace is called (thingspace-api.md §4.1, §4.5, §11.1).
+"""Guard rails checked before ThingSpace is called.
+
+Verizon: "Service Provisioning Rules" (5 provisioning actions per line per day; at most 90 days
+suspended in a row and 180 in a year) and "Suspend Devices" (a suspended line auto-resumes).
 
 * A device already in the target state is skipped with "already suspended" — no API call.
 * A line that has used its five provisioning actions today is refused with the reason.

@@ -3,8 +3,9 @@
 Pure logic, no I/O: :func:`judge` takes :class:`Facts` (whatever the checks of
 :mod:`commands.diag` could gather; ``None`` means "that check could not run") and returns a
 :class:`Verdict`: a grade (``healthy``, ``degraded``, ``down``, ``unknown``), one sentence, the
-evidence behind it in the order engineers check a line (iot-anchors.md §5) and the next steps
-the bot can take, as ``/ts`` commands for buttons.
+evidence behind it in the order on-call engineers check a line (identify it; provisioned and
+usable; policy limits; attached; data session; activity and usage; expected hardware; asleep by
+design; then remediate), and the next steps the bot can take, as ``/ts`` commands for buttons.
 
 The rules, in that order:
 
@@ -484,7 +485,7 @@ class _Judge:
             return f"{line}, connected"
         return line
 
-    # -- topics, in the order of iot-anchors.md §5 ----------------------------------------------
+    # -- topics, in the order on-call engineers check a line (see the module docstring) ------------
 
     def line(self) -> None:
         f = self.f

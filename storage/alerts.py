@@ -154,10 +154,6 @@ class Alert:
     reopened: int
     updated_at: float
 
-    @property
-    def is_open(self) -> bool:
-        return self.state != "resolved"
-
 
 @dataclass(frozen=True)
 class AlertGroup:

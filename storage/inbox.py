@@ -26,7 +26,7 @@ for an *unknown request* (``last_error`` :data:`UNKNOWN_REQUEST`) is revived by
 :func:`revive_unmatched` once that request exists, within a grace period.
 
 A request whose callback never came and that ThingSpace's request status still lists as
-``Pending`` is looked up again later (``bot.unanswered``); ``request_rechecks`` remembers how
+``Pending`` is looked up again later (``bot.inbox.unanswered``); ``request_rechecks`` remembers how
 often and when next (:func:`schedule_recheck`, :func:`recheck_of`, :func:`settle_recheck`).
 """
 

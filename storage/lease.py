@@ -2,7 +2,8 @@
 
 The scheduler takes the lease ``"scheduler"`` so that, when two bot processes are started on one
 database by mistake (two uvicorn workers, a second ``tsbot serve``), only one of them runs the
-scheduled jobs (reliability-anchors.md §3.7, §7 row 29). The other keeps trying; it takes over
+scheduled jobs (APScheduler cannot share one job store between processes: see its FAQ, "How do
+I share a single job store among one or more worker processes?"). The other keeps trying; it takes over
 once the holder has stopped renewing and the lease has expired, or at once after a clean release.
 
 Times are wall-clock epoch seconds passed in by the caller (tests inject them). The table also

@@ -29,15 +29,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from storage.db import write
+from storage.login_gate_state import LoginGateState
 
-__all__ = ["ITERATIONS", "GateState", "SqliteLoginGate", "migrations"]
+__all__ = ["ITERATIONS", "SqliteLoginGate", "migrations"]
 
 migrations = Migrations("tsbot.login_gate")
 
@@ -87,25 +87,6 @@ def create_login_gate(db: Database) -> None:
         """
     )
     db.execute("INSERT INTO login_gate_meta (id) VALUES (1)")
-
-
-@dataclass(frozen=True)
-class GateState:
-    """The gate for one set of credentials (zero counts when they have no row)."""
-
-    version: int = 0
-    attempts: int = 0
-    refusals: int = 0
-    streak: int = 0
-    in_flight_since: float = 0.0
-    first_refused_at: float = 0.0
-    last_refused_at: float = 0.0
-    status: int = 0
-    error_code: str = ""
-    path: str = ""
-    message: str = ""
-    locked: bool = False
-    refused_by: str = ""
 
 
 class SqliteLoginGate:
@@ -180,7 +161,7 @@ class SqliteLoginGate:
     def now(self) -> float:
         return self._clock()
 
-    def load(self, credentials: bytes) -> GateState:
+    def load(self, credentials: bytes) -> LoginGateState:
         """The state for these credentials, read in one statement (one consistent snapshot)."""
         rows = (
             self._connect()
@@ -201,7 +182,7 @@ class SqliteLoginGate:
             if salt is not None and self._matches(credentials, salt, iterations, fingerprint):
                 (attempts, refusals, in_flight, first_refused, last_refused) = row[5:10]
                 status, error_code, path, message, locked, refused_by = row[10:16]
-                return GateState(
+                return LoginGateState(
                     version=version,
                     attempts=int(attempts),
                     refusals=int(refusals),
@@ -216,7 +197,7 @@ class SqliteLoginGate:
                     locked=bool(locked),
                     refused_by=str(refused_by),
                 )
-        return GateState(version=version, streak=streak)
+        return LoginGateState(version=version, streak=streak)
 
     def claim(self, credentials: bytes, version: int) -> bool:
         """Count one attempt in flight, unless the gate changed since ``version`` was read."""

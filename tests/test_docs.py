@@ -87,3 +87,21 @@ def test_quick_start_commands_match_ci() -> None:
 def test_changelog_section_exists() -> None:
     """The README keeps a changelog for the people who run the bot."""
     assert re.search(r"^## Changelog", README, re.MULTILINE)
+
+
+def _architecture_section() -> str:
+    match = re.search(r"^## Architecture\n(.*?)^## ", README, re.MULTILINE | re.DOTALL)
+    assert match, "the README must have an Architecture section"
+    return match.group(1)
+
+
+def test_architecture_section_places_every_package_and_names_only_real_paths() -> None:
+    """Every package of bot/ (and commands/, storage/) is placed in the README's architecture
+    section, and every path the section names exists, so a move cannot leave it stale."""
+    text = _architecture_section()
+    named = set(re.findall(r"`((?:bot|commands|storage|tests)/[\w/]*(?:\.py)?)`", text))
+    assert not sorted(p for p in named if not (ROOT / p).exists()), "paths that do not exist"
+    parts = {"commands/", "storage/"}
+    parts |= {f"bot/{p.name}/" for p in (ROOT / "bot").iterdir() if (p / "__init__.py").exists()}
+    parts |= {f"bot/{p.name}" for p in (ROOT / "bot").glob("*.py") if not p.name.startswith("__")}
+    assert not sorted(p for p in parts if f"`{p}`" not in text), "packages the section does not place"

@@ -41,8 +41,8 @@ def scripted_session(metrics: Metrics) -> None:
     metrics.count_callback("accepted")
     metrics.count_callback("duplicate")
     metrics.count_callback("too_large")
-    metrics.set_inbox_depth(2)
-    metrics.set_outbox_depth(5)
+    metrics.inbox_depth_from(lambda: 2)
+    metrics.outbox_depth_from(lambda: 5)
     metrics.count_slack_call("chat.postMessage", "ok")
     metrics.count_slack_call("chat.update", "ratelimited")
     metrics.count_slack_rate_limited("chat.update")
@@ -51,7 +51,7 @@ def scripted_session(metrics: Metrics) -> None:
     metrics.count_thingspace_error("session.login", "ThingSpaceAuthError")
     metrics.count_job_run("evaluate_reachability")
     metrics.count_job_miss("digest")
-    metrics.set_alerts_firing(1)
+    metrics.alerts_firing_from(lambda: 1)
 
 
 def test_render_names_every_instrument_after_a_session() -> None:

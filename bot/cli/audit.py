@@ -24,7 +24,7 @@ To verify a backup, copy the head file first and the database second (``sqlite3 
 ".backup …"``), and pass ``--head-may-lag``: rows the bot appended between the two copies are
 then accepted when they chain on from the head file's row.
 
-``export`` streams (JSON lines or CSV, see ``storage.audit_export``) to stdout or to ``--output``
+``export`` streams (JSON lines or CSV, see ``storage.audit.export``) to stdout or to ``--output``
 (written to ``FILE.partial``, renamed when complete). ``retain`` archives and removes rows older
 than ``--older-than`` (archive default: a dated file in ``[audit] archive_dir``, else in
 ``audit-archive/`` beside the database, as the daily retention job does). Exit 2: bad arguments

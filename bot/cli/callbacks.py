@@ -51,13 +51,7 @@ def _client(settings: Settings) -> Iterator[ThingSpaceClient]:
         ) from exc
     try:
         with ThingSpaceClient(
-            settings.thingspace_base_url,
-            client_id=settings.thingspace_client_id,
-            client_secret=settings.thingspace_client_secret,
-            username=settings.thingspace_username,
-            password=settings.thingspace_password,
-            account=settings.thingspace_account,
-            login_gate=SqliteLoginGate(pool.get, program="tsbot callbacks"),
+            **settings.thingspace_login(), login_gate=SqliteLoginGate(pool.get, program="tsbot callbacks")
         ) as client:
             yield client
     finally:

@@ -207,13 +207,7 @@ def _thingspace(settings: Settings, report: Report, *, reopen_logins: bool = Fal
     try:
         try:
             client = ThingSpaceClient(
-                settings.thingspace_base_url,
-                client_id=settings.thingspace_client_id,
-                client_secret=settings.thingspace_client_secret,
-                username=settings.thingspace_username,
-                password=settings.thingspace_password,
-                account=settings.thingspace_account,
-                login_gate=SqliteLoginGate(pool.get, program="tsbot check"),
+                **settings.thingspace_login(), login_gate=SqliteLoginGate(pool.get, program="tsbot check")
             )
         except ThingSpaceError as exc:
             report.fail(f"ThingSpace client: {exc.user_message}", "fix the THINGSPACE_* settings")

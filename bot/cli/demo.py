@@ -1,6 +1,6 @@
 """``tsbot demo``: the sandbox, the local Slack stand-in and the real bot in one process, with a prompt.
 
-Console lines (design.md §3):
+Console lines:
 
 ``/ts …``            run a slash command as the current user in the current channel
 ``click LABEL``      press the newest button with that label visible to the current user
@@ -28,7 +28,7 @@ from typing import TextIO
 
 __all__ = ["Console", "add_arguments", "run"]
 
-PROMPT_HELP = __doc__.split("Console lines (design.md §3):", 1)[1].rsplit("Every Slack message", 1)[0]
+PROMPT_HELP = __doc__.split("Console lines:", 1)[1].rsplit("Every Slack message", 1)[0]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Console:
-    """Runs console lines against a :class:`~bot.stack.LocalStack` and prints what Slack shows."""
+    """Runs console lines against a :class:`~bot.local_stack.LocalStack` and prints what Slack shows."""
 
     def __init__(self, stack: object, out: TextIO) -> None:
         from bot.local_stack import LocalStack

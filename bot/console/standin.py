@@ -67,7 +67,7 @@ APP_ID = "A0TSBOT"
 TEAM_DOMAIN = "tsbot-demo"
 TEAM_NAME = "tsbot demo"
 
-#: The demo workspace's people: an admin (the design's ``U012ADMIN``), two on-call operators
+#: The demo workspace's people: an admin (``U012ADMIN``, as in the README's examples), two on-call operators
 #: and a NOC analyst.
 DEFAULT_USERS: Mapping[str, str] = {
     "U012ADMIN": "ana",
@@ -75,9 +75,9 @@ DEFAULT_USERS: Mapping[str, str] = {
     "U0OPS2": "olga",
     "U0NOC1": "vic",
 }
-#: User groups: the on-call operators (the design's ``S0ONCALL``).
+#: User groups: the on-call operators (``S0ONCALL``).
 DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"S0ONCALL": ("U0OPS1", "U0OPS2")}
-#: Channels: operations and the NOC (the design's ``C0NOC``).
+#: Channels: operations and the NOC (``C0NOC``, a viewer channel).
 DEFAULT_CHANNELS: Mapping[str, str] = {"C0OPS": "ops", "C0NOC": "noc"}
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
@@ -303,10 +303,6 @@ class SlackStandIn:
         self._faults.add(
             method, status=status, retry_after=retry_after, error=error, count=count, channel=channel
         )
-
-    def clear_faults(self) -> None:
-        """Drop every planned failure."""
-        self._faults.clear()
 
     def reset(self) -> None:
         """Back to a fresh stand-in: no faults, messages, calls, response URLs or App Home views.

@@ -14,16 +14,17 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core.durations import parse_duration
 
-__all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings"]
+__all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings", "ThingSpaceLogin"]
 
 ROLES = ("viewer", "operator", "admin")
 
-#: Environment variable -> (Settings field, default). The contract's names: design.md §3.
+#: Environment variable -> (Settings field, default). Each is documented in the README's
+#: "Configuration reference"; the names are part of the bot's contract with its operators.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "SLACK_BOT_TOKEN": ("slack_bot_token", ""),
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),
@@ -81,6 +82,17 @@ class Grants:
 
     def mentions_groups(self) -> bool:
         return any(i.startswith("S") for role in ROLES for i in self.ids_for(role))
+
+
+class ThingSpaceLogin(TypedDict):
+    """The ``ThingSpaceClient`` arguments that come from the settings: ``ThingSpaceClient(**login)``."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    username: str
+    password: str
+    account: str
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,17 @@ class Settings:
                     f"TSBOT_CALLBACK_ALLOWED_IPS: {entry!r} is not an IP address or network (e.g. 3.87.163.45 or 10.0.0.0/8)"
                 ) from None
         return networks
+
+    def thingspace_login(self) -> ThingSpaceLogin:
+        """The ``THINGSPACE_*`` settings as :class:`ThingSpaceLogin` (base URL, credentials, account)."""
+        return ThingSpaceLogin(
+            base_url=self.thingspace_base_url,
+            client_id=self.thingspace_client_id,
+            client_secret=self.thingspace_client_secret,
+            username=self.thingspace_username,
+            password=self.thingspace_password,
+            account=self.thingspace_account,
+        )
 
     def missing_to_serve(self) -> list[str]:
         """Names of the required secrets that are empty."""

@@ -7,13 +7,13 @@ it passes :class:`RedactionFilter` first, which
    with ``***`` — in the message, in the ``%``-args, in ``extra`` fields and in tracebacks;
 2. cuts request bodies: anything after ``body:``/``json_body:``/``body_params:`` in a message is
    dropped, and ``extra`` fields named like a body are replaced by ``<omitted>``;
-3. masks MDNs, ICCIDs, IMEIs and IMSIs down to their last four digits (:func:`bot.redact.mask_text`);
+3. masks MDNs, ICCIDs, IMEIs and IMSIs down to their last four digits (:func:`bot.core.redact.mask_text`);
 
 and the formatter adds ``request_id`` from a :mod:`contextvars` variable. Secrets are replaced
 before identifiers are masked, so a numeric password never leaks its last four digits.
 
 Request ids and threads
-    ``with request_context():`` (or :func:`set_request_id`) binds an id for the current context.
+    ``with request_context():`` binds an id for the current context.
     Context variables do **not** follow work handed to another thread (``threading.Thread``,
     ``ThreadPoolExecutor``, Bolt's listener executor, APScheduler jobs). A worker that picks up a
     job must set the job's request id itself (``with request_context(row["request_id"]):``), or
@@ -77,7 +77,6 @@ __all__ = [
     "register_secret",
     "register_secrets",
     "request_context",
-    "set_request_id",
 ]
 
 P = ParamSpec("P")
@@ -130,11 +129,6 @@ def new_request_id() -> str:
 def get_request_id() -> str | None:
     """The request id bound in the current context, if any."""
     return _request_id.get()
-
-
-def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
-    """Bind *request_id* in the current context; keep the token to ``_request_id.reset`` it."""
-    return _request_id.set(request_id)
 
 
 @contextlib.contextmanager
@@ -336,7 +330,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``12:00:01 INFO    bot.outbox [r3f9…] message key=value`` for people (``tsbot demo``)."""
+    """``12:00:01 INFO    bot.outbox.relay [r3f9…] message key=value`` for people (``tsbot demo``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")

@@ -28,8 +28,8 @@ value must look like a name (``^[A-Za-z][A-Za-z0-9_.:-]{0,63}$``, no run of five
 device id, phone number or Slack id gets in) and each label keeps at most
 :data:`MAX_VALUES_PER_LABEL` distinct values; anything else is counted as ``other``.
 
-Gauges can be set (``set_inbox_depth(n)``) or read at scrape time from a function
-(``inbox_depth_from(fn)``); a function that raises reports ``NaN`` instead of breaking the scrape.
+Gauges are read at scrape time from a function (``inbox_depth_from(fn)``); a function that
+raises reports ``NaN`` instead of breaking the scrape.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAMESPACE: Final = "tsbot"
-#: The verbs of design.md §3; ``Metrics(verbs=...)`` adds more.
+#: The slash-command verbs (the README's "Slash commands"); ``Metrics(verbs=...)`` adds more.
 KNOWN_VERBS: Final = frozenset(
     {
         "help",
@@ -223,15 +223,9 @@ class Metrics:
             raise ValueError(f"callback result {result!r} is not one of {', '.join(CALLBACK_RESULTS)}")
         self.callbacks.labels(result).inc()
 
-    def set_inbox_depth(self, depth: int) -> None:
-        self.inbox_depth.set(depth)
-
     def inbox_depth_from(self, probe: Callable[[], float]) -> None:
         """Read the inbox depth from *probe* at every scrape."""
         self.inbox_depth.set_function(_safe(probe))
-
-    def set_outbox_depth(self, depth: int) -> None:
-        self.outbox_depth.set(depth)
 
     def outbox_depth_from(self, probe: Callable[[], float]) -> None:
         """Read the outbox depth from *probe* at every scrape."""
@@ -259,9 +253,6 @@ class Metrics:
 
     def count_job_miss(self, job: str) -> None:
         self.scheduler_job_misses.labels(self._label("job", job)).inc()
-
-    def set_alerts_firing(self, count: int) -> None:
-        self.alerts_firing.set(count)
 
     def alerts_firing_from(self, probe: Callable[[], float]) -> None:
         """Read the number of firing alerts from *probe* at every scrape."""

@@ -2,8 +2,8 @@
 
 Two entry points do all the work, both inside one write transaction and both taking ``now``:
 
-* :func:`apply_event` — a DiagnosticsService callback (registered with the inbox worker through
-  :data:`bot.inbox_worker.REACHABILITY_HANDLERS`): confirms the monitor it names, records the
+* :func:`apply_event` — a DiagnosticsService callback (the inbox worker, :mod:`bot.inbox.worker`,
+  hands each one over): confirms the monitor it names, records the
   observation in the device's history, moves its state forward, and re-arms its watch: a device
   that goes unreachable gets a ``due_at`` (when its rule fires if nothing else is heard); one
   that comes back starts counting towards the recovery of its open alerts.
@@ -179,7 +179,7 @@ class Applied:
 
 
 def on_callback(db: Database, event: CallbackEvent, now: float) -> None:
-    """The inbox worker's hook (``REACHABILITY_HANDLERS``)."""
+    """The inbox worker's handler for reachability (DiagnosticsService) callbacks."""
     apply_event(db, event, now=now)
 
 

@@ -4,7 +4,7 @@ Pure functions from stored rows to ``(text, blocks)``; the caller queues them in
 card is rendered again whenever its alert changes (acknowledged, snoozed, snooze ended, down again,
 recovered) and replaces the previous version in place. Times are shown in the configured time
 zone; durations as ``3 h 12 min``. Labels come in as stored (custom fields anyone can edit in
-ThingSpace) and are escaped here with :func:`bot.blocks.escape`.
+ThingSpace) and are escaped here with :func:`bot.render.blocks.escape`.
 
 Buttons (action ids under ``ts:``; values are alert or group ids):
 

@@ -1,7 +1,8 @@
 """Block Kit building blocks: small pure functions returning dicts within Slack's limits.
 
-Limits (chatops-anchors.md §4): 50 blocks per message, section text ≤ 3000 characters, ≤ 10
-fields, button text ≤ 75, confirm dialog title ≤ 100 / text ≤ 300. Helpers truncate rather than
+Limits (Slack: "Blocks" reference and "Confirmation dialog object"): 50 blocks per message,
+section text ≤ 3000 characters, ≤ 10 fields, button text ≤ 75, confirm dialog title ≤ 100 /
+text ≤ 300. Helpers truncate rather than
 let Slack reject a message at 3 a.m.
 
 Text people typed (a reason, an SMS, a search) and text from outside (a device label, an error

@@ -11,7 +11,7 @@ the previous progress and keeps the root's own blocks.
 
 Labels (custom fields anyone can edit in ThingSpace) and text from ThingSpace (failure messages,
 comments, who changed a line) are passed in as they are and escaped here with
-:func:`bot.blocks.escape`, so none of it can mention a channel or hide a link.
+:func:`bot.render.blocks.escape`, so none of it can mention a channel or hide a link.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class Tally:
         total: int | None = None,
         no_result_after: str = "30 min",
     ) -> Tally:
-        """From ``(status, reason, code, count)`` groups (``storage.request_outcomes.status_groups``)."""
+        """From ``(status, reason, code, count)`` groups (``storage.request_devices.status_groups``)."""
         tally = cls(total=sum(g[3] for g in groups) if total is None else total)
         for status, reason, code, n in groups:
             tally.counts[status] += n

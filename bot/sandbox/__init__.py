@@ -8,14 +8,14 @@
     server.stop(); sandbox.close()
 
 It answers the same paths as ``https://thingspace.verizon.com/api`` with the shapes, status codes
-and error bodies of thingspace-api.md: OAuth ``POST /ts/v1/oauth2/token`` (Basic client
+and error bodies of Verizon's API reference: OAuth ``POST /ts/v1/oauth2/token`` (Basic client
 credentials; the same token for an hour), ``/m2m/v1/session/login|logout`` (GUID session,
 20-minute idle timeout, user locked after 5 failed logins), the device list (both paging
 styles), extended diagnostics, connection and usage history, suspend, restore, SMS, cancel
 location, callback listeners, reachability monitors, request status (v1 and v2), account info and
 the IMEI–ICCID mismatch list. Asynchronous results arrive as one callback per device at the
 listener registered for the right service, retried with a rising ``callbackCount`` (see
-:mod:`bot.sandbox.callbacks`). Default credentials: OAuth client ``sandbox-client`` /
+:mod:`bot.sandbox.callback_sender`). Default credentials: OAuth client ``sandbox-client`` /
 ``sandbox-secret``, user ``sandbox-user`` / ``sandbox-pass``, account ``0000123456-00001``.
 
 The fleet is deterministic for ``(devices, seed)`` (:mod:`bot.sandbox.fleet`): device #0 is the

@@ -113,9 +113,7 @@ def _provision_one(
     rid = request.request_id
     if device is None:
         sub.status = "Failed"
-        return state.failure(
-            CARRIER_SERVICE, rid, given, DEVICE_NOT_FOUND, f"No device with {given['kind']} {given['id']}."
-        )
+        return state.not_found(CARRIER_SERVICE, rid, given)
     if device.stuck:
 
         def later() -> None:
@@ -250,9 +248,7 @@ def _sms_one(
     service = ENHANCED_CONNECTIVITY_SERVICE
     if device is None:
         sub.status = "Failed"
-        return state.failure(
-            service, rid, given, DEVICE_NOT_FOUND, f"No device with {given['kind']} {given['id']}."
-        )
+        return state.not_found(service, rid, given)
     if device.state != "active":
         sub.status = "Failed"
         return state.failure(

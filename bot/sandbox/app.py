@@ -46,7 +46,8 @@ __all__ = ["KNOWN_SERVICES", "build_app"]
 logger = logging.getLogger(__name__)
 
 MAX_BODY: Final = 8 * 1024 * 1024
-#: Callback service names accepted by ``POST /callbacks/{account}`` (thingspace-api.md §8.3).
+#: Callback service names accepted by ``POST /callbacks/{account}`` (Verizon: "Register a Callback
+#: Listener URL").
 KNOWN_SERVICES: Final = frozenset(
     {
         "AlertService",

@@ -1,4 +1,6 @@
-"""The two credentials of every Connectivity Management call (thingspace-api.md §2).
+"""The two credentials of every Connectivity Management call.
+
+Verizon: "Getting Credentials" (OAuth) and "Start a Connectivity Management Session" (UWS login).
 
 * OAuth client credentials at ``POST /ts/v1/oauth2/token``: one token per client, valid for
   :data:`TOKEN_LIFETIME` from first issue; asking again within that time returns the same token

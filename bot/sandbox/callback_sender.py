@@ -1,7 +1,8 @@
 """Callback delivery: ThingSpace's asynchronous results, POSTed to the registered listeners.
 
 Every asynchronous operation ends in one callback *per device*, sent to the URL registered for the
-right service name (thingspace-api.md §8). The envelope is::
+right service name (Verizon: "About Callback Services"; SDK ``ConnectivityManagementCallback``).
+The envelope is::
 
     {"username": ..., "password": ...,            # as registered, "" when none
      "requestId": ..., "deviceIds": [...],        # the originating request, one device

@@ -1,6 +1,7 @@
 """Error answers exactly as ThingSpace gives them, raised as :class:`ApiError` by handlers.
 
-Three envelopes exist on the real service (thingspace-api.md §2.1, §11.2, §9.1):
+Three envelopes exist on the real service (Verizon: "Synchronous Error Messages"; SDK
+``ConnectivityManagementResultException``, ``OauthProviderException``, ``RestErrorResponseException``):
 
 * the WSO2 gateway ``{"fault": {"code", "message", "description"}}`` for a bad, missing or
   expired bearer token (401) and for an unknown resource (400, code 900906);
@@ -10,7 +11,8 @@ Three envelopes exist on the real service (thingspace-api.md §2.1, §11.2, §9.
   reachability family answers ``{"errorCode": "400", "errorMessage": ...}`` instead.
 
 Codes marked *sandbox* below are our choice where no public source names one; everything else
-comes from thingspace-api.md §2 and §11.3. Clients must key on the part after the service prefix.
+comes from Verizon's "Synchronous Error Messages" page (or, marked *secondary*, from public
+copies of it). Clients must key on the part after the service prefix.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ __all__ = [
 
 SERVICE_PREFIX: Final = "UnifiedWebService"
 
-# -- confirmed or secondary-source codes (thingspace-api.md §2.2, §3, §4.5, §6.1, §11.3) --------
+# -- confirmed or secondary-source codes (Verizon: "Synchronous Error Messages") ----------------
 SESSION_EXPIRED: Final = "REQUEST_FAILED.SessionToken.Expired"
 SESSION_FORMAT: Final = "REQUEST_FAILED.SessionToken.Format"
 SESSION_INVALID: Final = "INPUT_INVALID.SessionToken.Invalid"
@@ -113,7 +115,7 @@ def field_invalid(field: str, message: str) -> ApiError:
 
 
 def reachability_error(message: str) -> ApiError:
-    """The reachability API family answers with a numeric-string error code (§9.1)."""
+    """The reachability API family answers with a numeric-string error code (SDK ``RestErrorResponseException``)."""
     return ApiError(400, {"errorCode": "400", "errorMessage": message})
 
 

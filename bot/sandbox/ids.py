@@ -1,6 +1,7 @@
 """Device identifiers as the API takes them: ``{"id": "...", "kind": "..."}``, validated per kind.
 
-Formats follow thingspace-api.md §3: ``kind`` is accepted in any letter case, ids must be JSON
+Formats follow Verizon's identifier tables (SDK ``DeviceId``; "Retrieve Device Connection
+History"): ``kind`` is accepted in any letter case, ids must be JSON
 strings (leading zeros matter), and an id that does not fit its kind is refused with
 ``INPUT_INVALID.Device.Identifier.Invalid`` naming what the kind looks like.
 """
@@ -100,7 +101,7 @@ def check_device_id(
 def device_entries(devices: Any, *, field: str = "devices") -> list[Any]:
     """Unwrap an ``AccountDeviceList[]`` (``[{"deviceIds": [...]}]``) into its first id objects.
 
-    Only one identifier per device is needed (§4); the first one given is used.
+    Only one identifier per device is needed (Verizon: "Suspend Devices"); the first one given is used.
     """
     if not isinstance(devices, list):
         raise thingspace_error(REQUEST_UNDEFINED, f'{field} must be a list like [{{"deviceIds": [...]}}].')

@@ -1,4 +1,7 @@
-"""Device reachability (SCEF) monitoring: the DiagnosticsService callbacks (thingspace-api.md §9).
+"""Device reachability (SCEF) monitoring: the DiagnosticsService callbacks.
+
+Verizon: "Monitor Device Reachability", "Retrieve Reachability Status", "Retrieve Active
+Reachability Monitoring", "Stop Device Reachability Monitoring".
 
 * ``POST /diagnostics/basic/devicereachability`` starts a monitor per device and answers
   ``{"requestId"}``; each device then gets a registration callback (with ``reachabilityStatus``
@@ -30,7 +33,7 @@ from bot.sandbox.activity import next_change, status_at
 from bot.sandbox.callback_sender import Delivery
 from bot.sandbox.clock import iso
 from bot.sandbox.conditions import epoch
-from bot.sandbox.errors import DEVICE_NOT_FOUND, ApiError, reachability_error
+from bot.sandbox.errors import ApiError, reachability_error
 from bot.sandbox.fleet import Device
 from bot.sandbox.ids import REACHABILITY_KINDS, check_device_id, device_entries
 from bot.thingspace.shapes import DIAGNOSTICS, DIAGNOSTICS_SERVICE, REACHABLE, UNREACHABLE
@@ -176,15 +179,7 @@ def start_monitors(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
         for sub, (given, device) in zip(request.subs, targets, strict=True):
             if device is None:
                 sub.status = "Failed"
-                deliveries.append(
-                    state.failure(
-                        DIAGNOSTICS_SERVICE,
-                        request.request_id,
-                        given,
-                        DEVICE_NOT_FOUND,
-                        f"No device with {given['kind']} {given['id']}.",
-                    )
-                )
+                deliveries.append(state.not_found(DIAGNOSTICS_SERVICE, request.request_id, given))
                 continue
             reachable = _reachable(device, now)
             monitor = Monitor(
@@ -255,15 +250,7 @@ def list_monitors(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
         for sub, (given, device) in zip(request.subs, targets, strict=True):
             sub.status = "Success" if device is not None else "Failed"
             if device is None:
-                deliveries.append(
-                    state.failure(
-                        DIAGNOSTICS_SERVICE,
-                        request.request_id,
-                        given,
-                        DEVICE_NOT_FOUND,
-                        f"No device with {given['kind']} {given['id']}.",
-                    )
-                )
+                deliveries.append(state.not_found(DIAGNOSTICS_SERVICE, request.request_id, given))
                 continue
             for monitor in state.device_monitors.get(device.index, []):
                 if monitor.one_shot or (wanted_type and monitor.monitor_type != wanted_type):

@@ -1,6 +1,7 @@
 """Verizon's provisioning rules for one line, on the sandbox's clock.
 
-* State machine: ``active`` ⇄ ``suspend`` (restore only from ``suspend``), thingspace-api.md §4.5.
+* State machine: ``active`` ⇄ ``suspend`` (restore only from ``suspend``; Verizon: "About Device
+  States").
 * At most :data:`DAILY_ACTIONS` successful provisioning actions per line per UTC day.
 * A suspension lasts at most :data:`MAX_CONTINUOUS_DAYS` days and a line may be suspended at most
   :data:`MAX_DAYS_PER_YEAR` days in any 365; the line auto-resumes at ``resume_date``

@@ -302,6 +302,12 @@ class SandboxState:
         }
         return Delivery(service, payload)
 
+    @classmethod
+    def not_found(cls, service: str, request_id: str, given: dict[str, str]) -> Delivery:
+        """The ``Failed`` callback for a device the account does not have."""
+        message = f"No device with {given['kind']} {given['id']}."
+        return cls.failure(service, request_id, given, DEVICE_NOT_FOUND, message)
+
     def listener(self, service: str) -> Listener | None:
         return self.listeners.get(service)
 

@@ -33,9 +33,6 @@ class Timers:
     def at(self, due: datetime, action: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), action))
 
-    def next_due(self) -> datetime | None:
-        return self._heap[0][0] if self._heap else None
-
     def run_due(self, now: datetime) -> int:
         """Run every action due at or before ``now`` (including ones they schedule); return the count."""
         ran = 0

@@ -1,6 +1,8 @@
 """Synchronous reads: device list, extended diagnostics, histories, mismatches, account, status.
 
-Shapes follow Verizon's published models (thingspace-api.md §5, §10, §12); the extended
+Shapes follow Verizon's published models (SDK ``AccountDeviceListResult``,
+``DeviceExtendedDiagnosticsResult``, ``ConnectionHistoryResult``, ``DeviceUsageListResult``,
+``AsynchronousRequestResult``, ``AccountDetails``); the extended
 diagnostics categories and keys beyond ``Connectivity``/``Connected`` are the proposals in
 ``bot.thingspace.shapes``. Paging: the device list returns at most 2,000 devices per call (HTTP
 202 with ``hasMoreData: true`` when more remain), sorted by the numeric ``DeviceId`` extended

@@ -1,6 +1,8 @@
 """The ThingSpace Connectivity Management client: ids, auth, typed models, errors, callbacks.
 
-Imports only httpx and the standard library (design.md §2). Typical use::
+Knows nothing of Slack: imports httpx, the standard library, :mod:`bot.core.redact` and the
+dependency-free :mod:`storage.login_gate_state` only.
+Typical use::
 
     from bot.thingspace import ThingSpaceClient, parse_device_id
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 from bot.thingspace.auth import (
     MAX_REFUSALS_IN_A_ROW,
     MAX_REFUSALS_PER_CREDENTIALS,
-    GateSnapshot,
     LoginGate,
     LoginGateState,
     MemoryLoginGate,
@@ -81,7 +82,6 @@ __all__ = [
     "DeviceNotFound",
     "DevicePage",
     "Diagnostics",
-    "GateSnapshot",
     "ImeiIccidMismatch",
     "InvalidCallback",
     "InvalidDeviceId",

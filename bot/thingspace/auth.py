@@ -1,7 +1,9 @@
-"""``ThingSpaceAuth``: the two ThingSpace credentials as one ``httpx.Auth`` (thingspace-api.md §2).
+"""``ThingSpaceAuth``: the two ThingSpace credentials as one ``httpx.Auth``.
 
 Every Connectivity Management call carries ``Authorization: Bearer <OAuth token>`` and
-``VZ-M2M-Token: <session token>``. This auth gets both and keeps them:
+``VZ-M2M-Token: <session token>`` (Verizon: "Getting Credentials" and "Start a Connectivity
+Management Session"; SDK ``OauthToken``, ``LogInRequest``, ``LogInResult``). This auth gets both
+and keeps them:
 
 * **OAuth token**: ``POST /ts/v1/oauth2/token`` with HTTP Basic client credentials and the form
   body ``grant_type=client_credentials``; cached until ``token_margin`` seconds before
@@ -67,13 +69,13 @@ from bot.thingspace.errors import (
     error_from_response,
     split_error_code,
 )
+from storage.login_gate_state import LoginGateState
 
 __all__ = [
     "LOGIN_PATH",
     "MAX_REFUSALS_IN_A_ROW",
     "MAX_REFUSALS_PER_CREDENTIALS",
     "TOKEN_PATH",
-    "GateSnapshot",
     "LoginGate",
     "LoginGateState",
     "MemoryLoginGate",
@@ -109,63 +111,6 @@ _CLAIM_TRIES: Final = 5
 # -- the login gate -------------------------------------------------------------------------------
 
 
-class LoginGateState(Protocol):
-    """The gate as stored, for one set of credentials (see :meth:`LoginGate.load`).
-
-    Times are on the gate's clock (:meth:`LoginGate.now`); 0 means "never".
-    """
-
-    @property
-    def version(self) -> int:
-        """Changes on every write to the gate: :meth:`LoginGate.claim` compares it."""
-
-    @property
-    def attempts(self) -> int:
-        """Token requests/logins with these credentials since their last success, one maybe in flight."""
-
-    @property
-    def refusals(self) -> int:
-        """Of those, how many ThingSpace refused."""
-
-    @property
-    def streak(self) -> int:
-        """Refusals in a row with any credentials since the last successful login."""
-
-    @property
-    def in_flight_since(self) -> float:
-        """When the attempt now in flight was claimed; 0 once its outcome is recorded."""
-
-    @property
-    def first_refused_at(self) -> float:
-        """When these credentials were first refused: the pause began then."""
-
-    @property
-    def last_refused_at(self) -> float: ...
-
-    @property
-    def status(self) -> int:
-        """HTTP status of the last refusal (0 when there was none)."""
-
-    @property
-    def error_code(self) -> str: ...
-
-    @property
-    def path(self) -> str:
-        """The endpoint that refused: the token endpoint or the login."""
-
-    @property
-    def message(self) -> str:
-        """ThingSpace's message, as masked by :func:`~bot.thingspace.errors.error_from_response`."""
-
-    @property
-    def locked(self) -> bool:
-        """ThingSpace said the user is locked."""
-
-    @property
-    def refused_by(self) -> str:
-        """Which program met the last refusal (e.g. ``tsbot check (pid 4242 on host)``)."""
-
-
 class LoginGate(Protocol):
     """Where the login gate keeps its count: in memory (the default) or shared by every process.
 
@@ -198,25 +143,6 @@ class LoginGate(Protocol):
         """Forget everything: an operator reopens logins."""
 
 
-@dataclass(frozen=True)
-class GateSnapshot:
-    """A :class:`LoginGateState` value (what :class:`MemoryLoginGate` returns)."""
-
-    version: int = 0
-    attempts: int = 0
-    refusals: int = 0
-    streak: int = 0
-    in_flight_since: float = 0.0
-    first_refused_at: float = 0.0
-    last_refused_at: float = 0.0
-    status: int = 0
-    error_code: str = ""
-    path: str = ""
-    message: str = ""
-    locked: bool = False
-    refused_by: str = ""
-
-
 class MemoryLoginGate:
     """The default :class:`LoginGate`: this process only, on the auth's clock. Thread-safe.
 
@@ -227,20 +153,20 @@ class MemoryLoginGate:
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
-        self._records: dict[bytes, GateSnapshot] = {}
+        self._records: dict[bytes, LoginGateState] = {}
         self._version = 0
         self._streak = 0
 
     def _id(self, credentials: bytes) -> bytes:
         return hmac.new(self._key, credentials, hashlib.sha256).digest()
 
-    def _state(self, record: GateSnapshot | None) -> GateSnapshot:
-        return replace(record or GateSnapshot(), version=self._version, streak=self._streak)
+    def _state(self, record: LoginGateState | None) -> LoginGateState:
+        return replace(record or LoginGateState(), version=self._version, streak=self._streak)
 
     def now(self) -> float:
         return self._clock()
 
-    def load(self, credentials: bytes) -> GateSnapshot:
+    def load(self, credentials: bytes) -> LoginGateState:
         with self._lock:
             return self._state(self._records.get(self._id(credentials)))
 
@@ -249,7 +175,7 @@ class MemoryLoginGate:
             if version != self._version:
                 return False
             key = self._id(credentials)
-            record = self._records.get(key) or GateSnapshot()
+            record = self._records.get(key) or LoginGateState()
             self._records[key] = replace(record, attempts=record.attempts + 1, in_flight_since=self.now())
             self._version += 1
             return True
@@ -259,7 +185,7 @@ class MemoryLoginGate:
     ) -> None:
         with self._lock:
             key = self._id(credentials)
-            record = self._records.get(key) or GateSnapshot(attempts=1)
+            record = self._records.get(key) or LoginGateState(attempts=1)
             now = self.now()
             self._records[key] = replace(
                 record,

@@ -1,14 +1,16 @@
 """``ThingSpaceClient``: one method per Connectivity Management operation, typed in and out.
 
-The only code in the bot that speaks HTTP to ThingSpace. Paths and bodies follow
-thingspace-api.md; each method returns models from :mod:`bot.thingspace.models` and raises only
-the errors of :mod:`bot.thingspace.errors`.
+The only code in the bot that speaks HTTP to ThingSpace. Paths and bodies follow Verizon's
+Connectivity Management API reference and the request models of Verizon's Python SDK
+(``sdksio-verizon-apis-sdk``: ``CarrierActionsRequest``, ``SMSSendRequest``,
+``NotificationReportRequest`` …); each method returns models from :mod:`bot.thingspace.models`
+and raises only the errors of :mod:`bot.thingspace.errors`.
 
 Asynchronous operations (suspend, restore, SMS, cancel location, reachability) return
 :class:`~bot.thingspace.models.RequestAccepted`; their results arrive later by callback, one per
 device, carrying the same ``request_id``.
 
-Resilience (reliability-anchors.md §4):
+Resilience:
 
 * every call has httpx's per-phase timeouts (``timeout=``) *and* an overall ``deadline`` (seconds)
   checked while the body arrives, so a server that trickles bytes cannot hold a thread;
@@ -78,7 +80,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 
-#: ``requestType`` values of the reachability APIs (thingspace-api.md §9.1).
+#: ``requestType`` values of the reachability APIs (Verizon: "Monitor Device Reachability";
+#: the combinations are listed on "Retrieve Reachability Status").
 REACHABILITY_TYPES: Final = (
     "REACHABLE_FOR_DATA",
     "REACHABLE_FOR_SMS",
@@ -88,9 +91,11 @@ REACHABILITY_TYPES: Final = (
     "REACHABLE_FOR_SMS_AND_LOSS",
     "REACHABLE_FOR_DATA_SMS_AND_LOSS",
 )
-#: The single-device status query accepts only the three simple types (§9.2).
+#: The single-device status query accepts only the three simple types (Verizon: "Retrieve
+#: Reachability Status"; SDK ``NotificationReportStatusRequest``).
 _STATUS_TYPES: Final = REACHABILITY_TYPES[:3]
-#: Kinds the reachability APIs accept (§3).
+#: Kinds the reachability APIs accept, one kind per request (Verizon: "Retrieve Active
+#: Reachability Monitoring").
 REACHABILITY_KINDS: Final = ("imei", "mdn", "msisdn", "iccid")
 _DIAGNOSTICS_KINDS: Final = ("iccid", "imei", "mdn", "meid", "msisdn")
 _CANCEL_LOCATION_KINDS: Final = ("imei", "iccid", "mdn", "imsi", "eid", "msisdn", "min")
@@ -276,7 +281,9 @@ class ThingSpaceClient:
         page_size: int | None = None,
         by_device_number: bool = False,
     ) -> Iterator[DevicePage]:
-        """Every page of the account's device list (§5.1): up to 2,000 devices per page.
+        """Every page of the account's device list: up to 2,000 devices per page.
+
+        Verizon: "Retrieve Device Information"; SDK ``AccountDeviceListRequest``/``AccountDeviceListResult``.
 
         ThingSpace answers 202 + ``hasMoreData`` while more remain. Two paging styles:
 
@@ -284,7 +291,8 @@ class ThingSpaceClient:
           (``earliest``); devices already seen on the boundary are not repeated;
         * ``by_device_number=True``: ``largestDeviceIdSeen`` is raised to the largest numeric
           device id of the page, read from the ``extendedAttributes`` entry named
-          :data:`~bot.thingspace.shapes.DEVICE_NUMBER_KEY` (our proposal, §5.1).
+          :data:`~bot.thingspace.shapes.DEVICE_NUMBER_KEY` (our proposal: no public source says
+          where the numeric id comes from).
 
         A page that does not advance raises :class:`UnexpectedResponse` rather than looping.
         """
@@ -366,7 +374,11 @@ class ThingSpaceClient:
         )
 
     def extended_diagnostics(self, device_id: DeviceId) -> Diagnostics:
-        """Extended diagnostics of one line (§5.2; kinds iccid, imei, mdn, meid, msisdn)."""
+        """Extended diagnostics of one line (kinds iccid, imei, mdn, meid, msisdn; synchronous).
+
+        Verizon: "Get Device Extended Diagnostic Information"; SDK
+        ``DeviceExtendedDiagnosticsRequest``/``DeviceExtendedDiagnosticsResult``.
+        """
         _check_kind(device_id, _DIAGNOSTICS_KINDS, "extended diagnostics")
         body = {"accountName": self.account, "deviceList": [device_id.to_wire()]}
         path = "/m2m/v1/devices/extendeddiagnostics/actions/list"
@@ -376,7 +388,10 @@ class ThingSpaceClient:
     def connection_history(
         self, device_id: DeviceId, earliest: datetime, latest: datetime
     ) -> Iterator[ConnectionEvent]:
-        """Connection events, oldest first, over as many 500-record pages as needed (§5.4)."""
+        """Connection events, oldest first, over as many 500-record pages as needed.
+
+        Verizon: "Retrieve Device Connection History"; SDK ``ConnectionHistoryResult``.
+        """
         _check_window(earliest, latest)
         path = "/m2m/v1/devices/connections/actions/listHistory"
         yield from self._history(
@@ -393,7 +408,10 @@ class ThingSpaceClient:
     def usage_history(
         self, device_id: DeviceId, earliest: datetime, latest: datetime
     ) -> Iterator[UsageRecord]:
-        """Usage records, oldest first, over as many 500-record pages as needed (§5.6)."""
+        """Usage records, oldest first, over as many 500-record pages as needed.
+
+        Verizon: "Retrieve Device Usage History"; SDK ``DeviceUsageListResult``.
+        """
         _check_window(earliest, latest)
         yield from self._history(
             "usage_history",
@@ -470,11 +488,17 @@ class ThingSpaceClient:
     # -- provisioning (asynchronous, never retried) ----------------------------------------------
 
     def suspend(self, devices: Sequence[DeviceId]) -> RequestAccepted:
-        """Suspend lines; one CarrierService callback per device follows (§4.1)."""
+        """Suspend lines; one CarrierService callback per device follows.
+
+        Verizon: "Suspend Devices"; SDK ``CarrierActionsRequest``.
+        """
         return self._carrier_action("suspend", devices)
 
     def restore(self, devices: Sequence[DeviceId]) -> RequestAccepted:
-        """Restore suspended lines; one CarrierService callback per device follows (§4.2)."""
+        """Restore suspended lines; one CarrierService callback per device follows.
+
+        Verizon: "Restore Devices"; same body as suspend (SDK ``CarrierActionsRequest``).
+        """
         return self._carrier_action("restore", devices)
 
     def _carrier_action(self, action: str, devices: Sequence[DeviceId]) -> RequestAccepted:
@@ -515,7 +539,10 @@ class ThingSpaceClient:
         return self._accepted("send_sms", "POST", "/m2m/v1/sms", body)
 
     def cancel_location(self, device: DeviceId) -> RequestAccepted:
-        """Detach one line from the network (§7; one device per call, queued by ThingSpace)."""
+        """Detach one line from the network (one device per call, queued by ThingSpace).
+
+        Verizon: "Cancel Location" (limited beta; not in the SDK).
+        """
         _check_kind(device, _CANCEL_LOCATION_KINDS, "cancel location")
         body = {"accountName": self.account, "devices": wire_device_list([device])}
         logger.info("cancel location for %s", device.masked())
@@ -526,7 +553,10 @@ class ThingSpaceClient:
     def register_callback(
         self, service: str, url: str, username: str = "", password: str = ""
     ) -> CallbackListener:
-        """Register (or replace) the listener URL for one callback service (§8.1)."""
+        """Register (or replace) the listener URL for one callback service.
+
+        Verizon: "Register a Callback Listener URL"; SDK ``RegisterCallbackRequest``.
+        """
         if not service or not url:
             raise InvalidRequest("a callback registration needs a service name and a URL")
         body: dict[str, str] = {"name": service, "url": url}
@@ -546,7 +576,7 @@ class ThingSpaceClient:
         )
 
     def list_callbacks(self) -> list[CallbackListener]:
-        """The registered listeners (an empty body means none, §8.2)."""
+        """The registered listeners (an empty body means none; Verizon: "List Callback Listeners")."""
         path = f"/m2m/v1/callbacks/{self.account}"
         data = self._call("list_callbacks", "GET", path, read=True)
         if data is None:
@@ -558,7 +588,7 @@ class ThingSpaceClient:
         return [CallbackListener.from_wire(item) for item in data if isinstance(item, dict)]
 
     def deregister_callback(self, service: str) -> None:
-        """Remove the listener of one service (§8.2)."""
+        """Remove the listener of one service (Verizon: "Deregister Callback Listener")."""
         if not service:
             raise InvalidRequest("name the callback service to deregister")
         path = f"/m2m/v1/callbacks/{self.account}/name/{service}"
@@ -569,7 +599,10 @@ class ThingSpaceClient:
     def start_reachability_monitor(
         self, devices: Sequence[DeviceId], request_type: str, expires_at: datetime
     ) -> RequestAccepted:
-        """Monitor reachability until ``expires_at`` (≤ 10 years); callbacks on every change (§9.1)."""
+        """Monitor reachability until ``expires_at`` (≤ 10 years); callbacks on every change.
+
+        Verizon: "Monitor Device Reachability"; SDK ``NotificationReportRequest``.
+        """
         devices = _device_list(devices, "monitor")
         _check_reachability(devices, request_type, REACHABILITY_TYPES)
         body = {
@@ -584,7 +617,10 @@ class ThingSpaceClient:
     def reachability_status(
         self, device: DeviceId, request_type: str = "REACHABLE_FOR_DATA", expires_at: datetime | None = None
     ) -> RequestAccepted:
-        """Ask once whether a device is reachable; the answer comes by callback (§9.2)."""
+        """Ask once whether a device is reachable; the answer comes by callback.
+
+        Verizon: "Retrieve Reachability Status"; SDK ``NotificationReportStatusRequest``.
+        """
         _check_reachability([device], request_type, _STATUS_TYPES)
         body: dict[str, Any] = {
             "accountName": self.account,
@@ -599,7 +635,10 @@ class ThingSpaceClient:
     def list_reachability_monitors(
         self, devices: Sequence[DeviceId], request_type: str | None = None
     ) -> RequestAccepted:
-        """Ask which monitors are active for these devices; the list comes by callback (§9.3)."""
+        """Ask which monitors are active for these devices; the list comes by callback.
+
+        Verizon: "Retrieve Active Reachability Monitoring"; SDK ``RetrieveMonitorsRequest``.
+        """
         devices = _device_list(devices, "list monitors of")
         _check_reachability(devices, request_type, REACHABILITY_TYPES)
         body: dict[str, Any] = {"accountName": self.account, "devices": wire_device_list(devices)}
@@ -609,7 +648,10 @@ class ThingSpaceClient:
         return self._accepted("list_reachability_monitors", "POST", path, body)
 
     def stop_reachability_monitors(self, monitor_ids: Iterable[str]) -> RequestAccepted:
-        """Stop monitors by id (§9.4; a DELETE with a JSON body)."""
+        """Stop monitors by id (a DELETE with a JSON body).
+
+        Verizon: "Stop Device Reachability Monitoring"; SDK ``StopMonitorRequest``.
+        """
         ids = [m.strip() for m in monitor_ids if isinstance(m, str) and m.strip()]
         if not ids:
             raise InvalidRequest("name at least one monitor id to stop")
@@ -620,7 +662,7 @@ class ThingSpaceClient:
     # -- requests --------------------------------------------------------------------------------
 
     def request_status(self, request_id: str, *, detailed: bool = False) -> RequestStatus:
-        """Status of an asynchronous request (§10).
+        """Status of an asynchronous request (Verizon: "Get Request Status"; SDK ``AsynchronousRequestResult``).
 
         v1 (default) knows only single-device provisioning requests; ``detailed=True`` asks the
         v2 endpoint, which also lists per-device ``sub_requests``.

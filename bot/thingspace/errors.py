@@ -60,14 +60,17 @@ __all__ = [
     "split_error_code",
 ]
 
-#: First segments of an errorCode once the service prefix is removed (thingspace-api.md §11.3).
+#: First segments of an errorCode once the service prefix is removed: ``UnifiedWebService.
+#: REQUEST_FAILED.DeviceNotFound`` is coded against ``REQUEST_FAILED.DeviceNotFound`` (Verizon:
+#: "Synchronous Error Messages": key on the code, never on the message).
 _CODE_CLASSES: Final = ("INPUT_INVALID", "REQUEST_FAILED", "REQUEST_ONHOLD", "REQUEST_CANCELLED")
 _SESSION_GONE: Final = frozenset(
     {"REQUEST_FAILED.SessionToken.Expired", "INPUT_INVALID.SessionToken.Invalid"}
 )
 _MAX_MESSAGE: Final = 300
 #: Last segment of the login error codes that mean "this user is locked". ThingSpace's own code is
-#: not public (thingspace-api.md §2.2); ``REQUEST_FAILED.Login.UserLocked`` is the sandbox's. The
+#: not public (Verizon's "Start a Connectivity Management Session" only says five failed logins lock
+#: the user); ``REQUEST_FAILED.Login.UserLocked`` is the sandbox's. The
 #: message is never read: a wrong password's says how many "attempts [are] left before the user is
 #: locked".
 _LOCKED_CODE_ENDINGS: Final = frozenset({"UserLocked"})

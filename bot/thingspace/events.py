@@ -1,7 +1,7 @@
 """Parse ThingSpace callback bodies into typed :class:`CallbackEvent` objects.
 
-ThingSpace posts one JSON body per device to the listener registered for a service (§8 of
-thingspace-api.md). The envelope is confirmed (``requestId``, ``deviceIds``, ``status``,
+ThingSpace posts one JSON body per device to the listener registered for a service (Verizon:
+"About Callback Services"; SDK ``ConnectivityManagementCallback``). The envelope is confirmed (``requestId``, ``deviceIds``, ``status``,
 ``faultResponse``, ``callbackCount``, ``maxCallbackThreshold``, ``username``/``password``); the
 payload inside it is our proposal, spelled once in :mod:`bot.thingspace.shapes`.
 

@@ -1,7 +1,8 @@
 """Device identifiers: ``DeviceId(kind, id)``, validated per kind, and parsing of what people type.
 
-ThingSpace names a line by any of its identifiers, ``{"id": "...", "kind": "..."}``
-(thingspace-api.md §3). The formats checked here:
+ThingSpace names a line by any of its identifiers, ``{"id": "...", "kind": "..."}`` (SDK
+``DeviceId``; the formats are listed on Verizon's "Retrieve Device Connection History" and "Get
+Device List" pages). The formats checked here:
 
 ======== ========================================= ==========================
 kind     format                                    example

@@ -1,4 +1,4 @@
-"""Typed, frozen views of ThingSpace's JSON answers (thingspace-api.md §5–§12).
+"""Typed, frozen views of ThingSpace's JSON answers (field names as in Verizon's Python SDK models).
 
 Every ``from_wire`` is tolerant: unknown keys are ignored, missing ones get an empty default,
 ``kind`` may arrive in any case, dates that do not parse become ``None``. A body that is not even
@@ -39,7 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Device states as the models report them (normalised lower-case, thingspace-api.md §4.5).
+#: Device states as the models report them, normalised lower-case (Verizon: "About Device States":
+#: ACTIVE, SUSPEND, DEACTIVE, PRE-ACTIVE, PENDING ACTIVATION; list answers spell them lower-case).
 DEVICE_STATES: Final = ("active", "suspend", "deactive", "pre-active", "pending activation")
 
 _STATE_ALIASES: Final = {
@@ -168,7 +169,7 @@ _PREFERRED_KINDS: Final = ("iccid", "imei", "mdn", "msisdn", "meid", "esn", "eid
 
 @dataclass(frozen=True)
 class Device:
-    """One line from ``POST /devices/actions/list`` (thingspace-api.md §5.1)."""
+    """One line from ``POST /devices/actions/list`` (SDK ``ThingspaceDevice``)."""
 
     ids: Mapping[str, str]
     state: str = ""
@@ -266,7 +267,10 @@ class DevicePage:
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """Extended diagnostics: category name -> {key: value} (values are strings, §5.2)."""
+    """Extended diagnostics: category name -> {key: value} (values are strings).
+
+    SDK ``DeviceExtendedDiagnosticsResult`` / ``DiagnosticsCategory``.
+    """
 
     categories: Mapping[str, Mapping[str, str]]
 
@@ -347,7 +351,7 @@ class Diagnostics:
 
 @dataclass(frozen=True)
 class ConnectionEvent:
-    """One connection-history record (§5.4): ``event`` is ``Start`` or ``Stop``."""
+    """One connection-history record (SDK ``ConnectionEvent``): ``event`` is ``Start`` or ``Stop``."""
 
     occurred_at: datetime | None
     event: str
@@ -370,7 +374,7 @@ class ConnectionEvent:
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """One usage-history record (§5.6)."""
+    """One usage-history record (SDK ``Usage``, in ``DeviceUsageListResult``)."""
 
     timestamp: datetime | None
     bytes_used: int
@@ -449,7 +453,11 @@ class SubRequest:
 
 @dataclass(frozen=True)
 class RequestStatus:
-    """``GET .../requests/{id}/status``: ``Pending``, ``Success`` or ``Failed`` (§10)."""
+    """``GET .../requests/{id}/status``: ``Pending``, ``Success`` or ``Failed``.
+
+    Verizon: "Get Request Status" (the SDK's ``RequestStatusEnum`` spells the failure ``Failure``;
+    both are read as ``Failed``).
+    """
 
     request_id: str
     status: str
@@ -481,7 +489,10 @@ class RequestStatus:
 
 @dataclass(frozen=True)
 class CallbackListener:
-    """A registered callback listener (§8.1–8.2). The password is never shown in ``repr``."""
+    """A registered callback listener (SDK ``ConnectivityManagementCallback``).
+
+    The password is never shown in ``repr``.
+    """
 
     account: str
     service: str
@@ -536,7 +547,7 @@ def _plan_sizes(value: object) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Account:
-    """``GET /accounts/{aname}`` (§12, SDK ``AccountDetails``).
+    """``GET /accounts/{aname}`` (SDK ``AccountDetails``).
 
     ``plan_sizes`` maps each service plan's code, name and billing code to the data it includes
     (``servicePlans[].sizeKb``, in bytes); :meth:`plan_allowance` looks a line's plan up in it.

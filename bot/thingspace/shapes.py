@@ -1,9 +1,10 @@
 """Wire shapes that no public source confirms: our proposals, kept in one place.
 
-``thingspace-api.md`` marks these as *proposed*: the inside of ``deviceResponse`` for
-suspend/restore/cancel-location, the SMS callbacks, the DiagnosticsService reachability callback,
-the REST shape of ResumeTrackingNotification and ExternalProvisioningChanges, and the extended
-diagnostics category names beyond ``Connectivity``. The sandbox emits exactly these names and the
+No Verizon page or SDK model gives these, so they are *proposed*: the inside of
+``deviceResponse`` for suspend/restore/cancel-location, the SMS callbacks, the DiagnosticsService
+reachability callback, the REST shape of ResumeTrackingNotification and
+ExternalProvisioningChanges, and the extended diagnostics category names beyond
+``Connectivity``. The sandbox emits exactly these names and the
 client parses exactly these names, so when a real payload is captured, this file is the one to
 change.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# -- callback service names (confirmed, thingspace-api.md §8.3) --------------------------------
+# -- callback service names (confirmed: Verizon "Register a Callback Listener URL") ---------------
 CARRIER_SERVICE: Final = "CarrierService"
 ENHANCED_CONNECTIVITY_SERVICE: Final = "EnhancedConnectivityService"
 SMS_DELIVERY_CONFIRMATION: Final = "SMSDeliveryConfirmation"
@@ -33,7 +34,7 @@ CONSUMED_SERVICES: Final = (
     RESUME_TRACKING_NOTIFICATION,
 )
 
-# -- proposed: keys inside ``deviceResponse`` (§4.6, §6.5, §7) ---------------------------------
+# -- proposed: keys inside ``deviceResponse`` (CarrierService, SMS services) --------------------
 #: suspend / restore result: ``{"state": "suspend"|"active", "resumeDate": ISO|None, "deviceIds": [...]}``
 STATE_CHANGE: Final = "stateChange"
 #: cancel location result: ``{"status": "Completed", "completedAt": ISO}``
@@ -53,13 +54,13 @@ EXTERNAL_CHANGE: Final = "externalProvisioningChange"
 # -- proposed: top-level keys of other callbacks -------------------------------------------------
 #: device-originated SMS (EnhancedConnectivityService): ``{"message": str, "timestamp": ISO}``
 MO_SMS: Final = "smsMessage"
-#: DiagnosticsService (§9.5): ``{"monitorId", "monitorType", "reachabilityStatus"
+#: DiagnosticsService (names follow 3GPP's SCEF ``MonitoringEventReport``): ``{"monitorId", "monitorType", "reachabilityStatus"
 #: ("REACHABLE"|"UNREACHABLE"), "maxUEAvailabilityTime", "monitorExpirationTime", "eventTime"}``
 DIAGNOSTICS: Final = "diagnosticsResponse"
 REACHABLE: Final = "REACHABLE"
 UNREACHABLE: Final = "UNREACHABLE"
 
-# -- proposed: extended diagnostics categories and keys (§5.2) ---------------------------------
+# -- proposed: extended diagnostics categories and keys ----------------------------------------
 DIAG_CATEGORY_IDENTIFIERS: Final = "Identifiers"
 DIAG_CATEGORY_PROVISIONING: Final = "Provisioning"
 DIAG_CATEGORY_CONNECTIVITY: Final = "Connectivity"  # the one category name a source confirms
@@ -79,7 +80,7 @@ DIAG_KEY_APN: Final = "Apn"
 DIAG_KEY_RAT: Final = "RatType"
 DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
 
-# -- proposed: paging the device list by ``largestDeviceIdSeen`` (§5.1) --------------------------
+# -- proposed: paging the device list by ``largestDeviceIdSeen`` ---------------------------------
 #: No source says where a client reads the numeric id that ``largestDeviceIdSeen`` compares; we
 #: propose a device-list ``extendedAttributes`` entry with this key (value: the number as text).
 DEVICE_NUMBER_KEY: Final = "DeviceId"

@@ -1,4 +1,6 @@
-"""How long an SMS is for ThingSpace: GSM 7-bit septets or 8-bit units (thingspace-api.md §6.1).
+"""How long an SMS is for ThingSpace: GSM 7-bit septets or 8-bit units.
+
+Verizon: "Send SMS Messages to Devices"; SDK ``SMSSendRequest``.
 
 ``smsMessage`` may hold 160 units in ``7-bit`` (the default) and 140 in the 8-bit encodings. In
 7-bit every character of the GSM 03.38 basic alphabet is one septet and each character of its

@@ -1,6 +1,6 @@
 """The audit chain's moving parts: appending rows, walking the chain, keeping the head file in step.
 
-Used by ``storage.audit`` (appends), ``storage.audit_verify`` and ``storage.audit_retention``;
+Used by ``storage.audit.log`` (appends), ``storage.audit.verify`` and ``storage.audit.retention``;
 callers outside ``storage`` use those modules, not this one.
 """
 
@@ -133,10 +133,9 @@ def append(conn: sqlite3.Connection, events: Sequence[AuditEvent], after: Head) 
     row_id = after.id
     for event in events:
         row_id += 1
-        at = event._at_text
-        payload = row_payload(
+        columns = (
             row_id,
-            at,
+            event._at_text,
             event.actor,
             event.channel,
             event.verb,
@@ -146,23 +145,8 @@ def append(conn: sqlite3.Connection, events: Sequence[AuditEvent], after: Head) 
             event.request_id or "",
             event._detail_json,
         )
-        digest = row_hash(prev, payload)
-        rows.append(
-            (
-                row_id,
-                at,
-                event.actor,
-                event.channel,
-                event.verb,
-                event._targets_json,
-                event.reason,
-                event.outcome,
-                event.request_id or "",
-                event._detail_json,
-                prev,
-                digest,
-            )
-        )
+        digest = row_hash(prev, row_payload(*columns))
+        rows.append((*columns, prev, digest))
         links.extend((target, row_id) for target in event.targets)
         prev = digest
     conn.executemany(_INSERT_ROW, rows)

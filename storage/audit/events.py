@@ -6,7 +6,7 @@ alert raised, snoozed or acknowledged, the configuration loaded at start. Use th
 :class:`Outcome` constants rather than new spellings; a dry run is ``verb=<the command>,
 outcome=Outcome.DRY_RUN``.
 
-The hash of a row (the chain rule, see ``storage.audit``)::
+The hash of a row (the chain rule, see ``storage.audit.log``)::
 
     hash = sha256(prev_hash + canonical_json(row)).hexdigest()
 
@@ -64,7 +64,7 @@ REDACTED: Final = "(redacted)"
 class Verb:
     """The verbs of the audit log. A slash command is recorded under its own name."""
 
-    # slash commands (design.md §3)
+    # slash commands (the README's "Slash commands")
     HELP: Final = "help"
     STATUS: Final = "status"
     DIAG: Final = "diag"
@@ -97,10 +97,10 @@ class Verb:
     #: the configuration the bot started with (grants, non-secret settings, what changed since the
     #: previous load). The bot reads its configuration only at start: a restart is its reload.
     CONFIG_LOAD: Final = "config.load"
-    #: written by retention: the chain's new starting point (see storage.audit_retention)
+    #: written by retention: the chain's new starting point (see storage.audit.retention)
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
     #: the head file announced rows the log does not have (a crash before a commit, a rolled-back
-    #: transaction, or a deletion); recorded before the head file is re-anchored (storage.audit)
+    #: transaction, or a deletion); recorded before the head file is re-anchored (storage.audit.log)
     AUDIT_GAP: Final = "audit.gap"
 
 
@@ -419,7 +419,7 @@ class AuditRow:
 
     @classmethod
     def from_columns(cls, columns: Sequence[Any]) -> AuditRow:
-        """Build from ``storage.audit_chain.COLUMNS`` order."""
+        """Build from ``storage.audit.chain.COLUMNS`` order."""
         rid, at, actor, channel, verb, targets, reason, outcome, request_id, detail, prev, digest = columns
         return cls(
             id=int(rid),

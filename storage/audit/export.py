@@ -2,10 +2,10 @@
 
 Both read the rows oldest first through one cursor and write each as it comes; nothing is held
 but the current row. Ids are kept in full (exports are for auditors, and the files must be
-access-controlled like the database); no secret is ever in a row (see ``storage.audit_events``).
+access-controlled like the database); no secret is ever in a row (see ``storage.audit.events``).
 
 * **JSON lines** (``--format json``): one object per line, keys sorted, exactly the hashed row
-  plus ``prev_hash`` and ``hash`` (``storage.audit_events.export_line``), so an auditor can
+  plus ``prev_hash`` and ``hash`` (``storage.audit.events.export_line``), so an auditor can
   recompute every hash from the file alone. ``targets`` is a list, ``detail`` an object.
 * **CSV** (``--format csv``): a header, then one line per row; ``targets`` joined by spaces,
   ``detail`` as compact JSON. For spreadsheets: a text cell that starts with ``= + - @`` or a

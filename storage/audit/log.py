@@ -17,14 +17,14 @@ putting the head file back if it rolls back and confirming it after the commit (
 *Anchoring*), so prefer it.
 
 **The chain.** Row ``n`` stores ``prev_hash`` (row ``n-1``'s hash; 64 zeros for row 1) and
-``hash = sha256(prev_hash + canonical_json(row))`` (the exact rule: ``storage.audit_events``).
+``hash = sha256(prev_hash + canonical_json(row))`` (the exact rule: ``storage.audit.events``).
 Ids are consecutive and part of the hash. Appends hold SQLite's write lock (``BEGIN
 IMMEDIATE``), and a trigger refuses a row that does not follow the newest one, so the chain never
 forks. Other triggers refuse every ``UPDATE`` and every ``DELETE`` except retention's.
 Device ids are also written to ``audit_target (target, row_id)``, so ``query(target=…)`` is an
 index lookup.
 
-**Anchoring** (``storage.audit_anchor``). The head (row id + hash) is also kept in
+**Anchoring** (``storage.audit.anchor``). The head (row id + hash) is also kept in
 ``<db file>.audit-head``, rewritten atomically. Every append writes it *inside* its write
 transaction, before the commit, as ``{id: new head, base: newest committed row}`` ("pending");
 after the commit it is rewritten with ``base = id`` ("confirmed"): at once when the append
@@ -53,7 +53,7 @@ Consequences, stated plainly:
 Any other head file that does not match the log is never overwritten by the bot (it is the
 evidence); the error is logged and ``tsbot audit verify`` names it.
 
-Retention (``storage.audit_retention``) removes the oldest rows into an archive file and appends
+Retention (``storage.audit.retention``) removes the oldest rows into an archive file and appends
 a checkpoint row, from which the remaining chain is verified.
 """
 
@@ -377,7 +377,7 @@ class AuditLog:
         until: datetime | None = None,
         verb: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """Like :meth:`iter_rows`, as raw stored columns (``storage.audit_chain.COLUMNS`` order)."""
+        """Like :meth:`iter_rows`, as raw stored columns (``storage.audit.chain.COLUMNS`` order)."""
         if not _has_log(self.db):
             return
         sql, params = self._select(
