@@ -106,12 +106,7 @@ class Runtime:
         #: shared through the database with `tsbot check`, `tsbot callbacks` and the next restart
         self.login_gate = SqliteLoginGate(self.pool.get, clock=clock, program="the bot")
         self.thingspace = ThingSpaceClient(
-            settings.thingspace_base_url,
-            client_id=settings.thingspace_client_id,
-            client_secret=settings.thingspace_client_secret,
-            username=settings.thingspace_username,
-            password=settings.thingspace_password,
-            account=settings.thingspace_account,
+            **settings.thingspace_login(),
             transport=thingspace_transport,
             observer=self._observe_thingspace,
             login_gate=self.login_gate,
