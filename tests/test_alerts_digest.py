@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.config import ConfigError, parse_config
 from bot.scheduler.reachability_tasks import digest_day, send_digests
-from tests.helpers_alerts import HOUR, ICCIDS, AlertBench, alert_bench
+from tests.helpers.alerts import HOUR, ICCIDS, AlertBench, alert_bench
 
 MIN = 60.0
 D1, D2, D3 = (f"iccid:{i}" for i in ICCIDS[:3])

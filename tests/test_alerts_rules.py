@@ -10,7 +10,7 @@ import pytest
 
 from storage import alerts, watches
 from storage.db import write
-from tests.helpers_alerts import HOUR, ICCIDS, T0, AlertBench, alert_bench, seed_directory
+from tests.helpers.alerts import HOUR, ICCIDS, T0, AlertBench, alert_bench, seed_directory
 
 MIN = 60.0
 DEVICES = [f"iccid:{i}" for i in ICCIDS]

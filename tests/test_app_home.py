@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers_bot import SlackOnlyBot
+from tests.helpers.bot import SlackOnlyBot
 
 
 def _open_home(bot: SlackOnlyBot, user: str) -> int:

@@ -20,7 +20,7 @@ from bot.core.config import Settings
 from bot.scheduler.tasks import audit_retention_job
 from storage.audit.log import AuditEvent, AuditLog, Verb, archive_folder
 from storage.schema import open_database
-from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
+from tests.helpers.audit import ICCIDS, START, Attacker, build_log, event, independent_hash
 
 ROWS = 24
 

@@ -11,7 +11,7 @@ import pytest
 from bot.cli.main import main
 from storage.audit.log import AuditLog
 from storage.schema import open_database
-from tests.helpers_audit import START, event
+from tests.helpers.audit import START, event
 
 ROWS = 200_000
 #: Far below what holding the rows would take (200k rows of ~400 bytes as text alone: ~80 MB).

@@ -15,7 +15,7 @@ from sqlite_utils import Database
 from storage.audit.log import AnchorConfirmer, AuditEvent, AuditLog, Outcome, Verb, verify
 from storage.db import write
 from storage.schema import open_database
-from tests.helpers_audit import ICCIDS, START, build_log, event, independent_hash
+from tests.helpers.audit import ICCIDS, START, build_log, event, independent_hash
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from storage.audit.log import (
     verify,
 )
 from storage.schema import open_database
-from tests.helpers_audit import ICCIDS, START, Attacker, build_log, event, independent_hash
+from tests.helpers.audit import ICCIDS, START, Attacker, build_log, event, independent_hash
 
 ROWS = 20
 #: rows 1–10 are stamped before this (event i is at START + i minutes)

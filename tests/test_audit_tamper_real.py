@@ -23,7 +23,7 @@ from bot.local_stack import LocalStack
 from storage.audit import log as audit
 from storage.audit.log import AnchorConfirmer, AuditLog, Verb
 from storage.schema import open_database
-from tests.helpers_audit import Attacker
+from tests.helpers.audit import Attacker
 
 ADMIN, VIEWER = "U012ADMIN", "U0NOC1"
 ICCID = "iccid:89148000000800139708"

@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from storage.audit.log import AuditLog, verify
 from storage.schema import open_database
-from tests.helpers_audit import Attacker, build_log, copy_database, event
+from tests.helpers.audit import Attacker, build_log, copy_database, event
 
 ROWS = 30
 

@@ -17,7 +17,7 @@ import pytest
 from bot.console.standin import SlackStandIn
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
-from tests.helpers_callbacks import BotProcess, callback, send_callbacks
+from tests.helpers.callbacks import BotProcess, callback, send_callbacks
 
 FAULT = ("UnifiedWebService.REQUEST_FAILED.DeviceNotFound", "Device not found")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from storage import inbox
-from tests.helpers_callbacks import (
+from tests.helpers.callbacks import (
     CALLBACK_PASSWORD,
     CallbackBot,
     callback,

@@ -17,7 +17,7 @@ from sqlite_utils import Database
 from bot.local_stack import LocalStack
 from storage import outbox, pending, requests
 from storage.db import write
-from tests.helpers_callbacks import CallbackBot, callback_bot_fixture, seed_request  # noqa: F401
+from tests.helpers.callbacks import CallbackBot, callback_bot_fixture, seed_request  # noqa: F401
 
 
 @pytest.fixture(scope="module")

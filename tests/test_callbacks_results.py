@@ -12,7 +12,7 @@ from bot.scheduler.build import build_scheduler
 from bot.thingspace.events import parse_callback
 from storage import inbox
 from storage.db import write
-from tests.helpers_callbacks import CallbackBot, callback, callback_bot_fixture  # noqa: F401
+from tests.helpers.callbacks import CallbackBot, callback, callback_bot_fixture  # noqa: F401
 
 DEVICE = "iccid:89148000000800139708"
 

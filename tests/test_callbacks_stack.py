@@ -14,7 +14,7 @@ from bot.inbox.unanswered import check_unanswered
 from bot.local_stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
 from storage import directory, outbox, requests
 from storage.audit.log import AuditLog
-from tests.helpers_callbacks import callback, send_callbacks
+from tests.helpers.callbacks import callback, send_callbacks
 
 
 @pytest.fixture(scope="module")

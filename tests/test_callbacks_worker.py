@@ -12,7 +12,7 @@ from bot.console.records import Message
 from bot.inbox.unanswered import check_unanswered
 from storage import directory, inbox, requests
 from storage.audit.log import AuditLog
-from tests.helpers_callbacks import (
+from tests.helpers.callbacks import (
     CallbackBot,
     callback,
     callback_bot_fixture,  # noqa: F401

@@ -16,7 +16,7 @@ from bot.serving import ServerThread
 from bot.thingspace import LoginFailed, shapes
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
-from tests.helpers_thingspace import client_for
+from tests.helpers.thingspace import client_for
 
 LOGIN_PATH = "/m2m/v1/session/login"
 

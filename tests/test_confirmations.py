@@ -23,7 +23,7 @@ from bot.local_stack import LocalStack
 from bot.scheduler.tasks import refresh_memberships_job
 from storage import directory
 from storage.audit.log import AuditLog
-from tests.helpers_sandbox import wait_until
+from tests.helpers.sandbox import wait_until
 
 EXTERNAL = "ExternalProvisioningChanges"
 

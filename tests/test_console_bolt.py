@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from bot.console import SlackDriver, SlackStandIn, render_message
 from bot.serving import ServerThread
-from tests.helpers_console import SECRET, TOKEN
+from tests.helpers.console import SECRET, TOKEN
 
 CARD: list[dict[str, Any]] = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "Suspend *…9708*?"}},

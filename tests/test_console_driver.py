@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from bot.console import SlackDriver, SlackStandIn
-from tests.helpers_console import (
+from tests.helpers.console import (
     SECRET,
     Receiver,
     client,

@@ -8,7 +8,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.console import SlackStandIn
-from tests.helpers_console import TOKEN, client, served_standin, standin
+from tests.helpers.console import TOKEN, client, served_standin, standin
 
 __all__ = ["client", "served_standin", "standin"]  # fixtures imported for pytest
 

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from bot.console import SlackStandIn
-from tests.helpers_console import FakeClock, client, served_standin, standin
+from tests.helpers.console import FakeClock, client, served_standin, standin
 
 __all__ = ["client", "served_standin", "standin"]  # fixtures imported for pytest
 

@@ -20,7 +20,7 @@ from storage import inbox
 from storage.db import write
 from storage.inbox import InboxItem
 from storage.schema import open_database
-from tests.helpers_callbacks import BotProcess, callback, iccids, seed_request, send_callbacks
+from tests.helpers.callbacks import BotProcess, callback, iccids, seed_request, send_callbacks
 
 SINGLES = 12
 BULK = 300

@@ -29,7 +29,7 @@ from bot.thingspace import (
 from bot.thingspace.auth import credentials_key
 from storage.login_gate import ITERATIONS, SqliteLoginGate
 from storage.pool import ConnectionPool
-from tests.helpers_thingspace import (
+from tests.helpers.thingspace import (
     CLIENT_ID,
     CLIENT_SECRET,
     LOGIN_PATH,

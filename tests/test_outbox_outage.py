@@ -14,7 +14,7 @@ from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
 from storage.db import write
 from storage.pool import ConnectionPool
-from tests.helpers_outbox import EventLog, RelayFactory, make_relay_fixture, pool_fixture, standin_fixture  # noqa: F401
+from tests.helpers.outbox import EventLog, RelayFactory, make_relay_fixture, pool_fixture, standin_fixture  # noqa: F401
 
 #: The relay's old give-up point: 10 failures (2–4 min with the default backoff).
 OLD_LIMIT = 10

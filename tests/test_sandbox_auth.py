@@ -6,7 +6,7 @@ import base64
 
 import httpx
 
-from tests.helpers_sandbox import ACCOUNT, Api, running_sandbox
+from tests.helpers.sandbox import ACCOUNT, Api, running_sandbox
 
 LOGIN = "/m2m/v1/session/login"
 LIST = "/m2m/v1/devices/actions/list"

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bot.sandbox import EXAMPLE_ICCID
 from bot.serving import ServerThread
-from tests.helpers_sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox, wait_until
+from tests.helpers.sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox, wait_until
 
 LINE = ("iccid", EXAMPLE_ICCID)
 

@@ -11,7 +11,7 @@ import pytest
 from bot.sandbox import EXAMPLE_ICCID, ManualClock, create_sandbox
 from bot.sandbox.conditions import OVERDUE_FOR
 from bot.sandbox.fleet import build_fleet
-from tests.helpers_sandbox import ACCOUNT, START, Api, running_sandbox
+from tests.helpers.sandbox import ACCOUNT, START, Api, running_sandbox
 
 LIST = "/m2m/v1/devices/actions/list"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.sandbox import EXAMPLE_ICCID
-from tests.helpers_sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox, wait_until
+from tests.helpers.sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox, wait_until
 
 SERVICES = (
     "CarrierService",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.sandbox import EXAMPLE_ICCID
-from tests.helpers_sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox
+from tests.helpers.sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox
 
 MONITOR = "/m2m/v1/diagnostics/basic/devicereachability"
 

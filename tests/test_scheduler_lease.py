@@ -21,7 +21,7 @@ from storage import alerts, lease
 from storage.db import write
 from storage.pool import ConnectionPool
 from storage.schema import open_database
-from tests.helpers_callbacks import BotProcess
+from tests.helpers.callbacks import BotProcess
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:

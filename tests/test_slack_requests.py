@@ -6,7 +6,7 @@ import json
 import time
 from urllib.parse import urlencode
 
-from tests.helpers_bot import SlackOnlyBot
+from tests.helpers.bot import SlackOnlyBot
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -31,7 +31,7 @@ from bot.serving import ServerThread
 from bot.slack.socket_mode import SocketModeRunner
 from storage import alerts, outbox
 from storage.db import write
-from tests.helpers_bot import SlackOnlyBot
+from tests.helpers.bot import SlackOnlyBot
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from bot.thingspace import (
     ThingSpaceClient,
     parse_device_id,
 )
-from tests.helpers_thingspace import (
+from tests.helpers.thingspace import (
     ACCOUNT,
     CLIENT_ID,
     CLIENT_SECRET,

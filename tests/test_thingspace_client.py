@@ -33,7 +33,7 @@ from bot.thingspace import (
     shapes,
 )
 from bot.thingspace.ids import DeviceId
-from tests.helpers_thingspace import (
+from tests.helpers.thingspace import (
     ACCOUNT,
     LOGIN_PATH,
     START,

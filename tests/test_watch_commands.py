@@ -10,7 +10,7 @@ import pytest
 
 from storage import alerts, watches
 from storage.db import write
-from tests.helpers_alerts import HOUR, ICCIDS, AlertBench, alert_bench, seed_directory
+from tests.helpers.alerts import HOUR, ICCIDS, AlertBench, alert_bench, seed_directory
 
 D1, D2, D3 = (f"iccid:{i}" for i in ICCIDS[:3])
 

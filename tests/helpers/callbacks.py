@@ -316,7 +316,7 @@ def callback_bot_fixture(tmp_path: Path) -> Iterator[CallbackBot]:
         bot.close()
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "callbacks-test-signing-secret"
 CONFIG = """
 [grants]
