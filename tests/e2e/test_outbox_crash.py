@@ -39,7 +39,7 @@ def test_sigkill_during_a_burst_loses_nothing_and_labels_duplicates(
     with write(db):
         for key in keys:
             outbox.enqueue_post(db, key=key, channel=key.split("-")[1], text=key)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(pool.path), standin.api_url, TOKEN],
         cwd=root,

@@ -13,7 +13,7 @@ from bot.cli.main import SUBCOMMANDS
 from bot.core.config import ENV_VARS, Settings
 from commands.policy import VERBS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 #: Settings fields that come from the TOML file, and the key a person writes there.

@@ -1,6 +1,6 @@
 """``tsbot demo``: with the demo's short thresholds, ``reach ID down`` brings an alert card within a
 minute, driven by the real scheduler (the recovery path is covered with an injected clock in
-tests/test_watch_e2e.py)."""
+tests/e2e/test_watch_e2e.py)."""
 
 from __future__ import annotations
 

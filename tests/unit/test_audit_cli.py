@@ -309,7 +309,7 @@ def test_retain_refuses_tampered_rows(
 def test_python_dash_m_bot_audit_verify(dbfile: Path) -> None:
     """``python -m bot audit verify`` works as a real process, with exit codes for intact and tampered."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TSBOT_", "SLACK_", "THINGSPACE_"))}
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     ok = subprocess.run(
         [sys.executable, "-m", "bot", "audit", "verify", "--db", str(dbfile)],
         capture_output=True,

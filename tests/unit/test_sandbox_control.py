@@ -11,7 +11,7 @@ import httpx
 from bot.sandbox import EXAMPLE_ICCID, create_sandbox
 from tests.helpers.sandbox import ACCOUNT, Api, CallbackListener, of_request, running_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIAG = "/m2m/v1/devices/extendeddiagnostics/actions/list"
 
 

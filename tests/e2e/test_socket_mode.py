@@ -33,7 +33,7 @@ from storage import alerts, outbox
 from storage.db import write
 from tests.helpers.bot import SlackOnlyBot
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class SocketEndpoint:

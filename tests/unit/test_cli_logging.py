@@ -21,7 +21,7 @@ from bot.core import logs
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BAD_PASSWORD = "Wr0ng pass/word+4417"
 SECRETS = {
     "SLACK_SIGNING_SECRET": "signing-secret-for-cli-logs",
