@@ -11,8 +11,8 @@ import pytest
 
 _PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
 
-#: shared fixtures: a bot with the Slack stand-in only (tests.helpers_bot)
-pytest_plugins = ["tests.helpers_bot"]
+#: shared fixtures: a bot with the Slack stand-in only (tests.helpers.bot)
+pytest_plugins = ["tests.helpers.bot"]
 
 
 @pytest.fixture(autouse=True)

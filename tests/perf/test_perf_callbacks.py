@@ -29,7 +29,7 @@ from bot.sandbox.fleet import build_fleet
 from bot.serving import ServerThread
 from bot.thingspace import shapes
 from bot.thingspace.client import ThingSpaceClient
-from tests.helpers_callbacks import CALLBACK_PASSWORD, CALLBACK_USER, BotProcess
+from tests.helpers.callbacks import CALLBACK_PASSWORD, CALLBACK_USER, BotProcess
 
 DEVICES = 10_000
 SEED = 1

@@ -18,7 +18,7 @@ import pytest
 from bot.console.standin import SlackStandIn
 from bot.sandbox import create_sandbox
 from bot.serving import ServerThread
-from tests.helpers_callbacks import BotProcess
+from tests.helpers.callbacks import BotProcess
 
 pytestmark = pytest.mark.perf
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from bot.sandbox import EXAMPLE_ICCID
 from bot.serving import ServerThread
-from tests.helpers_sandbox import ACCOUNT, Api, running_sandbox, wait_until
+from tests.helpers.sandbox import ACCOUNT, Api, running_sandbox, wait_until
 
 pytestmark = pytest.mark.perf
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from bot.thingspace import parse_device_id
-from tests.helpers_thingspace import LOGIN_PATH, client_for, running_sandbox
+from tests.helpers.thingspace import LOGIN_PATH, client_for, running_sandbox
 
 CALLS = 2_000
 PROFILED = 300

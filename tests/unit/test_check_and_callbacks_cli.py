@@ -1,0 +1,226 @@
+"""`tsbot check` and `tsbot callbacks register|list` against the sandbox and the Slack stand-in,
+with the login gate in a real SQLite file (TSBOT_DB in tmp_path)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.cli.main import main
+from bot.console.standin import SlackStandIn
+from bot.sandbox import create_sandbox
+from bot.serving import ServerThread
+from bot.thingspace import LoginFailed, shapes
+from storage.login_gate import SqliteLoginGate
+from storage.pool import ConnectionPool
+from tests.helpers.thingspace import client_for
+
+LOGIN_PATH = "/m2m/v1/session/login"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, object]]:
+    sandbox = create_sandbox(devices=20)
+    server = ServerThread(sandbox.app).start()
+    standin = SlackStandIn().start()
+    values = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_SIGNING_SECRET": "a-signing-secret",
+        "SLACK_API_URL": standin.api_url,
+        "THINGSPACE_BASE_URL": server.url,
+        "THINGSPACE_CLIENT_ID": "sandbox-client",
+        "THINGSPACE_CLIENT_SECRET": "sandbox-secret",
+        "THINGSPACE_USERNAME": "sandbox-user",
+        "THINGSPACE_PASSWORD": "sandbox-pass",
+        "THINGSPACE_ACCOUNT": "0000123456-00001",
+        "TSBOT_PUBLIC_URL": "https://tsbot.example.com",
+        "TSBOT_CALLBACK_USERNAME": "tsbot",
+        "TSBOT_CALLBACK_PASSWORD": "a-long-callback-password",
+        "TSBOT_DB": str(tmp_path / "tsbot.db"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield {"sandbox": sandbox, "standin": standin, "url": server.url, "db": tmp_path / "tsbot.db"}
+    finally:
+        standin.stop()
+        server.stop()
+        sandbox.close()
+
+
+def test_register_is_idempotent_and_lists_what_is_registered(
+    env: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run registers every consumed service; the second changes nothing."""
+    assert main(["callbacks", "register"]) == 0
+    first = capsys.readouterr().out
+    assert all(f"{service}" in first for service in shapes.CONSUMED_SERVICES)
+    assert "registered" in first and "https://tsbot.example.com/thingspace/callbacks" in first
+    assert main(["callbacks", "register"]) == 0
+    second = capsys.readouterr().out
+    assert second.count("already registered") == len(shapes.CONSUMED_SERVICES)
+    assert main(["callbacks", "list"]) == 0
+    assert capsys.readouterr().out.count("https://tsbot.example.com/thingspace/callbacks") == len(
+        shapes.CONSUMED_SERVICES
+    )
+
+
+def test_check_passes_on_a_complete_installation(
+    env: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With everything set and callbacks registered, every check passes (exit 0)."""
+    assert main(["callbacks", "register"]) == 0
+    capsys.readouterr()
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "✓ Slack: authenticated" in out and "✓ ThingSpace: logged in" in out and "All checks passed." in out
+    )
+
+
+def test_check_names_what_is_wrong_and_logs_in_once(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong UWS password, a bad Slack token and unregistered callbacks are each reported; exit 1."""
+    monkeypatch.setenv("THINGSPACE_PASSWORD", "not-the-password")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-wrong")
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "✗ Slack auth.test failed: invalid_auth" in out
+    assert "✗ ThingSpace login or account lookup failed" in out
+    sandbox = env["sandbox"]
+    logins = sandbox.requests_received("/m2m/v1/session/login")  # type: ignore[attr-defined]
+    assert len(logins) == 1  # one attempt, never a loop: five failures lock the account
+
+
+def test_check_reports_missing_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With nothing configured, each missing setting is named with what to set."""
+    assert main(["check", "--skip-slack", "--skip-thingspace"]) == 1
+    out = capsys.readouterr().out
+    assert "✗ SLACK_BOT_TOKEN is empty" in out and "✗ TSBOT_CALLBACK_PASSWORD is empty" in out
+
+
+def test_register_updates_a_changed_password(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a password rotation, register re-registers every service with the new password."""
+    assert main(["callbacks", "register"]) == 0
+    monkeypatch.setenv("TSBOT_CALLBACK_PASSWORD", "the-new-callback-password")
+    capsys.readouterr()
+    assert main(["callbacks", "register"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("re-registered with the new username or password") == len(shapes.CONSUMED_SERVICES)
+
+
+def _logins(env: dict[str, object]) -> int:
+    return len(env["sandbox"].requests_received(LOGIN_PATH))  # type: ignore[attr-defined]
+
+
+def test_check_after_a_refused_login_pauses_and_reopen_logins_tries_once(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `tsbot check` with the refused password sends no login and says why, since when and
+    how to reopen; `--reopen-logins` clears the pause and tries exactly once; a new password logs in."""
+    monkeypatch.setenv("THINGSPACE_PASSWORD", "not-the-password")
+    assert main(["check", "--skip-slack"]) == 1
+    first = capsys.readouterr().out
+    assert "✗ ThingSpace login or account lookup failed" in first
+    assert "THINGSPACE_USERNAME and THINGSPACE_PASSWORD" in first
+    assert "logins are now paused for every process using" in first
+    assert _logins(env) == 1
+
+    assert main(["check", "--skip-slack"]) == 1
+    second = capsys.readouterr().out
+    assert "✗ ThingSpace logins are paused: ThingSpace refused these credentials once" in second
+    assert "REQUEST_FAILED.Login.InvalidCredentials" in second
+    assert "paused since " in second and " UTC (" in second and "tsbot check (pid " in second
+    assert "no login was tried" in second
+    assert "`tsbot check --reopen-logins`" in second
+    assert "not-the-password" not in first + second
+    assert _logins(env) == 1  # the check itself made no attempt
+
+    assert main(["check", "--skip-slack", "--reopen-logins"]) == 1
+    reopened = capsys.readouterr().out
+    assert "! reopening ThingSpace logins, which were paused" in reopened
+    assert "ThingSpace logins reopened for every process using" in reopened
+    assert _logins(env) == 2  # exactly one try
+
+    monkeypatch.setenv("THINGSPACE_PASSWORD", "sandbox-pass")
+    assert main(["check", "--skip-slack"]) == 1  # callbacks are not registered yet; the login works
+    fixed = capsys.readouterr().out
+    assert "✓ ThingSpace: logged in" in fixed
+    assert _logins(env) == 3
+    assert env["sandbox"].summary()["userLocked"] is False  # type: ignore[attr-defined]
+
+
+def test_check_names_a_pause_until_the_credentials_change(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the serving bot met two refusals with these credentials, `tsbot check` sends nothing and
+    says the pause lasts until they change (or an operator reopens)."""
+    pool = ConnectionPool(env["db"])  # type: ignore[arg-type]
+    moment = [time.time() - 900]
+    try:
+        gate = SqliteLoginGate(pool.get, clock=lambda: moment[0], program="the bot")
+        with client_for(str(env["url"]), password="not-the-password", login_gate=gate) as bot:
+            for _ in range(2):
+                with pytest.raises(LoginFailed):
+                    bot.account_info()
+                moment[0] += 301
+    finally:
+        pool.close()
+    assert _logins(env) == 2
+    monkeypatch.setenv("THINGSPACE_PASSWORD", "not-the-password")
+    assert main(["check", "--skip-slack"]) == 1
+    out = capsys.readouterr().out
+    assert "✗ ThingSpace logins are paused: ThingSpace refused these credentials 2 times" in out
+    assert "no process logs in again until they change or an operator reopens logins" in out
+    assert "last refusal met by the bot (pid " in out
+    assert "fix THINGSPACE_USERNAME / THINGSPACE_PASSWORD: logins reopen by themselves" in out
+    assert _logins(env) == 2
+
+
+def test_callbacks_register_sends_nothing_while_logins_are_paused(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tsbot callbacks register` shares the gate: after a refused login it makes no attempt."""
+    monkeypatch.setenv("THINGSPACE_PASSWORD", "not-the-password")
+    assert main(["callbacks", "register"]) == 1
+    assert _logins(env) == 1
+    capsys.readouterr()
+    assert main(["callbacks", "register"]) == 1
+    err = capsys.readouterr().err
+    assert "tsbot callbacks: nothing was sent" in err and "paused" in err
+    assert _logins(env) == 1
+
+
+def test_check_stays_away_from_a_locked_user(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A locked user is reported as locked, with Verizon Support and --reopen-logins as the way out;
+    the next check sends no login."""
+    sandbox = env["sandbox"]
+    with client_for(str(env["url"]), password="nope") as wrong:
+        for _ in range(5):
+            with pytest.raises(LoginFailed):
+                wrong.account_info()
+            wrong.auth.reset()  # someone insisting from elsewhere, five times
+    assert sandbox.summary()["userLocked"] is True  # type: ignore[attr-defined]
+    before = _logins(env)
+    assert main(["check", "--skip-slack"]) == 1
+    first = capsys.readouterr().out
+    assert "locked at Verizon" in first and "Verizon Support" in first
+    assert _logins(env) == before + 1
+    assert main(["check", "--skip-slack"]) == 1
+    second = capsys.readouterr().out
+    assert "ThingSpace says the API user is locked" in second
+    assert (
+        "ask Verizon Support to unlock the ThingSpace API user, then run `tsbot check --reopen-logins`"
+        in second
+    )
+    assert _logins(env) == before + 1
