@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bot.core.config import ConfigError, Settings
+from commands.registry import VERBS
 
 __all__ = [
     "BOT_EVENTS",
@@ -69,7 +70,8 @@ LONG_DESCRIPTION: Final = (
     "a device stops being reachable for longer than its sleep cycle, with Snooze, Acknowledge and "
     "Diagnose buttons. Every action is recorded in a tamper-evident audit log."
 )
-USAGE_HINT: Final = "help | status TARGET | diag TARGET | suspend TARGETS --reason TEXT | watch TARGETS"
+#: The slash command's hint in Slack's composer: every verb of the verb table, in its order
+USAGE_HINT: Final = " | ".join(VERBS)
 BACKGROUND_COLOR: Final = "#1d3a5f"
 NAME_MAX: Final = 35  # display_information.name, per Slack's manifest schema
 

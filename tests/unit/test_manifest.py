@@ -12,6 +12,7 @@ import yaml
 
 from bot.cli.main import main
 from bot.cli.manifest import BOT_SCOPES, ManifestError, build_manifest, dump_manifest
+from commands.registry import VERBS
 
 # -- a structural validator transcribed from Slack's manifest schema (major_version 1) ----------
 # Source: slackapi/manifest-schema, schemas/manifest.schema.1.0.0.json (the parts this bot uses,
@@ -188,7 +189,8 @@ def test_http_manifest_is_valid_and_points_at_slack_events() -> None:
     assert validate(manifest, SCHEMA) == []
     assert urls_in(manifest) == ["https://bot.example.com/slack/events"] * 3
     assert manifest["features"]["slash_commands"][0]["command"] == "/ts"
-    assert manifest["features"]["slash_commands"][0]["usage_hint"]
+    hint = manifest["features"]["slash_commands"][0]["usage_hint"]
+    assert hint.split(" | ") == list(VERBS)  # read from the verb table, like help
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     # the bot DMs a requester whose results it could not post; nobody can write to it
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
