@@ -39,6 +39,7 @@ from bot.core.directory_sync import sync_directory
 from bot.core.logs import register_secrets
 from bot.core.metrics import Metrics
 from bot.inbox import unanswered
+from bot.inbox.device_messages import DeviceMessages
 from bot.inbox.worker import InboxWorker
 from bot.intake.route import InboxWriter, callback_route
 from bot.outbox.relay import OutboxRelay
@@ -150,6 +151,7 @@ class Runtime:
             clock=clock,
             intake_busy=self.inbox_writer.busy,
             reachability_handlers=[reachability.on_callback],
+            message_handlers=[DeviceMessages(settings).on_callback],
         )
         self.inbox_writer.on_commit = lambda n: self.inbox_worker.wake()
         intake = callback_route(

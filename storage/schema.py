@@ -16,6 +16,7 @@ from sqlite_utils.migrations import Migrations
 
 from storage import (
     alerts,
+    device_messages,
     directory,
     inbox,
     jobs,
@@ -47,6 +48,7 @@ MIGRATIONS: tuple[Migrations, ...] = (
     requests.migrations,
     seen.migrations,
     watches.migrations,
+    device_messages.migrations,
 )
 
 

@@ -143,6 +143,12 @@ class Settings:
     directory_sync_every: timedelta = timedelta(hours=1)
     #: [sms] reboot_text: the text the "Send reboot SMS" button sends
     reboot_sms_text: str = "REBOOT"
+    #: [sms] reply_window: a device's SMS (or NIDD data) is posted in the thread of the last one
+    #: the bot sent it within this long; later, or with none sent, in the ops channel
+    sms_reply_window: timedelta = timedelta(hours=24)
+    #: [nidd] plans: the service plans (code or name) of lines that take NIDD; empty: any plan
+    #: whose code or name says NB-IoT, NBIOT or NIDD
+    nidd_plans: tuple[str, ...] = ()
     #: [alerts] timezone: time zone for digests and dates shown in Slack
     timezone: str = "UTC"
     #: [alerts] digest_time: local time of the daily digest (HH:MM)
@@ -362,6 +368,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         "limits",
         "directory",
         "sms",
+        "nidd",
         "alerts",
         "audit",
         "scheduler",
@@ -419,6 +426,17 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     sms = data.get("sms", {})
     if "reboot_text" in sms:
         out["reboot_sms_text"] = str(sms["reboot_text"])
+    if "reply_window" in sms:
+        out["sms_reply_window"] = _duration(sms, "reply_window", "sms")
+
+    nidd = data.get("nidd", {})
+    if "plans" in nidd:
+        plans = nidd["plans"]
+        if not isinstance(plans, list) or not all(isinstance(p, str) and p.strip() for p in plans):
+            raise ConfigError(
+                f'{source}: [nidd] plans must be a list of plan codes, e.g. plans = ["M2M-NBIOT-10MB"]'
+            )
+        out["nidd_plans"] = tuple(p.strip() for p in plans)
 
     alerts = data.get("alerts", {})
     if "timezone" in alerts:

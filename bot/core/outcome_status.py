@@ -12,8 +12,9 @@ status     rank     set by                                         counted as
 pending    0        the request row                                waiting
 sent       1        SMS handed to the network                      waiting (for delivery)
 registered 1        reachability query registered, no status yet   waiting
+queued     1        NIDD data buffered until the device wakes      waiting (for delivery)
 ok         2        suspend / resume / cancel location succeeded   done
-delivered  2        SMS received by the device                     done
+delivered  2        SMS or NIDD data received by the device        done
 reachable  2        reachability answer                            done
 unreachable 2       reachability answer                            done
 failed     2        a failure callback (``faultResponse``)         done, failed
@@ -50,8 +51,9 @@ EXPIRED: Final = "expired"
 REACHABLE: Final = "reachable"
 UNREACHABLE: Final = "unreachable"
 REGISTERED: Final = "registered"
+QUEUED: Final = "queued"
 
-INTERMEDIATE: Final = frozenset({SENT, REGISTERED})
+INTERMEDIATE: Final = frozenset({SENT, REGISTERED, QUEUED})
 FINAL: Final = frozenset({OK, FAILED, NO_RESULT, DELIVERED, EXPIRED, REACHABLE, UNREACHABLE})
 FAILURES: Final = frozenset({FAILED, EXPIRED, NO_RESULT})
 #: what the "Retry failed" button sends again
@@ -71,6 +73,10 @@ _BY_KIND: Final[Mapping[CallbackKind, str]] = {
     CallbackKind.UNREACHABLE: UNREACHABLE,
     CallbackKind.MONITOR_UPDATE: REGISTERED,
     CallbackKind.MONITOR_FAILED: FAILED,
+    CallbackKind.NIDD_QUEUED: QUEUED,
+    CallbackKind.NIDD_DELIVERED: DELIVERED,
+    CallbackKind.NIDD_FAILED: FAILED,
+    CallbackKind.SMS_HISTORY: OK,
 }
 
 

@@ -75,6 +75,11 @@ log = logging.getLogger(__name__)
 #: :func:`bot.core.reachability.on_callback`); with one, a reachability callback of an unknown
 #: request is ``processed``.
 ReachabilityHandler = Callable[[Database, CallbackEvent, float], None]
+#: Offered every callback that answers no request of the bot (a device-originated SMS or NIDD
+#: message): ``handler(db, event, now)`` returns True when it took it (the row is then
+#: ``processed``). Same rules as the reachability handlers; the composition root gives
+#: :meth:`bot.inbox.device_messages.DeviceMessages.on_callback`.
+MessageHandler = Callable[[Database, CallbackEvent, float], bool]
 
 #: A callback may arrive before the bot has recorded the request it answers; for this long a row
 #: unmatched for an unknown request id is processed as soon as the request is recorded.
@@ -82,7 +87,12 @@ UNMATCHED_GRACE = 600.0
 
 _NOTICE_KINDS = (CallbackKind.EXTERNAL_CHANGE, CallbackKind.RESUME_WARNING)
 #: the service behind a tracked request's verb, where it is not CarrierService
-_VERB_SERVICES = {"reach": shapes.DIAGNOSTICS_SERVICE, "sms": shapes.ENHANCED_CONNECTIVITY_SERVICE}
+_VERB_SERVICES = {
+    "reach": shapes.DIAGNOSTICS_SERVICE,
+    "sms": shapes.ENHANCED_CONNECTIVITY_SERVICE,
+    "nidd": shapes.NIDD_SERVICE,
+    "sms-history": shapes.DEVICE_SERVICE,
+}
 _CHANGE_STATES = {
     "suspend": "suspend",
     "resume": "active",
@@ -104,6 +114,7 @@ class Processor:
     settings: Settings
     now: float
     reachability_handlers: Sequence[ReachabilityHandler] = ()
+    message_handlers: Sequence[MessageHandler] = ()
     requests_cache: dict[str, TrackedRequest | None] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
     audit: list[AuditEvent] = field(default_factory=list)
@@ -142,6 +153,10 @@ class Processor:
         if event.service == shapes.DIAGNOSTICS_SERVICE:
             for handler in self.reachability_handlers:
                 handler(self.db, event, self.now)
+        if any(handler(self.db, event, self.now) for handler in self.message_handlers):
+            self.posts += 1
+            self._mark(row, "processed")
+            return
         tracked = self._request(event.request_id)
         if tracked is None:
             if event.service == shapes.DIAGNOSTICS_SERVICE and self.reachability_handlers:
@@ -267,6 +282,10 @@ class Processor:
             detail["reachable_until"] = _iso(event.reachable_until)
         if event.monitor_id:
             detail["monitor_id"] = event.monitor_id
+        if event.nidd_status:
+            detail["nidd_status"] = event.nidd_status
+        if event.kind is CallbackKind.SMS_HISTORY:
+            detail["sms_events"] = [dict(e) for e in event.sms_events[:500]]
         return detail
 
     def _result(self, row: InboxRow, event: CallbackEvent, tracked: TrackedRequest) -> None:
@@ -445,11 +464,12 @@ def process_batch(
     ids: list[int] | None = None,
     defer_progress: bool = False,
     reachability_handlers: Sequence[ReachabilityHandler] = (),
+    message_handlers: Sequence[MessageHandler] = (),
 ) -> Processor:
     """Claim the oldest *limit* received callbacks (or those of *ids* still received) and process
     them in one transaction with their audit rows; ``claimed`` on the result lists the rows taken
     (none if another worker got there first)."""
-    processor = Processor(db, settings, now, reachability_handlers)
+    processor = Processor(db, settings, now, reachability_handlers, message_handlers)
     with AuditLog(db).transaction():
         rows = inbox.claim_received(db, holder=holder, limit=limit, ids=ids, now=now)
         processor.claimed = [row.id for row in rows]
@@ -483,9 +503,11 @@ class InboxWorker:
         burst_batch: int = 100,
         burst_pause: float = 0.2,
         reachability_handlers: Sequence[ReachabilityHandler] = (),
+        message_handlers: Sequence[MessageHandler] = (),
     ) -> None:
         self.pool = pool
         self.reachability_handlers = tuple(reachability_handlers)
+        self.message_handlers = tuple(message_handlers)
         self.intake_busy = intake_busy
         self.burst_batch = burst_batch
         self.burst_pause = burst_pause
@@ -569,6 +591,7 @@ class InboxWorker:
                     limit=limit or self.batch_size,
                     defer_progress=limit is None,
                     reachability_handlers=self.reachability_handlers,
+                    message_handlers=self.message_handlers,
                 )
                 taken, posts = done.claimed, done.posts + len(done.touched)
             except Exception as exc:  # noqa: BLE001 - any failure: isolate the bad row below
@@ -596,6 +619,7 @@ class InboxWorker:
                     holder=self.holder,
                     ids=[row_id],
                     reachability_handlers=self.reachability_handlers,
+                    message_handlers=self.message_handlers,
                 )
                 taken += done.claimed
                 posts += done.posts + len(done.touched)

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core import outcome_status as outcomes
 from bot.core.redact import mask_id
-from bot.render import blocks
+from bot.render import blocks, messaging
 from storage.directory import DirectoryDevice
 
 __all__ = [
@@ -50,6 +50,7 @@ _DONE_WORD = {
     "suspend": "suspended",
     "resume": "resumed",
     "sms": "delivered",
+    "nidd": "delivered",
     "cancel-location": "detached",
     "reach": "answered",
 }
@@ -57,6 +58,8 @@ _NOUN = {
     "suspend": "Suspend",
     "resume": "Resume",
     "sms": "SMS",
+    "nidd": "NIDD delivery",
+    "sms-history": "SMS event history",
     "cancel-location": "Cancel location",
     "reach": "Reachability query",
 }
@@ -150,6 +153,14 @@ def single_reply(
         text = f":outbox_tray: SMS to {label} sent: ThingSpace handed it to the network at {when}."
     elif verb == "sms":
         text = f":white_check_mark: SMS delivered to {label} at {when}."
+    elif verb == "nidd" and status in (outcomes.QUEUED, outcomes.DELIVERED):
+        text = messaging.nidd_reply(status, detail, label, at_text=when) or text_default(verb, label, when)
+    elif verb == "sms-history":
+        events = [e for e in detail.get("sms_events") or [] if isinstance(e, Mapping)]
+        lines = messaging.sms_event_lines(events)
+        text = f":scroll: ThingSpace's SMS event history for {label}: {len(events):,} event(s)" + (
+            ":\n" + "\n".join(lines) if lines else " in the window."
+        )
     elif status == outcomes.REACHABLE:
         until = parse_when(detail.get("reachable_until"))
         tail = f" until about {_clock(until, tz)}" if until else ""
@@ -162,8 +173,8 @@ def single_reply(
             "The answer follows when it wakes."
         )
     else:
-        text = f":white_check_mark: {_NOUN.get(verb, verb)} of {label}: done at {when}{source}."
-    body: list[Block] = [blocks.section(text)]
+        text = text_default(verb, label, when, source)
+    body: list[Block] = [blocks.section(blocks.truncate(text, 3000))]
     if status in outcomes.RETRYABLE and verb in _DONE_WORD and verb != "reach":
         body.append(
             blocks.actions(
@@ -172,6 +183,10 @@ def single_reply(
             )
         )
     return text, body
+
+
+def text_default(verb: str, label: str, when: str, source: str = "") -> str:
+    return f":white_check_mark: {_NOUN.get(verb, verb)} of {label}: done at {when}{source}."
 
 
 @dataclass

@@ -29,12 +29,13 @@ operation (for metrics).
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
@@ -71,6 +72,7 @@ from bot.thingspace.sms import SmsTextError, sms_length
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "NIDD_MAX_BYTES",
     "REACHABILITY_KINDS",
     "REACHABILITY_TYPES",
     "ThingSpaceClient",
@@ -99,6 +101,10 @@ _STATUS_TYPES: Final = REACHABILITY_TYPES[:3]
 REACHABILITY_KINDS: Final = ("imei", "mdn", "msisdn", "iccid")
 _DIAGNOSTICS_KINDS: Final = ("iccid", "imei", "mdn", "meid", "msisdn")
 _CANCEL_LOCATION_KINDS: Final = ("imei", "iccid", "mdn", "imsi", "eid", "msisdn", "min")
+#: NIDD limits (crate ``thingspace-sdk-rust`` ``MAX_NIDD_BYTES``, ``NIDD_DELIVERY_TIME_SECS``)
+NIDD_MAX_BYTES: Final = 1358
+NIDD_MIN_DELIVERY_S: Final = 2
+NIDD_MAX_DELIVERY_S: Final = 30 * 86400
 _MAX_DEVICES: Final = 10_000
 _MAX_BODY: Final = 64 * 1024 * 1024
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
@@ -537,6 +543,47 @@ class ThingSpaceClient:
             body["dataEncoding"] = encoding
         logger.info("SMS to %d device(s), first %s", len(devices), devices[0].masked())
         return self._accepted("send_sms", "POST", "/m2m/v1/sms", body)
+
+    def send_nidd(
+        self, devices: Sequence[DeviceId], data: bytes, max_delivery_time: timedelta
+    ) -> RequestAccepted:
+        """Send non-IP data to NB-IoT lines; NiddService callbacks follow (``Queued``, then
+        ``Delivered`` or ``DeliveryFailed``).
+
+        ``POST /m2m/v1/devices/nidd/message {accountName, deviceIds, maximumDeliveryTime,
+        message}`` (crate ``thingspace-sdk-rust`` ``NiddMessage``): the data goes base64-encoded,
+        at most :data:`NIDD_MAX_BYTES` bytes; the delivery time is whole seconds from 2 s to 30
+        days. Both are checked here and refused with :class:`InvalidRequest`.
+        """
+        devices = _device_list(devices, "send NIDD data to")
+        if not isinstance(data, bytes | bytearray) or not data:
+            raise InvalidRequest("the NIDD message is empty")
+        if len(data) > NIDD_MAX_BYTES:
+            raise InvalidRequest(
+                f"the NIDD message is {len(data):,} bytes; ThingSpace takes at most {NIDD_MAX_BYTES:,}"
+            )
+        seconds = int(max_delivery_time.total_seconds())
+        if not NIDD_MIN_DELIVERY_S <= seconds <= NIDD_MAX_DELIVERY_S:
+            raise InvalidRequest("maximumDeliveryTime must be between 2 seconds and 30 days")
+        body = {
+            "accountName": self.account,
+            "deviceIds": [d.to_wire() for d in devices],
+            "maximumDeliveryTime": seconds,
+            "message": base64.b64encode(bytes(data)).decode("ascii"),
+        }
+        logger.info("NIDD to %d device(s), first %s", len(devices), devices[0].masked())
+        return self._accepted("send_nidd", "POST", "/m2m/v1/devices/nidd/message", body)
+
+    def sms_event_history(self, device_id: DeviceId, earliest: datetime, latest: datetime) -> RequestAccepted:
+        """Ask for a line's SMS events (SDK ``SMSEventHistoryRequest``); they arrive by a
+        DeviceService callback. ThingSpace keeps three months of them."""
+        _check_window(earliest, latest)
+        body = {
+            "deviceId": device_id.to_wire(),
+            "earliest": to_wire_datetime(earliest),
+            "latest": to_wire_datetime(latest),
+        }
+        return self._accepted("sms_event_history", "POST", "/m2m/v1/devices/sms/history/actions/list", body)
 
     def cancel_location(self, device: DeviceId) -> RequestAccepted:
         """Detach one line from the network (one device per call, queued by ThingSpace).

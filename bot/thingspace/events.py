@@ -21,12 +21,16 @@ content                             service                     kinds
                                                                 monitor-update
 ``…externalProvisioningChange``     ExternalProvisioningChanges external-change
 ``…resumeTrackingNotification``     ResumeTrackingNotification  resume-warning
+``niddResponse.niddMT…``            NiddService                 nidd-queued, nidd-delivered,
+                                                                nidd-failed (by ``status``)
+``niddResponse.niddMO…``            NiddService                 nidd-received (data decoded)
+``deviceResponse.smsEventHistory``  DeviceService               sms-history
 anything else with an envelope      the hint, else ``""``       unknown
 =================================== =========================== ===============================
 
 A failure (``status`` ``Failed`` or a ``faultResponse``) keeps the service its content names
 and gets kind ``action-failed`` for CarrierService, ``sms-failed`` for the SMS services and
-``monitor-failed`` for DiagnosticsService. The payload keys inside ``deviceResponse`` may also
+``monitor-failed`` for DiagnosticsService, ``nidd-failed`` for NiddService. The payload keys inside ``deviceResponse`` may also
 appear at the top level. Unknown keys are ignored, ``kind`` may be in any case.
 
 ``outcome_key`` identifies *what happened to which device* and is identical across ThingSpace's
@@ -41,6 +45,8 @@ outcomes for one device and request (a reachability change and its reversal, the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -85,6 +91,11 @@ class CallbackKind(StrEnum):
     MONITOR_FAILED = "monitor-failed"
     EXTERNAL_CHANGE = "external-change"
     RESUME_WARNING = "resume-warning"
+    NIDD_QUEUED = "nidd-queued"
+    NIDD_DELIVERED = "nidd-delivered"
+    NIDD_FAILED = "nidd-failed"
+    NIDD_RECEIVED = "nidd-received"
+    SMS_HISTORY = "sms-history"
     UNKNOWN = "unknown"
 
 
@@ -125,6 +136,12 @@ class CallbackEvent:
     change_type: str = ""
     changed_by: str = ""
     comment: str = ""
+    #: NIDD: the envelope's status (``Queued``, ``Delivered``, ``DeliveryFailed``) and, for
+    #: device-originated data, the decoded bytes
+    nidd_status: str = ""
+    nidd_data: bytes = b""
+    #: SMS event history (DeviceService): ``({"timestamp", "smsType", "sentTo"}, ...)`` as sent
+    sms_events: tuple[Mapping[str, str], ...] = ()
     username: str = field(default="", repr=False, compare=False)
     password: str = field(default="", repr=False, compare=False)
 
@@ -188,6 +205,57 @@ def _digest(kind: CallbackKind, semantic: Mapping[str, Any]) -> str:
     return f"{kind.value}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
 
 
+def _nidd(
+    nidd: Mapping[str, Any], status: str, details: dict[str, Any], semantic: dict[str, Any]
+) -> CallbackKind:
+    """A ``niddResponse``: MT delivery (status in the envelope) or device-originated data."""
+    details["nidd_status"] = status
+    mo = nidd.get(shapes.NIDD_MO)
+    if isinstance(mo, Mapping):
+        message = mo.get("message")
+        if not isinstance(message, str):
+            raise InvalidCallback(f"{shapes.NIDD_MO}.message must be base64 text")
+        try:
+            details["nidd_data"] = base64.b64decode(message.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidCallback(f"{shapes.NIDD_MO}.message is not valid base64") from None
+        return CallbackKind.NIDD_RECEIVED
+    mt = nidd.get(shapes.NIDD_MT)
+    if mt is not None and not isinstance(mt, Mapping):
+        raise InvalidCallback(f"{shapes.NIDD_MT} must be a JSON object")
+    if isinstance(mt, Mapping):
+        reason = _text(mt.get("reason"))
+        if reason:
+            details["fault_message"] = reason
+        details["event_time"] = parse_datetime(
+            mt.get("acknowledgeTime") or mt.get("firstAttemptDeliveryTime")
+        )
+    word = status.lower()
+    if word == "queued":
+        return CallbackKind.NIDD_QUEUED
+    if word == "delivered":
+        return CallbackKind.NIDD_DELIVERED
+    if word in _FAILED_STATUSES:
+        return CallbackKind.NIDD_FAILED
+    semantic["nidd_body"] = {k: v for k, v in nidd.items()}
+    return CallbackKind.UNKNOWN
+
+
+def _sms_events(section: Mapping[str, Any]) -> tuple[Mapping[str, str], ...]:
+    """``smsEvents`` as a tuple of ``{timestamp, smsType, sentTo}`` (text values, unknown keys kept)."""
+    value = section.get(shapes.SMS_EVENTS)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidCallback(f"{shapes.SMS_EVENTS} must be a list")
+    out: list[Mapping[str, str]] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise InvalidCallback(f"{shapes.SMS_EVENTS} holds a value that is not an object")
+        out.append({str(k): _text(v) for k, v in item.items()})
+    return tuple(out)
+
+
 def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> CallbackEvent:
     """Parse one callback body. ``service`` is a hint (e.g. from the listener URL) used only when
     the content does not name the service. Raises :class:`InvalidCallback` with a clear reason.
@@ -214,7 +282,20 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
     diagnostics = _section(payload, shapes.DIAGNOSTICS)
     external = _section(payload, shapes.EXTERNAL_CHANGE)
     resume = _section(payload, shapes.RESUME_TRACKING)
-    known = (state_change, cancel, sms_sent, sms_delivery, mo_sms, diagnostics, external, resume)
+    nidd = _section(payload, shapes.NIDD_RESPONSE)
+    sms_history = _section(payload, shapes.SMS_EVENT_HISTORY)
+    known = (
+        state_change,
+        cancel,
+        sms_sent,
+        sms_delivery,
+        mo_sms,
+        diagnostics,
+        external,
+        resume,
+        nidd,
+        sms_history,
+    )
     if not status and fault is None and response is None and all(s is None for s in known):
         raise InvalidCallback("it has no status, deviceResponse or faultResponse: nothing says what happened")
 
@@ -236,6 +317,10 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
         found_service = shapes.EXTERNAL_PROVISIONING_CHANGES
     elif resume is not None:
         found_service = shapes.RESUME_TRACKING_NOTIFICATION
+    elif nidd is not None:
+        found_service = shapes.NIDD_SERVICE
+    elif sms_history is not None:
+        found_service = shapes.DEVICE_SERVICE
     elif failed:
         found_service = service or shapes.CARRIER_SERVICE
     else:
@@ -289,8 +374,17 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
         details["resume_date"] = parse_datetime(resume.get("resumeDate"))
         details["comment"] = _text(resume.get("comment"))
 
+    elif nidd is not None:
+        kind = _nidd(nidd, status, details, semantic)
+    elif sms_history is not None:
+        kind = CallbackKind.SMS_HISTORY
+        details["sms_events"] = _sms_events(sms_history)
+        semantic["events"] = [dict(e) for e in details["sms_events"]]
+
     if failed:
-        if found_service in _SMS_SERVICES:
+        if found_service == shapes.NIDD_SERVICE:
+            kind = CallbackKind.NIDD_FAILED
+        elif found_service in _SMS_SERVICES:
             kind = CallbackKind.SMS_FAILED
         elif found_service == shapes.DIAGNOSTICS_SERVICE:
             kind = CallbackKind.MONITOR_FAILED
@@ -298,6 +392,7 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
             kind = CallbackKind.ACTION_FAILED
     succeeded = not failed and kind not in (CallbackKind.SMS_EXPIRED, CallbackKind.UNKNOWN)
 
+    fault_message = details.pop("fault_message", "") or fault_message
     raw = {k: v for k, v in payload.items() if k not in _CREDENTIALS}
     semantic.update(
         {
@@ -306,11 +401,13 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
             "devices": sorted(str(d) for d in device_ids),
             "status": status.lower(),
             "fault": fault_code,
-            **{k: v for k, v in details.items() if k not in ("sms_text",)},
+            **{k: v for k, v in details.items() if k not in ("sms_text", "nidd_data", "sms_events")},
         }
     )
     if kind is CallbackKind.SMS_RECEIVED:
         semantic["text"] = details.get("sms_text", "")
+    if kind is CallbackKind.NIDD_RECEIVED:
+        semantic["data"] = details.get("nidd_data", b"").hex()
     if kind is CallbackKind.UNKNOWN:
         semantic["body"] = {k: v for k, v in payload.items() if k not in _VOLATILE}
     return CallbackEvent(

@@ -403,6 +403,23 @@ class UsageRecord:
     def mt_sms(self) -> int | None:
         return _int(self.extended_attributes.get("MtSms"))
 
+    @property
+    def domestic_bytes(self) -> int | None:
+        """Data used at home, where ThingSpace splits it (proposed key, see :mod:`shapes`)."""
+        return _int(self.extended_attributes.get(shapes.USAGE_DOMESTIC_BYTES))
+
+    @property
+    def international_bytes(self) -> int | None:
+        return _int(self.extended_attributes.get(shapes.USAGE_INTERNATIONAL_BYTES))
+
+    @property
+    def domestic_sms(self) -> int | None:
+        return _int(self.extended_attributes.get(shapes.USAGE_DOMESTIC_SMS))
+
+    @property
+    def international_sms(self) -> int | None:
+        return _int(self.extended_attributes.get(shapes.USAGE_INTERNATIONAL_SMS))
+
 
 # -- asynchronous requests -------------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ SMS_DELIVERY_CONFIRMATION: Final = "SMSDeliveryConfirmation"
 DIAGNOSTICS_SERVICE: Final = "DiagnosticsService"
 EXTERNAL_PROVISIONING_CHANGES: Final = "ExternalProvisioningChanges"
 RESUME_TRACKING_NOTIFICATION: Final = "ResumeTrackingNotification"
+#: NIDD results and device-originated NIDD data (crate ``thingspace-sdk-rust`` ``ServiceName``)
+NIDD_SERVICE: Final = "NiddService"
+#: availability, uploads, order status and SMS event history results
+DEVICE_SERVICE: Final = "DeviceService"
 
 #: Every service the bot registers a listener for (``tsbot callbacks register``).
 CONSUMED_SERVICES: Final = (
@@ -32,7 +36,19 @@ CONSUMED_SERVICES: Final = (
     DIAGNOSTICS_SERVICE,
     EXTERNAL_PROVISIONING_CHANGES,
     RESUME_TRACKING_NOTIFICATION,
+    NIDD_SERVICE,
+    DEVICE_SERVICE,
 )
+
+# -- confirmed: NIDD callbacks (crate ``thingspace-sdk-rust`` ``src/models/nidd/``) ---------------
+#: ``NiddCallback.niddResponse``: an object holding one of the two keys below
+NIDD_RESPONSE: Final = "niddResponse"
+#: network-originated data's delivery: ``{"accountName", "acknowledgeTime"?,
+#: "firstAttemptDeliveryTime"?, "reason"?, "deviceIds"}``; the envelope's ``status`` is
+#: ``Queued``, ``Delivered`` or ``DeliveryFailed``
+NIDD_MT: Final = "niddMTDeliveryResponse"
+#: device-originated data: ``{"accountName", "message" (base64), "deviceIds"}``
+NIDD_MO: Final = "niddMONotificationResponse"
 
 # -- proposed: keys inside ``deviceResponse`` (CarrierService, SMS services) --------------------
 #: suspend / restore result: ``{"state": "suspend"|"active", "resumeDate": ISO|None, "deviceIds": [...]}``
@@ -84,3 +100,20 @@ DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
 #: No source says where a client reads the numeric id that ``largestDeviceIdSeen`` compares; we
 #: propose a device-list ``extendedAttributes`` entry with this key (value: the number as text).
 DEVICE_NUMBER_KEY: Final = "DeviceId"
+
+# -- proposed: SMS event history callback (DeviceService) ----------------------------------------
+#: The request is the SDK's ``SMSEventHistoryRequest``; the callback's content is named only by the
+#: SOAP-era page (``SmsEvents`` of ``Timestamp``, ``SmsType``, ``SentTo``). We propose
+#: ``deviceResponse.smsEventHistory {"smsEvents": [{"timestamp", "smsType": "MoSms"|"MtSms",
+#: "sentTo"?}]}``, oldest first.
+SMS_EVENT_HISTORY: Final = "smsEventHistory"
+SMS_EVENTS: Final = "smsEvents"
+
+# -- proposed: domestic and international usage ---------------------------------------------------
+#: The SDK's ``Usage`` carries ``extendedAttributes`` (its example: ``MoSms``); no source names
+#: a domestic/international split. We propose these keys (values: digits as text); a record
+#: without them is simply not split.
+USAGE_DOMESTIC_BYTES: Final = "DomesticBytes"
+USAGE_INTERNATIONAL_BYTES: Final = "InternationalBytes"
+USAGE_DOMESTIC_SMS: Final = "DomesticSms"
+USAGE_INTERNATIONAL_SMS: Final = "InternationalSms"
