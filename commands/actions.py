@@ -41,7 +41,7 @@ from bot.render import blocks
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import RequestAccepted
-from commands import audit, guards
+from commands import audit, guards, nidd
 from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
 from commands.policy import may_run, user_role
@@ -75,7 +75,10 @@ API_CALLS = {
     "resume": ("POST /m2m/v1/devices/actions/restore", "resumed", "Resume"),
     "cancel-location": ("POST /m2m/v1/devices/actions/cancellocation", "detached", "Cancel location for"),
     "sms": ("POST /m2m/v1/sms", "sent an SMS to", "Send an SMS to"),
+    "nidd": ("POST /m2m/v1/devices/nidd/message", "sent NIDD data to", "Send NIDD data to"),
 }
+#: verbs that send a message: one device goes without a confirmation card, as a reply would
+MESSAGES = frozenset({"sms", "nidd"})
 
 #: verbs whose lines have provisioning limits kept by ThingSpace (read by the worker after the ack)
 LIMITED = frozenset(guards.TARGET_STATE)
@@ -218,6 +221,8 @@ def _allowance_line(devices: list[ResolvedDevice], allowance: dict[str, int]) ->
 
 
 def _sms_part(verb: str, options: dict[str, Any]) -> str:
+    if verb == "nidd":
+        return f" with {blocks.escape(nidd.describe(options))}"
     if verb != "sms":
         return ""
     return f" with the text “{blocks.escape(options['text'])}” ({options['encoding']})"
@@ -276,10 +281,12 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         if not check.ok:
             raise UsageError(check.message, verb=verb)
         options = {"text": inv.text, "encoding": check.encoding}
+    elif verb == "nidd":
+        options = nidd.options_for(inv)
     now = deps.clock()
     keys = [d.key for d in devices]
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
-    preview = guards.check(verb, devices, bot_actions_today=counts)
+    preview = guards.check(verb, devices, bot_actions_today=counts, nidd_plans=settings.nidd_plans)
     listed = preview.ok
     notes = Notes.of(preview)
     #: the worker completes the card with ThingSpace's limits (it needs the response_url to redraw it)
@@ -323,7 +330,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 detail={"skipped": len(preview.skipped), "refused": len(preview.refused)},
             )
         return nothing_to_do(notes)
-    direct = verb == "sms" and len(devices) == 1
+    direct = verb in MESSAGES and len(devices) == 1
     ttl = settings.confirm_ttl.total_seconds()
     with audit.transaction(db):
         action = pending.create(
@@ -367,6 +374,11 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 payload={"limits": action.id, "notes": notes.to_json(), "response_url": req.response_url},
             )
     deps.wake()
+    if direct and verb == "nidd":
+        return Reply(
+            f"Sending NIDD data to {listed[0].shown}… its delivery (Queued, then Delivered) will follow in a "
+            "channel thread."
+        )
     if direct:
         return Reply(
             f"Sending the SMS to {listed[0].shown}… delivery receipts will follow in a channel thread."
@@ -396,6 +408,8 @@ def confirm_card(
         facts.insert(0, f"Reason: {blocks.escape(action.reason)}")
     if verb == "sms":
         facts.insert(0, f"Text: “{blocks.escape(action.options['text'])}” ({action.options['encoding']})")
+    if verb == "nidd":
+        facts.insert(0, f"Data: {blocks.escape(nidd.describe(action.options))}")
     body.append(blocks.context(" · ".join(facts)))
     body.extend(blocks.context(x) for x in notes.lines())
     extra = _allowance_line(listed, allowance or {}) if verb == "suspend" else None
@@ -668,8 +682,8 @@ def _post_approval_card(db: Database, action: pending.PendingAction, window: flo
     n = len(action.devices)
     listed = resolve_keys(db, action.devices[: SHOW_DEVICES + 1])
     text = f"<@{action.actor}> asks to {title.lower()} {_count(n)}" + _reason_tail(action)
-    if action.verb == "sms":
-        text += f" — text: “{blocks.escape(action.options.get('text', ''))}”"
+    if action.verb in MESSAGES:
+        text += f" — {'data' if action.verb == 'nidd' else 'text'}: “{blocks.escape(action.options.get('text', ''))}”"
     shown = _devices_text(listed)
     if n > SHOW_DEVICES:
         shown = "\n".join(shown.split("\n")[:SHOW_DEVICES]) + f"\n…and {n - SHOW_DEVICES:,} more"

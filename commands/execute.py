@@ -34,12 +34,16 @@ __all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
+#: the options of a NIDD action kept with its request, so "Retry failed" can send it again
+NIDD_KEYS = ("data", "form", "bytes", "ttl")
+
 #: how the requester is told ThingSpace took the request
 ACCEPTED = {
     "suspend": "the suspension of",
     "resume": "the resumption of",
     "cancel-location": "the cancel-location request for",
     "sms": "the SMS to",
+    "nidd": "the NIDD data for",
 }
 
 
@@ -62,7 +66,10 @@ def _check(
     now = deps.clock()
     counts = requests.actions_today(deps.db(), [d.key for d in devices], day_start=guards.day_start(now))
     limits = guards.read_limits(deps.thingspace, devices) if verb in actions.LIMITED else {}
-    return guards.check(verb, devices, bot_actions_today=counts, limits=limits), limits
+    checked = guards.check(
+        verb, devices, bot_actions_today=counts, limits=limits, nidd_plans=deps.settings.nidd_plans
+    )
+    return checked, limits
 
 
 def _complete_card(deps: Deps, action_id: str, notes: Notes) -> None:
@@ -278,7 +285,12 @@ def _execute(deps: Deps, job: Job) -> None:
             thread_key=root,
             response_url=action.response_url,
             reason=action.reason,
-            detail={"pending": action.id, "text": action.options.get("text", "")},
+            detail={
+                "pending": action.id,
+                "text": action.options.get("text", ""),
+                # what a "Retry failed" sends again
+                **({"nidd": {k: action.options.get(k) for k in NIDD_KEYS}} if verb == "nidd" else {}),
+            },
         )
         audit.record(
             db,
@@ -325,4 +337,6 @@ def _headline(action: pending.PendingAction, devices: list[ResolvedDevice]) -> s
     if action.verb == "cancel-location":
         return f":satellite_antenna: {who} asked ThingSpace to cancel the location of {subject}{reason}"
     text = blocks.escape(str(action.options.get("text", "")))
+    if action.verb == "nidd":
+        return f":package: {who} sent NIDD data to {subject}: “{text}” ({int(action.options.get('bytes', 0)):,} bytes){reason}"
     return f":speech_balloon: {who} sent an SMS to {subject}: “{text}”{reason}"

@@ -14,8 +14,10 @@ Words and quotes, decisions:
   backslash; nothing else is escaped.
 * Curly quotes and apostrophes in the text itself become ASCII (``don’t`` -> ``don't``): the
   person typed ``'``, and an SMS stays in the GSM 7-bit alphabet.
-* Quoted text is never a target. For ``sms`` the text starts at the first quoted word, or at
-  the first word that does not look like a device id; every other verb refuses quoted text.
+* Quoted text is never a target. For ``sms`` and ``nidd`` the text starts at the first quoted
+  word — every word before it is a target, labels such as ``demo-healthy`` included — or, with
+  no quotes, at the first word that does not look like a device id; every other verb refuses
+  quoted text.
 * ``--reason`` takes the words after it up to the next option or device id, so
   ``--reason owner's report`` needs no quotes; other options take one word.
 """
@@ -56,6 +58,8 @@ FLAGS = frozenset({"dry-run"})
 #: Options whose value is free text: they take every following word up to the next option or
 #: device id.
 TEXT_OPTIONS = frozenset({"reason"})
+#: Options that carry a message's data instead of quoted text (``nidd --base64 / --hex``)
+DATA_OPTIONS = frozenset({"base64", "hex"})
 
 #: the one Slack link left in the text after :func:`bot.render.blocks.from_slack`: a phone number
 _TEL_LINK = re.compile(r"<tel:([^<>|]*)(?:\|[^<>]*)?>")
@@ -336,7 +340,7 @@ def parse(text: str, verbs: Verbs) -> Invocation:
     if spec.arguments == TEXT:
         text = " ".join(w.text if w.quoted else _unlink(w.text) for w in rest)
         return Invocation(verb=verb, text=text, options=options, raw=raw)
-    targets, message = _targets(spec, rest)
+    targets, message = _targets(spec, rest, data_given=any(k in options for k in DATA_OPTIONS))
     if not targets and absorbed and _REQUIRED_TARGETS.search(spec.usage):
         reason = _show(str(options.get("reason", "")), 60)
         raise UsageError(
@@ -386,14 +390,24 @@ def _options(spec: VerbInfo, words: Sequence[Word]) -> tuple[dict[str, str | boo
     return options, rest, absorbed
 
 
-def _targets(spec: VerbInfo, words: Sequence[Word]) -> tuple[list[TargetToken], str]:
+def _targets(
+    spec: VerbInfo, words: Sequence[Word], *, data_given: bool = False
+) -> tuple[list[TargetToken], str]:
     """The targets and, for a verb that takes a message (``sms``), the message. Quoted text is
     never a target."""
     verb = spec.name
     targets: list[TargetToken] = []
+    #: with the message in quotes, every word before it is a target (a label such as
+    #: ``demo-healthy`` too); unquoted, the message starts at the first word that is no device id
+    first_quoted = next((j for j, w in enumerate(words) if w.quoted), None)
+    if first_quoted is None and data_given:
+        first_quoted = len(words)  # the data is an option (``nidd --hex``): every word is a target
     for j, word in enumerate(words):
         pieces = [p for p in _unlink(word.text).split(",") if p] if not word.quoted else []
         odd = next((p for p in pieces if not _looks_like_target(p)), None)
+        if spec.arguments == TARGETS_AND_TEXT and first_quoted is not None and j < first_quoted:
+            # a label is taken; a number too short or long for an id is still refused here
+            odd = next((p for p in pieces if p.isdigit() and not _looks_like_target(p)), None)
         if spec.arguments != TARGETS_AND_TEXT:
             if word.quoted:
                 raise _quoted_text(spec, word.text)
@@ -419,7 +433,7 @@ def _text_without_devices(verb: str, word: Word, odd: str | None) -> UsageError:
     if word.quoted or odd is None:
         first = f"`{verb}` needs the devices first, then the text in quotes."
     else:
-        what = "the SMS" if verb == "sms" else "the message"
+        what = {"sms": "the SMS", "nidd": "the NIDD data"}.get(verb, "the message")
         first = f"`{_show(odd)}` is not a device id, so {what} has nowhere to go."
     return UsageError(
         f"{first} A device is {target_forms()}. The text goes after the devices, in quotes.",

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
+from commands.nidd import is_nidd_plan
 from commands.targets import ResolvedDevice
 from storage import directory
 
@@ -153,12 +154,29 @@ def _resume_note(device: ResolvedDevice) -> str:
     return ""
 
 
+def _nidd_refusal(entry: directory.DirectoryDevice | None, state: str, plans: Sequence[str]) -> str:
+    """Why a line cannot take NIDD data ("" when it can): only NB-IoT lines with a NIDD plan."""
+    if entry is None:
+        return (
+            "is not in the device directory, so the bot cannot tell it is an NB-IoT line; "
+            "`/ts status` it first"
+        )
+    if not is_nidd_plan(entry.plan, plans):
+        plan = entry.plan or "no plan"
+        return f"is not an NB-IoT line (plan {plan}); NIDD reaches only NB-IoT lines with a NIDD plan"
+    if state and state != "active":
+        word = "suspended" if state == "suspend" else state
+        return f"is {word}; NIDD needs an active line (resume it first)"
+    return ""
+
+
 def check(
     verb: str,
     devices: Sequence[ResolvedDevice],
     *,
     bot_actions_today: Mapping[str, int],
     limits: Mapping[str, LineLimits] | None = None,
+    nidd_plans: Sequence[str] = (),
 ) -> GuardResult:
     """Sort *devices* into ok, skipped and refused for *verb*. *limits* is what
     :func:`read_limits` answered (None: not asked, as before the ack)."""
@@ -180,6 +198,11 @@ def check(
             word = "suspended" if state == "suspend" else state
             result.refused.append((device, f"is {word}; an SMS needs an active line (resume it first)"))
             continue
+        if verb == "nidd":
+            nidd_refusal = _nidd_refusal(entry, state, nidd_plans)
+            if nidd_refusal:
+                result.refused.append((device, nidd_refusal))
+                continue
         if verb in TARGET_STATE:
             if state == TARGET_STATE[verb]:
                 word = "suspended" if verb == "suspend" else "active"

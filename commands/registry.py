@@ -7,7 +7,7 @@ Help, the manifest, the role checks, the router, the metrics and the command wor
 
 from __future__ import annotations
 
-from commands import actions, browse, lookup, retry, watch
+from commands import actions, browse, lookup, nidd, retry, watch
 from commands.context import ActionHandler, CommandRequest, Deps, Reply, VerbSpec
 from commands.grammar import TARGETS_AND_TEXT, TEXT, Invocation
 from commands.help import help_reply
@@ -107,6 +107,19 @@ VERBS: dict[str, VerbSpec] = {
             self_audited=True,
             mutating=True,
             options=("dry-run", "reason"),
+            arguments=TARGETS_AND_TEXT,
+        ),
+        VerbSpec(
+            "nidd",
+            "operator",
+            'nidd TARGETS "TEXT" | --base64 DATA | --hex DATA [--ttl 1h] [--reason TEXT] [--dry-run]',
+            "send non-IP data to NB-IoT lines; Queued and Delivered follow in the thread",
+            '/ts nidd demo-nbiot "ping"',
+            handler=actions.start,
+            submit=nidd.submit_nidd,
+            self_audited=True,
+            mutating=True,
+            options=("base64", "hex", "ttl", "dry-run", "reason"),
             arguments=TARGETS_AND_TEXT,
         ),
         VerbSpec(

@@ -126,8 +126,18 @@ def _card(
     devices = resolve_keys(db, failed)
     keys = [d.key for d in devices]
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
-    preview = guards.check(verb, devices, bot_actions_today=counts, limits=limits)
-    options: dict[str, str] = {}
+    preview = guards.check(
+        verb, devices, bot_actions_today=counts, limits=limits, nidd_plans=deps.settings.nidd_plans
+    )
+    options: dict[str, Any] = {}
+    if verb == "nidd":
+        kept = tracked.detail.get("nidd")
+        if not isinstance(kept, dict) or not kept.get("data"):
+            return Reply(
+                ":warning: The original NIDD data was not kept, so it cannot be sent again.",
+                replace_original=False,
+            )
+        options = {**kept, "text": str(tracked.detail.get("text", ""))}
     if verb == "sms":
         text = str(tracked.detail.get("text", ""))
         check = check_sms(text)

@@ -26,6 +26,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from bot.sandbox import messaging
 from bot.sandbox.activity import append_segment, next_change, status_at
 from bot.sandbox.callback_sender import Delivery
 from bot.sandbox.clock import iso
@@ -230,7 +231,7 @@ def send_sms(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
             }
         )
         deliveries = [
-            _sms_one(state, request.request_id, sub, given, device, now)
+            _sms_one(state, request.request_id, sub, given, device, now, message)
             for sub, (given, device) in zip(request.subs, targets, strict=True)
         ]
         state.emit(deliveries)
@@ -244,6 +245,7 @@ def _sms_one(
     given: dict[str, str],
     device: Device | None,
     now: datetime,
+    text: str = "",
 ) -> Delivery:
     service = ENHANCED_CONNECTIVITY_SERVICE
     if device is None:
@@ -267,7 +269,7 @@ def _sms_one(
     def attempt(at: datetime) -> None:
         if status_at(device.timeline, epoch(at)).reachable:
             sub.status = "Success"
-            _delivered(device, at)
+            _delivered(state, device, at, text)
             state.emit([outcome("Delivered")])
             return
         wake = next_change(device.timeline, epoch(at))
@@ -285,17 +287,18 @@ def _sms_one(
 
     if status_at(device.timeline, epoch(now)).reachable:
         sub.status = "Success"
-        _delivered(device, now)
+        _delivered(state, device, now, text)
         sent.then = [outcome("Delivered")]
     else:
         attempt(now)
     return sent
 
 
-def _delivered(device: Device, at: datetime) -> None:
+def _delivered(state: SandboxState, device: Device, at: datetime, text: str) -> None:
     day = at.date().isoformat()
     device.sms_days[day] = device.sms_days.get(day, 0) + 1
     recover(device, at)
+    messaging.sms_delivered(state, device, text, at)
 
 
 def recover(device: Device, at: datetime) -> bool:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from bot.sandbox import actions, reachability, views
+from bot.sandbox import actions, messaging, reachability, views
 from bot.sandbox.callback_sender import API_PATH, Listener
 from bot.sandbox.control import control_routes
 from bot.sandbox.errors import (
@@ -258,6 +258,8 @@ _ROUTES: Final = [
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/suspend"), _action("suspend")),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/restore"), _action("restore")),
     _Route("POST", re.compile(r"/m2m/v1/sms"), _ok(actions.send_sms)),
+    _Route("POST", re.compile(r"/m2m/v1/devices/nidd/message"), _ok(messaging.nidd_message)),
+    _Route("POST", re.compile(r"/m2m/v1/devices/sms/history/actions/list"), _ok(messaging.sms_event_history)),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/cancellocation"), _ok(actions.cancel_location)),
     _Route("POST", re.compile(rf"/m2m/v1/callbacks/{_ACCOUNT}"), _register),
     _Route("GET", re.compile(rf"/m2m/v1/callbacks/{_ACCOUNT}"), _list_listeners),

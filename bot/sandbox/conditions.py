@@ -30,6 +30,10 @@ imei-changed     the SIM moves to other hardware (the spare IMEI) right after Th
 diag-unavailable every per-line read (single-device lookup, extended diagnostics, connection and
                  usage history) answers HTTP 500 ``UnexpectedError``; the account-wide device list
                  and the mismatch report still answer
+nbiot            an NB-IoT meter on a short eDRX cycle: reachable, a little data every hour; it
+                 takes NIDD and answers NIDD data with ``OK `` + the data a few seconds later
+roaming          a tracker abroad for the last 5 days: about 70 % of its data since then is
+                 international (usage history's domestic/international attributes)
 ================ =============================================================================
 """
 
@@ -75,7 +79,15 @@ CONDITIONS: Final[dict[str, str]] = {
     "wake-overdue": "sleepy device whose wake-up is overdue (last seen 19.5 h ago, wakes every 12 h)",
     "imei-changed": "SIM moved to another device (IMEI changed), not in the mismatch report",
     "diag-unavailable": "ThingSpace answers HTTP 500 to its diagnostics, history and lookup calls",
+    "nbiot": "NB-IoT meter on a short eDRX cycle: reachable, takes NIDD and answers it",
+    "roaming": "abroad for the last 5 days: most of its data since then is international",
 }
+
+#: the demo lines that answer: ``healthy`` an SMS, ``nbiot`` NIDD data (``OK `` + what it got)
+REPLY_PREFIX: Final = "OK "
+REPLY_DELAY: Final = 3.0
+ROAMING_FOR: Final = timedelta(days=5)
+ROAMING_SHARE: Final = 0.7
 
 
 def epoch(moment: datetime) -> int:
@@ -123,6 +135,10 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
     device.imei_swap_pending = False
     device.unavailable = False
     device.stuck = False
+    device.roaming_from = None
+    device.roaming_share = 0.0
+    device.sms_reply = (REPLY_PREFIX, REPLY_DELAY) if condition == "healthy" and spread is None else None
+    device.nidd_reply = None
     healthy = device.healthy_mode()
     device.timeline = [(epoch(device.created), healthy)]
     now = epoch(anchor)
@@ -198,6 +214,12 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
         device.imei_swap_pending = True
     elif condition == "diag-unavailable":
         device.unavailable = True
+    elif condition == "nbiot":
+        device.timeline = [(epoch(device.created), always_on(max(1, device.type.volume // 10), device.phase))]
+        device.nidd_reply = (REPLY_PREFIX, REPLY_DELAY)
+    elif condition == "roaming":
+        device.roaming_from = since(ROAMING_FOR, timedelta(days=2), timedelta(days=12))
+        device.roaming_share = ROAMING_SHARE
 
 
 def _at(seconds: int, anchor: datetime) -> datetime:

@@ -9,6 +9,9 @@
                                              (monitors call back; down also means not attached)
 ``POST /_sandbox/devices/{ref}/condition``   ``{"condition": "hung"}``: put the line in a condition
                                              (see :mod:`bot.sandbox.conditions`)
+``POST /_sandbox/devices/{ref}/replies``     ``{"sms": true, "nidd": false, "prefix": "OK ",
+                                             "delay": 3}``: the device answers each SMS (NIDD
+                                             data) it receives with prefix + text after delay s
 ``GET  /_sandbox/requests``                  requests received: ``[{seq, method, path, time, status,
                                              errorCode?}]``; query ``path`` (exact, or a glob with
                                              ``*``), ``method``, ``after`` (a seq)
@@ -120,6 +123,16 @@ def control_routes(sb: Sandbox) -> list[BaseRoute]:
         except ValueError as exc:
             return _error(str(exc))
 
+    async def replies(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            sb.set_replies(request.path_params["ref"], body)
+            return _reply(sb.device(request.path_params["ref"]))
+        except LookupError as exc:
+            return _error(str(exc), 404)
+        except ValueError as exc:
+            return _error(str(exc))
+
     async def requests(request: Request) -> Response:
         query = request.query_params
         try:
@@ -221,6 +234,7 @@ def control_routes(sb: Sandbox) -> list[BaseRoute]:
         Route("/devices/{ref}", device, methods=["GET"]),
         Route("/devices/{ref}/reachability", reachability, methods=["POST"]),
         Route("/devices/{ref}/condition", condition, methods=["POST"]),
+        Route("/devices/{ref}/replies", replies, methods=["POST"]),
         Route("/requests", requests, methods=["GET"]),
         Route("/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/latency", latency, methods=["POST"]),

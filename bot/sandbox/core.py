@@ -186,6 +186,8 @@ class Sandbox:
                 "lastConnection": iso(_from_epoch(last, now)) if last is not None else None,
                 "actionsToday": actions_today(d, now),
                 "resumeDate": iso(d.resume_date) if d.resume_date else None,
+                "smsReply": {"prefix": d.sms_reply[0], "delay": d.sms_reply[1]} if d.sms_reply else None,
+                "niddReply": {"prefix": d.nidd_reply[0], "delay": d.nidd_reply[1]} if d.nidd_reply else None,
                 "transientFailuresLeft": d.flaky,
                 "imeiChangePending": d.imei_swap_pending,
                 "diagnosticsUnavailable": d.unavailable,
@@ -203,6 +205,27 @@ class Sandbox:
             append_segment(d.timeline, epoch(now), mode)
             d.condition = "healthy" if reachable else "down"
             self.state.reachability_changed(d, now)
+
+    def set_replies(self, device_id_text: str, body: dict[str, Any]) -> None:
+        """Make a device answer SMS and/or NIDD data (``{"sms": bool, "nidd": bool, "prefix":
+        "OK ", "delay": 3}``; a key left out keeps its setting). ValueError on a bad body."""
+        prefix, delay = body.get("prefix", "OK "), body.get("delay", 3)
+        if not isinstance(prefix, str):
+            raise ValueError("prefix must be text")  # noqa: TRY004 - the control route answers ValueError with 400
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
+            raise ValueError("delay must be a number of seconds from 0 to 3600")
+        for key in ("sms", "nidd"):
+            if key in body and not isinstance(body[key], bool):
+                raise ValueError(f"{key} must be true or false")
+        if not {"sms", "nidd"} & set(body):
+            raise ValueError('send {"sms": true} and/or {"nidd": true}, with "prefix" and "delay" if wanted')
+        with self.state.lock:
+            d = self.state.resolve_text(device_id_text)
+            setting = (prefix, float(delay))
+            if "sms" in body:
+                d.sms_reply = setting if body["sms"] else None
+            if "nidd" in body:
+                d.nidd_reply = setting if body["nidd"] else None
 
     def set_condition(self, device_id_text: str, condition: str) -> None:
         """Put a device into one of :data:`bot.sandbox.conditions.CONDITIONS` as of now.

@@ -57,6 +57,8 @@ DEMO_CONDITIONS: Final[tuple[tuple[str, str], ...]] = (
     ("wake-overdue", "meter"),
     ("imei-changed", "tracker"),
     ("diag-unavailable", "vending"),
+    ("nbiot", "meter"),
+    ("roaming", "tracker"),
 )
 
 #: plan code -> (display name, size in KB). ``m2m4G`` is a code in ThingSpace's own style, with no
@@ -166,6 +168,15 @@ class Device:
     imei_swap_pending: bool = False  # "imei-changed": the spare IMEI comes in once the line is listed
     unavailable: bool = False  # "diag-unavailable": its per-line reads answer HTTP 500
     sms_days: dict[str, int] = field(default_factory=dict)
+    #: "roaming": from this epoch second on, ``roaming_share`` of its data is international
+    roaming_from: int | None = None
+    roaming_share: float = 0.0
+    #: the device answers an SMS (or NIDD data) with ``prefix + text`` after ``delay`` seconds;
+    #: None: it does not answer (``POST /_sandbox/devices/{ref}/replies``)
+    sms_reply: tuple[str, float] | None = None
+    #: SMS delivered to and sent by the device: (epoch second, "MtSms" | "MoSms"), oldest first
+    sms_log: list[tuple[int, str]] = field(default_factory=list)
+    nidd_reply: tuple[str, float] | None = None
 
     @property
     def msisdn(self) -> str:

@@ -54,6 +54,10 @@ from bot.thingspace.shapes import (
     DIAG_KEY_SESSIONS_1H,
     DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS,
     DIAG_KEY_SUSPENDED_DAYS_YEAR,
+    USAGE_DOMESTIC_BYTES,
+    USAGE_DOMESTIC_SMS,
+    USAGE_INTERNATIONAL_BYTES,
+    USAGE_INTERNATIONAL_SMS,
 )
 
 if TYPE_CHECKING:
@@ -409,12 +413,19 @@ def usage_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[
         while day <= end and len(records) <= MAX_HISTORY:
             start = epoch(day)
             sms = device.sms_days.get(day.date().isoformat(), 0)
+            used = daily_bytes(device.timeline, device.number, start, start + 86400, t_now)
+            abroad = _abroad_share(device, start)
+            intl_bytes, intl_sms = round(used * abroad), round(sms * abroad)
             records.append(
                 {
-                    "bytesUsed": daily_bytes(device.timeline, device.number, start, start + 86400, t_now),
+                    "bytesUsed": used,
                     "extendedAttributes": [
                         {"key": "MoSms", "value": "0"},
                         {"key": "MtSms", "value": str(sms)},
+                        {"key": USAGE_DOMESTIC_BYTES, "value": str(used - intl_bytes)},
+                        {"key": USAGE_INTERNATIONAL_BYTES, "value": str(intl_bytes)},
+                        {"key": USAGE_DOMESTIC_SMS, "value": str(sms - intl_sms)},
+                        {"key": USAGE_INTERNATIONAL_SMS, "value": str(intl_sms)},
                     ],
                     "servicePlan": device.plan,
                     "smsUsed": sms,
@@ -425,6 +436,14 @@ def usage_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[
             day += timedelta(days=1)
         more = len(records) > MAX_HISTORY
         return (202 if more else 200), {"hasMoreData": more, "usageHistory": records[:MAX_HISTORY]}
+
+
+def _abroad_share(device: Device, day_start: int) -> float:
+    """The share of *device*'s data on the UTC day starting at *day_start* used abroad."""
+    if device.roaming_from is None or day_start + 86400 <= device.roaming_from:
+        return 0.0
+    part = min(1.0, (day_start + 86400 - device.roaming_from) / 86400)
+    return device.roaming_share * part
 
 
 def _by_label(state: SandboxState, label: dict[str, Any]) -> Device:
