@@ -65,7 +65,20 @@ def resolve(
         try:
             device_id = parse_device_id(token.text)
         except InvalidDeviceId as exc:
-            raise UsageError(escape(str(exc)), verb=verb) from None
+            labelled = directory.by_label(db, token.text) if ":" not in token.text else []
+            if len(labelled) != 1:
+                if len(labelled) > 1:
+                    raise UsageError(
+                        escape(f"Several lines are labelled `{token.text}`; name one by kind:id."), verb=verb
+                    ) from None
+                raise UsageError(escape(str(exc)), verb=verb) from None
+            # a label from the directory (``demo-nbiot``): the line it names
+            entry = labelled[0]
+            kind, _, value = entry.key.partition(":")
+            found.setdefault(
+                entry.key, ResolvedDevice(DeviceId.from_wire({"kind": kind, "id": value}), entry.key, entry)
+            )
+            continue
         entry = directory.lookup(db, device_id.kind, device_id.id)
         key = entry.key if entry else str(device_id)
         if entry:

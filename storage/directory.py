@@ -264,6 +264,14 @@ def find(db: Database, text: str, *, limit: int = 20) -> tuple[list[DirectoryDev
     return [_row(r) for r in rows], total
 
 
+def by_label(db: Database, label: str) -> list[DirectoryDevice]:
+    """The lines whose label is *label* (any case); more than one when labels repeat."""
+    rows = db.execute(
+        f"{_SELECT} WHERE lower(label) = ? ORDER BY key LIMIT 3", [label.strip().lower()]
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
 def group_members(db: Database, name: str) -> list[DirectoryDevice]:
     rows = db.execute(
         f"{_SELECT} WHERE key IN (SELECT key FROM device_groups WHERE name = ?) ORDER BY key", [name.lower()]
