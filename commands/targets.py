@@ -73,10 +73,10 @@ def resolve(
                     ) from None
                 raise UsageError(escape(str(exc)), verb=verb) from None
             # a label from the directory (``demo-nbiot``): the line it names
-            entry = labelled[0]
-            kind, _, value = entry.key.partition(":")
+            named = labelled[0]
+            kind, _, value = named.key.partition(":")
             found.setdefault(
-                entry.key, ResolvedDevice(DeviceId.from_wire({"kind": kind, "id": value}), entry.key, entry)
+                named.key, ResolvedDevice(DeviceId.from_wire({"kind": kind, "id": value}), named.key, named)
             )
             continue
         entry = directory.lookup(db, device_id.kind, device_id.id)
