@@ -7,7 +7,7 @@ Help, the manifest, the role checks, the router, the metrics and the command wor
 
 from __future__ import annotations
 
-from commands import actions, browse, lookup, nidd, retry, watch
+from commands import actions, browse, lookup, nidd, retry, usage, watch
 from commands.context import ActionHandler, CommandRequest, Deps, Reply, VerbSpec
 from commands.grammar import TARGETS_AND_TEXT, TEXT, Invocation
 from commands.help import help_reply
@@ -174,6 +174,17 @@ VERBS: dict[str, VerbSpec] = {
             runner=lookup.run_request,
             self_audited=True,
             arguments=TEXT,
+        ),
+        VerbSpec(
+            "usage",
+            "viewer",
+            "usage TARGET|group:NAME [--days 30]",
+            "per-day data and SMS (domestic/international) against the plan, with a chart in the thread",
+            "/ts usage demo-roaming --days 14",
+            handler=usage.start,
+            runner=usage.run_usage,
+            self_audited=True,
+            options=("days",),
         ),
         VerbSpec(
             "history",

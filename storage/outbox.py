@@ -7,7 +7,8 @@ rows later, paced and retried, and survives restarts.
 Kinds of rows:
 
 * ``post`` — ``chat.postMessage``; with ``thread_key`` it replies in the thread of another
-  ``post`` row and is sent only after that one has a Slack ``ts``.
+  ``post`` row and is sent only after that one has a Slack ``ts``. A post whose payload has a
+  ``file`` (:func:`enqueue_file`) is uploaded as a file instead, its text the fallback.
 * ``update`` — ``chat.update`` of an earlier ``post`` row (``target_key``). At most one update per
   target is pending: a newer enqueue replaces the pending payload (newest state wins). An update
   of a post that has not been sent yet is folded into the post itself.
@@ -28,6 +29,7 @@ so they survive a restart or a reboot.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -52,6 +54,7 @@ __all__ = [
     "dead_count",
     "dead_letters",
     "enqueue_ephemeral",
+    "enqueue_file",
     "enqueue_post",
     "enqueue_respond",
     "enqueue_update",
@@ -326,6 +329,39 @@ def enqueue_post(
             thread_key=thread_key,
             thread_ts=thread_ts,
         )
+    return key
+
+
+def enqueue_file(
+    db: Database,
+    *,
+    key: str,
+    channel: str,
+    thread_key: str,
+    filename: str,
+    title: str,
+    data: bytes,
+    fallback_text: str,
+) -> str:
+    """Queue a file (a chart) for the thread of the post enqueued under *thread_key*.
+
+    The relay uploads it with ``files.getUploadURLExternal`` / ``files.completeUploadExternal``;
+    where Slack will not take a file (no ``files:write``, a stand-in without files) it posts
+    *fallback_text* in the thread instead. The row is a ``post`` whose payload carries the file
+    (base64), so it is durable and paced like any post. Returns *key*.
+    """
+    _check_key(filename, "filename")
+    if not data:
+        raise ValueError("a file needs data")
+    key = enqueue_post(db, key=key, channel=channel, text=fallback_text, thread_key=thread_key)
+    with write(db):
+        row = get(db, key)
+        if row is not None and "file" not in row.payload:
+            payload = {
+                **row.payload,
+                "file": {"name": filename, "title": title, "b64": base64.b64encode(data).decode("ascii")},
+            }
+            db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [_dumps(payload), row.id])
     return key
 
 

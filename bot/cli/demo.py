@@ -70,10 +70,26 @@ class Console:
         def show(event: object) -> None:
             try:
                 self.print(render_message(event))  # type: ignore[arg-type]
+                self._save_file(event)
             except Exception as exc:  # noqa: BLE001 - never let rendering kill the demo
                 self.print(f"(could not render a message: {type(exc).__name__})")
 
         self.stack.standin.on_event(show)
+
+    def _save_file(self, event: object) -> None:
+        """A message that shares a file (a usage chart): the file is written next to the demo's
+        database and its path printed, so it can be opened."""
+        message = getattr(event, "message", None)
+        if getattr(event, "kind", "") != "post" or message is None:
+            return
+        upload = self.stack.standin.upload_for(message)
+        if upload is None:
+            return
+        folder = self.stack.workdir / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{upload.file_id}-{Path(upload.name).name}"
+        path.write_bytes(upload.data)
+        self.print(f"  📎 chart saved to {path}")
 
     def run_line(self, line: str) -> bool:
         """Run one line; False means quit."""

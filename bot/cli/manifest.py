@@ -15,6 +15,9 @@ Bot scopes, and why each is there (nothing else is asked for):
 ``usergroups:read``
     ``usergroups.users.list``: grants may name user groups (``S…``); membership is looked up to
     decide a user's role (it fails closed when the lookup fails).
+``files:write``
+    ``files.getUploadURLExternal`` / ``files.completeUploadExternal``: the ``usage`` chart in its
+    thread (without it the bot posts the day-by-day table instead).
 
 Deliberately left out: ``chat:write.public`` (the bot posts only in channels it was invited to —
 invite it to the alert and ops channels), ``users:read`` (roles are keyed by IDs, and
@@ -58,6 +61,7 @@ BOT_SCOPES: Final = {
     "commands": "the /ts slash command",
     "chat:write": "post and update results, progress, alert cards and ops notices",
     "usergroups:read": "resolve grants given to user groups (usergroups.users.list)",
+    "files:write": "upload the usage chart into its thread (files.getUploadURLExternal)",
 }
 BOT_EVENTS: Final = ("app_home_opened",)  # render the Home tab; needs no scope
 

@@ -26,6 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_USERS",
     "TEAM_DOMAIN",
     "SlackStandIn",
+    "Upload",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,19 @@ def _optional_str(params: Mapping[str, Any], key: str) -> str | None:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file shared through ``files.completeUploadExternal``: its bytes and the message that shows it."""
+
+    file_id: str
+    name: str
+    title: str
+    data: bytes = field(repr=False)
+    channel: str
+    message_ts: str
+    thread_ts: str | None
+
+
 class SlackStandIn:
     """The Slack Web API and ``response_url``, in memory, behind a Starlette app (``.app``).
 
@@ -129,8 +144,15 @@ class SlackStandIn:
         usergroups: Mapping[str, Sequence[str]] | None = None,
         channels: Mapping[str, str] | None = None,
         clock: Callable[[], float] | None = None,
+        files: bool = True,
     ) -> None:
         self.bot_token = bot_token
+        #: False: a workspace without file uploads (``files.*`` answer ``unknown_method``)
+        self.files_enabled = files
+        #: False: the bot token lacks ``files:write`` (``files.*`` answer ``missing_scope``)
+        self.files_scope = True
+        self._pending_files: dict[str, dict[str, Any]] = {}
+        self._uploads: dict[tuple[str, str], Upload] = {}
         self.team_id = team_id
         self._clock: Callable[[], float] = clock or time.time
         self._directory_lock = threading.Lock()
@@ -159,11 +181,14 @@ class SlackStandIn:
             "conversations.info": self._conversations_info,
             "conversations.open": self._conversations_open,
             "views.publish": self._views_publish,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
         self.app = Starlette(
             routes=[
                 Route("/api/{method:path}", self._api_endpoint, methods=["GET", "POST"]),
                 Route("/response/{token}", self._response_endpoint, methods=["POST"]),
+                Route("/upload/{file_id}", self._upload_endpoint, methods=["POST"]),
                 Route("/_standin/calls", self._control_calls, methods=["GET"]),
                 Route("/_standin/messages", self._control_messages, methods=["GET"]),
                 Route("/_standin/faults", self._control_faults, methods=["GET"]),
@@ -304,6 +329,78 @@ class SlackStandIn:
             method, status=status, retry_after=retry_after, error=error, count=count, channel=channel
         )
 
+    # -- files ---------------------------------------------------------------------------------
+
+    def uploads(self) -> list[Upload]:
+        """Every file shared so far, oldest first."""
+        with self._directory_lock:
+            return sorted(self._uploads.values(), key=lambda u: u.message_ts)
+
+    def upload_for(self, message: Message) -> Upload | None:
+        """The file a message shares, if it is a file message."""
+        with self._directory_lock:
+            return self._uploads.get((message.channel, message.ts))
+
+    def _files_scope_check(self) -> None:
+        if not self.files_scope:
+            raise _ApiError("missing_scope")
+
+    def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._files_scope_check()
+        name = str(params.get("filename") or "")
+        try:
+            length = int(str(params.get("length", "")))
+        except ValueError:
+            raise _ApiError("invalid_arguments") from None
+        if not name or length <= 0:
+            raise _ApiError("invalid_arguments")
+        with self._directory_lock:
+            file_id = f"F{len(self._pending_files) + len(self._uploads) + 1:08d}"
+            self._pending_files[file_id] = {"name": name, "length": length, "data": None}
+        return {"ok": True, "upload_url": f"{self._require_base_url()}/upload/{file_id}", "file_id": file_id}
+
+    async def _upload_endpoint(self, request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        data = await request.body()
+        with self._directory_lock:
+            pending = self._pending_files.get(file_id)
+            if pending is None:
+                return PlainTextResponse("file_not_found", status_code=404)
+            pending["data"] = data
+        return PlainTextResponse(f"OK - {len(data)}")
+
+    def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._files_scope_check()
+        raw = params.get("files")
+        try:
+            files = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise _ApiError("invalid_arguments") from None
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) for f in files):
+            raise _ApiError("invalid_arguments")
+        channel = self._resolve_channel(params.get("channel_id")) if params.get("channel_id") else ""
+        shared = []
+        for item in files:
+            file_id = str(item.get("id", ""))
+            with self._directory_lock:
+                pending = self._pending_files.pop(file_id, None)
+            if pending is None or pending["data"] is None:
+                raise _ApiError("file_not_found")
+            title = str(item.get("title") or pending["name"])
+            shared.append({"id": file_id, "name": pending["name"], "title": title})
+            if channel:
+                text = str(params.get("initial_comment") or "") or f"📎 {title}"
+                ts = self._store.next_ts()
+                thread_ts = self._thread_ts(params.get("thread_ts"))
+                with self._directory_lock:  # known before the listeners hear of the message
+                    self._uploads[(channel, ts)] = Upload(
+                        file_id, pending["name"], title, bytes(pending["data"]), channel, ts, thread_ts
+                    )
+                self._store.add(
+                    channel=channel, ts=ts, text=text, blocks=[], source="post", thread_ts=thread_ts
+                )
+        return {"ok": True, "files": shared}
+
     def reset(self) -> None:
         """Back to a fresh stand-in: no faults, messages, calls, response URLs or App Home views.
 
@@ -330,6 +427,8 @@ class SlackStandIn:
         if authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
         handler = self._methods.get(method)
+        if method.startswith("files.") and not self.files_enabled:
+            handler = None
         if handler is None:
             return self._answer(method, params, 200, {"ok": False, "error": "unknown_method"})
         if not token:

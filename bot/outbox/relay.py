@@ -52,9 +52,11 @@ httpx POST that carries no token.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
+import json
 import logging
 import os
 import random
@@ -108,6 +110,18 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 #: The Slack call each kind of outbox row is sent with.
+#: Slack's answers meaning "no file can be uploaded here": the file row posts its text instead
+NO_FILES = frozenset(
+    {
+        "missing_scope",
+        "not_allowed_token_type",
+        "unknown_method",
+        "method_not_supported_for_channel_type",
+        "invalid_channel",
+        "not_in_channel",
+    }
+)
+
 METHODS = {
     "post": "chat.postMessage",
     "ephemeral": "chat.postEphemeral",
@@ -682,6 +696,11 @@ class OutboxRelay:
                 params["thread_ts"] = work.thread_ts
         elif row.kind == "update":
             params["ts"] = work.ts
+        if row.kind == "post" and isinstance(row.payload.get("file"), Mapping):
+            uploaded = self._upload(work, row.payload["file"])
+            if uploaded is not None:
+                return uploaded
+            params.pop("blocks", None)  # Slack takes no file here: the fallback text instead
         method = METHODS[row.kind]
         try:
             response = self._slack.api_call(method, json=params)
@@ -698,6 +717,47 @@ class OutboxRelay:
             slack_ts=str(data.get("ts") or work.ts or ""),
             thread_ts=work.thread_ts if row.kind == "post" else None,
         )
+
+    def _upload(self, work: _Work, file: Mapping[str, Any]) -> _Outcome | None:
+        """Upload a file row (``files.getUploadURLExternal``, the bytes to its URL,
+        ``files.completeUploadExternal`` into the thread). None when Slack takes no file here —
+        a missing ``files:write`` scope, a workspace or stand-in without files — so the caller
+        posts the fallback text instead."""
+        data = base64.b64decode(str(file.get("b64", "")))
+        name = str(file.get("name") or "file")
+        try:
+            grant = self._slack.api_call(
+                "files.getUploadURLExternal", params={"filename": name, "length": len(data)}
+            )
+            upload_url, file_id = str(grant.get("upload_url") or ""), str(grant.get("file_id") or "")
+            assert self._http is not None
+            sent = self._http.post(
+                upload_url, content=data, headers={"Content-Type": "application/octet-stream"}
+            )
+            if sent.status_code >= 500:
+                return _server_error(sent.status_code)
+            if sent.status_code >= 300:
+                return _Outcome("dead", error=f"upload refused: HTTP {sent.status_code}")
+            complete: dict[str, Any] = {
+                "files": json.dumps([{"id": file_id, "title": str(file.get("title") or name)}]),
+                "channel_id": work.channel,
+            }
+            if work.thread_ts:
+                complete["thread_ts"] = work.thread_ts
+            self._slack.api_call("files.completeUploadExternal", params=complete)
+        except SlackApiError as exc:
+            payload = exc.response.data if isinstance(exc.response.data, Mapping) else {}
+            if str(payload.get("error") or "") in NO_FILES:
+                logger.info(
+                    "outbox: Slack takes no file here (%s); posting the text instead", payload.get("error")
+                )
+                return None
+            return self._slack_failure(exc)
+        except httpx.HTTPError as exc:
+            return _transport_outcome(exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            return _transport_outcome(exc)
+        return _Outcome("sent", slack_channel=work.channel, slack_ts="", thread_ts=work.thread_ts)
 
     def _slack_failure(self, exc: SlackApiError) -> _Outcome:
         response = exc.response

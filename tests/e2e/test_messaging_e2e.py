@@ -100,9 +100,13 @@ def test_a_device_answer_to_an_sms_lands_in_the_sms_thread(stack: LocalStack) ->
     stored = device_messages.received(_db(stack), device, since=0)
     assert [m.body for m in stored] == ["OK STATUS"]
     assert stored[0].thread_request == request_id
-    audit = _db(stack).execute(
-        "SELECT actor, detail FROM audit_log WHERE verb = 'callback' AND detail LIKE '%sms-received%'"
-    ).fetchall()
+    audit = (
+        _db(stack)
+        .execute(
+            "SELECT actor, detail FROM audit_log WHERE verb = 'callback' AND detail LIKE '%sms-received%'"
+        )
+        .fetchall()
+    )
     assert audit and audit[-1][0] == "thingspace"
 
 

@@ -113,7 +113,14 @@ SCHEMA = obj(
 
 TYPES: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "boolean": bool}
 #: Every bot scope this bot could justify; the manifest must ask for a subset.
-ALLOWED_SCOPES = {"commands", "chat:write", "chat:write.public", "usergroups:read", "users:read"}
+ALLOWED_SCOPES = {
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "usergroups:read",
+    "users:read",
+    "files:write",
+}
 
 
 def validate(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
@@ -206,7 +213,7 @@ def test_scopes_are_minimal_and_justified() -> None:
     """Scopes are a subset of the allowed set, exactly the documented ones, each with a reason."""
     scopes = build_manifest("https://bot.example.com")["oauth_config"]["scopes"]["bot"]
     assert set(scopes) <= ALLOWED_SCOPES
-    assert scopes == ["commands", "chat:write", "usergroups:read"]
+    assert scopes == ["commands", "chat:write", "usergroups:read", "files:write"]
     assert all(BOT_SCOPES[s] for s in scopes)
     header = dump_manifest(build_manifest("https://bot.example.com")).split("_metadata")[0]
     for scope in scopes:
