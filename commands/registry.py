@@ -7,7 +7,7 @@ Help, the manifest, the role checks, the router, the metrics and the command wor
 
 from __future__ import annotations
 
-from commands import actions, browse, lookup, nidd, retry, usage, watch
+from commands import actions, browse, lookup, nidd, retry, sms_history, usage, watch
 from commands.context import ActionHandler, CommandRequest, Deps, Reply, VerbSpec
 from commands.grammar import TARGETS_AND_TEXT, TEXT, Invocation
 from commands.help import help_reply
@@ -174,6 +174,17 @@ VERBS: dict[str, VerbSpec] = {
             runner=lookup.run_request,
             self_audited=True,
             arguments=TEXT,
+        ),
+        VerbSpec(
+            "sms-history",
+            "viewer",
+            "sms-history TARGET [--since 7d]",
+            "SMS to and from a device, newest first; ThingSpace's SMS events follow in the thread",
+            "/ts sms-history demo-healthy --since 24h",
+            handler=sms_history.start,
+            runner=sms_history.run_sms_history,
+            self_audited=True,
+            options=("since",),
         ),
         VerbSpec(
             "usage",

@@ -168,3 +168,43 @@ def test_nidd_refuses_a_line_that_is_not_nb_iot_and_sends_nothing(stack: LocalSt
 def test_bad_nidd_data_is_refused_with_what_is_accepted(stack: LocalStack, text: str, expected: str) -> None:
     ack = _ack(stack.command(text))
     assert expected in ack, ack
+
+
+def test_sms_history_lists_both_ways_and_thingspace_events_follow(stack: LocalStack) -> None:
+    """After the SMS test above: the bot's STATUS and the device's answer, newest first, then
+    ThingSpace's SMS events in the post's thread."""
+    before = len(stack.standin.messages(_OPS))
+    ack = _ack(stack.command("sms-history demo-healthy --since 1d"))
+    assert "Listing the messages to and from demo-healthy" in ack
+
+    def posted() -> list[str] | None:
+        found = [m for m in stack.standin.messages(_OPS)[before:] if m.text.startswith("SMS to and from")]
+        return [found[0].ts] if found else None
+
+    [ts] = _wait("the sms-history post", posted)
+    post = stack.standin.message(_OPS, ts)
+    listing = "\n".join(str(b) for b in post.blocks)
+    assert listing.index("OK STATUS") < listing.index("“STATUS”"), listing
+    assert "delivered" in listing
+
+    def events() -> list[str] | None:
+        texts = [m.text for m in stack.standin.thread(_OPS, ts)[1:]]
+        return texts or None
+
+    [reply] = _wait("ThingSpace's SMS events in the thread", events)
+    assert "SMS event history for demo-healthy" in reply
+    assert "network → device" in reply and "device → network" in reply
+
+
+def test_sms_history_says_so_when_thingspace_cannot_answer(stack: LocalStack) -> None:
+    fault = {"path": "/m2m/v1/devices/sms/history/actions/list", "count": 1, "status": 400}
+    assert httpx.post(stack.sandbox_server.url + "/_sandbox/faults", json=fault).status_code == 200
+    before = len(stack.standin.messages(_OPS))
+    stack.command("sms-history demo-nbiot")
+
+    def posted() -> list[str] | None:
+        found = [m for m in stack.standin.messages(_OPS)[before:] if m.text.startswith("SMS to and from")]
+        return ["\n".join(str(b) for b in found[0].blocks)] if found else None
+
+    [shown] = _wait("the sms-history post", posted)
+    assert "SMS event history cannot be had" in shown
