@@ -28,6 +28,8 @@ TOML_KEYS = {
     "no_result_after": "no_result_after",
     "directory_sync_every": "sync_every",
     "reboot_sms_text": "reboot_text",
+    "sms_reply_window": "reply_window",
+    "nidd_plans": "[nidd]",
     "timezone": "timezone",
     "digest_time": "digest_time",
     "alert_group_threshold": "group_threshold",
