@@ -13,7 +13,18 @@ GRANTS = Grants(admin=frozenset({"U012ADMIN"}), operator=frozenset({"S0ONCALL"})
 
 EXPECTED = {
     None: {"help"},
-    "viewer": {"help", "status", "diag", "find", "reach", "watches", "request", "history"},
+    "viewer": {
+        "help",
+        "status",
+        "diag",
+        "find",
+        "reach",
+        "watches",
+        "request",
+        "history",
+        "usage",
+        "sms-history",
+    },
     "operator": {
         "help",
         "status",
@@ -23,9 +34,12 @@ EXPECTED = {
         "watches",
         "request",
         "history",
+        "usage",
+        "sms-history",
         "suspend",
         "resume",
         "sms",
+        "nidd",
         "watch",
         "unwatch",
     },
