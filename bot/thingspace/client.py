@@ -62,6 +62,7 @@ from bot.thingspace.models import (
     DevicePage,
     Diagnostics,
     ImeiIccidMismatch,
+    ProvisioningEvent,
     RequestAccepted,
     RequestStatus,
     UsageRecord,
@@ -428,6 +429,24 @@ class ThingSpaceClient:
             key="usageHistory",
             parse=UsageRecord.from_wire,
             when=lambda r: r.timestamp,
+        )
+
+    def provisioning_history(
+        self, device_id: DeviceId, earliest: datetime, latest: datetime
+    ) -> Iterator[ProvisioningEvent]:
+        """The line's provisioning events, oldest first, over as many 500-record pages as needed:
+        ``POST /m2m/v1/devices/history/actions/list`` (SDK ``DeviceProvisioningHistoryListRequest``
+        -> ``DeviceProvisioningHistoryListResult.provisioningHistory``)."""
+        _check_window(earliest, latest)
+        yield from self._history(
+            "provisioning_history",
+            "/m2m/v1/devices/history/actions/list",
+            {"deviceId": device_id.to_wire()},
+            earliest,
+            latest,
+            key="provisioningHistory",
+            parse=ProvisioningEvent.from_wire,
+            when=lambda e: e.occurred_at,
         )
 
     def _history(

@@ -28,6 +28,7 @@ __all__ = [
     "DevicePage",
     "Diagnostics",
     "ImeiIccidMismatch",
+    "ProvisioningEvent",
     "RequestAccepted",
     "RequestStatus",
     "SubRequest",
@@ -419,6 +420,29 @@ class UsageRecord:
     @property
     def international_sms(self) -> int | None:
         return _int(self.extended_attributes.get(shapes.USAGE_INTERNATIONAL_SMS))
+
+
+@dataclass(frozen=True)
+class ProvisioningEvent:
+    """One provisioning-history record (SDK ``ProvisioningHistory``: ``occurredAt``, ``status``,
+    ``eventBy``, ``eventType``, ``mdn``, ``msisdn``, ``servicePlan``, ``extendedAttributes``)."""
+
+    occurred_at: datetime | None
+    event_type: str
+    status: str
+    event_by: str = ""
+    service_plan: str = ""
+
+    @classmethod
+    def from_wire(cls, data: object) -> ProvisioningEvent:
+        obj = _object(data, "provisioning event")
+        return cls(
+            occurred_at=parse_datetime(obj.get("occurredAt")),
+            event_type=_str(obj.get("eventType")).strip(),
+            status=_str(obj.get("status")).strip(),
+            event_by=_str(obj.get("eventBy")),
+            service_plan=_str(obj.get("servicePlan")),
+        )
 
 
 # -- asynchronous requests -------------------------------------------------------------------------
