@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.durations import parse_duration
 from bot.render import blocks
-from bot.thingspace.ids import InvalidDeviceId, parse_device_id
+from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
+from commands import audit, provisioning
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError, user_ref
 from commands.policy import may_run, user_role
-from storage import directory
+from commands.provisioning import OutsideRow
+from storage import directory, jobs, outbox
 from storage.audit.log import AuditLog
+from storage.jobs import Job
 
-__all__ = ["find", "find_query", "history", "history_more"]
+__all__ = ["find", "find_query", "history", "history_more", "run_history"]
 
 FIND_LIMIT = 15
 HISTORY_LIMIT = 15
@@ -80,16 +85,18 @@ def _since(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _filters(inv: Invocation) -> dict[str, Any]:
+def _filters(inv: Invocation, db: Any = None) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if inv.targets:
         if len(inv.targets) > 1:
             raise UsageError("`history` takes at most one device.", verb="history")
         try:
-            device = parse_device_id(inv.targets[0].text)
+            filters["target"] = str(parse_device_id(inv.targets[0].text))
         except InvalidDeviceId as exc:
-            raise UsageError(blocks.escape(str(exc)), verb="history") from None
-        filters["target"] = str(device)
+            labelled = directory.by_label(db, inv.targets[0].text) if db is not None else []
+            if len(labelled) != 1:
+                raise UsageError(blocks.escape(str(exc)), verb="history") from None
+            filters["target"] = labelled[0].key  # a label (``demo-healthy``)
     if isinstance(inv.options.get("user"), str):
         filters["actor"] = user_ref(str(inv.options["user"]))
     if isinstance(inv.options.get("since"), str):
@@ -102,7 +109,15 @@ def _filters(inv: Invocation) -> dict[str, Any]:
     return filters
 
 
-def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply:
+def _render(
+    deps: Deps,
+    filters: dict[str, Any],
+    before_id: int | None,
+    outside: Sequence[OutsideRow] = (),
+    note: str = "",
+) -> Reply:
+    """A page of the audit log; *outside* adds ThingSpace's provisioning events (changes made
+    outside the bot) in time order, *note* a context line under it."""
     db = deps.db()
     limit = int(filters.get("limit", HISTORY_LIMIT))
     target = filters.get("target")
@@ -117,9 +132,12 @@ def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    if not rows:
-        return Reply("No audit entries match." if before_id is None else "No older entries.")
-    lines = []
+    oldest = rows[-1].at if rows and more else None
+    extra = [r for r in outside if oldest is None or r.at >= oldest]
+    if not rows and not extra:
+        empty = "No audit entries match." if before_id is None else "No older entries."
+        return Reply(empty, [blocks.section(empty), blocks.context(note)] if note else None)
+    dated: list[tuple[datetime, str]] = [(r.at, r.line) for r in extra]
     for row in rows:
         when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         targets = ", ".join(row.targets[:3]) + (f" +{len(row.targets) - 3}" if len(row.targets) > 3 else "")
@@ -128,7 +146,9 @@ def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply
             line += f" — _{blocks.escape(row.reason)}_"
         if row.request_id:
             line += f" · req `{row.request_id[:8]}`"
-        lines.append(line)
+        dated.append((row.at, line))
+    dated.sort(key=lambda d: d[0], reverse=True)
+    lines = [line for _, line in dated]
     body: list[dict[str, Any]] = []
     chunk: list[str] = []
     for line in lines:
@@ -137,6 +157,8 @@ def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply
             chunk = []
         chunk.append(line)
     body.append(blocks.section("\n".join(chunk)))
+    if note:
+        body.append(blocks.context(note))
     if more:
         value = json.dumps({**filters, "before": rows[-1].id})
         body.append(blocks.actions(blocks.button("More", "ts:history-more", value)))
@@ -144,7 +166,53 @@ def _render(deps: Deps, filters: dict[str, Any], before_id: int | None) -> Reply
 
 
 def history(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
-    return _render(deps, _filters(inv), None)
+    filters = _filters(inv, deps.db())
+    if not filters.get("target") or not req.response_url:
+        return _render(deps, filters, None)
+    # a line's history: the audit rows now, ThingSpace's provisioning history folded in after
+    db = deps.db()
+    payload = {
+        "verb": "history",
+        "filters": filters,
+        "user": req.user,
+        "channel": req.channel,
+        "response_url": req.response_url,
+        "key": filters["target"],
+    }
+    with audit.transaction(db):
+        jobs.enqueue(db, key=f"lookup:history:{req.user}:{time.time_ns()}", kind="lookup", payload=payload)
+    deps.wake()
+    return _render(
+        deps, filters, None, note=":hourglass_flowing_sand: Reading ThingSpace's provisioning history…"
+    )
+
+
+def run_history(deps: Deps, job: Job) -> None:
+    """The worker's half of ``history TARGET``: the page again, with ThingSpace's provisioning
+    events made outside the bot (:mod:`commands.provisioning`)."""
+    filters = dict(job.payload["filters"])
+    kind, _, value = str(filters["target"]).partition(":")
+    since = datetime.fromisoformat(filters["since"]) if filters.get("since") else None
+    rows, why = provisioning.outside_rows(
+        deps, DeviceId.from_wire({"kind": kind, "id": value}), since=since, until=datetime.now(UTC)
+    )
+    note = why or (
+        f":globe_with_meridians: {len(rows)} change(s) from ThingSpace's provisioning history, made outside the bot."
+        if rows
+        else "ThingSpace's provisioning history shows no change made outside the bot."
+    )
+    reply = _render(deps, filters, None, rows, note)
+    db = deps.db()
+    with audit.transaction(db):
+        outbox.enqueue_respond(
+            db,
+            key=f"job:{job.id}:reply",
+            response_url=str(job.payload["response_url"]),
+            text=reply.text,
+            blocks=reply.blocks,
+            replace_original=True,
+        )
+    deps.wake()
 
 
 def history_more(deps: Deps, req: ActionRequest) -> Reply:

@@ -17,7 +17,7 @@ from bot.render import blocks
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import Device
-from commands import audit, diag
+from commands import audit, diag, provisioning
 from commands.context import CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
 from commands.targets import resolve
@@ -178,9 +178,13 @@ def run_status(deps: Deps, job: Job) -> None:
     db = deps.db()
     device_id = _job_device(job)
     device = deps.thingspace.get_device(device_id)
+    card = device_card(device)
+    outside = provisioning.last_outside_change(deps, device_id, now=datetime.now(UTC))
+    if outside:
+        card.insert(len(card) - 1, blocks.context(outside))  # above the buttons
     with audit.transaction(db):
         directory.upsert_devices(db, [device_row(device)])
-        _respond(db, job, f"{device.label or device_id}: {device.state or 'unknown'}", device_card(device))
+        _respond(db, job, f"{device.label or device_id}: {device.state or 'unknown'}", card)
 
 
 def run_diag(deps: Deps, job: Job) -> None:

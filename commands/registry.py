@@ -201,9 +201,10 @@ VERBS: dict[str, VerbSpec] = {
             "history",
             "viewer",
             "history [TARGET] [--user @u] [--since 24h] [--limit N]",
-            "who did what, when and why (the audit log)",
+            "who did what, when and why: the audit log, and for a line ThingSpace's own provisioning history",
             "/ts history iccid:89148000000800139708 --since 7d",
             handler=browse.history,
+            runner=browse.run_history,
             options=("user", "since", "limit"),
         ),
     )

@@ -208,3 +208,26 @@ def test_sms_history_says_so_when_thingspace_cannot_answer(stack: LocalStack) ->
 
     [shown] = _wait("the sms-history post", posted)
     assert "SMS event history cannot be had" in shown
+
+
+def test_history_of_a_line_says_when_thingspace_cannot_give_its_provisioning_history(
+    stack: LocalStack,
+) -> None:
+    """`history TARGET` answers with the audit rows at once and redraws the answer once
+    ThingSpace's provisioning history was asked; here the sandbox does not have it (900906)."""
+    fault = {"path": "/m2m/v1/devices/history/actions/list", "count": 5, "status": 400}
+    assert httpx.post(stack.sandbox_server.url + "/_sandbox/faults", json=fault).status_code == 200
+    response = stack.command("history demo-healthy")
+    body = response.json()
+    assert "Reading ThingSpace's provisioning history" in str(body.get("blocks"))
+
+    def redrawn() -> list[str] | None:
+        found = [
+            str(m.blocks)
+            for m in stack.standin.messages(_OPS, include_ephemeral=True)
+            if "provisioning history could not be read" in str(m.blocks)
+        ]
+        return found or None
+
+    [shown] = _wait("the history redrawn with the note", redrawn)
+    assert "STATUS" in shown or "sms" in shown

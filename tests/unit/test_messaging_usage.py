@@ -192,3 +192,16 @@ def test_a_device_message_goes_in_the_last_sms_thread_once(tmp_path: Path) -> No
     assert db.execute("SELECT channel, thread_key FROM outbox WHERE key LIKE 'mo:%' ORDER BY id").fetchall()[
         -1
     ] == ("C0OPS", None)
+
+
+def test_provisioning_events_made_outside_the_bot_become_timeline_rows() -> None:
+    from bot.thingspace.models import ProvisioningEvent
+    from commands.provisioning import _line, _outside
+
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    portal = ProvisioningEvent(at, "Suspend", "Success", event_by="jdoe@fleetops.example")
+    own = ProvisioningEvent(at, "Restore", "Success", event_by="SANDBOX-USER")
+    assert _outside(portal, "sandbox-user") and not _outside(own, "sandbox-user")
+    assert _outside(ProvisioningEvent(at, "Resume", "Success"), "sandbox-user")  # ThingSpace itself
+    line = _line(portal, at)
+    assert "*Suspend* by jdoe@fleetops.example → Success" in line and "from ThingSpace" in line
