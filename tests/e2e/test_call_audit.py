@@ -36,7 +36,10 @@ def test_status_and_diag_calls_are_audited_for_the_requester(stack: LocalStack) 
     """A status and a diag each leave one row per ThingSpace read, with who, what, for what and how long."""
     stack.command(f"status {DEVICE}")
     assert stack.settle()
-    [status_call] = _calls(stack)
+    status_calls = _calls(stack)
+    # the line's details, and its provisioning history (who last changed it outside the bot)
+    assert {row.detail["operation"] for row in status_calls} == {"get_device", "provisioning_history"}
+    [status_call] = [row for row in status_calls if row.detail["operation"] == "get_device"]
     assert status_call.outcome == "ok"
     assert list(status_call.targets) == [DEVICE]
     assert status_call.channel == "C0OPS"

@@ -108,6 +108,9 @@ SCENARIOS = [
     Scenario("no-traffic", "down", "but no traffic for 4 days", ["Send reboot SMS", "Watch"]),
     Scenario("imei-mismatch", "degraded", "SIM in other hardware", ["Suspend…", "Watch"]),
     Scenario("asleep", "healthy", "asleep by design: wakes every ~12 h", ["Watch"]),
+    # the toolbox's demo lines: an NB-IoT meter (NIDD) and a tracker roaming abroad, both healthy
+    Scenario("nbiot", "healthy", "nothing to do", []),
+    Scenario("roaming", "healthy", "nothing to do", []),
     Scenario("down", "down", "missed 6 wake-up(s)", ["Ask the network", "Send reboot SMS", "Watch"]),
     Scenario(
         "over-plan",
