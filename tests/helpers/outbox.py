@@ -64,7 +64,7 @@ def standin_fixture() -> Iterator[SlackStandIn]:
 
 @pytest.fixture(name="pool")
 def pool_fixture(tmp_path: Path) -> Iterator[ConnectionPool]:
-    connections = ConnectionPool(tmp_path / "tsbot.db")
+    connections = ConnectionPool(tmp_path / "tsbot.db", synchronous="NORMAL")
     yield connections
     connections.close()
 
