@@ -6,8 +6,10 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,21 @@ _PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
 
 #: shared fixtures: a bot with the Slack stand-in only (tests.helpers.bot)
 pytest_plugins = ["tests.helpers.bot"]
+
+
+#: a memory-backed file system, where an fsync costs nothing
+_TMPFS = Path("/dev/shm")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files (``tmp_path``, ``tempfile``) on tmpfs when the machine has one and nobody
+    chose a place (``--basetemp``, ``TMPDIR``): every database a test makes is temporary and none
+    needs to survive a power cut, while on a busy disk each fsync (SQLite's synchronous=FULL
+    commits, the audit head file) can take longer than the test. Crash tests kill processes, which
+    tmpfs survives as a disk does."""
+    chosen = config.option.basetemp or os.environ.get("TMPDIR") or os.environ.get("PYTEST_DEBUG_TEMPROOT")
+    if not chosen and _TMPFS.is_dir() and os.access(_TMPFS, os.W_OK | os.X_OK):
+        tempfile.tempdir = str(_TMPFS)
 
 
 @pytest.fixture(autouse=True)
