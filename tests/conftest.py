@@ -5,7 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,21 @@ _PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
 
 #: shared fixtures: a bot with the Slack stand-in only (tests.helpers.bot)
 pytest_plugins = ["tests.helpers.bot"]
+
+
+#: a memory-backed file system, where an fsync costs nothing
+_TMPFS = Path("/dev/shm")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files (``tmp_path``, ``tempfile``) on tmpfs when the machine has one and nobody
+    chose a place (``--basetemp``, ``TMPDIR``): every database a test makes is temporary and none
+    needs to survive a power cut, while on a busy disk each fsync (SQLite's synchronous=FULL
+    commits, the audit head file) can take longer than the test. Crash tests kill processes, which
+    tmpfs survives as a disk does."""
+    chosen = config.option.basetemp or os.environ.get("TMPDIR") or os.environ.get("PYTEST_DEBUG_TEMPROOT")
+    if not chosen and _TMPFS.is_dir() and os.access(_TMPFS, os.W_OK | os.X_OK):
+        tempfile.tempdir = str(_TMPFS)
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +46,39 @@ def clean_environ() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture(autouse=True)
-def collect_garbage_after_each_test() -> Iterator[None]:
-    """Collect garbage after each test, so a leaked socket or file is reported (ResourceWarning is
-    an error here) against the test that leaked it, not against whichever test runs when the
-    collector happens to run."""
-    yield
+# -- garbage collection around servers -------------------------------------------------------------
+#
+# A socket leaked in a reference cycle (a server, a client, an event loop) is only closed, and its
+# ResourceWarning (an error here) only raised, when the cycle collector runs. So that the warning
+# lands on the test that leaked it, garbage is collected after every test that opened a socket:
+# those that start servers, stand-ins, stacks or processes, or talk to one. Pure tests open none and
+# pay nothing. Everything alive once collection is over (modules, test items) is frozen out of the
+# collector, so each of those collections only walks what the tests made.
+
+_opened_a_socket = threading.Event()
+
+
+def _watch_sockets(event: str, _args: tuple[object, ...]) -> None:
+    if event == "socket.__new__":
+        _opened_a_socket.set()
+
+
+sys.addaudithook(_watch_sockets)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
     gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after_sockets() -> Iterator[None]:
+    """After a test that opened a socket, run the collector, so a socket it leaked is reported
+    against it, not against whichever test runs when the collector next happens to run."""
+    yield
+    if _opened_a_socket.is_set():
+        _opened_a_socket.clear()
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

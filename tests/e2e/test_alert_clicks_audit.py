@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import urlencode
-
-import pytest
 
 from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
 from bot.scheduler.reachability_tasks import evaluate_task
 from storage import watches
 from storage.audit.log import AuditLog
+from tests.helpers.stacks import stack_fixture
 
 DEVICE = f"iccid:{EXAMPLE_ICCID}"
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path, devices=30, scheduler=False)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+stack = stack_fixture(scope="function", devices=30, scheduler=False)
 
 
 def _until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:

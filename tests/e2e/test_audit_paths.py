@@ -4,7 +4,6 @@ under its own name — the story an incident review reads back."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -13,14 +12,12 @@ from bot.local_stack import LocalStack
 from storage import directory
 from storage.audit.log import AuditLog
 from storage.pool import ConnectionPool
+from tests.helpers.stacks import stack_fixture
 
 ADMIN, VIEWER, NOBODY = "U012ADMIN", "U0NOC1", "U0NOBODY"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("audit-paths"), devices=60, scheduler=False) as local:
-        yield local
+stack = stack_fixture(devices=60, scheduler=False)
 
 
 def _count(pool: ConnectionPool, verb: str, actor: str) -> int:

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from bot.local_stack import LocalStack
 from bot.sandbox import EXAMPLE_ICCID
 from storage import watches
 from storage.audit.log import AuditLog, AuditRow
+from tests.helpers.stacks import stack_fixture
 
 DEVICE = f"iccid:{EXAMPLE_ICCID}"
 USER = "U012ADMIN"
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path, devices=30, scheduler=False)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+stack = stack_fixture(scope="function", devices=30, scheduler=False)
 
 
 def _calls(stack: LocalStack) -> list[AuditRow]:

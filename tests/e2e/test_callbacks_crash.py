@@ -15,26 +15,20 @@ from pathlib import Path
 import pytest
 
 from bot.console.standin import SlackStandIn
-from bot.sandbox import create_sandbox
-from bot.serving import ServerThread
 from tests.helpers.callbacks import BotProcess, callback, send_callbacks
+from tests.helpers.stacks import served_sandbox, served_standin
 
 FAULT = ("UnifiedWebService.REQUEST_FAILED.DeviceNotFound", "Device not found")
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[BotProcess, SlackStandIn]]:
-    sandbox = create_sandbox(devices=1000, seed=3)
-    sandbox_server = ServerThread(sandbox.app).start()
-    standin = SlackStandIn().start()
-    bot = BotProcess(tmp_path, standin=standin, thingspace_url=sandbox_server.url)
-    try:
-        yield bot, standin
-    finally:
-        bot.stop()
-        standin.stop()
-        sandbox_server.stop()
-        sandbox.close()
+    with served_sandbox(devices=1000, seed=3) as (_sandbox, url), served_standin() as standin:
+        bot = BotProcess(tmp_path, standin=standin, thingspace_url=url)
+        try:
+            yield bot, standin
+        finally:
+            bot.stop()
 
 
 def _progress(standin: SlackStandIn, channel: str, ts: str) -> tuple[int, int]:

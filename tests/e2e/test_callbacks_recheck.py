@@ -8,9 +8,7 @@ re-check can find out that it was suspended.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlite_utils import Database
 
 from bot.console.records import Message
@@ -18,18 +16,12 @@ from bot.inbox.unanswered import PENDING_RECHECKS, check_unanswered
 from bot.local_stack import LocalStack
 from storage import directory, outbox, requests
 from storage import request_devices as request_outcomes
+from tests.helpers.stacks import stack_fixture
 
 MINUTE = 60.0
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(tmp_path_factory.mktemp("recheck"), devices=60, scheduler=False)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=60, scheduler=False)
 
 
 def _db(stack: LocalStack) -> Database:

@@ -9,25 +9,16 @@ hears what happened and what to do.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlite_utils import Database
 
 from bot.local_stack import LocalStack
 from storage import outbox, pending, requests
 from storage.db import write
 from tests.helpers.callbacks import CallbackBot, callback_bot_fixture, seed_request  # noqa: F401
+from tests.helpers.stacks import stack_fixture
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(tmp_path_factory.mktemp("requester"), devices=50, scheduler=False)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=50, scheduler=False)
 
 
 def _db(stack: LocalStack) -> Database:

@@ -4,9 +4,7 @@ client calling back over loopback, the Slack stand-in recording what people see 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlite_utils import Database
 
 from bot.console.records import Message
@@ -15,16 +13,9 @@ from bot.local_stack import CALLBACK_PASSWORD, CALLBACK_USER, LocalStack
 from storage import directory, outbox, requests
 from storage.audit.log import AuditLog
 from tests.helpers.callbacks import callback, send_callbacks
+from tests.helpers.stacks import stack_fixture
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(tmp_path_factory.mktemp("callbacks"), devices=200, scheduler=False)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=200, scheduler=False)
 
 
 def _db(stack: LocalStack) -> Database:

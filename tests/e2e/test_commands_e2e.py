@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -17,21 +17,11 @@ from bot.console.records import Message
 from bot.local_stack import LocalStack
 from storage import directory
 from storage.audit.log import AuditLog
+from tests.helpers.stacks import stack_fixture
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("e2e"),
-        devices=120,
-        settings_overrides={"approval_size": 3, "max_targets": 20},
-        scheduler=False,
-    )
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(
+    devices=120, settings_overrides={"approval_size": 3, "max_targets": 20}, scheduler=False
+)
 
 
 def _device(stack: LocalStack, label: str) -> str:

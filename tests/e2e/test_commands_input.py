@@ -5,8 +5,6 @@ with the separators people paste."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bot.local_stack import LocalStack
@@ -15,20 +13,14 @@ from commands.policy import verbs_for
 from commands.registry import VERBS
 from storage import directory
 from storage.audit.log import AuditLog
+from tests.helpers.stacks import stack_fixture
 
 STOLEN = "iccid:89148000000800139708"
 OPERATOR = {"user": "U0OPS1", "channel": "C0OPS"}
 VIEWER = {"user": "U0NOC1", "channel": "C0NOC"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(tmp_path_factory.mktemp("input"), devices=40, scheduler=False)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=40, scheduler=False)
 
 
 def _sms_calls(stack: LocalStack) -> int:

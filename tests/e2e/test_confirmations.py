@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-
-import pytest
 
 from bot.console.records import Message
 from bot.local_stack import LocalStack
@@ -24,23 +21,14 @@ from bot.scheduler.tasks import refresh_memberships_task
 from storage import directory
 from storage.audit.log import AuditLog
 from tests.helpers.sandbox import wait_until
+from tests.helpers.stacks import stack_fixture
 
 EXTERNAL = "ExternalProvisioningChanges"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("confirmations"),
-        devices=120,
-        settings_overrides={"approval_size": 2, "approval_ttl": timedelta(hours=2)},
-        scheduler=False,
-    )
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(
+    devices=120, settings_overrides={"approval_size": 2, "approval_ttl": timedelta(hours=2)}, scheduler=False
+)
 
 
 def _db(stack: LocalStack) -> Any:

@@ -8,7 +8,6 @@ stand-in's response_url. Each test reads the card the user sees: grade, key evid
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +21,7 @@ from bot.local_stack import LocalStack
 from bot.sandbox.conditions import billing_cycle_start
 from bot.thingspace.ids import DeviceId
 from commands.diag import gather
+from tests.helpers.stacks import stack_fixture
 
 REBOOT_TEXT = 'AT+CFUN=1,1 "reboot"'
 USAGE_PATH = "/m2m/v1/devices/usage/actions/list"
@@ -32,19 +32,7 @@ ERROR_BODY = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("diag"),
-        devices=40,
-        scheduler=False,
-        settings_overrides={"reboot_sms_text": REBOOT_TEXT},
-    )
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=40, scheduler=False, settings_overrides={"reboot_sms_text": REBOOT_TEXT})
 
 
 def iccid(stack: LocalStack, condition: str) -> str:

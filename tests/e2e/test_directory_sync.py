@@ -3,27 +3,16 @@ refused by name, with a reason, before ThingSpace is asked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from bot.core.directory_sync import sync_directory
 from bot.local_stack import LocalStack
 from storage import directory
 from storage.db import write
+from tests.helpers.stacks import stack_fixture
 
 LEFT = {"iccid": "89148000000000000017", "mdn": "5550000017"}
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path, devices=30, scheduler=False)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+stack = stack_fixture(scope="function", devices=30, scheduler=False)
 
 
 def test_a_line_the_account_no_longer_lists_leaves_its_groups_and_is_refused(stack: LocalStack) -> None:

@@ -8,7 +8,6 @@ yearly allowance: :func:`bot.sandbox.rules.add_past_suspension`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,21 +23,9 @@ from commands.targets import ResolvedDevice
 from storage import directory
 from storage.audit.log import AuditLog
 from storage.directory import DirectoryDevice
+from tests.helpers.stacks import stack_fixture
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("guards-bulk"),
-        devices=200,
-        settings_overrides={"approval_size": 1000},
-        scheduler=False,
-    )
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
+stack = stack_fixture(devices=200, settings_overrides={"approval_size": 1000}, scheduler=False)
 
 
 def _db(stack: LocalStack) -> Any:

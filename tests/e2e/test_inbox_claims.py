@@ -14,13 +14,12 @@ import pytest
 
 from bot.console.standin import SlackStandIn
 from bot.outbox.relay import RELAY_LEASE
-from bot.sandbox import create_sandbox
-from bot.serving import ServerThread
 from storage import inbox
 from storage.db import write
 from storage.inbox import InboxItem
 from storage.schema import open_database
 from tests.helpers.callbacks import BotProcess, callback, iccids, seed_request, send_callbacks
+from tests.helpers.stacks import served_sandbox, served_standin
 
 SINGLES = 12
 BULK = 300
@@ -55,25 +54,20 @@ def test_claims_must_be_taken_inside_the_processing_transaction(tmp_path: Path) 
 
 @pytest.fixture
 def two_bots(tmp_path: Path) -> Iterator[tuple[BotProcess, BotProcess, SlackStandIn]]:
-    sandbox = create_sandbox(devices=10, seed=5)
-    sandbox_server = ServerThread(sandbox.app).start()
-    standin = SlackStandIn().start()
-    standin.add_channel("C0BULK")
-    for i in range(SINGLES):
-        standin.add_channel(f"C0S{i:02d}")
-    db_path = tmp_path / "shared.db"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first = BotProcess(tmp_path / "a", standin=standin, thingspace_url=sandbox_server.url, db_path=db_path)
-    second = BotProcess(tmp_path / "b", standin=standin, thingspace_url=sandbox_server.url, db_path=db_path)
-    try:
-        yield first, second, standin
-    finally:
-        first.stop()
-        second.stop()
-        standin.stop()
-        sandbox_server.stop()
-        sandbox.close()
+    with served_sandbox(devices=10, seed=5) as (_sandbox, url), served_standin() as standin:
+        standin.add_channel("C0BULK")
+        for i in range(SINGLES):
+            standin.add_channel(f"C0S{i:02d}")
+        db_path = tmp_path / "shared.db"
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = BotProcess(tmp_path / "a", standin=standin, thingspace_url=url, db_path=db_path)
+        second = BotProcess(tmp_path / "b", standin=standin, thingspace_url=url, db_path=db_path)
+        try:
+            yield first, second, standin
+        finally:
+            first.stop()
+            second.stop()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
 from storage.db import write
 from storage.pool import ConnectionPool
-from tests.helpers.outbox import TOKEN, pool_fixture, standin_fixture  # noqa: F401
+from tests.helpers.outbox import TOKEN, pool_fixture, served_standin_fixture, standin_fixture  # noqa: F401
 
 _CHILD = """
 import sys, time

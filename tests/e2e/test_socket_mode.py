@@ -32,6 +32,7 @@ from bot.slack.socket_mode import SocketModeRunner
 from storage import alerts, outbox
 from storage.db import write
 from tests.helpers.bot import SlackOnlyBot
+from tests.helpers.stacks import served_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -338,7 +339,19 @@ def test_app_home_opened_over_socket_mode_publishes_the_home_tab(
         runner.close()
 
 
-def test_serve_socket_mode_waits_for_slack_without_a_traceback(tmp_path: Path) -> None:
+@pytest.fixture
+def thingspace_url() -> Iterator[str]:
+    """The sandbox, served: ThingSpace answers, so Slack is the only party the bot cannot reach.
+
+    (Against a closed port the bot's start-up directory sync gives up after three retries, 0–3.5 s
+    of jittered backoff in all, and logs that failure with its traceback: the test below then
+    passed only when Slack came up and the process was stopped before that, and failed under load.)
+    """
+    with served_sandbox(devices=20) as (_sandbox, url):
+        yield url
+
+
+def test_serve_socket_mode_waits_for_slack_without_a_traceback(tmp_path: Path, thingspace_url: str) -> None:
     """`tsbot serve --socket-mode` with Slack unreachable: the process stays up and serves HTTP,
     /readyz says the socket is not ready, the log says it is retrying; once Slack is reachable the
     socket connects and /readyz turns ready. No traceback anywhere."""
@@ -350,11 +363,11 @@ def test_serve_socket_mode_waits_for_slack_without_a_traceback(tmp_path: Path) -
         "SLACK_SIGNING_SECRET": "socket-test-secret",
         "SLACK_APP_TOKEN": "xapp-1-socket-test",
         "SLACK_API_URL": f"http://127.0.0.1:{slack_port}/api/",
-        "THINGSPACE_BASE_URL": "http://127.0.0.1:9",
-        "THINGSPACE_CLIENT_ID": "c",
-        "THINGSPACE_CLIENT_SECRET": "client-secret",
-        "THINGSPACE_USERNAME": "u",
-        "THINGSPACE_PASSWORD": "password",
+        "THINGSPACE_BASE_URL": thingspace_url,
+        "THINGSPACE_CLIENT_ID": "sandbox-client",
+        "THINGSPACE_CLIENT_SECRET": "sandbox-secret",
+        "THINGSPACE_USERNAME": "sandbox-user",
+        "THINGSPACE_PASSWORD": "sandbox-pass",
         "THINGSPACE_ACCOUNT": "0000123456-00001",
         "TSBOT_DB": str(tmp_path / "bot.db"),
         "TSBOT_LOG_LEVEL": "INFO",
@@ -398,5 +411,11 @@ def test_serve_socket_mode_waits_for_slack_without_a_traceback(tmp_path: Path) -
     output = log_path.read_text()
     assert "Traceback" not in output
     assert "Socket Mode connected to Slack after" in output
-    for secret in ("xapp-1-socket-test", "xoxb-socket-test", "client-secret", "socket-test-secret"):
+    for secret in (
+        "xapp-1-socket-test",
+        "xoxb-socket-test",
+        "sandbox-secret",
+        "sandbox-pass",
+        "socket-test-secret",
+    ):
         assert secret not in output

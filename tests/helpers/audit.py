@@ -40,7 +40,7 @@ def event(i: int, *, at: datetime | None = None) -> AuditEvent:
 
 def build_log(path: Path, rows: int) -> tuple[Database, AuditLog]:
     """A real database file at *path* with *rows* events recorded one by one (each its own transaction)."""
-    db = open_database(path)
+    db = open_database(path, synchronous="NORMAL")
     log = AuditLog(db)
     for i in range(rows):
         log.record(event(i))

@@ -1,7 +1,7 @@
 """Fixtures for the outbox relay tests: a served Slack stand-in, a database, relays that stop.
 
-Import the ``*_fixture`` names into a test module; the fixtures are named ``standin``, ``pool``
-and ``make_relay``.
+Import the ``*_fixture`` names into a test module; the fixtures are named ``standin`` (with
+``served_standin``, which it resets for each test), ``pool`` and ``make_relay``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from bot.console.standin import SlackStandIn
 from bot.outbox.relay import OutboxRelay
 from storage.pool import ConnectionPool
 
-__all__ = ["TOKEN", "EventLog", "RelayFactory", "make_relay_fixture", "pool_fixture", "standin_fixture"]
+__all__ = [
+    "TOKEN",
+    "EventLog",
+    "RelayFactory",
+    "make_relay_fixture",
+    "pool_fixture",
+    "served_standin_fixture",
+    "standin_fixture",
+]
 
 TOKEN = "xoxb-outbox-test"
 
@@ -52,8 +60,9 @@ class EventLog:
 RelayFactory = Callable[..., OutboxRelay]
 
 
-@pytest.fixture(name="standin")
-def standin_fixture() -> Iterator[SlackStandIn]:
+@pytest.fixture(name="served_standin", scope="module")
+def served_standin_fixture() -> Iterator[SlackStandIn]:
+    """One stand-in (channels C0A alpha and C0B bravo) served for a whole test module."""
     stand_in = SlackStandIn(bot_token=TOKEN)
     stand_in.add_channel("C0A", "alpha")
     stand_in.add_channel("C0B", "bravo")
@@ -62,9 +71,16 @@ def standin_fixture() -> Iterator[SlackStandIn]:
     stand_in.stop()
 
 
+@pytest.fixture(name="standin")
+def standin_fixture(served_standin: SlackStandIn) -> SlackStandIn:
+    """The module's stand-in, fresh: no messages, calls, faults or response URLs."""
+    served_standin.reset()
+    return served_standin
+
+
 @pytest.fixture(name="pool")
 def pool_fixture(tmp_path: Path) -> Iterator[ConnectionPool]:
-    connections = ConnectionPool(tmp_path / "tsbot.db")
+    connections = ConnectionPool(tmp_path / "tsbot.db", synchronous="NORMAL")
     yield connections
     connections.close()
 

@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.sandbox import ManualClock, Sandbox, create_sandbox
+from bot.sandbox import ManualClock, Sandbox
 from bot.serving import ServerThread
+from tests.helpers.stacks import served_sandbox
 
 ACCOUNT = "0000123456-00001"
 START = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
@@ -46,13 +47,8 @@ def running_sandbox(**options: Any) -> Iterator[tuple[Sandbox, str, ManualClock]
     """A sandbox on a ManualClock (starting at :data:`START`), served on loopback."""
     clock = options.pop("clock", None) or ManualClock(START)
     options.setdefault("callback_retry_interval", 0.05)
-    sandbox = create_sandbox(clock=clock, **options)
-    server = ServerThread(sandbox.app).start()
-    try:
-        yield sandbox, server.url, clock
-    finally:
-        server.stop()
-        sandbox.close()
+    with served_sandbox(clock=clock, **options) as (sandbox, url):
+        yield sandbox, url, clock
 
 
 class Api:

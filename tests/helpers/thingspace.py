@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.sandbox import ManualClock, Sandbox, create_sandbox
+from bot.sandbox import ManualClock, Sandbox
 from bot.serving import ServerThread
 from bot.thingspace import ThingSpaceClient
+from tests.helpers.stacks import served_sandbox
 
 ACCOUNT = "0000123456-00001"
 CLIENT_ID, CLIENT_SECRET = "sandbox-client", "sandbox-secret"
@@ -75,13 +76,8 @@ class Running:
 def running_sandbox(**options: Any) -> Iterator[Running]:
     clock = ManualClock(START)
     options.setdefault("callback_retry_interval", 0.2)
-    sandbox = create_sandbox(clock=clock, **options)
-    server = ServerThread(sandbox.app).start()
-    try:
-        yield Running(sandbox, clock, server.url)
-    finally:
-        server.stop()
-        sandbox.close()
+    with served_sandbox(clock=clock, **options) as (sandbox, url):
+        yield Running(sandbox, clock, url)
 
 
 def client_for(url: str, **overrides: Any) -> ThingSpaceClient:

@@ -20,7 +20,7 @@ from tests.helpers.audit import ICCIDS, START, build_log, event, independent_has
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "tsbot.db")
+    database = open_database(tmp_path / "tsbot.db", synchronous="NORMAL")
     database.execute("CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT)")
     return database
 

@@ -1,10 +1,9 @@
-"""storage.outbox: enqueueing, coalescing, claiming and finishing rows, on a real SQLite file."""
+"""storage.outbox: enqueueing, coalescing, claiming and finishing rows, on an in-memory SQLite database."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
@@ -15,8 +14,8 @@ from storage.schema import open_database
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(tmp_path / "tsbot.db")
+def db() -> Iterator[Database]:
+    database = open_database(":memory:")
     yield database
     database.conn.close()
 

@@ -14,7 +14,14 @@ from bot.outbox.relay import OutboxRelay, reference
 from storage import outbox
 from storage.db import write
 from storage.pool import ConnectionPool
-from tests.helpers.outbox import EventLog, RelayFactory, make_relay_fixture, pool_fixture, standin_fixture  # noqa: F401
+from tests.helpers.outbox import (  # noqa: F401
+    EventLog,
+    RelayFactory,
+    make_relay_fixture,
+    pool_fixture,
+    served_standin_fixture,
+    standin_fixture,
+)
 
 #: The relay's old give-up point: 10 failures (2–4 min with the default backoff).
 OLD_LIMIT = 10

@@ -18,8 +18,7 @@ import pytest
 from bot.cli.main import main
 from bot.console.standin import SlackStandIn
 from bot.core import logs
-from bot.sandbox import create_sandbox
-from bot.serving import ServerThread
+from tests.helpers.stacks import served_sandbox, served_standin
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_PASSWORD = "Wr0ng pass/word+4417"
@@ -33,15 +32,11 @@ SECRETS = {
 
 @pytest.fixture
 def world() -> Iterator[tuple[str, SlackStandIn]]:
-    sandbox = create_sandbox(devices=5, seed=2)
-    server = ServerThread(sandbox.app).start()
-    standin = SlackStandIn(bot_token="xoxb-cli-logging-token").start()
-    try:
-        yield server.url, standin
-    finally:
-        standin.stop()
-        server.stop()
-        sandbox.close()
+    with (
+        served_sandbox(devices=5, seed=2) as (_sandbox, url),
+        served_standin(bot_token="xoxb-cli-logging-token") as standin,
+    ):
+        yield url, standin
 
 
 def _environment(thingspace_url: str, standin: SlackStandIn, **extra: str) -> dict[str, str]:

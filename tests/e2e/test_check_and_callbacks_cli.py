@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.cli.main import main
-from bot.console.standin import SlackStandIn
-from bot.sandbox import create_sandbox
-from bot.serving import ServerThread
 from bot.thingspace import LoginFailed, shapes
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
+from tests.helpers.stacks import served_sandbox, served_standin
 from tests.helpers.thingspace import client_for
 
 LOGIN_PATH = "/m2m/v1/session/login"
@@ -23,32 +21,25 @@ LOGIN_PATH = "/m2m/v1/session/login"
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, object]]:
-    sandbox = create_sandbox(devices=20)
-    server = ServerThread(sandbox.app).start()
-    standin = SlackStandIn().start()
-    values = {
-        "SLACK_BOT_TOKEN": standin.bot_token,
-        "SLACK_SIGNING_SECRET": "a-signing-secret",
-        "SLACK_API_URL": standin.api_url,
-        "THINGSPACE_BASE_URL": server.url,
-        "THINGSPACE_CLIENT_ID": "sandbox-client",
-        "THINGSPACE_CLIENT_SECRET": "sandbox-secret",
-        "THINGSPACE_USERNAME": "sandbox-user",
-        "THINGSPACE_PASSWORD": "sandbox-pass",
-        "THINGSPACE_ACCOUNT": "0000123456-00001",
-        "TSBOT_PUBLIC_URL": "https://tsbot.example.com",
-        "TSBOT_CALLBACK_USERNAME": "tsbot",
-        "TSBOT_CALLBACK_PASSWORD": "a-long-callback-password",
-        "TSBOT_DB": str(tmp_path / "tsbot.db"),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    try:
-        yield {"sandbox": sandbox, "standin": standin, "url": server.url, "db": tmp_path / "tsbot.db"}
-    finally:
-        standin.stop()
-        server.stop()
-        sandbox.close()
+    with served_sandbox(devices=20) as (sandbox, url), served_standin() as standin:
+        values = {
+            "SLACK_BOT_TOKEN": standin.bot_token,
+            "SLACK_SIGNING_SECRET": "a-signing-secret",
+            "SLACK_API_URL": standin.api_url,
+            "THINGSPACE_BASE_URL": url,
+            "THINGSPACE_CLIENT_ID": "sandbox-client",
+            "THINGSPACE_CLIENT_SECRET": "sandbox-secret",
+            "THINGSPACE_USERNAME": "sandbox-user",
+            "THINGSPACE_PASSWORD": "sandbox-pass",
+            "THINGSPACE_ACCOUNT": "0000123456-00001",
+            "TSBOT_PUBLIC_URL": "https://tsbot.example.com",
+            "TSBOT_CALLBACK_USERNAME": "tsbot",
+            "TSBOT_CALLBACK_PASSWORD": "a-long-callback-password",
+            "TSBOT_DB": str(tmp_path / "tsbot.db"),
+        }
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        yield {"sandbox": sandbox, "standin": standin, "url": url, "db": tmp_path / "tsbot.db"}
 
 
 def test_register_is_idempotent_and_lists_what_is_registered(
