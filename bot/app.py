@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,8 +59,10 @@ from commands import execute, lookup, registry
 from commands.context import Deps, Runner
 from commands.router import Router
 from storage import alerts, inbox, jobs, outbox
+from storage.audit.anchor import HEAD_SUFFIX
 from storage.audit.log import AnchorConfirmer, AuditLog
 from storage.db import write
+from storage.files import loose_permissions
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
 
@@ -88,6 +91,23 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
     ]
 
 
+def warn_if_readable(db_path: str) -> None:
+    """A WARNING for each of the database's files that others may read or write: the database holds
+    live response_urls and full device ids (new files are created 0600; old ones are left as they
+    are, for the operator to fix)."""
+    if db_path == ":memory:":
+        return
+    for name in (db_path, db_path + "-wal", db_path + "-shm", db_path + HEAD_SUFFIX):
+        mode = loose_permissions(Path(name))
+        if mode is not None:
+            log.warning(
+                "%s is readable by others (mode %04o): run chmod 600 on it; it holds live Slack reply "
+                "addresses and full device ids",
+                name,
+                mode,
+            )
+
+
 class Runtime:
     def __init__(
         self,
@@ -102,6 +122,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         register_secrets(settings)  # never logged, wherever they would appear
+        warn_if_readable(settings.db_path)
         self.pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
         self.metrics = Metrics(verbs=registry.VERBS)
         #: shared through the database with `tsbot check`, `tsbot callbacks` and the next restart
