@@ -47,7 +47,9 @@ underneath, so even an overlap sends each row once.
 
 Slack is reached with slack_sdk's ``WebClient`` with its retry handlers switched off (the outbox
 owns retries: a hidden retry would be an unlabelled duplicate); a response_url with a plain
-httpx POST that carries no token.
+httpx POST that carries no token, and only to ``https://hooks.slack.com`` or the configured Slack
+API's own origin (the local stand-in): a response_url comes from a request body, and any other
+host is dead-lettered unsent.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from slack_sdk.errors import SlackApiError
@@ -156,6 +159,30 @@ _REQUESTER_PREFIXES = ("req:", "approval:")
 # since been set back; it is treated as due rather than left waiting for hours.
 _CLOCK_STEP_HORIZON = 3600.0
 _MIN_SCAN_SPACING = 0.01
+
+
+#: where Slack's response_urls point (docs.slack.dev, "Handling user interaction")
+RESPONSE_URL_HOST = "hooks.slack.com"
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
+def response_url_allowed(url: str, slack_api_url: str) -> bool:
+    """Whether the bot may POST to *url*, which came in a request body: only Slack's own
+    ``https://hooks.slack.com/…``, or the origin of the configured Slack API (the local stand-in).
+    A response_url is a place the bot sends channel content to; any other host is refused."""
+    origin = _origin(url)
+    if origin is None:
+        return False
+    if origin[:2] == ("https", RESPONSE_URL_HOST) and origin[2] in (None, 443):
+        return True
+    return origin == _origin(slack_api_url) and origin[0] in ("http", "https") and bool(origin[1])
 
 
 def reference(key: str) -> str:
@@ -374,6 +401,7 @@ class OutboxRelay:
             # The relay logs every outcome itself; slack_sdk would repeat each failure at ERROR.
             sdk_logger.setLevel(logging.CRITICAL)
         base_url = slack_api_url if slack_api_url.endswith("/") else slack_api_url + "/"
+        self._slack_api_url = base_url
         self._slack = WebClient(
             token=bot_token,
             base_url=base_url,
@@ -782,8 +810,11 @@ class OutboxRelay:
         if payload.get("delete_original"):
             body = {"delete_original": True}
         assert self._http is not None
+        url = str(payload["response_url"])
+        if not response_url_allowed(url, self._slack_api_url):
+            return _Outcome("dead", error="response_url is not a Slack address (hooks.slack.com)")
         try:
-            response = self._http.post(str(payload["response_url"]), json=body)
+            response = self._http.post(url, json=body)
         except httpx.HTTPError as exc:
             return _transport_outcome(exc)
         status = response.status_code
