@@ -53,6 +53,7 @@ from bot.slack.bolt_app import build_bolt_app
 from bot.slack.home import publish_home
 from bot.slack.socket_mode import SocketModeRunner
 from bot.slack.web import create_web_app
+from bot.slack.workspace import WorkspaceGuard
 from bot.thingspace.client import ThingSpaceClient
 from bot.worker.command_worker import CommandWorker
 from commands import execute, lookup, registry
@@ -152,7 +153,9 @@ class Runtime:
             slack=self.slack,
         )
         self.router = Router(registry.VERBS, registry.BUTTONS)
-        self.bolt = build_bolt_app(self.deps, self.router)
+        #: requests from the installed workspace only (SLACK_TEAM_ID, else auth.test at start)
+        self.workspace = WorkspaceGuard(settings.slack_team_id)
+        self.bolt = build_bolt_app(self.deps, self.router, workspace=self.workspace)
 
         # -- slash commands: the worker runs what the ack queued; the relay posts to Slack ---------
         self.worker = CommandWorker(self.deps, job_runners())
@@ -239,6 +242,7 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Runtime:
         record_config_load(self.pool.get(), self.settings)
+        self.workspace.learn(self.slack)
         for part in self.parts:
             part.start()
         if self._sync_at_start:
@@ -252,6 +256,7 @@ class Runtime:
         return self
 
     def stop(self) -> None:
+        self.workspace.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for part in reversed(self.parts):

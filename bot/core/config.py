@@ -31,6 +31,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),
     "SLACK_APP_TOKEN": ("slack_app_token", ""),
     "SLACK_API_URL": ("slack_api_url", "https://slack.com/api/"),
+    "SLACK_TEAM_ID": ("slack_team_id", ""),
     "THINGSPACE_BASE_URL": ("thingspace_base_url", "https://thingspace.verizon.com/api"),
     "THINGSPACE_CLIENT_ID": ("thingspace_client_id", ""),
     "THINGSPACE_CLIENT_SECRET": ("thingspace_client_secret", ""),
@@ -103,6 +104,8 @@ class Settings:
     slack_signing_secret: str = ""
     slack_app_token: str = ""
     slack_api_url: str = "https://slack.com/api/"
+    #: the workspace the app is installed in (T…); empty: learned from Slack's auth.test at start
+    slack_team_id: str = ""
     thingspace_base_url: str = "https://thingspace.verizon.com/api"
     thingspace_client_id: str = ""
     thingspace_client_secret: str = ""
