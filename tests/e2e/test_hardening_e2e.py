@@ -178,3 +178,61 @@ def test_alert_buttons_check_the_role_in_the_alerts_own_channel(stack: LocalStac
     rows = AuditLog(db).query(actor="U0NOC1", limit=10)
     assert sorted((r.verb, r.outcome) for r in rows) == [("alert.ack", "denied"), ("diag", "denied")]
     assert db.execute("SELECT count(*) FROM alerts WHERE acked_by IS NOT NULL").fetchone()[0] == 0
+
+
+# -- 10 ------------------------------------------------------------------------------------------
+
+
+def test_a_signed_request_from_another_workspace_is_refused(stack: LocalStack) -> None:
+    """`team_id` was ignored: a command or click signed with the app's secret but naming another
+    workspace was acted on. The workspace comes from auth.test at start (or SLACK_TEAM_ID)."""
+    runtime, driver = stack.runtime, stack.driver
+    assert runtime is not None and driver is not None
+    _until(lambda: runtime.workspace.team == stack.standin.team_id)
+    db = runtime.pool.get()
+    before = AuditLog(db).count()
+    form = {
+        "team_id": "T0ELSEWHERE",
+        "channel_id": "C0OPS",
+        "user_id": "U012ADMIN",
+        "command": "/ts",
+        "text": f"status {DEVICE}",
+        "response_url": "",
+    }
+    body = urlencode(form).encode()
+    assert driver.post_raw(body, driver.sign(body)).status_code == 403
+    stack.command(f"suspend {DEVICE} --reason stolen")
+    card, button = driver.find_button("Cancel", user="U012ADMIN")
+    payload = driver.block_actions_payload(card, button, user="U012ADMIN")
+    payload["team"] = {"id": "T0ELSEWHERE"}
+    payload["user"]["team_id"] = "T0ELSEWHERE"
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    assert driver.post_raw(body, driver.sign(body)).status_code == 403
+    assert AuditLog(db).count() == before + 1  # the suspend card only
+    assert db.execute("SELECT state FROM pending_actions").fetchone()[0] == "pending"
+    form["team_id"] = stack.standin.team_id
+    body = urlencode(form).encode()
+    assert driver.post_raw(body, driver.sign(body)).status_code == 200
+
+
+def test_the_bot_posts_only_to_slack_response_urls(stack: LocalStack) -> None:
+    """A signed command whose response_url points elsewhere (here: the sandbox) never makes the bot
+    send channel content there; the reply is dead-lettered with the reason."""
+    runtime, driver = stack.runtime, stack.driver
+    assert runtime is not None and driver is not None
+    evil = stack.sandbox_server.url + "/steal"
+    form = {
+        "team_id": stack.standin.team_id,
+        "channel_id": "C0OPS",
+        "user_id": "U012ADMIN",
+        "command": "/ts",
+        "text": f"status {DEVICE}",
+        "response_url": evil,
+    }
+    body = urlencode(form).encode()
+    assert driver.post_raw(body, driver.sign(body)).status_code == 200
+    db = runtime.pool.get()
+    _until(lambda: db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0] == 1)
+    [error] = db.execute("SELECT last_error FROM outbox WHERE state = 'dead'").fetchone()
+    assert "not a Slack address" in error
+    assert not [r for r in stack.sandbox.requests_received() if "steal" in r["path"]]
