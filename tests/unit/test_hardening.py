@@ -201,3 +201,22 @@ def test_database_wal_shm_and_head_file_are_created_0600(tmp_path: Path, umask_0
             assert name.exists() and _mode(name) == 0o600, name
     finally:
         db.conn.close()
+
+
+# -- 10. tsbot check with settings missing ---------------------------------------------------------
+
+
+def test_check_with_settings_missing_calls_nobody_and_creates_no_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tsbot check` called Slack's auth.test with an empty token and created ./tsbot.db even when
+    it failed on missing settings. Slack and ThingSpace point at a closed port: any call would be
+    reported as unreachable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api/")
+    monkeypatch.setenv("THINGSPACE_BASE_URL", "http://127.0.0.1:9")
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "auth.test not tried" in out and "ThingSpace login not tried" in out
+    assert "could not be reached" not in out and "failed" not in out.split("check(s) failed")[0]
+    assert list(tmp_path.iterdir()) == []
