@@ -236,3 +236,12 @@ def test_the_bot_posts_only_to_slack_response_urls(stack: LocalStack) -> None:
     [error] = db.execute("SELECT last_error FROM outbox WHERE state = 'dead'").fetchone()
     assert "not a Slack address" in error
     assert not [r for r in stack.sandbox.requests_received() if "steal" in r["path"]]
+
+
+def test_a_right_to_left_override_in_a_reason_cannot_reverse_channel_posts(stack: LocalStack) -> None:
+    """U+202E in a reason reached in-channel posts and reversed what readers saw after it."""
+    assert stack.command(f"suspend {DEVICE} --reason lost\u202egnp.exe").status_code == 200
+    assert stack.click("Confirm", user="U012ADMIN").status_code == 200
+    posted = stack.standin.wait_for(lambda m: "lost" in m.text and not m.ephemeral, timeout=20)
+    assert "\u202e" not in posted.text and "\u202e" not in json.dumps(list(posted.blocks), ensure_ascii=False)
+    assert "lost\ufffdgnp.exe" in posted.text + json.dumps(list(posted.blocks), ensure_ascii=False)

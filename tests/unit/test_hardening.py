@@ -220,3 +220,20 @@ def test_check_with_settings_missing_calls_nobody_and_creates_no_database(
     assert "auth.test not tried" in out and "ThingSpace login not tried" in out
     assert "could not be reached" not in out and "failed" not in out.split("check(s) failed")[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_database_others_can_read_is_named_in_a_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files made before this release (0644 under umask 022) are left alone but named at start."""
+    from bot.app import warn_if_readable
+
+    path = tmp_path / "tsbot.db"
+    path.write_bytes(b"")
+    os.chmod(path, 0o644)
+    Path(f"{path}.audit-head").write_text("{}")
+    os.chmod(f"{path}.audit-head", 0o600)
+    with caplog.at_level("WARNING"):
+        warn_if_readable(str(path))
+    assert [r.getMessage().split(" is readable")[0] for r in caplog.records] == [str(path)]
+    assert "chmod 600" in caplog.records[0].getMessage()
