@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,14 +53,17 @@ from bot.slack.bolt_app import build_bolt_app
 from bot.slack.home import publish_home
 from bot.slack.socket_mode import SocketModeRunner
 from bot.slack.web import create_web_app
+from bot.slack.workspace import WorkspaceGuard
 from bot.thingspace.client import ThingSpaceClient
 from bot.worker.command_worker import CommandWorker
 from commands import execute, lookup, registry
 from commands.context import Deps, Runner
 from commands.router import Router
 from storage import alerts, inbox, jobs, outbox
+from storage.audit.anchor import HEAD_SUFFIX
 from storage.audit.log import AnchorConfirmer, AuditLog
 from storage.db import write
+from storage.files import loose_permissions
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
 
@@ -88,6 +92,23 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
     ]
 
 
+def warn_if_readable(db_path: str) -> None:
+    """A WARNING for each of the database's files that others may read or write: the database holds
+    live response_urls and full device ids (new files are created 0600; old ones are left as they
+    are, for the operator to fix)."""
+    if db_path == ":memory:":
+        return
+    for name in (db_path, db_path + "-wal", db_path + "-shm", db_path + HEAD_SUFFIX):
+        mode = loose_permissions(Path(name))
+        if mode is not None:
+            log.warning(
+                "%s is readable by others (mode %04o): run chmod 600 on it; it holds live Slack reply "
+                "addresses and full device ids",
+                name,
+                mode,
+            )
+
+
 class Runtime:
     def __init__(
         self,
@@ -102,6 +123,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         register_secrets(settings)  # never logged, wherever they would appear
+        warn_if_readable(settings.db_path)
         self.pool = ConnectionPool(settings.db_path, synchronous=settings.db_synchronous)
         self.metrics = Metrics(verbs=registry.VERBS)
         #: shared through the database with `tsbot check`, `tsbot callbacks` and the next restart
@@ -131,7 +153,9 @@ class Runtime:
             slack=self.slack,
         )
         self.router = Router(registry.VERBS, registry.BUTTONS)
-        self.bolt = build_bolt_app(self.deps, self.router)
+        #: requests from the installed workspace only (SLACK_TEAM_ID, else auth.test at start)
+        self.workspace = WorkspaceGuard(settings.slack_team_id)
+        self.bolt = build_bolt_app(self.deps, self.router, workspace=self.workspace)
 
         # -- slash commands: the worker runs what the ack queued; the relay posts to Slack ---------
         self.worker = CommandWorker(self.deps, job_runners())
@@ -218,6 +242,7 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Runtime:
         record_config_load(self.pool.get(), self.settings)
+        self.workspace.learn(self.slack)
         for part in self.parts:
             part.start()
         if self._sync_at_start:
@@ -231,6 +256,7 @@ class Runtime:
         return self
 
     def stop(self) -> None:
+        self.workspace.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for part in reversed(self.parts):

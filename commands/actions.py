@@ -520,6 +520,14 @@ def on_button(deps: Deps, req: ActionRequest, kind: str) -> Reply | None:
         return Reply("That confirmation no longer exists. Run the command again.", replace_original=False)
     if kind == "reject" and req.user == action.actor:
         return _withdraw(deps, req, action)
+    if kind == "cancel" and req.user != action.actor:
+        # a pending id is no secret (it is in the card's button value): only the requester cancels
+        with audit.transaction(db):
+            _record(db, req, action, "cancel", "refused", why="not-requester", requested_by=action.actor)
+        return Reply(
+            "Only the person who asked can cancel this; it expires by itself if nobody confirms it.",
+            replace_original=False,
+        )
     role = user_role(deps, req.user, action.channel)
     if kind != "cancel" and not may_run(role, deps.role_needed(action.verb)):
         with audit.transaction(db):

@@ -60,10 +60,11 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
     found = f"{total:,} device{'s' if total != 1 else ''} match"
     body: list[dict[str, Any]] = [blocks.section(f"*{found} `{blocks.escape(text)}`*")]
     for device in matches:
-        ids = " · ".join(f"{k}:`{v}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
-        line = f"*{device.label or device.key}* — {device.state or 'unknown'}\n{ids}"
+        shown = blocks.escape  # labels, states, ids and groups come from ThingSpace
+        ids = " · ".join(f"{k}:`{shown(v)}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
+        line = f"*{shown(device.label or device.key)}* — {shown(device.state or 'unknown')}\n{ids}"
         if device.groups:
-            line += f"\ngroups: {', '.join(device.groups)}"
+            line += f"\ngroups: {blocks.escape(', '.join(device.groups))}"
         body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
     if total > len(matches):
         body.append(blocks.context(f"Showing {len(matches)} of {total:,}; add more of the id to narrow it."))
@@ -73,8 +74,9 @@ def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> 
 def _since(value: str) -> datetime:
     try:
         return datetime.now(UTC) - parse_duration(value)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if value.strip()[-1:].lower() in "smhdw" and value.strip()[:1].isdigit():  # a duration, wrong
+            raise UsageError(f"--since: {blocks.escape(str(exc))}", verb="history") from None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -82,7 +84,10 @@ def _since(value: str) -> datetime:
             f"--since takes a duration like 24h or 7d, or a date like 2026-11-20; not {blocks.escape(repr(value))}.",
             verb="history",
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise UsageError(f"--since {blocks.escape(value)} is out of range.", verb="history") from None
 
 
 def _filters(inv: Invocation, db: Any = None) -> dict[str, Any]:

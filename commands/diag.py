@@ -413,12 +413,13 @@ def diagnose(
     if resume is None and device is not None:
         resume = parse_datetime(device.extended_attributes.get("ResumeDate"))
     plan = device.service_plan if device else (entry.plan if entry else "")
+    shown = blocks.escape  # what ThingSpace sent reaches the card's mrkdwn only through escape
     facts = Facts(
         now=now,
         target=str(device_id),
-        failed={CHECKS[name]: results[name].error or "" for name in CHECKS if not results[name].ok},
-        state=state,
-        plan=plan,
+        failed={CHECKS[name]: shown(results[name].error or "") for name in CHECKS if not results[name].ok},
+        state=shown(state) if state is not None else None,
+        plan=shown(plan),
         plan_allowance=account.plan_allowance(plan) if account is not None else None,
         actions_today=max(counted) if counted else None,
         resume_date=resume,
@@ -427,8 +428,8 @@ def diagnose(
         suspended_days_continuous=diag.suspended_days_continuous if diag else None,
         pending=pending,
         attached=diag.attached if diag else None,
-        apn=(diag.get(DIAG_KEY_APN) or "") if diag else "",
-        rat=(diag.get(DIAG_KEY_RAT) or "") if diag else "",
+        apn=shown(diag.get(DIAG_KEY_APN) or "") if diag else "",
+        rat=shown(diag.get(DIAG_KEY_RAT) or "") if diag else "",
         sessions_last_hour=_int(diag.get(DIAG_KEY_SESSIONS_1H)) if diag else None,
         connected=connected,
         last_connection=max(last_seen) if last_seen else None,
@@ -505,5 +506,5 @@ def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[
             targets=list(dict.fromkeys([key, found.key])),
             detail={"failed": list(verdict.failed), "seconds": round(seconds, 2)},
         )
-    text = f"{title}: {verdict.grade} · {verdict.summary}"
+    text = f"{blocks.escape(title)}: {verdict.grade} · {verdict.summary}"
     return text, card(verdict, title, checks=len(CHECKS), seconds=seconds, now=facts.now)

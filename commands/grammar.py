@@ -72,6 +72,13 @@ _DOUBLE_QUOTES = '"\u201c\u201d'  # " “ ”
 _SINGLE_QUOTES = "'\u2018\u2019"  # ' ‘ ’
 _ASCII_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _UNCLOSED = 'A quote is not closed. Put text with spaces in "double quotes".'
+#: Characters no device id or group name contains and that a reader cannot see: C0 and C1
+#: controls, zero-width characters, bidirectional marks, embeddings, overrides and isolates
+#: (Unicode UAX #9), and the byte-order mark. A target with one is refused before anything is
+#: recorded (SQLite's JSON functions, which index the audit log's targets, stop at U+0000).
+_INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 class VerbInfo(Protocol):
@@ -341,6 +348,7 @@ def parse(text: str, verbs: Verbs) -> Invocation:
         text = " ".join(w.text if w.quoted else _unlink(w.text) for w in rest)
         return Invocation(verb=verb, text=text, options=options, raw=raw)
     targets, message = _targets(spec, rest, data_given=any(k in options for k in DATA_OPTIONS))
+    _check_visible(verb, targets)
     if not targets and absorbed and _REQUIRED_TARGETS.search(spec.usage):
         reason = _show(str(options.get("reason", "")), 60)
         raise UsageError(
@@ -419,6 +427,19 @@ def _targets(
             return targets, " ".join(w.text for w in words[j:])
         targets.extend(TargetToken(p) for p in pieces)
     return targets, ""
+
+
+def _check_visible(verb: str, targets: Sequence[TargetToken]) -> None:
+    """Refuse a target holding a character nobody can see (:data:`_INVISIBLE`), naming it."""
+    for target in targets:
+        hidden = _INVISIBLE.search(target.text)
+        if hidden is not None:
+            shown = _show(_INVISIBLE.sub("", target.text))
+            raise UsageError(
+                f"`{shown}` contains an invisible character (U+{ord(hidden.group()):04X}), which no device "
+                "id or group name has. Type the target again.",
+                verb=verb,
+            )
 
 
 def _quoted_text(spec: VerbInfo, text: str) -> UsageError:

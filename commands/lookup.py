@@ -66,7 +66,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         inv.verb
     ]
     tail = " is reachable…" if inv.verb == "reach" else "…"
-    return Reply(f":hourglass_flowing_sand: {what} {device.label}{tail}")
+    return Reply(f":hourglass_flowing_sand: {what} {blocks.escape(device.label)}{tail}")
 
 
 def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
@@ -109,19 +109,20 @@ def _when(moment: datetime | None) -> str:
 
 def device_card(device: Device) -> list[dict[str, Any]]:
     """The status card: state, plan, last connection, identifiers, and what to do next."""
-    label = device.label or str(device.device_id)
+    esc = blocks.escape  # everything below but the ids' kinds came from ThingSpace
+    label = esc(device.label or str(device.device_id))
     state = device.state or "unknown"
-    state_word = {"suspend": "suspended", "deactive": "deactivated"}.get(state, state)
+    state_word = {"suspend": "suspended", "deactive": "deactivated"}.get(state, esc(state))
     icon = {"active": ":large_green_circle:", "suspend": ":double_vertical_bar:"}.get(state, ":white_circle:")
-    ids = "\n".join(f"{k.upper()}: `{v}`" for k, v in sorted(device.ids.items()))
+    ids = "\n".join(f"{esc(k.upper())}: `{esc(v)}`" for k, v in sorted(device.ids.items()))
     body = [
         blocks.section(f"{icon} *{label}* — {state_word}"),
         blocks.fields(
             [
-                ("Plan", device.service_plan or "—"),
+                ("Plan", esc(device.service_plan) or "—"),
                 ("Connected", {True: "yes", False: "no", None: "unknown"}[device.connected]),
                 ("Last connection", _when(device.last_connection)),
-                ("Groups", ", ".join(device.groups) or "—"),
+                ("Groups", esc(", ".join(device.groups)) or "—"),
             ]
         ),
         blocks.section(ids or "_no identifiers_"),
@@ -133,7 +134,7 @@ def device_card(device: Device) -> list[dict[str, Any]]:
     elif state == "suspend":
         resume = device.extended_attributes.get("ResumeDate")
         if resume:
-            body.append(blocks.context(f"Auto-resumes on {resume[:10]}"))
+            body.append(blocks.context(f"Auto-resumes on {esc(resume[:10])}"))
         buttons.append(blocks.button("Resume…", "ts:run", f"resume {target}", style="primary"))
     body.append(blocks.actions(*buttons))
     return body
@@ -184,7 +185,8 @@ def run_status(deps: Deps, job: Job) -> None:
         card.insert(len(card) - 1, blocks.context(outside))  # above the buttons
     with audit.transaction(db):
         directory.upsert_devices(db, [device_row(device)])
-        _respond(db, job, f"{device.label or device_id}: {device.state or 'unknown'}", card)
+        text = blocks.escape(f"{device.label or device_id}: {device.state or 'unknown'}")
+        _respond(db, job, text, card)
 
 
 def run_diag(deps: Deps, job: Job) -> None:

@@ -26,6 +26,7 @@ from sqlite_utils import Database
 from bot.core import reachability
 from bot.core.durations import format_duration, parse_duration
 from bot.render import alert_cards
+from bot.render.blocks import escape
 from bot.thingspace.client import REACHABILITY_KINDS
 from commands import audit
 from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
@@ -110,7 +111,7 @@ def watch(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         first = unsupported[0]
         raise UsageError(
             f"ThingSpace monitors reachability only by {', '.join(REACHABILITY_KINDS)}; "
-            f"{first.label} is named by its {first.device_id.kind}"
+            f"{escape(first.label)} is named by its {first.device_id.kind}"
             + (f" (and {len(unsupported) - 1:,} more)" if len(unsupported) > 1 else "")
             + ". Name those devices by one of these identifiers.",
             verb=audit.Verb.WATCH,
@@ -286,16 +287,16 @@ def watches_list(deps: Deps, req: CommandRequest, inv: Invocation, role: str | N
         for d in devices:
             w = found.get(d.key)
             if w is None:
-                lines.append(f"• {d.label}: not watched")
+                lines.append(f"• {escape(d.label)}: not watched")
                 continue
             state = alert_cards.state_line(states.get(d.key), tz, now)
             rule = _rule_text(w.alert_after, w.wake_every, w.missed_wakes)
             alerting = ", ".join(f"{a.condition} alert {a.state}" for a in open_by.get(d.key, []))
             monitor = "monitor: " + (
-                f"not started ({w.monitor_error})" if w.monitor_error else _monitor_word(db, d.key)
+                f"not started ({escape(w.monitor_error)})" if w.monitor_error else _monitor_word(db, d.key)
             )
             lines.append(
-                f"• {d.label} → <#{w.channel}>: {rule}; {state}; {monitor}"
+                f"• {escape(d.label)} → <#{w.channel}>: {rule}; {state}; {monitor}"
                 + (f"; :rotating_light: {alerting}" if alerting else "")
             )
         return Reply("\n".join(lines))
@@ -318,7 +319,7 @@ def watches_list(deps: Deps, req: CommandRequest, inv: Invocation, role: str | N
         labels = reachability.labels_for(db, [a.device for a in open_now])
         lines.append("*Open alerts*")
         for a in open_now:
-            lines.append(f"• {labels[a.device]} — {a.condition}, {a.state} (<#{a.channel}>)")
+            lines.append(f"• {escape(labels[a.device])} — {a.condition}, {a.state} (<#{a.channel}>)")
     return Reply("\n".join(lines))
 
 
@@ -339,8 +340,9 @@ def _target(value: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str) -> Reply | None:
-    role = user_role(deps, req.user, req.channel)
+def _authorise(deps: Deps, req: ActionRequest, verb: str, action: str, channel: str) -> Reply | None:
+    """The clicker's role in *channel*: the alert's own channel, never the one the click names."""
+    role = user_role(deps, req.user, channel)
     needed = deps.role_needed(verb)
     if may_run(role, needed):
         return None
@@ -398,17 +400,21 @@ def _alert_button(
         target = _target(req.value)
         if target is None:
             return _stale_button(deps, req, audit_verb)
-        refused = _authorise(deps, req, verb, audit_verb)
+        db = deps.db()
+        card = alerts.get(db, target) if kind == "alert" else alerts.get_group(db, target)
+        if card is None:
+            return _gone(deps, req, kind, audit_verb)
+        refused = _authorise(deps, req, verb, audit_verb, card.channel)
         if refused:
             return refused
         changed = act(
-            deps.db(),
+            db,
             deps.settings,
             by=req.user,
             now=deps.clock(),
             alert_id=target if kind == "alert" else None,
             group_id=target if kind == "group" else None,
-            channel=req.channel,
+            channel=card.channel,
         )
         if not changed:
             return _gone(deps, req, kind, audit_verb)
@@ -434,7 +440,7 @@ def on_diagnose(deps: Deps, req: ActionRequest) -> Reply | None:
     alert = alerts.get(deps.db(), target) if target is not None else None
     if alert is None or not alert.card_key:
         return _refused(deps, req, "diag", "invalid", "alert gone", "That alert no longer exists.")
-    refused = _authorise(deps, req, "diag", "diag")
+    refused = _authorise(deps, req, "diag", "diag", alert.channel)
     if refused:
         return refused
     db = deps.db()
@@ -452,7 +458,7 @@ def on_diagnose(deps: Deps, req: ActionRequest) -> Reply | None:
             },
         )
     deps.wake()
-    label = reachability.labels_for(db, [alert.device])[alert.device]
+    label = escape(reachability.labels_for(db, [alert.device])[alert.device])
     return Reply(
         f":hourglass_flowing_sand: Running diagnostics for {label}; the answer will be in the alert's thread.",
         replace_original=False,

@@ -5,6 +5,8 @@ SQLite allows one writer at a time. Every write goes through :func:`write`, whic
 ``SQLITE_BUSY`` (a deferred ``BEGIN`` that reads first can fail at once in WAL mode, whatever the
 busy timeout). Threads each use their own connection: see :class:`ConnectionPool`.
 
+A new database file is created mode 0600 whatever the umask (``storage.files``).
+
 Durability: WAL with ``synchronous=FULL`` by default, so a commit survives power loss, not only a
 process crash. ``TSBOT_DB_SYNCHRONOUS=NORMAL`` trades the last commits on power loss for speed.
 """
@@ -20,6 +22,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from storage.files import ensure_private_file
+
 __all__ = ["connect", "select_in", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
@@ -34,6 +38,10 @@ def connect(path: str | Path, *, synchronous: str = "FULL") -> Database:
     """
     if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA", "OFF"}:
         raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, not {synchronous!r}")
+    if str(path) != ":memory:":
+        # private whatever the umask: it holds live response_urls and full device ids; SQLite gives
+        # the -wal and -shm files the database file's permissions
+        ensure_private_file(Path(path))
     conn = sqlite3.connect(
         str(path),
         timeout=BUSY_TIMEOUT_MS / 1000,

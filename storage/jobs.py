@@ -2,7 +2,8 @@
 
 A slash command or a button click writes a job row (in the same transaction as its audit row)
 and only then acknowledges Slack; a worker thread claims jobs with a lease and runs them. A job
-that dies with its process is picked up again when its lease expires — except jobs marked
+that dies with its process is picked up again when its lease expires, or at once when the next
+start on the same host sees that its process (``owner``) is gone — except jobs marked
 ``mutating`` (suspend, resume, SMS, cancel location): those are never re-sent blindly after a
 crash mid-submit, because ThingSpace may already have accepted them. They become ``unknown`` and
 the requester is told to check the device before retrying.
@@ -12,14 +13,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["Job", "claim", "count_open", "enqueue", "finish", "migrations", "reclaim_expired", "start_submit"]
+__all__ = [
+    "Job",
+    "claim",
+    "count_open",
+    "enqueue",
+    "finish",
+    "migrations",
+    "reclaim_expired",
+    "reclaim_orphans",
+    "start_submit",
+]
 
 migrations = Migrations("tsbot.jobs")
 
@@ -71,12 +82,18 @@ def enqueue(db: Database, *, key: str, kind: str, payload: Mapping[str, Any], mu
     return cursor.rowcount == 1
 
 
-def claim(db: Database, *, lease: float = 120.0, now: float | None = None) -> Job | None:
+@migrations()
+def add_owner(db: Database) -> None:
+    """Which process runs a job (``host:pid:start``), so a restart finds the jobs of a dead one."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+
+def claim(db: Database, *, lease: float = 120.0, now: float | None = None, owner: str = "") -> Job | None:
     """Take the oldest queued job, or one whose run died before it submitted anything."""
     now = time.time() if now is None else now
     row = db.execute(
         """
-        UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?
+        UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, owner = ?
         WHERE id = (
             SELECT id FROM jobs
             WHERE state = 'queued' OR (state = 'running' AND lease_until < ?)
@@ -84,7 +101,7 @@ def claim(db: Database, *, lease: float = 120.0, now: float | None = None) -> Jo
         )
         RETURNING id, key, kind, payload, mutating, attempts
         """,
-        [now + lease, now],
+        [now + lease, owner or None, now],
     ).fetchone()
     if row is None:
         return None
@@ -115,6 +132,26 @@ def reclaim_expired(db: Database, *, now: float | None = None) -> list[Job]:
         [now, now],
     ).fetchall()
     return [Job(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5]) for r in rows]
+
+
+def reclaim_orphans(db: Database, dead: Callable[[str], bool]) -> list[Job]:
+    """Jobs that were ``running`` (not yet submitting) in a process that is gone (``dead(owner)``):
+    queued again at once instead of waiting for their lease, and returned."""
+    rows = db.execute("SELECT id, owner FROM jobs WHERE state = 'running' AND owner IS NOT NULL").fetchall()
+    gone = [job_id for job_id, owner in rows if dead(owner)]
+    out: list[Job] = []
+    for job_id in gone:
+        row = db.execute(
+            """
+            UPDATE jobs SET state = 'queued', lease_until = NULL, owner = NULL
+            WHERE id = ? AND state = 'running'
+            RETURNING id, key, kind, payload, mutating, attempts
+            """,
+            [job_id],
+        ).fetchone()
+        if row is not None:
+            out.append(Job(row[0], row[1], row[2], json.loads(row[3]), bool(row[4]), row[5]))
+    return out
 
 
 def count_open(db: Database) -> int:

@@ -12,8 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 _PREFIXES = ("SLACK_", "THINGSPACE_", "TSBOT_")
+
+#: Property tests are deterministic: hypothesis derives each test's examples from the test itself
+#: (``derandomize``), keeps no example database between runs and never times out on a slow
+#: machine, so CI sees the same examples every time. ``HYPOTHESIS_PROFILE=slow`` runs twenty
+#: times as many examples (``tests.helpers.fuzz.examples`` scales each test's count).
+settings.register_profile(
+    "default",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("slow", parent=settings.get_profile("default"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: shared fixtures: a bot with the Slack stand-in only (tests.helpers.bot)
 pytest_plugins = ["tests.helpers.bot"]

@@ -25,7 +25,10 @@ To verify a backup, copy the head file first and the database second (``sqlite3 
 then accepted when they chain on from the head file's row.
 
 ``export`` streams (JSON lines or CSV, see ``storage.audit.export``) to stdout or to ``--output``
-(written to ``FILE.partial``, renamed when complete). ``retain`` archives and removes rows older
+FILE: written to a new private (0600) partial file in FILE's folder, renamed over FILE when
+complete, removed on failure. FILE must not be a folder, an existing file that is not a regular
+one (a FIFO, a device), or — through symlinks — the database, its ``-wal`` / ``-shm`` /
+``-journal`` or the audit head file: each is refused with one line and exit 2. ``retain`` archives and removes rows older
 than ``--older-than`` (archive default: a dated file in ``[audit] archive_dir``, else in
 ``audit-archive/`` beside the database, as the daily retention job does). Exit 2: bad arguments
 or no database.
@@ -56,6 +59,7 @@ from storage.audit.log import (
     default_archive_path,
     verify,
 )
+from storage.files import UnsafeOutput, export_target, write_private
 from storage.schema import open_database
 
 __all__ = ["add_arguments", "parse_when", "run"]
@@ -69,8 +73,14 @@ def parse_when(text: str, *, now: datetime | None = None, end_of_day: bool = Fal
     *end_of_day*: a bare date means the end of that day (for an inclusive ``--until``).
     Raises ``ValueError`` saying what is accepted.
     """
+    try:
+        return _parse_when(text, now=now or datetime.now(UTC), end_of_day=end_of_day)
+    except OverflowError:  # a date at the edge of what datetime holds (9999-12-31 through that day)
+        raise ValueError(f"{text!r} is out of range: use a date between 0001-01-02 and 9999-12-30") from None
+
+
+def _parse_when(text: str, *, now: datetime, end_of_day: bool) -> datetime:
     cleaned = text.strip()
-    now = now or datetime.now(UTC)
     if _DATE.fullmatch(cleaned):
         with contextlib.suppress(ValueError):
             start = datetime.combine(date.fromisoformat(cleaned), time(0), tzinfo=UTC)
@@ -83,8 +93,11 @@ def parse_when(text: str, *, now: datetime | None = None, end_of_day: bool = Fal
         else:
             return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     else:
-        with contextlib.suppress(ValueError):
+        try:
             return now - parse_duration(cleaned)
+        except ValueError as exc:
+            if cleaned[:1].isdigit() and cleaned[-1:].lower() in "smhdw":  # a duration, but wrong
+                raise ValueError(str(exc)) from None
     raise ValueError(
         f"{text!r} is not a date, a time or a duration: use e.g. 2026-05-01, 2026-05-01T12:00Z, 24h or 7d"
     )
@@ -188,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         if args.audit_command == "verify":
             return _verify(db, args)
         if args.audit_command == "export":
-            return _export(AuditLog(db, head_path=args.head), args)
+            return _export(AuditLog(db, head_path=args.head), args, db_path)
         return _retain(db, args, archive_folder(db_path, settings.audit_archive_dir if settings else ""))
     finally:
         db.conn.close()
@@ -208,34 +221,39 @@ def _verify(db: Database, args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _output(target: str | None) -> Iterator[TextIO]:
-    if not target:
+def _output(target: Path | None) -> Iterator[TextIO]:
+    if target is None:
         yield sys.stdout
         sys.stdout.flush()
         return
-    final = Path(target)
-    partial = final.with_name(final.name + ".partial")
-    with open(partial, "w", encoding="utf-8", newline="") as out:
-        try:
-            yield out
-        except BaseException:
-            out.close()
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, final)
+    with write_private(target) as out:
+        yield out
 
 
-def _export(log: AuditLog, args: argparse.Namespace) -> int:
+#: the files SQLite keeps beside a database
+_DB_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _export(log: AuditLog, args: argparse.Namespace, db_path: Path) -> int:
     if args.device is not None and not args.device.strip():
         return _fail("--device needs a device id (kind:id, or a bare id)")
     try:
         rows = log.iter_columns(
             target=args.device, actor=args.actor, since=args.since, until=args.until, verb=args.verb
         )
-        with _output(args.output) as out:
+        target = None
+        if args.output:
+            target = Path(args.output)
+            own = [db_path, *(Path(f"{db_path}{suffix}") for suffix in _DB_COMPANIONS)]
+            export_target(target, [*own, *([log.head_path] if log.head_path else [])])
+        with _output(target) as out:
             count = (write_csv if args.format == "csv" else write_jsonl)(rows, out)
+    except UnsafeOutput as exc:
+        return _fail(str(exc))
     except ValueError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     print(f"exported {count} audit rows" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
     return 0
 

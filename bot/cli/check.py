@@ -21,7 +21,7 @@ from typing import TextIO
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.config import ConfigError, Settings
+from bot.core.config import ENV_VARS, REQUIRED_TO_SERVE, ConfigError, Settings
 from bot.thingspace import shapes
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import (
@@ -275,6 +275,10 @@ def _thingspace_login(
         report.ok("callbacks: every consumed service points at this bot")
 
 
+#: the settings a ThingSpace login needs
+_THINGSPACE_LOGIN = tuple(v for v in REQUIRED_TO_SERVE if v.startswith("THINGSPACE_"))
+
+
 def run_checks(
     settings: Settings,
     out: TextIO,
@@ -287,9 +291,16 @@ def run_checks(
     report.ok(f"configuration read{f' (file {settings.config_path})' if settings.config_path else ''}")
     _required(settings, report)
     steps: list[Callable[[Settings, Report], None]] = []
-    if slack:
+    # No remote call with a setting missing (auth.test with an empty token, a login without a
+    # password), and so no database created for the login gate either
+    if slack and not settings.slack_bot_token:
+        report.warn("Slack auth.test not tried: SLACK_BOT_TOKEN is empty")
+    elif slack:
         steps.append(_slack)
-    if thingspace:
+    missing = [var for var in _THINGSPACE_LOGIN if not getattr(settings, ENV_VARS[var][0])]
+    if thingspace and missing:
+        report.warn(f"ThingSpace login not tried (no database opened either): {', '.join(missing)} empty")
+    elif thingspace:
         steps.append(lambda s, r: _thingspace(s, r, reopen_logins=reopen_logins))
     for step in steps:
         step(settings, report)

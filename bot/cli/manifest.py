@@ -18,6 +18,11 @@ Bot scopes, and why each is there (nothing else is asked for):
 ``files:write``
     ``files.getUploadURLExternal`` / ``files.completeUploadExternal``: the ``usage`` chart in its
     thread (without it the bot posts the day-by-day table instead).
+``channels:history``, ``groups:history``
+    ``conversations.history`` / ``.replies``, only after a crash or a lost answer while a post
+    was in flight: the relay looks for its own message by the mark in its ``metadata`` and
+    updates it instead of posting a second copy. Without them the second copy is posted,
+    labelled ``ref …``.
 
 Deliberately left out: ``chat:write.public`` (the bot posts only in channels it was invited to —
 invite it to the alert and ops channels), ``users:read`` (roles are keyed by IDs, and
@@ -62,6 +67,8 @@ BOT_SCOPES: Final = {
     "chat:write": "post and update results, progress, alert cards and ops notices",
     "usergroups:read": "resolve grants given to user groups (usergroups.users.list)",
     "files:write": "upload the usage chart into its thread (files.getUploadURLExternal)",
+    "channels:history": "after a crash, find the bot's own post by its metadata instead of posting twice",
+    "groups:history": "the same in private channels",
 }
 BOT_EVENTS: Final = ("app_home_opened",)  # render the Home tab; needs no scope
 

@@ -164,6 +164,9 @@ class SlackStandIn:
         self._channels: dict[str, str] = dict(DEFAULT_CHANNELS if channels is None else channels)
         self._home_views: dict[str, dict[str, Any]] = {}
         self._store = MessageStore(self._clock)
+        #: ``metadata`` a post carried, by (channel, ts): returned by conversations.history and
+        #: .replies with ``include_all_metadata``
+        self._metadata: dict[tuple[str, str], dict[str, Any]] = {}
         self._faults = FaultPlan()
         self._response_urls = ResponseUrls(self._clock)
         self._server: ServerThread | None = None
@@ -180,6 +183,8 @@ class SlackStandIn:
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.info": self._conversations_info,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
@@ -408,6 +413,7 @@ class SlackStandIn:
         """
         self._faults.clear()
         self._store.clear()
+        self._metadata.clear()
         self._response_urls.clear()
         with self._directory_lock:
             self._home_views.clear()
@@ -613,8 +619,62 @@ class SlackStandIn:
 
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve_channel(params.get("channel"))
+        metadata = params.get("metadata")
+        if isinstance(metadata, str) and metadata:
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise _ApiError("invalid_metadata_format") from None
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            raise _ApiError("invalid_metadata_schema")
         message = self._new_message(channel, params, "post")
+        if metadata:
+            self._metadata[(channel, message.ts)] = metadata
         return {"ok": True, "channel": channel, "ts": message.ts, "message": self._message_json(message)}
+
+    def _history(self, params: Mapping[str, Any], found: list[Message]) -> dict[str, Any]:
+        """A page of *found* (newest first) as conversations.history / .replies answer it."""
+        with_metadata = _truthy(params.get("include_all_metadata"))
+        try:
+            oldest = float(params.get("oldest") or 0)
+            limit = max(1, min(int(params.get("limit") or 100), 1000))
+            start = int(params.get("cursor") or 0)
+        except ValueError:
+            raise _ApiError("invalid_cursor") from None
+        shown = [m for m in sorted(found, key=lambda m: float(m.ts), reverse=True) if float(m.ts) >= oldest]
+        page = shown[start : start + limit]
+        out = []
+        for message in page:
+            body = self._message_json(message)
+            meta = self._metadata.get((message.channel, message.ts))
+            if with_metadata and meta is not None:
+                body["metadata"] = meta
+            out.append(body)
+        more = start + limit < len(shown)
+        answer: dict[str, Any] = {"ok": True, "messages": out, "has_more": more}
+        answer["response_metadata"] = {"next_cursor": str(start + limit) if more else ""}
+        return answer
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        roots = [m for m in self._store.messages(channel, include_ephemeral=False) if m.thread_ts is None]
+        return self._history(params, roots)
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = _optional_str(params, "ts")
+        if ts is None:
+            raise _ApiError("thread_not_found")
+        try:
+            root = self._store.get(channel, ts)
+        except KeyError:
+            raise _ApiError("thread_not_found") from None
+        replies = self._store.messages(channel, ts, include_ephemeral=False)
+        return self._history(params, [root, *replies])
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve_channel(params.get("channel"))

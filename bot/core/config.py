@@ -8,6 +8,7 @@ configuration reference, which a test checks.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.core.durations import parse_duration
+from bot.core.durations import MAX_DURATION, parse_duration
 
 __all__ = ["ENV_VARS", "ConfigError", "Grants", "Settings", "ThingSpaceLogin"]
 
@@ -30,6 +31,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", ""),
     "SLACK_APP_TOKEN": ("slack_app_token", ""),
     "SLACK_API_URL": ("slack_api_url", "https://slack.com/api/"),
+    "SLACK_TEAM_ID": ("slack_team_id", ""),
     "THINGSPACE_BASE_URL": ("thingspace_base_url", "https://thingspace.verizon.com/api"),
     "THINGSPACE_CLIENT_ID": ("thingspace_client_id", ""),
     "THINGSPACE_CLIENT_SECRET": ("thingspace_client_secret", ""),
@@ -102,6 +104,8 @@ class Settings:
     slack_signing_secret: str = ""
     slack_app_token: str = ""
     slack_api_url: str = "https://slack.com/api/"
+    #: the workspace the app is installed in (T…); empty: learned from Slack's auth.test at start
+    slack_team_id: str = ""
     thingspace_base_url: str = "https://thingspace.verizon.com/api"
     thingspace_client_id: str = ""
     thingspace_client_secret: str = ""
@@ -249,12 +253,17 @@ class Settings:
         return cls(**values)
 
 
-def _duration(table: Mapping[str, Any], key: str, where: str) -> timedelta:
+def _duration(table: Mapping[str, Any], key: str, where: str, *, allow_zero: bool = False) -> timedelta:
     raw = table[key]
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return timedelta(seconds=raw)
+        if not math.isfinite(raw) or not 0 <= raw <= MAX_DURATION.total_seconds():
+            raise ConfigError(
+                f"{where}.{key}: {raw!r} seconds is not a duration of 0 to {MAX_DURATION.days} days"
+            )
+        if raw > 0 or allow_zero:
+            return timedelta(seconds=raw)
     try:
-        return parse_duration(str(raw))
+        return parse_duration(str(raw), allow_zero=allow_zero)
     except ValueError as exc:
         raise ConfigError(f"{where}.{key}: {exc}") from None
 
@@ -460,7 +469,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
 
     audit = data.get("audit", {})
     if "retention" in audit:
-        out["audit_retention"] = _duration(audit, "retention", "audit")
+        out["audit_retention"] = _duration(audit, "retention", "audit", allow_zero=True)
     if "archive_dir" in audit:
         out["audit_archive_dir"] = str(audit["archive_dir"])
 

@@ -32,9 +32,14 @@ Rules it keeps:
   through the command's response_url while it is fresh (Slack honours one for 30 min), else by a
   direct message;
 * a row taken back after a crash (its lease expired while ``sending``) or after a timeout may
-  already be in Slack: its re-send carries a small ``ref <hash>`` label so a human can spot the
-  duplicate — a context block, or inside the last context block when the message already has
-  Slack's maximum of 50 blocks, or in the text when neither fits.
+  already be in Slack. Every post carries its row's mark in Slack's message ``metadata``
+  (:data:`METADATA_EVENT`, :func:`marker`), so such a post is first looked for in the channel
+  (or its thread) with ``conversations.history`` / ``.replies``: found, that copy is updated to
+  the row's content and becomes the row's message — nothing is posted twice. When it cannot be
+  looked for (no ``channels:history`` / ``groups:history`` scope, a DM) the re-send carries a
+  small ``ref <hash>`` label so a human can spot a duplicate — a context block, or inside the
+  last context block when the message already has Slack's maximum of 50 blocks, or in the text
+  when neither fits.
 
 One relay sends at a time per database: the pacing, the 429 blocks and the update budget live in
 the relay's memory, so two relays (two processes started on one database by mistake) would each
@@ -47,7 +52,9 @@ underneath, so even an overlap sends each row once.
 
 Slack is reached with slack_sdk's ``WebClient`` with its retry handlers switched off (the outbox
 owns retries: a hidden retry would be an unlabelled duplicate); a response_url with a plain
-httpx POST that carries no token.
+httpx POST that carries no token, and only to ``https://hooks.slack.com`` or the configured Slack
+API's own origin (the local stand-in): a response_url comes from a request body, and any other
+host is dead-lettered unsent.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from slack_sdk.errors import SlackApiError
@@ -156,6 +164,45 @@ _REQUESTER_PREFIXES = ("req:", "approval:")
 # since been set back; it is treated as due rather than left waiting for hours.
 _CLOCK_STEP_HORIZON = 3600.0
 _MIN_SCAN_SPACING = 0.01
+
+
+#: where Slack's response_urls point (docs.slack.dev, "Handling user interaction")
+RESPONSE_URL_HOST = "hooks.slack.com"
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
+def response_url_allowed(url: str, slack_api_url: str) -> bool:
+    """Whether the bot may POST to *url*, which came in a request body: only Slack's own
+    ``https://hooks.slack.com/…``, or the origin of the configured Slack API (the local stand-in).
+    A response_url is a place the bot sends channel content to; any other host is refused."""
+    origin = _origin(url)
+    if origin is None:
+        return False
+    if origin[:2] == ("https", RESPONSE_URL_HOST) and origin[2] in (None, 443):
+        return True
+    return origin == _origin(slack_api_url) and origin[0] in ("http", "https") and bool(origin[1])
+
+
+#: ``metadata.event_type`` of every message the relay posts; ``event_payload.ref`` is
+#: :func:`marker` of the row's key, how a re-sent post finds a first copy Slack kept (Slack's
+#: ``chat.postMessage`` ``metadata``, read back with ``conversations.history``
+#: ``include_all_metadata``)
+METADATA_EVENT = "tsbot_outbox"
+#: how far back before a row was created (or requeued) its first copy is looked for: clock skew
+_ORPHAN_MARGIN = 300.0
+_ORPHAN_PAGES = 3
+
+
+def marker(key: str) -> str:
+    """The unique mark of an outbox key carried in the metadata of the message it posts."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def reference(key: str) -> str:
@@ -374,6 +421,7 @@ class OutboxRelay:
             # The relay logs every outcome itself; slack_sdk would repeat each failure at ERROR.
             sdk_logger.setLevel(logging.CRITICAL)
         base_url = slack_api_url if slack_api_url.endswith("/") else slack_api_url + "/"
+        self._slack_api_url = base_url
         self._slack = WebClient(
             token=bot_token,
             base_url=base_url,
@@ -679,6 +727,10 @@ class OutboxRelay:
 
     def _call(self, work: _Work) -> _Outcome:
         row = work.row
+        if row.kind == "post" and row.uncertain and not isinstance(row.payload.get("file"), Mapping):
+            orphan = self._find_orphan(work)
+            if orphan is not None:  # the first attempt reached Slack: complete it, post nothing new
+                return self._adopt(work, orphan)
         text, blocks = self._content(row)
         if row.kind == "respond":
             return self._respond(row, text, blocks)
@@ -686,6 +738,7 @@ class OutboxRelay:
         if blocks is not None:
             params["blocks"] = blocks
         if row.kind == "post":
+            params["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"ref": marker(row.key)}}
             if work.thread_ts:
                 params["thread_ts"] = work.thread_ts
                 if row.payload.get("reply_broadcast"):
@@ -759,6 +812,72 @@ class OutboxRelay:
             return _transport_outcome(exc)
         return _Outcome("sent", slack_channel=work.channel, slack_ts="", thread_ts=work.thread_ts)
 
+    def _find_orphan(self, work: _Work) -> str | None:
+        """The ts of a copy of this post that an earlier attempt left in Slack (a crash or a lost
+        answer after Slack accepted it), found by its metadata mark; None if there is none or
+        Slack cannot be asked (no ``channels:history`` / ``groups:history`` scope, a DM, an
+        error): the post is then sent again, labelled as a possible duplicate."""
+        row = work.row
+        mark = marker(row.key)
+        params: dict[str, Any] = {
+            "channel": work.channel,
+            "oldest": f"{max(0.0, row.age_from - _ORPHAN_MARGIN):.6f}",
+            "include_all_metadata": True,
+            "limit": 200,
+        }
+        method = "conversations.history"
+        if work.thread_ts:
+            method, params["ts"] = "conversations.replies", work.thread_ts
+        try:
+            for _ in range(_ORPHAN_PAGES):
+                data = self._slack.api_call(method, params=params).data
+                if not isinstance(data, Mapping):
+                    return None
+                for message in data.get("messages") or ():
+                    meta = message.get("metadata") if isinstance(message, Mapping) else None
+                    payload = meta.get("event_payload") if isinstance(meta, Mapping) else None
+                    if (
+                        isinstance(payload, Mapping)
+                        and meta.get("event_type") == METADATA_EVENT  # type: ignore[union-attr]
+                        and payload.get("ref") == mark
+                        and message.get("ts")
+                    ):
+                        return str(message["ts"])
+                cursor = (data.get("response_metadata") or {}).get("next_cursor")
+                if not data.get("has_more") or not cursor:
+                    return None
+                params["cursor"] = cursor
+        except (SlackApiError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            logger.info(
+                "outbox %s: could not look for an earlier copy (%s); re-sending it labelled",
+                mask_text(row.key),
+                type(exc).__name__,
+            )
+        return None
+
+    def _adopt(self, work: _Work, ts: str) -> _Outcome:
+        """Make the copy Slack kept (*ts*) this row's message: updated to the row's content."""
+        row = work.row
+        text: str = row.payload.get("text") or ""
+        blocks: list[dict[str, Any]] | None = row.payload.get("blocks")
+        params: dict[str, Any] = {"channel": work.channel, "ts": ts, "text": text or _fallback_text(blocks)}
+        if blocks is not None:
+            params["blocks"] = blocks
+        try:
+            response = self._slack.api_call("chat.update", json=params)
+        except SlackApiError as exc:
+            return self._slack_failure(exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            return _transport_outcome(exc)
+        data: Mapping[str, Any] = response.data if isinstance(response.data, Mapping) else {}
+        logger.info("outbox %s: found the copy an earlier attempt posted; updated it", mask_text(row.key))
+        return _Outcome(
+            "sent",
+            slack_channel=str(data.get("channel") or work.channel),
+            slack_ts=ts,
+            thread_ts=work.thread_ts,
+        )
+
     def _slack_failure(self, exc: SlackApiError) -> _Outcome:
         response = exc.response
         status = int(response.status_code)
@@ -782,8 +901,11 @@ class OutboxRelay:
         if payload.get("delete_original"):
             body = {"delete_original": True}
         assert self._http is not None
+        url = str(payload["response_url"])
+        if not response_url_allowed(url, self._slack_api_url):
+            return _Outcome("dead", error="response_url is not a Slack address (hooks.slack.com)")
         try:
-            response = self._http.post(str(payload["response_url"]), json=body)
+            response = self._http.post(url, json=body)
         except httpx.HTTPError as exc:
             return _transport_outcome(exc)
         status = response.status_code

@@ -47,10 +47,22 @@ MAX_BLOCKS = 50
 _SLACK_FORMAT = re.compile(r"<(![^<>|]*|(?:https?|mailto):[^<>|]*)(?:\|([^<>]*))?>")
 
 
+#: Characters that change what readers see without being seen: bidirectional embeddings,
+#: overrides and isolates (Unicode UAX #9; "Trojan Source", CVE-2021-42574), and control
+#: characters other than tab and newline. :func:`escape` shows each as U+FFFD.
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def escape(text: str) -> str:
     """*text* shown literally in mrkdwn or a message's ``text``: ``&``, ``<`` and ``>`` escaped,
-    the only three characters Slack's parser gives a meaning to."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    the only three characters Slack's parser gives a meaning to, and every bidirectional override
+    or control character (:data:`_HIDDEN`) shown as U+FFFD, so ``U+202E`` cannot reverse the
+    rest of a line.
+
+    The one way outside text (what people typed, what ThingSpace sent: labels, groups, custom
+    fields, plan names, fault messages) enters mrkdwn."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _HIDDEN.sub("\ufffd", text)
 
 
 def from_slack(text: str) -> str:

@@ -11,12 +11,14 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltResponse
 
 from bot.render.wording import something_went_wrong
+from bot.slack.workspace import WorkspaceGuard, team_of
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.router import Router
 from storage import jobs, outbox
@@ -33,9 +35,12 @@ def _oops() -> Reply:
     return Reply(something_went_wrong(ref))
 
 
-def build_bolt_app(deps: Deps, router: Router, *, listener_threads: int = 16) -> App:
+def build_bolt_app(
+    deps: Deps, router: Router, *, listener_threads: int = 16, workspace: WorkspaceGuard | None = None
+) -> App:
     """The Bolt app: one listener for ``/ts`` commands, one for ``ts:`` buttons, one for the App
-    Home, each answering through *router* from local work only."""
+    Home, each answering through *router* from local work only. With *workspace*, a request that
+    names another workspace is answered 403 before any listener sees it."""
     app = App(
         signing_secret=deps.settings.slack_signing_secret,
         client=deps.slack,
@@ -47,6 +52,19 @@ def build_bolt_app(deps: Deps, router: Router, *, listener_threads: int = 16) ->
         listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="bolt"),
         logger=logging.getLogger("slack_bolt.App"),
     )
+
+    if workspace is not None:
+        guard = workspace
+
+        @app.middleware
+        def same_workspace(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+            if guard.allows(body):
+                next()
+                return None
+            log.warning(
+                "refused a signed Slack request from workspace %s (installed: %s)", team_of(body), guard.team
+            )
+            return BoltResponse(status=403, body="this app answers its own Slack workspace only")
 
     @app.command(re.compile(r"^/ts\b|^/thingspace\b"))
     def on_command(ack: Ack, command: dict[str, Any]) -> None:

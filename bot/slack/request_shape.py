@@ -69,23 +69,71 @@ def _json_problem(data: object) -> str | None:
     return None if _text(kind) else "the JSON body has no type"
 
 
+#: The deepest nesting of JSON arrays and objects accepted. Slack's own bodies nest a dozen levels
+#: (a view's blocks); Python's parser and everything that walks the result recurse, so a body nested
+#: thousands deep would end in ``RecursionError`` (a 500) instead of a 400.
+MAX_DEPTH = 64
+
+
+def _too_deep(text: str) -> bool:
+    """Whether *text* nests JSON arrays or objects deeper than :data:`MAX_DEPTH` (brackets inside
+    strings do not count). Linear, no recursion."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _load(text: str) -> object:
+    """``json.loads`` for a body: ``ValueError`` for anything it cannot walk (too deep included)."""
+    if _too_deep(text):
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def body_problem(text: str, content_type: str) -> str | None:
     """What makes *text* unreadable as a Slack request, or ``None`` when routing can read it."""
     stripped = text.lstrip()
     if content_type.startswith("application/json") or stripped.startswith("{"):
         try:
-            return _json_problem(json.loads(text))
-        except ValueError:
-            return "the body is not valid JSON"
+            return _json_problem(_load(text))
+        except ValueError as exc:
+            return (
+                f"the body is not valid JSON ({exc})"
+                if "nested" in str(exc)
+                else "the body is not valid JSON"
+            )
     form = parse_qs(text, keep_blank_values=True)
     if "payload" in form:
         raw = form["payload"]
         if len(raw) != 1:
             return "payload is given more than once"
         try:
-            payload = json.loads(raw[0])
-        except ValueError:
-            return "payload is not valid JSON"
+            payload = _load(raw[0])
+        except ValueError as exc:
+            return (
+                f"payload is not valid JSON ({exc})" if "nested" in str(exc) else "payload is not valid JSON"
+            )
         if not isinstance(payload, Mapping):
             return "payload is not a JSON object"
         return _payload_problem(payload)

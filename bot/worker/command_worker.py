@@ -9,9 +9,14 @@ its requester is told to check the devices first.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Mapping
+from pathlib import Path
+
+from sqlite_utils import Database
 
 from bot.audit.calls import acting_for, principal_for_job, record_calls
 from bot.core.logs import request_context
@@ -24,6 +29,43 @@ from storage.jobs import Job
 __all__ = ["CommandWorker"]
 
 log = logging.getLogger(__name__)
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When process *pid* started (clock ticks since boot, Linux ``/proc``), telling a reused pid
+    from the original; None if there is no such process or no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_identity() -> str:
+    """``host:pid:start`` of this process: what a job claimed here records as its owner."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or ''}"
+
+
+def process_gone(owner: str) -> bool:
+    """Whether the process that claimed a job (``owner`` from :func:`process_identity`) is surely
+    gone: it ran on this host and no process with its pid and start time exists. A process on
+    another host is never judged gone (its job waits for its lease)."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid, started = int(parts[1]), parts[2]
+    current = _start_ticks(pid)
+    if current is not None:
+        return bool(started) and current != started  # the pid now belongs to another process
+    if Path("/proc/self/stat").exists():
+        return True  # /proc answers, and has no such process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class CommandWorker:
@@ -42,6 +84,7 @@ class CommandWorker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy = 0
+        self._owner = process_identity()
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -73,6 +116,8 @@ class CommandWorker:
     def _recover(self) -> None:
         db = self.deps.db()
         with write(db):
+            for job in jobs.reclaim_orphans(db, process_gone):
+                self._resuming(db, job)
             lost = jobs.reclaim_expired(db, now=self.deps.clock() + 10**9)
             for job in lost:
                 action = pending.get(db, job.payload.get("pending", "")) if job.kind == "execute" else None
@@ -88,11 +133,29 @@ class CommandWorker:
                 )
                 log.warning("job %s (%s) was mid-submit at a crash; requester told", job.id, action.verb)
 
+    def _resuming(self, db: Database, job: Job) -> None:
+        """A confirmed action whose process died before it sent anything runs again now; its
+        requester is told, rather than waiting in silence for the job's lease to run out."""
+        action = pending.get(db, job.payload.get("pending", "")) if job.kind == "execute" else None
+        if action is None:
+            log.info("job %s (%s) was interrupted by a restart; running it again", job.id, job.kind)
+            return
+        text = (
+            f":arrows_counterclockwise: The bot restarted while preparing your {action.verb} of "
+            f"{len(action.devices)} device(s); nothing had been sent to ThingSpace yet. It is being resumed now."
+        )
+        outbox.enqueue_ephemeral(
+            db, key=f"resumed:{job.id}:{job.attempts}", channel=action.channel, user=action.actor, text=text
+        )
+        log.warning(
+            "job %s (%s) was interrupted by a restart before submitting; resumed", job.id, action.verb
+        )
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             db = self.deps.db()
             with write(db):
-                job = jobs.claim(db, now=self.deps.clock())
+                job = jobs.claim(db, now=self.deps.clock(), owner=self._owner)
             if job is None:
                 with self._wake:
                     if self._pending_wakes <= 0:

@@ -121,8 +121,9 @@ def write_anchor(path: Path, anchor: Anchor) -> None:
         }
     )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
+        os.fchmod(fd, 0o600)  # private whatever the umask, like the database
         os.write(fd, (body + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:

@@ -21,8 +21,9 @@ What is refused or changed on the way in: ``at`` must carry a time zone (it is s
 ``-`` or ``.``); ``detail`` must be JSON-able, and any value under a key that names a secret
 (``password``, ``secret``, ``token``, ``authorization``, ``api_key``, ``credential``, ``cookie``)
 or that looks like a Slack token is replaced by ``"(redacted)"``, so no secret ever reaches the
-chain or an export. Device ids are kept in full: the log is the record of what was done to which
-line; logs of the bot mask them, the audit log does not.
+chain or an export. A control character in a target becomes U+FFFD. Device ids are kept in full:
+the log is the record of what was done to which line; logs of the bot mask them, the audit log
+does not.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ _SECRET_KEY = re.compile(
 )
 _SLACK_TOKEN = re.compile(r"xox[abeoprs]-[0-9A-Za-z-]{8,}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: control characters, which no device id has; U+0000 would also cut the target short in SQLite's
+#: JSON functions, which the device index and its verification read
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -260,7 +264,7 @@ def _scrub(value: Any) -> Any:
 def _normal_target(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"audit targets must be text, not {type(value).__name__}")
-    text = _clean_text(value).strip()
+    text = _CONTROL.sub("\ufffd", _clean_text(value).strip())
     kind, sep, rest = text.partition(":")
     if sep and kind.isalpha():
         text = f"{kind.lower()}:{rest.strip()}"

@@ -6,7 +6,7 @@
    or after the cutoff (so what remains is always one unbroken stretch of the chain; a row
    stamped before the cutoff but after a newer one stays until a later run);
 2. checks the head file against the log, and checks the chain of the rows to remove while
-   writing them to ``<archive>.partial`` as JSON lines (each row with ``prev_hash`` and
+   writing them to a fresh, private (0600) ``.<archive>.….partial`` file as JSON lines (each row with ``prev_hash`` and
    ``hash``, keys sorted), then fsyncs it and renames it to *archive_path*; a row that fails
    the check stops everything (:class:`AuditIntegrityError`, nothing removed), so retention
    never launders tampering into an archive;
@@ -46,6 +46,7 @@ from storage.audit.chain import (
 )
 from storage.audit.events import AuditEvent, Verb, export_line, format_at
 from storage.db import write
+from storage.files import create_private, partial_path
 
 __all__ = ["ARCHIVE_FOLDER", "RetentionResult", "apply_retention", "archive_folder", "default_archive_path"]
 
@@ -121,19 +122,25 @@ def apply_retention(
             raise FileExistsError(f"{archive} already exists; retention never overwrites an archive")
         _check_head_file(conn, head_file)
         start = chain_start(conn)
-        partial = archive.with_name(archive.name + ".partial")
+        partial = partial_path(archive)
         digest = hashlib.sha256()
-        with open(partial, "w", encoding="utf-8", newline="\n") as out:
+        try:
+            with os.fdopen(create_private(partial), "w", encoding="utf-8", newline="\n") as out:
 
-            def keep(row: Any) -> None:
-                line = export_line(row) + "\n"
-                out.write(line)
-                digest.update(line.encode("utf-8"))
+                def keep(row: Any) -> None:
+                    line = export_line(row) + "\n"
+                    out.write(line)
+                    digest.update(line.encode("utf-8"))
 
-            rows = conn.execute(f"SELECT {COLUMNS} FROM audit_log WHERE id <= ? ORDER BY id", (last_removed,))
-            result = walk(rows, start, on_row=keep)
-            out.flush()
-            os.fsync(out.fileno())
+                rows = conn.execute(
+                    f"SELECT {COLUMNS} FROM audit_log WHERE id <= ? ORDER BY id", (last_removed,)
+                )
+                result = walk(rows, start, on_row=keep)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         if result.fault is not None or result.last.id != last_removed:
             partial.unlink()
             why = result.fault.reason if result.fault else "the rows changed while they were being archived"

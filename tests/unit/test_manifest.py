@@ -120,6 +120,8 @@ ALLOWED_SCOPES = {
     "usergroups:read",
     "users:read",
     "files:write",
+    "channels:history",
+    "groups:history",
 }
 
 
@@ -213,7 +215,14 @@ def test_scopes_are_minimal_and_justified() -> None:
     """Scopes are a subset of the allowed set, exactly the documented ones, each with a reason."""
     scopes = build_manifest("https://bot.example.com")["oauth_config"]["scopes"]["bot"]
     assert set(scopes) <= ALLOWED_SCOPES
-    assert scopes == ["commands", "chat:write", "usergroups:read", "files:write"]
+    assert scopes == [
+        "commands",
+        "chat:write",
+        "usergroups:read",
+        "files:write",
+        "channels:history",
+        "groups:history",
+    ]
     assert all(BOT_SCOPES[s] for s in scopes)
     header = dump_manifest(build_manifest("https://bot.example.com")).split("_metadata")[0]
     for scope in scopes:

@@ -7,13 +7,15 @@ import logging
 import time
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.console.standin import SlackStandIn
-from bot.outbox.relay import OutboxRelay, reference
+from bot.outbox.relay import METADATA_EVENT, OutboxRelay, marker, reference
 from storage import outbox
 from storage.db import write
 from storage.pool import ConnectionPool
 from tests.helpers.outbox import (  # noqa: F401
+    TOKEN,
     EventLog,
     RelayFactory,
     make_relay_fixture,
@@ -410,3 +412,37 @@ def test_reply_to_a_dead_post_goes_to_the_channel(
     assert relay.drain(10)
     assert [(m.text, m.thread_ts) for m in standin.messages("C0A")] == [("the result", None)]
     assert [d.key for d in outbox.dead_letters(db)] == ["root"]
+
+
+def test_a_post_slack_kept_before_a_crash_is_found_and_updated_not_posted_again(
+    standin: SlackStandIn, pool: ConnectionPool, make_relay: RelayFactory
+) -> None:
+    """kill -9 while a post was in flight: Slack had accepted it, the relay never recorded it.
+    After the restart the relay finds that copy by its metadata mark and updates it: one message
+    in the channel, no ref label, and the row points at it (issue 14, finding 8)."""
+    db = pool.get()
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Suspended* …9708"}}]
+    outbox.enqueue_post(db, key="in-flight", channel="C0A", text="Suspended", blocks=blocks)
+    outbox.enqueue_post(db, key="in-flight-reply", channel="C0A", thread_key="in-flight", text="done")
+    row = outbox.get(db, "in-flight")
+    assert row is not None
+    assert outbox.claim(db, row.id, lease=1, now=time.time() - 60) is not None  # the dead relay's claim
+    WebClient(token=TOKEN, base_url=standin.api_url).chat_postMessage(  # what it had sent before dying
+        channel="C0A",
+        text="Suspended",
+        blocks=blocks,
+        metadata={"event_type": METADATA_EVENT, "event_payload": {"ref": marker("in-flight")}},
+    )
+    relay = make_relay()
+    assert relay.drain(10)
+    [message, reply] = standin.messages("C0A")
+    assert message.text == "Suspended" and "ref " not in str(message.blocks)
+    assert reply.thread_ts == message.ts
+    sent = outbox.get(db, "in-flight")
+    assert sent is not None and sent.state == "sent" and sent.slack_ts == message.ts
+    assert [c.method for c in standin.calls() if c.method.startswith(("chat.", "conversations."))] == [
+        "chat.postMessage",
+        "conversations.history",
+        "chat.update",
+        "chat.postMessage",
+    ]
