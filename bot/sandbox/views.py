@@ -461,11 +461,13 @@ def mismatch_list(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /devices/actions/list/imeiiccidmismatch``."""
     with state.lock:
         state.check_account(body.get("accountName"), required=False)
-        window = body.get("filter") or {}
+        window = body.get("filter")
+        if window is None:
+            raise field_null("filter")  # required with both dates (SDK DeviceMismatchListRequest)
         if not isinstance(window, dict):
             raise field_invalid("filter", 'filter must be {"earliest": ISO, "latest": ISO}.')
-        earliest = parse_time(window.get("earliest"), "filter.earliest", required=False)
-        latest = parse_time(window.get("latest"), "filter.latest", required=False)
+        earliest = parse_time(window.get("earliest"), "filter.earliest")
+        latest = parse_time(window.get("latest"), "filter.latest")
         pool = state.devices
         if body.get("devices") is not None:
             pool = []
@@ -546,4 +548,5 @@ def request_status_v2(state: SandboxState, request_id: str) -> dict[str, Any]:
     with state.lock:
         request = _request(state, request_id)
         subs = [{"ids": sub.ids, "status": sub.status} for sub in request.subs]
-        return {"requestId": request.request_id, "status": request.status, "subRequests": subs}
+        # ``subrequests``: the spelling of the SDK's StatusResponse
+        return {"requestId": request.request_id, "status": request.status, "subrequests": subs}

@@ -10,7 +10,7 @@ and keeps them:
   ``expires_in`` runs out. A 401 WSO2 ``fault`` (900901/900902) on a call refreshes it once.
 * **Session token**: ``POST /m2m/v1/session/login`` with ``{"username", "password"}``. ThingSpace
   ends a session after 20 idle minutes; the auth logs in again when a call is answered
-  ``SessionToken.Expired`` (or proactively after ``session_idle`` seconds without a call), then
+  ``SessionToken.Expired`` or ``SessionToken.Format`` (or proactively after ``session_idle`` seconds without a call), then
   resends the call once.
 
 Rules that protect the account (five failed logins lock it at Verizon; Verizon Support unlocks it):
@@ -93,7 +93,12 @@ SESSION_HEADER: Final = "VZ-M2M-Token"
 
 _BEARER_FAULTS: Final = frozenset({"900901", "900902"})
 _SESSION_GONE: Final = frozenset(
-    {"REQUEST_FAILED.SessionToken.Expired", "INPUT_INVALID.SessionToken.Invalid"}
+    {
+        "REQUEST_FAILED.SessionToken.Expired",
+        "INPUT_INVALID.SessionToken.Invalid",
+        # the token header was missing or unreadable: a fresh login is the fix too
+        "REQUEST_FAILED.SessionToken.Format",
+    }
 )
 _DEFAULT_EXPIRES_IN: Final = 3600.0
 

@@ -35,7 +35,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
@@ -74,6 +74,7 @@ from bot.thingspace.sms import SmsTextError, sms_length
 __all__ = [
     "DEFAULT_TIMEOUT",
     "NIDD_MAX_BYTES",
+    "MISMATCH_WINDOW",
     "REACHABILITY_KINDS",
     "REACHABILITY_TYPES",
     "ThingSpaceClient",
@@ -106,6 +107,8 @@ _CANCEL_LOCATION_KINDS: Final = ("imei", "iccid", "mdn", "imsi", "eid", "msisdn"
 NIDD_MAX_BYTES: Final = 1358
 NIDD_MIN_DELIVERY_S: Final = 2
 NIDD_MAX_DELIVERY_S: Final = 30 * 86400
+#: The window an IMEI/ICCID mismatch query covers when the caller names none.
+MISMATCH_WINDOW: Final = timedelta(days=365)
 _MAX_DEVICES: Final = 10_000
 _MAX_BODY: Final = 64 * 1024 * 1024
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
@@ -488,19 +491,20 @@ class ThingSpaceClient:
         earliest: datetime | None = None,
         latest: datetime | None = None,
     ) -> list[ImeiIccidMismatch]:
-        """SIMs activated with other hardware than expected (SDK ``DeviceMismatchListRequest``)."""
+        """SIMs activated with other hardware than expected (SDK ``DeviceMismatchListRequest``).
+
+        The SDK makes ``filter`` required with both ``earliest`` and ``latest`` (``DateFilter``),
+        so both are always sent: by default the :data:`MISMATCH_WINDOW` up to now.
+        """
         body: dict[str, Any] = {"accountName": self.account}
         if devices:
             body["devices"] = wire_device_list(devices)
         if group:
             body["groupName"] = group
-        if earliest is not None or latest is not None:
-            window: dict[str, str] = {}
-            if earliest is not None:
-                window["earliest"] = to_wire_datetime(earliest)
-            if latest is not None:
-                window["latest"] = to_wire_datetime(latest)
-            body["filter"] = window
+        end = latest if latest is not None else datetime.now(UTC)
+        start = earliest if earliest is not None else end - MISMATCH_WINDOW
+        _check_window(start, end)
+        body["filter"] = {"earliest": to_wire_datetime(start), "latest": to_wire_datetime(end)}
         path = "/m2m/v1/devices/actions/list/imeiiccidmismatch"
         data = self._object(self._call("imei_iccid_mismatches", "POST", path, body=body, read=True), path)
         return [ImeiIccidMismatch.from_wire(d) for d in data.get("devices") or [] if isinstance(d, dict)]
@@ -709,6 +713,9 @@ class ThingSpaceClient:
         _check_reachability(devices, request_type, REACHABILITY_TYPES)
         body: dict[str, Any] = {"accountName": self.account, "devices": wire_device_list(devices)}
         if request_type is not None:
+            # The SDK's RetrieveMonitorsRequest names it monitorType, the reference page
+            # requestType: send both, so either reading of the API filters.
+            body["monitorType"] = request_type
             body["requestType"] = request_type
         path = "/m2m/v1/diagnostics/basic/devicereachability/monitors"
         return self._accepted("list_reachability_monitors", "POST", path, body)

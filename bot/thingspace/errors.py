@@ -9,7 +9,7 @@
     │   └── ThingSpaceConnectError       could not connect (refused, DNS, TLS, reset)
     └── ThingSpaceResponseError      ThingSpace answered, with an error
         ├── ThingSpaceAuthError          credentials: WSO2 ``fault`` (900901, 900902), OAuth errors
-        │   ├── SessionExpired               ``REQUEST_FAILED.SessionToken.Expired`` (and .Invalid)
+        │   ├── SessionExpired               ``REQUEST_FAILED.SessionToken.Expired`` (.Invalid, .Format)
         │   ├── LoginFailed                  ``/session/login`` or the token endpoint refused us
         │   │   └── LoginLockedOut               the user is locked at Verizon (5 failed logins)
         │   └── LoginCoolingDown             fail-fast: logins are paused after a refusal (see ``pause``)
@@ -65,7 +65,12 @@ __all__ = [
 #: "Synchronous Error Messages": key on the code, never on the message).
 _CODE_CLASSES: Final = ("INPUT_INVALID", "REQUEST_FAILED", "REQUEST_ONHOLD", "REQUEST_CANCELLED")
 _SESSION_GONE: Final = frozenset(
-    {"REQUEST_FAILED.SessionToken.Expired", "INPUT_INVALID.SessionToken.Invalid"}
+    {
+        "REQUEST_FAILED.SessionToken.Expired",
+        "INPUT_INVALID.SessionToken.Invalid",
+        # the token header was missing or unreadable: a fresh login is the fix too
+        "REQUEST_FAILED.SessionToken.Format",
+    }
 )
 _MAX_MESSAGE: Final = 300
 #: Last segment of the login error codes that mean "this user is locked". ThingSpace's own code is

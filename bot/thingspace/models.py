@@ -507,7 +507,10 @@ class RequestStatus:
     @classmethod
     def from_wire(cls, data: object) -> RequestStatus:
         obj = _object(data, "request status")
-        subs = tuple(SubRequest.from_wire(s) for s in _list(obj.get("subRequests")) if isinstance(s, dict))
+        # The SDK's StatusResponse spells it ``subrequests``, the staging reference page
+        # ``subRequests``: read whichever came.
+        raw = obj.get("subrequests") if obj.get("subrequests") is not None else obj.get("subRequests")
+        subs = tuple(SubRequest.from_wire(s) for s in _list(raw) if isinstance(s, dict))
         return cls(
             request_id=_str(obj.get("requestId")), status=_status(obj.get("status")), sub_requests=subs
         )

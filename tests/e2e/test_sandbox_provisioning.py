@@ -47,7 +47,7 @@ def test_suspend_calls_back_per_device_with_the_auto_resume_date() -> None:
         assert sandbox.device(EXAMPLE_ICCID)["state"] == "suspend"
         status = api.get(f"/m2m/v2/accounts/{ACCOUNT}/requests/{rid}/status").json()
         assert status["status"] == "Success"
-        assert [s["status"] for s in status["subRequests"]] == ["Success", "Success"]
+        assert [s["status"] for s in status["subrequests"]] == ["Success", "Success"]
 
 
 def test_state_machine_and_daily_action_limit() -> None:
@@ -319,6 +319,6 @@ def test_v2_status_lists_per_device_sub_requests() -> None:
     with running_sandbox(devices=20) as (_sandbox, url, _clock), Api(url) as api:
         rid = api.action("suspend", ("iccid", EXAMPLE_ICCID))
         found = wait_until(lambda: api.get(f"/m2m/v2/accounts/{ACCOUNT}/requests/{rid}/status").json())
-        assert found["subRequests"] == [
+        assert found["subrequests"] == [
             {"ids": [{"id": EXAMPLE_ICCID, "kind": "iccid"}], "status": "Success"}
         ]

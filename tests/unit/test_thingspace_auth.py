@@ -66,6 +66,24 @@ def test_expired_session_is_renewed_once_and_the_call_resent(running: Running) -
     assert answers == ["", "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired", ""]
 
 
+def test_session_token_format_error_logs_in_again_once(running: Running) -> None:
+    """``SessionToken.Format`` (the token header missing or unreadable) is cured by a fresh login,
+    like an expired session: one login, the call resent once."""
+    with client_for(running.url) as client:
+        client.extended_diagnostics(DEVICE)
+        running.fault(
+            path=DIAG_PATH,
+            status=400,
+            body={
+                "errorCode": "UnifiedWebService.REQUEST_FAILED.SessionToken.Format",
+                "errorMessage": "The VZ-M2M-Token header is missing.",
+            },
+        )
+        assert client.extended_diagnostics(DEVICE).state == "active"
+    assert running.count(LOGIN_PATH) == 2
+    assert running.count(DIAG_PATH) == 3
+
+
 def test_fifty_concurrent_calls_meeting_an_expired_session_log_in_once(running: Running) -> None:
     """50 threads hitting an expired session at once cause exactly one login, and all succeed."""
     with client_for(running.url, max_connections=64) as client:

@@ -220,6 +220,11 @@ def test_request_models() -> None:
     assert status.failed and not status.succeeded and not status.pending
     assert [s.status for s in status.sub_requests] == ["Success", "Pending"]
     assert status.sub_requests[1].device_ids == (DeviceId("imei", "990013907835573"),)
+    # the SDK's StatusResponse spells the list ``subrequests``
+    sdk = models.RequestStatus.from_wire(
+        {"requestId": "r2", "status": "Pending", "subrequests": [{"ids": [], "status": "Success"}]}
+    )
+    assert [s.status for s in sdk.sub_requests] == ["Success"]
 
 
 def test_listener_account_and_mismatch() -> None:
