@@ -185,6 +185,7 @@ class Runtime:
             previous_password=settings.callback_password_previous,
             allowed=settings.callback_networks(),
             count=self.metrics.count_callback,
+            count_unrecognised=self.metrics.count_unrecognised_callback,
         )
 
         # -- gauges ----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from storage.db import write
 __all__ = [
     "STATES",
     "UNKNOWN_REQUEST",
+    "UNSOLICITED",
     "InboxItem",
     "InboxRow",
     "NotInTransaction",
@@ -73,6 +74,8 @@ migrations = Migrations("tsbot.inbox")
 STATES = ("received", "processed", "unmatched", "failed")
 #: ``last_error`` of a row unmatched because its request id is not (yet) known
 UNKNOWN_REQUEST = "unknown request"
+#: ``request_id`` of a callback that came without one (a device-originated SMS in the older form)
+UNSOLICITED = "-"
 
 
 @migrations()

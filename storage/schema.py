@@ -27,6 +27,7 @@ from storage import (
     pending,
     requests,
     seen,
+    unknown_callbacks,
     watches,
 )
 from storage.audit import log as audit_log
@@ -49,6 +50,7 @@ MIGRATIONS: tuple[Migrations, ...] = (
     seen.migrations,
     watches.migrations,
     device_messages.migrations,
+    unknown_callbacks.migrations,  # added after the others: applied last on existing databases
 )
 
 

@@ -16,6 +16,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from slack_sdk import WebClient
@@ -277,6 +278,27 @@ def _thingspace_login(
 
 #: the settings a ThingSpace login needs
 _THINGSPACE_LOGIN = tuple(v for v in REQUIRED_TO_SERVE if v.startswith("THINGSPACE_"))
+def _kept_callbacks(settings: Settings, report: Report) -> None:
+    """Warn when authenticated callbacks the bot could not read are waiting (read-only; a
+    database that does not exist yet, or predates the table, has none)."""
+    path = Path(settings.db_path)
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            waiting = int(
+                conn.execute("SELECT count(*) FROM unknown_callbacks WHERE state = 'waiting'").fetchone()[0]
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return
+    if waiting:
+        report.warn(
+            f"{waiting} authenticated ThingSpace callback(s) could not be read and are kept: "
+            "see `tsbot callbacks unknown`, then `tsbot callbacks reprocess --all` after an upgrade"
+        )
 
 
 def run_checks(
@@ -290,6 +312,7 @@ def run_checks(
     report = Report(out)
     report.ok(f"configuration read{f' (file {settings.config_path})' if settings.config_path else ''}")
     _required(settings, report)
+    _kept_callbacks(settings, report)
     steps: list[Callable[[Settings, Report], None]] = []
     # No remote call with a setting missing (auth.test with an empty token, a login without a
     # password), and so no database created for the login gate either

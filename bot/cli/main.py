@@ -20,7 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bot.cli.demo", "run the sandbox, the local Slack stand-in and the bot together, with a prompt"),
     "serve": ("bot.cli.serve", "serve Slack and ThingSpace callbacks over HTTP (production)"),
     "sandbox": ("bot.cli.sandbox", "run the ThingSpace sandbox alone"),
-    "callbacks": ("bot.cli.callbacks", "register or list the bot's ThingSpace callback listeners"),
+    "callbacks": (
+        "bot.cli.callbacks",
+        "register or list the bot's ThingSpace callback listeners; unreadable callbacks kept",
+    ),
     "manifest": ("bot.cli.manifest", "print the Slack app manifest"),
     "audit": ("bot.cli.audit", "verify, export or retain the audit log"),
     "check": ("bot.cli.check", "validate configuration and reach Slack and ThingSpace"),

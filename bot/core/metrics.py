@@ -9,7 +9,9 @@ name                                type       labels
 ==================================  =========  ===========================================
 ``commands_total``                  counter    ``verb``, ``outcome``
 ``ack_seconds``                     histogram  —  (time from request in to Slack ack)
-``callbacks_total``                 counter    ``result``: accepted|duplicate|rejected|too_large|malformed
+``callbacks_total``                 counter    ``result``: accepted|duplicate|rejected|too_large|malformed|
+                                               unrecognised
+``callbacks_unrecognised_total``    counter    ``service`` (a guess; authentic callbacks kept unread)
 ``inbox_depth``                     gauge      —  (callbacks stored, not yet processed)
 ``outbox_depth``                    gauge      —  (Slack messages waiting to be sent)
 ``slack_rate_limited_total``        counter    ``method``  (HTTP 429 from the Web API)
@@ -82,7 +84,7 @@ KNOWN_VERBS: Final = frozenset(
         "history",
     }
 )
-CALLBACK_RESULTS: Final = ("accepted", "duplicate", "rejected", "too_large", "malformed")
+CALLBACK_RESULTS: Final = ("accepted", "duplicate", "rejected", "too_large", "malformed", "unrecognised")
 MAX_VALUES_PER_LABEL: Final = 50
 UNKNOWN: Final = "unknown"
 OTHER: Final = "other"
@@ -147,6 +149,14 @@ class Metrics:
         )
         self.callbacks = Counter(
             "callbacks", "ThingSpace callbacks received, by result.", ["result"], namespace=ns, registry=r
+        )
+        self.callbacks_unrecognised = Counter(
+            "callbacks_unrecognised",
+            "Authentic ThingSpace callbacks the bot could not read (kept for `tsbot callbacks unknown`), "
+            "by the service they seem to come from.",
+            ["service"],
+            namespace=ns,
+            registry=r,
         )
         self.inbox_depth = Gauge(
             "inbox_depth", "Callbacks stored and not yet processed.", namespace=ns, registry=r
@@ -217,6 +227,10 @@ class Metrics:
 
     def observe_ack(self, seconds: float) -> None:
         self.ack_seconds.observe(seconds)
+
+    def count_unrecognised_callback(self, service: str) -> None:
+        """One new authentic callback kept unread; *service* is the guess (bounded label)."""
+        self.callbacks_unrecognised.labels(self._label("service", service)).inc()
 
     def count_callback(self, result: str) -> None:
         if result not in CALLBACK_RESULTS:

@@ -39,6 +39,7 @@ __all__ = [
     "failure_reason",
     "rank",
     "status_for",
+    "supersedes",
 ]
 
 PENDING: Final = "pending"
@@ -80,9 +81,37 @@ _BY_KIND: Final[Mapping[CallbackKind, str]] = {
 }
 
 
-def status_for(event: CallbackEvent) -> str | None:
-    """The device status a callback means, or None when it is no answer to a request."""
+#: What a ``succeeded`` callback (``status`` Success, an inner key we do not know) means for the
+#: request it answers: the envelope says it worked; the verb says what "worked" is. For an SMS it
+#: could be the "sent" or the "delivered" notice, so it counts as the lesser one.
+_SUCCEEDED_BY_VERB: Final[Mapping[str, str]] = {
+    "suspend": OK,
+    "resume": OK,
+    "cancel-location": OK,
+    "sms": SENT,
+    "reach": REGISTERED,
+}
+#: final statuses a later final answer may still replace (nothing was known for sure)
+_REPLACEABLE: Final = frozenset({NO_RESULT})
+
+
+def status_for(event: CallbackEvent, verb: str | None = None) -> str | None:
+    """The device status a callback means for a request of *verb*, or None when it is no answer
+    to a request."""
+    if event.kind is CallbackKind.SUCCEEDED:
+        return _SUCCEEDED_BY_VERB.get(verb or "", OK) if verb else None
     return _BY_KIND.get(event.kind)
+
+
+def supersedes(new: str, current: str) -> bool:
+    """Whether a device whose outcome is *current* takes *new*: each outcome is told once (a
+    callback and a request-status answer saying the same are one), an outcome never moves back,
+    and a final one is replaced only when it was "no result"."""
+    if new == current:
+        return False
+    if rank(new) != rank(current):
+        return rank(new) > rank(current)
+    return rank(new) == 2 and current in _REPLACEABLE
 
 
 def rank(status: str) -> int:

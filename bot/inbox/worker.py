@@ -27,6 +27,7 @@ type and retried at the next start.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -47,8 +48,8 @@ from bot.core.logs import request_context
 from bot.core.redact import mask_text
 from bot.render import results
 from bot.thingspace import shapes
-from bot.thingspace.events import CallbackEvent, CallbackKind, InvalidCallback, parse_callback
-from storage import directory, inbox, outbox, request_devices, requests, watches
+from bot.thingspace.events import CallbackEvent, CallbackKind, InvalidCallback, guess_service, parse_callback
+from storage import directory, inbox, outbox, request_devices, requests, unknown_callbacks, watches
 from storage.audit.events import THINGSPACE_ACTOR, AuditEvent, Outcome, Verb
 from storage.audit.log import AuditLog
 from storage.db import write
@@ -56,6 +57,7 @@ from storage.directory import DirectoryDevice
 from storage.inbox import InboxRow
 from storage.pool import ConnectionPool
 from storage.requests import TrackedRequest
+from storage.unknown_callbacks import UnknownItem
 
 __all__ = [
     "InboxWorker",
@@ -81,6 +83,7 @@ ReachabilityHandler = Callable[[Database, CallbackEvent, float], None]
 #: :meth:`bot.inbox.device_messages.DeviceMessages.on_callback`.
 MessageHandler = Callable[[Database, CallbackEvent, float], bool]
 
+
 #: A callback may arrive before the bot has recorded the request it answers; for this long a row
 #: unmatched for an unknown request id is processed as soon as the request is recorded.
 UNMATCHED_GRACE = 600.0
@@ -93,6 +96,8 @@ _VERB_SERVICES = {
     "nidd": shapes.NIDD_SERVICE,
     "sms-history": shapes.DEVICE_SERVICE,
 }
+#: the line state a request of this verb leaves behind when it succeeded
+_VERB_STATES = {"suspend": "suspend", "resume": "active"}
 _CHANGE_STATES = {
     "suspend": "suspend",
     "resume": "active",
@@ -144,6 +149,7 @@ class Processor:
             event = parse_callback(row.payload, service=self._service_hint(row))
         except InvalidCallback as exc:  # stored by an older version with other rules
             log.warning("inbox row %d is not readable any more: %s", row.id, exc)
+            self._keep_unknown(row, f"stored earlier, not readable now: {exc}")
             self._mark(row, "unmatched")
             return
         if event.kind in _NOTICE_KINDS:
@@ -168,6 +174,11 @@ class Processor:
                 event.kind.value,
                 event.request_id,
             )
+            if event.kind in (CallbackKind.SUCCEEDED, CallbackKind.UNKNOWN):
+                # Nothing to read it against: neither its content nor a request of ours says
+                # what it is. Kept for `tsbot callbacks unknown` (and revived here as usual if
+                # the request turns up within the grace period).
+                self._keep_unknown(row, "a request the bot did not issue, and content it does not know")
             self._mark(row, "unmatched", inbox.UNKNOWN_REQUEST)
             return
         self._result(row, event, tracked)
@@ -298,15 +309,15 @@ class Processor:
             )
             self._mark(row, "unmatched", "device not in request")
             return
-        status = outcomes.status_for(event)
+        status = outcomes.status_for(event, tracked.verb)
         self._mark(row, "processed")
         if status is None:
             return
         detail = self._detail(event)
-        applied = outcomes.rank(status) >= outcomes.rank(current)
+        applied = outcomes.supersedes(status, current)
         if applied:
             requests.set_device_outcome(self.db, tracked.request_id, key, status, detail, now=self.now)
-            self._update_directory(entry, event, status)
+            self._update_directory(entry, event, status, tracked.verb)
         group = (tracked.request_id, status, event.kind.value, event.fault_code, applied)
         self.outcome_groups.setdefault(group, []).append((key, row.id))
         if not applied:
@@ -340,15 +351,37 @@ class Processor:
         if status in outcomes.FINAL:
             requests.set_request_state(self.db, tracked.request_id, "completed", now=self.now)
 
-    def _update_directory(self, entry: DirectoryDevice | None, event: CallbackEvent, status: str) -> None:
+    def _update_directory(
+        self, entry: DirectoryDevice | None, event: CallbackEvent, status: str, verb: str
+    ) -> None:
         if entry is None or status != outcomes.OK:
             return
-        if event.kind is CallbackKind.SUSPENDED:
+        if event.kind is CallbackKind.SUCCEEDED and verb in _VERB_STATES:
+            resume = "" if _VERB_STATES[verb] == "active" else None
+            directory.set_state(self.db, entry.key, _VERB_STATES[verb], resume_date=resume)
+        elif event.kind is CallbackKind.SUSPENDED:
             directory.set_state(self.db, entry.key, "suspend", resume_date=_iso(event.resume_date))
         elif event.kind is CallbackKind.RESTORED:
             directory.set_state(self.db, entry.key, "active", resume_date="")
         elif event.kind is CallbackKind.STATE_CHANGED and event.state:
             directory.set_state(self.db, entry.key, event.state)
+
+    def _keep_unknown(self, row: InboxRow, reason: str) -> None:
+        """Copy an inbox row nobody can act on to the unknown-callback store (once)."""
+        body = dict(row.payload)
+        unknown_callbacks.insert_many(
+            self.db,
+            [
+                UnknownItem(
+                    fingerprint=unknown_callbacks.fingerprint(body),
+                    service_guess=guess_service(body),
+                    request_id="" if row.request_id == inbox.UNSOLICITED else row.request_id,
+                    reason=reason,
+                    payload=json.dumps(body, separators=(",", ":"), ensure_ascii=True),
+                )
+            ],
+            now=self.now,
+        )
 
     def _notice(self, row: InboxRow, event: CallbackEvent) -> None:
         entry = self._directory_entry(event)

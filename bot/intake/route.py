@@ -8,7 +8,8 @@ check                                    answer  stored / counted (``tsbot_callb
 body over 1 MB (declared or streamed)    413     nothing / ``too_large``
 not UTF-8 JSON, not an object, too deep  400     nothing / ``malformed``
 echoed ``username``/``password`` differ  401     nothing / ``rejected``
-authentic but not a callback             400     nothing / ``malformed`` (the reason is said)
+authentic JSON the parser cannot read    200     an ``unknown_callbacks`` row / ``unrecognised``
+                                                 (+ ``callbacks_unrecognised_total{service}``)
 a new fact                               200     an inbox row / ``accepted``
 the same fact again (a retry, a replay)  200     nothing new / ``duplicate``
 the database cannot commit               503     nothing / — (ThingSpace retries)
@@ -21,6 +22,11 @@ text in the body, with no signature and no timestamp (Verizon: "About Callback S
 ``ConnectivityManagementCallback``). With no password configured every callback is refused: an open
 listener would accept anyone's results. The credentials are dropped before anything is stored or
 logged; the body itself is never logged.
+
+Only what could never be accepted gets a 4xx (bad credentials, not JSON, too big, not UTF-8 —
+decoded strictly, so a UTF-16 body is refused rather than guessed); anything authentic and JSON
+is acknowledged, and one the parser cannot read is kept raw (credentials removed) for
+``tsbot callbacks unknown`` and ``tsbot callbacks reprocess``.
 
 The 2xx is sent only after the callback's inbox row is committed. To keep that cheap under a burst
 (10,000 devices answering at once) one writer thread — :class:`InboxWriter` — group-commits: it
@@ -50,11 +56,12 @@ from starlette.routing import Route
 
 from bot.core.logs import request_context
 from bot.slack.web import BodyTooLarge, read_capped
-from bot.thingspace.events import InvalidCallback, parse_callback
-from storage import inbox
+from bot.thingspace.events import InvalidCallback, guess_service, parse_callback
+from storage import inbox, unknown_callbacks
 from storage.db import write
 from storage.inbox import InboxItem
 from storage.pool import ConnectionPool
+from storage.unknown_callbacks import UnknownItem
 
 __all__ = [
     "CALLBACK_PATH",
@@ -65,6 +72,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: what the writer stores: a readable callback (the inbox) or an unreadable authentic one
+Item = InboxItem | UnknownItem
 
 CALLBACK_PATH = "/thingspace/callbacks"
 #: Bodies above this size are refused with 413 before they are read in full.
@@ -96,7 +106,7 @@ class InboxWriter:
         self.on_commit = on_commit
         self.max_batch = max_batch
         self.clock = clock
-        self._queue: queue.SimpleQueue[tuple[InboxItem, Future[bool]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Item, Future[bool]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._gate = threading.Lock()
@@ -137,7 +147,7 @@ class InboxWriter:
         """Whether callbacks were stored within the last *window* seconds (a burst is on)."""
         return time.monotonic() - self._last_commit < window
 
-    def submit(self, item: InboxItem) -> Future[bool]:
+    def submit(self, item: Item) -> Future[bool]:
         future: Future[bool] = Future()
         with self._gate:
             if self._closed.is_set() or not self.alive():
@@ -173,12 +183,16 @@ class InboxWriter:
                 batch.append(entry)
             self._store(batch)
 
-    def _store(self, batch: list[tuple[InboxItem, Future[bool]]]) -> None:
+    def _store(self, batch: list[tuple[Item, Future[bool]]]) -> None:
         db = self.pool.get()
-        items = [item for item, _ in batch]
+        readable = [item for item, _ in batch if isinstance(item, InboxItem)]
+        unreadable = [item for item, _ in batch if isinstance(item, UnknownItem)]
         try:
             with write(db):
-                results = inbox.insert_many(db, items, now=self.clock())
+                now = self.clock()
+                fresh = iter(inbox.insert_many(db, readable, now=now))
+                kept = iter(unknown_callbacks.insert_many(db, unreadable, now=now))
+                results = [next(fresh) if isinstance(item, InboxItem) else next(kept) for item, _ in batch]
         except Exception as exc:  # noqa: BLE001 - the writer must outlive any one bad batch
             if len(batch) > 1:
                 # One bad row must not fail its neighbours: store them one by one.
@@ -198,7 +212,7 @@ class InboxWriter:
         self._last_commit = time.monotonic()
         for (_, future), new in zip(batch, results, strict=True):
             future.set_result(new)
-        if any(results):
+        if any(new for (item, _), new in zip(batch, results, strict=True) if isinstance(item, InboxItem)):
             self.on_commit(sum(results))
 
 
@@ -256,13 +270,42 @@ def inbox_item(payload: Mapping[str, Any]) -> InboxItem:
             raise
         raise InvalidCallback("the body holds a value JSON cannot carry") from None
     return InboxItem(
-        request_id=_utf8(event.request_id, "requestId"),
+        request_id=_utf8(event.request_id, "requestId") or inbox.UNSOLICITED,
         device=_utf8(str(event.device), "deviceIds") if event.device is not None else "",
         outcome_key=event.outcome_key,
         service=event.service,
         kind=event.kind.value,
         payload=stored,
         callback_count=event.callback_count,
+    )
+
+
+def unknown_item(payload: Mapping[str, Any], reason: str) -> UnknownItem:
+    """What is kept of an authentic callback the parser cannot read: the body without the
+    credentials (non-ASCII escaped, so lone surrogates survive), a service guess and the request
+    id when it has a usable one. Raises :class:`InvalidCallback` only for a body that cannot be
+    serialised at all (nested too deeply)."""
+    body = {k: v for k, v in payload.items() if k not in ("username", "password")}
+    try:
+        stored = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+        print_ = unknown_callbacks.fingerprint(body)
+    except RecursionError:
+        raise InvalidCallback("the body is nested too deeply") from None
+    except ValueError:
+        raise InvalidCallback("the body holds a value JSON cannot carry") from None
+    request_id = payload.get("requestId")
+    if not isinstance(request_id, str):
+        request_id = ""
+    try:
+        request_id = _utf8(request_id.strip()[:200], "requestId")
+    except InvalidCallback:
+        request_id = ""
+    return UnknownItem(
+        fingerprint=print_,
+        service_guess=guess_service(payload),
+        request_id=request_id,
+        reason=reason[:300],
+        payload=stored,
     )
 
 
@@ -295,9 +338,11 @@ def callback_route(
     previous_password: str = "",
     allowed: Sequence[IPv4Network | IPv6Network] = (),
     count: Callable[[str], None] = lambda result: None,
+    count_unrecognised: Callable[[str], None] = lambda service: None,
     path: str = CALLBACK_PATH,
 ) -> Route:
-    """The Starlette route of the intake."""
+    """The Starlette route of the intake. *count* gets each request's result;
+    *count_unrecognised* the service guess of each new authentic callback that could not be read."""
     if not password:
         log.warning("TSBOT_CALLBACK_PASSWORD is not set: every ThingSpace callback will be refused (401)")
 
@@ -317,7 +362,7 @@ def callback_route(
             count("malformed")
             return _answer(400, "bad Content-Length header")
         try:
-            payload = json.loads(body)
+            payload = json.loads(body.decode("utf-8"))  # strictly UTF-8: no UTF-16/32 guessing
         except (ValueError, RecursionError):
             count("malformed")
             return _answer(400, "the body is not valid UTF-8 JSON")
@@ -329,17 +374,35 @@ def callback_route(
             peer = request.client.host if request.client else "?"
             log.warning("refused a ThingSpace callback from %s: wrong username or password", peer)
             return _answer(401, "wrong callback username or password")
+        item: Item
+        unreadable = ""
         try:
             item = inbox_item(payload)
         except InvalidCallback as exc:
-            count("malformed")
-            log.warning("refused an authentic but unreadable callback: %s", exc)
-            return _answer(400, f"not a ThingSpace callback: {exc}")
+            # Authentic and JSON: never refused (ThingSpace would retry, then drop it). Kept
+            # aside for `tsbot callbacks unknown` / `reprocess`.
+            unreadable = str(exc)
+            try:
+                item = unknown_item(payload, unreadable)
+            except InvalidCallback as why:
+                count("malformed")
+                return _answer(400, f"not a ThingSpace callback: {why}")
         try:
             new = await asyncio.wrap_future(writer.submit(item))
         except (IntakeClosed, sqlite3.Error) as exc:
             log.error("callback not stored (%s); answering 503 so ThingSpace retries", type(exc).__name__)
             return _answer(503, "the callback could not be stored; retry later")
+        if isinstance(item, UnknownItem):
+            count("unrecognised")
+            if new:
+                count_unrecognised(item.service_guess)
+                log.warning(
+                    "kept an authentic callback the bot cannot read (%s, service guess %s): "
+                    "see `tsbot callbacks unknown`",
+                    unreadable,
+                    item.service_guess,
+                )
+            return _answer(200, "kept, not understood", duplicate=not new)
         count("accepted" if new else "duplicate")
         return _answer(200, "", duplicate=not new)
 

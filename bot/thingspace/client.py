@@ -73,8 +73,8 @@ from bot.thingspace.sms import SmsTextError, sms_length
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "NIDD_MAX_BYTES",
     "MISMATCH_WINDOW",
+    "NIDD_MAX_BYTES",
     "REACHABILITY_KINDS",
     "REACHABILITY_TYPES",
     "ThingSpaceClient",

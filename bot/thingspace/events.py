@@ -15,7 +15,8 @@ content                             service                     kinds
 ``faultResponse`` alone             the ``service`` hint, else  action-failed
                                     CarrierService
 ``deviceResponse.smsResponse``      EnhancedConnectivityService sms-sent
-``smsMessage`` (top level)          EnhancedConnectivityService sms-received
+``smsMessage`` (object or text),    EnhancedConnectivityService sms-received
+or ``message`` + ``deviceIds``
 ``deviceResponse.smsDelivery…``     SMSDeliveryConfirmation     sms-delivered, sms-expired
 ``diagnosticsResponse``             DiagnosticsService          reachable, unreachable,
                                                                 monitor-update
@@ -25,8 +26,20 @@ content                             service                     kinds
                                                                 nidd-failed (by ``status``)
 ``niddResponse.niddMO…``            NiddService                 nidd-received (data decoded)
 ``deviceResponse.smsEventHistory``  DeviceService               sms-history
+``status`` Success, no known key    the hint, else ``""``       succeeded
 anything else with an envelope      the hint, else ``""``       unknown
 =================================== =========================== ===============================
+
+**Status first.** The envelope is confirmed and the inner keys are not, so ``status`` /
+``faultResponse`` and ``deviceIds`` decide what happened: a ``Success`` whose inner key is one we
+never proposed is kind ``succeeded`` (the inbox worker reads it by the verb of the request it
+answers), a failure is a failure whatever else the body holds. Known inner keys add detail
+(state, resume date, SMS status...).
+
+Only a device-originated SMS may come without ``requestId`` (the older documented form has
+none); its ``request_id`` is then ``""``. The documented US date in a resume-tracking
+``comment`` ("Device will be auto resumed on - 3/15/2017 12:00:00 AM") is read when no
+``resumeDate`` is given.
 
 A failure (``status`` ``Failed`` or a ``faultResponse``) keeps the service its content names
 and gets kind ``action-failed`` for CarrierService, ``sms-failed`` for the SMS services and
@@ -51,7 +64,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -60,7 +73,19 @@ from bot.thingspace.errors import split_error_code
 from bot.thingspace.ids import DeviceId, InvalidDeviceId
 from bot.thingspace.models import normalise_state, parse_datetime
 
-__all__ = ["CallbackEvent", "CallbackKind", "InvalidCallback", "parse_callback"]
+__all__ = [
+    "MAX_CALLBACK_COUNT",
+    "CallbackEvent",
+    "CallbackKind",
+    "InvalidCallback",
+    "guess_service",
+    "parse_callback",
+    "parse_resume_comment",
+]
+
+#: ``callbackCount``/``maxCallbackThreshold`` above this are kept as this (SQLite stores 64-bit
+#: integers; ThingSpace's own maximum is 4).
+MAX_CALLBACK_COUNT: Final = 1_000_000
 
 _CREDENTIALS: Final = ("username", "password")
 _VOLATILE: Final = frozenset({"username", "password", "callbackCount", "maxCallbackThreshold"})
@@ -85,6 +110,8 @@ class CallbackKind(StrEnum):
     SMS_EXPIRED = "sms-expired"
     SMS_FAILED = "sms-failed"
     SMS_RECEIVED = "sms-received"
+    #: ``status`` says it succeeded; the payload carries no key we know
+    SUCCEEDED = "succeeded"
     REACHABLE = "reachable"
     UNREACHABLE = "unreachable"
     MONITOR_UPDATE = "monitor-update"
@@ -164,9 +191,9 @@ def _count(payload: Mapping[str, Any], key: str, default: int | None) -> int | N
     if isinstance(value, bool):
         raise InvalidCallback(f"{key} must be a number")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return max(0, min(value, MAX_CALLBACK_COUNT))
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 30:
+        return min(int(value.strip()), MAX_CALLBACK_COUNT)
     raise InvalidCallback(f"{key} must be a number")
 
 
@@ -256,17 +283,70 @@ def _sms_events(section: Mapping[str, Any]) -> tuple[Mapping[str, str], ...]:
     return tuple(out)
 
 
+def parse_resume_comment(comment: object) -> datetime | None:
+    """The date in a resume-tracking comment such as ``"Device will be auto resumed on -
+    3/15/2017 12:00:00 AM"`` (US notation, no zone: UTC), or an ISO date after the dash."""
+    if not isinstance(comment, str) or not comment.strip():
+        return None
+    text = comment.rsplit(" - ", 1)[-1].strip() if " - " in comment else comment.strip()
+    parsed = parse_datetime(text)
+    if parsed is not None:
+        return parsed
+    for form in shapes.RESUME_COMMENT_DATE_FORMATS:
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def guess_service(payload: object) -> str:
+    """The service an unreadable callback most likely came from (a label, never acted on):
+    one of :data:`bot.thingspace.shapes.GUESSED_SERVICES`."""
+    if not isinstance(payload, Mapping):
+        return "unknown"
+    response = payload.get("deviceResponse")
+    for key, service in shapes.SERVICE_GUESSES:
+        if key in payload or (isinstance(response, Mapping) and key in response):
+            return service
+    return "unknown"
+
+
+def _mo_sms(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The device-originated SMS in any of its three forms (shapes: MO SMS), as
+    ``{"message", "timestamp"}``; ``None`` when the body is not one."""
+    value = payload.get(shapes.MO_SMS)
+    response = payload.get("deviceResponse")
+    if value is None and isinstance(response, Mapping):
+        value = response.get(shapes.MO_SMS)
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, str):  # the older documented form: the text itself
+        return {shapes.MO_SMS_TEXT: value, shapes.MO_SMS_TIME: payload.get(shapes.MO_SMS_TIME)}
+    if value is not None:
+        raise InvalidCallback(f"{shapes.MO_SMS} must be the message text or an object")
+    flat = payload.get(shapes.MO_SMS_TEXT)
+    if isinstance(flat, str) and "deviceIds" in payload and "deviceResponse" not in payload:
+        return {shapes.MO_SMS_TEXT: flat, shapes.MO_SMS_TIME: payload.get(shapes.MO_SMS_TIME)}
+    return None
+
+
 def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> CallbackEvent:
     """Parse one callback body. ``service`` is a hint (e.g. from the listener URL) used only when
     the content does not name the service. Raises :class:`InvalidCallback` with a clear reason.
     """
     if not isinstance(payload, Mapping):
         raise InvalidCallback(f"a callback body must be a JSON object, not {type(payload).__name__}")
-    request_id = payload.get("requestId")
-    if not isinstance(request_id, str) or not request_id.strip():
-        raise InvalidCallback("it has no requestId, so it is not a ThingSpace callback")
-    request_id = request_id.strip()
     device_ids = _device_ids(payload)
+    mo_sms = _mo_sms(payload)
+    request_id = payload.get("requestId")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidCallback("requestId must be text")
+    request_id = (request_id or "").strip()
+    if not request_id and mo_sms is None:
+        raise InvalidCallback("it has no requestId, so it is not a ThingSpace callback")
+    if mo_sms is not None and not device_ids:
+        raise InvalidCallback("a device-originated SMS must name its device in deviceIds")
     response = payload.get("deviceResponse")
     if response is not None and not isinstance(response, Mapping):
         raise InvalidCallback("deviceResponse must be a JSON object")
@@ -278,7 +358,6 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
     cancel = _section(payload, shapes.CANCEL_LOCATION)
     sms_sent = _section(payload, shapes.SMS_SENT)
     sms_delivery = _section(payload, shapes.SMS_DELIVERY)
-    mo_sms = _section(payload, shapes.MO_SMS)
     diagnostics = _section(payload, shapes.DIAGNOSTICS)
     external = _section(payload, shapes.EXTERNAL_CHANGE)
     resume = _section(payload, shapes.RESUME_TRACKING)
@@ -347,9 +426,9 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
         kind = CallbackKind.SMS_EXPIRED if sms_status.lower() == "expired" else CallbackKind.SMS_DELIVERED
     elif mo_sms is not None:
         kind = CallbackKind.SMS_RECEIVED
-        details["sms_text"] = _text(mo_sms.get("message"))
-        details["event_time"] = parse_datetime(mo_sms.get("timestamp"))
-        semantic["timestamp"] = _text(mo_sms.get("timestamp"))
+        details["sms_text"] = _text(mo_sms.get(shapes.MO_SMS_TEXT))
+        details["event_time"] = parse_datetime(mo_sms.get(shapes.MO_SMS_TIME))
+        semantic["timestamp"] = _text(mo_sms.get(shapes.MO_SMS_TIME))
     elif diagnostics is not None:
         reachability = _text(diagnostics.get("reachabilityStatus")).upper()
         details["reachability"] = reachability
@@ -371,15 +450,20 @@ def parse_callback(payload: Mapping[str, Any], service: str | None = None) -> Ca
         semantic["changed_at"] = _text(external.get("changedAt"))
     elif resume is not None:
         kind = CallbackKind.RESUME_WARNING
-        details["resume_date"] = parse_datetime(resume.get("resumeDate"))
         details["comment"] = _text(resume.get("comment"))
-
+        details["resume_date"] = parse_datetime(resume.get("resumeDate")) or parse_resume_comment(
+            resume.get("comment")
+        )
     elif nidd is not None:
         kind = _nidd(nidd, status, details, semantic)
     elif sms_history is not None:
         kind = CallbackKind.SMS_HISTORY
         details["sms_events"] = _sms_events(sms_history)
         semantic["events"] = [dict(e) for e in details["sms_events"]]
+    elif status.lower() in shapes.SUCCESS_STATUSES:
+        kind = CallbackKind.SUCCEEDED
+        if isinstance(response, Mapping):  # which inner keys came: part of the fact, not of its id
+            semantic["response_keys"] = sorted(str(k) for k in response)
 
     if failed:
         if found_service == shapes.NIDD_SERVICE:

@@ -117,3 +117,40 @@ USAGE_DOMESTIC_BYTES: Final = "DomesticBytes"
 USAGE_INTERNATIONAL_BYTES: Final = "InternationalBytes"
 USAGE_DOMESTIC_SMS: Final = "DomesticSms"
 USAGE_INTERNATIONAL_SMS: Final = "InternationalSms"
+# -- device-originated (MO) SMS callbacks ----------------------------------------------------------
+#: Three forms are accepted (EnhancedConnectivityService), none confirmed for REST callbacks:
+#:
+#: * our proposal: ``{"requestId", "deviceIds", "smsMessage": {"message", "timestamp"}}``;
+#: * the older documented form (the SOAP ``SmsCallbackRequest`` on the StartSmsCallback page,
+#:   rendered as JSON): no ``requestId``, ``{"deviceIds", "smsMessage": "<text>"}``;
+#: * the flat form of the SDK's ``SMSMessage`` (what ``GET /sms/{account}/history`` lists):
+#:   ``{"deviceIds", "message": "<text>", "timestamp": ISO}``, ``requestId`` optional.
+MO_SMS_TEXT: Final = "message"
+MO_SMS_TIME: Final = "timestamp"
+
+#: ResumeTrackingNotification's ``comment`` in the documented (SOAP-era) form carries the date in
+#: US notation: ``"Device will be auto resumed on - 3/15/2017 12:00:00 AM"`` (no zone: UTC).
+RESUME_COMMENT_DATE_FORMATS: Final = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
+
+#: ``status`` values that mean the operation succeeded when the payload's inner key is not one we
+#: know (status first: the confirmed envelope says what happened; the inner key only adds detail).
+SUCCESS_STATUSES: Final = frozenset({"success", "succeeded", "successful", "completed", "complete"})
+
+# -- proposed: guessing the service of a callback we could not read ------------------------------
+#: A body key (top level or inside ``deviceResponse``) -> the service it most likely came from. Used
+#: only to label unreadable callbacks (``tsbot callbacks unknown`` and the
+#: ``tsbot_callbacks_unrecognised_total{service}`` metric); never to act on one.
+SERVICE_GUESSES: Final = (
+    ("niddResponse", "NiddService"),
+    (DIAGNOSTICS, DIAGNOSTICS_SERVICE),
+    ("smsMessage", ENHANCED_CONNECTIVITY_SERVICE),
+    ("message", ENHANCED_CONNECTIVITY_SERVICE),
+    (SMS_SENT, ENHANCED_CONNECTIVITY_SERVICE),
+    (SMS_DELIVERY, SMS_DELIVERY_CONFIRMATION),
+    (RESUME_TRACKING, RESUME_TRACKING_NOTIFICATION),
+    (EXTERNAL_CHANGE, EXTERNAL_PROVISIONING_CHANGES),
+    ("deviceResponse", CARRIER_SERVICE),
+    ("faultResponse", CARRIER_SERVICE),
+)
+#: Every label the unrecognised-callback metric may carry (bounded label values).
+GUESSED_SERVICES: Final = (*CONSUMED_SERVICES, "NiddService", "unknown")

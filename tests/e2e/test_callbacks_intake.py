@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from storage import inbox
+from storage import inbox, unknown_callbacks
 from tests.helpers.callbacks import (
     CALLBACK_PASSWORD,
     CallbackBot,
@@ -137,17 +137,16 @@ def test_bodies_over_one_megabyte_get_413(cb_bot: CallbackBot) -> None:
 
 
 def test_malformed_bodies_get_400_with_the_reason(cb_bot: CallbackBot) -> None:
-    """Invalid JSON, non-objects, 100,000-deep nesting and authentic non-callbacks get 400."""
+    """What could never be accepted gets 400: invalid JSON, non-objects, 100,000-deep nesting, and
+    bodies that are not UTF-8 (a UTF-16 one included: the body is decoded strictly)."""
+    utf16 = json.dumps(callback("req-u", DEVICE)).encode("utf-16")
     cases = [
         b"{not json",
         b"\xff\xfe\x00",
         b"[1, 2, 3]",
         b"[" * 100_000 + b"]" * 100_000,
-        json.dumps({k: v for k, v in callback("", DEVICE).items()}).encode(),
-        json.dumps({**callback("req-m", DEVICE), "deviceIds": "89148000000800139708"}).encode(),
-        json.dumps(
-            {k: v for k, v in callback("req-m", DEVICE).items() if k not in ("deviceResponse", "status")}
-        ).encode(),
+        utf16,
+        json.dumps(callback("req-u", DEVICE)).encode("utf-16-le"),
     ]
     for body in cases:
         status, answer = cb_bot.post(body)
@@ -155,6 +154,36 @@ def test_malformed_bodies_get_400_with_the_reason(cb_bot: CallbackBot) -> None:
         assert answer["error"]
     assert _metric(cb_bot, "malformed") == len(cases)
     assert _rows(cb_bot) == 0
+    assert unknown_callbacks.count_waiting(cb_bot.db) == 0
+
+
+def test_authentic_callbacks_the_bot_cannot_read_are_kept_not_refused(cb_bot: CallbackBot) -> None:
+    """Authenticated JSON is always 2xx: a body with no request id, deviceIds of the wrong type or
+    nothing saying what happened is kept raw (credentials removed) for `tsbot callbacks unknown`,
+    counted by service guess, and its retries are one kept callback."""
+    cases = [
+        {k: v for k, v in callback("", DEVICE).items()},
+        {**callback("req-m", DEVICE), "deviceIds": "89148000000800139708"},
+        {k: v for k, v in callback("req-m", DEVICE).items() if k not in ("deviceResponse", "status")},
+    ]
+    for body in cases:
+        status, answer = cb_bot.post(json.dumps(body).encode())
+        assert status == 200, body
+        assert answer["message"] == "kept, not understood"
+    again = {**cases[1], "callbackCount": 2}
+    assert cb_bot.post(json.dumps(again).encode()) == (
+        200,
+        {"ok": True, "message": "kept, not understood", "duplicate": True},
+    )
+    assert _rows(cb_bot) == 0
+    kept = unknown_callbacks.listing(cb_bot.db)
+    assert len(kept) == 3
+    assert [k.copies for k in kept] == [1, 2, 1]
+    assert all("password" not in k.payload and "username" not in k.payload for k in kept)
+    assert kept[1].request_id == "req-m" and kept[1].service_guess == "CarrierService"
+    assert _metric(cb_bot, "unrecognised") == 4
+    assert cb_bot.runtime.metrics.value("callbacks_unrecognised_total", service="CarrierService") == 2
+    assert cb_bot.runtime.metrics.value("callbacks_unrecognised_total", service="unknown") == 1
 
 
 def test_concurrent_callbacks_are_group_committed(cb_bot: CallbackBot) -> None:
@@ -187,9 +216,10 @@ def test_metrics_show_callback_results_and_inbox_depth(cb_bot: CallbackBot) -> N
 
 def test_hostile_but_authentic_bodies_never_break_the_intake(cb_bot: CallbackBot) -> None:
     """Lone surrogates in ids, deep nesting just under the parser's limit and odd values get a
-    4xx or are stored escaped — never a 500 — and the intake keeps accepting callbacks after."""
+    4xx or are stored escaped (in the inbox, or kept as unreadable) — never a 500 — and the intake keeps accepting callbacks after."""
     surrogate = json.dumps(callback("req-s", DEVICE)).replace('"req-s"', '"\\ud800req"').encode()
-    assert cb_bot.post(surrogate)[0] == 400
+    assert cb_bot.post(surrogate)[0] == 200  # authentic: kept for `tsbot callbacks unknown`
+    assert unknown_callbacks.listing(cb_bot.db)[0].request_id == ""
     text_surrogate = callback("req-t", DEVICE, extra={"note": "x"})
     body = json.dumps(text_surrogate).replace('"x"', '"\\udfff"').encode()
     assert cb_bot.post(body)[0] == 200
@@ -203,3 +233,12 @@ def test_hostile_but_authentic_bodies_never_break_the_intake(cb_bot: CallbackBot
     assert cb_bot.runtime.inbox_writer.alive()
     cb_bot.settle()
     assert inbox.count_by_state(cb_bot.db).get("failed", 0) == 0
+
+
+def test_an_absurd_callback_count_is_stored_not_retried_forever(cb_bot: CallbackBot) -> None:
+    """callbackCount 10^30 does not fit SQLite: it is kept as the bound and answered 200 (a 503
+    would make ThingSpace retry it for ever)."""
+    status, answer = cb_bot.post(callback("req-big", DEVICE, count=10**30))
+    assert (status, answer["duplicate"]) == (200, False)
+    row = inbox.get(cb_bot.db, 1)
+    assert row is not None and row.callback_count == 1_000_000

@@ -215,3 +215,91 @@ def test_check_stays_away_from_a_locked_user(
         in second
     )
     assert _logins(env) == before + 1
+
+
+def test_register_with_a_non_ascii_password_over_an_existing_listener(
+    env: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A callback password with non-ASCII characters is compared as bytes (it once raised
+    TypeError when a listener already existed): the second run finds everything registered."""
+    monkeypatch.setenv("TSBOT_CALLBACK_PASSWORD", "pässwörd-für-rückrufe-✓")
+    assert main(["callbacks", "register"]) == 0
+    capsys.readouterr()
+    assert main(["callbacks", "register"]) == 0
+    assert capsys.readouterr().out.count("already registered") == len(shapes.CONSUMED_SERVICES)
+
+
+def _keep(db_path: Path, body: dict[str, object], reason: str = "it has no requestId") -> None:
+    from bot.intake.route import unknown_item
+    from storage import unknown_callbacks
+    from storage.db import write
+    from storage.schema import open_database
+
+    db = open_database(db_path)
+    try:
+        with write(db):
+            unknown_callbacks.insert_many(db, [unknown_item(body, reason)])
+    finally:
+        db.close()
+
+
+def test_unknown_lists_kept_callbacks_and_check_warns(
+    env: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tsbot callbacks unknown` prints each kept callback's service guess, time, request id and
+    JSON (exit 0, credentials gone); `tsbot check` warns while any wait."""
+    db_path = env["db"]
+    assert isinstance(db_path, Path)
+    assert main(["callbacks", "unknown"]) == 0
+    assert "No unreadable callbacks are waiting." in capsys.readouterr().out
+    _keep(
+        db_path,
+        {"username": "tsbot", "password": "a-long-callback-password", "requestId": "r-42",
+         "deviceIds": "89148000000800139708", "status": "Success"},
+        "deviceIds must be a list",
+    )  # fmt: skip
+    assert main(["callbacks", "unknown"]) == 0
+    out = capsys.readouterr().out
+    assert "#1" in out and "request r-42" in out and "service unknown" in out and " UTC" in out
+    assert '"deviceIds": "89148000000800139708"' in out and "a-long-callback-password" not in out
+    assert main(["callbacks", "unknown", "--show", "1"]) == 0
+    assert "r-42" in capsys.readouterr().out
+    assert main(["callbacks", "unknown", "--show", "9"]) == 1
+    capsys.readouterr()
+    assert main(["check", "--skip-slack", "--skip-thingspace"]) == 0
+    assert "! 1 authenticated ThingSpace callback(s) could not be read" in capsys.readouterr().out
+
+
+def test_reprocess_moves_what_is_readable_now_into_the_inbox(
+    env: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reprocess` puts a kept callback the current parser reads into the inbox and leaves one it
+    still cannot read waiting; without IDs or --all it says what to give."""
+    from storage import inbox, unknown_callbacks
+    from storage.schema import open_database
+
+    db_path = env["db"]
+    assert isinstance(db_path, Path)
+    readable = {"requestId": "r-1", "deviceIds": [{"id": "89148000000800139708", "kind": "iccid"}],
+                "status": "Failed", "faultResponse": {"faultcode": "X.REQUEST_FAILED.Nope"}}  # fmt: skip
+    _keep(db_path, readable, "an older version could not read it")
+    _keep(db_path, {"requestId": "r-2"}, "nothing says what happened")
+    assert main(["callbacks", "reprocess"]) == 2
+    capsys.readouterr()
+    assert main(["callbacks", "reprocess", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "#1: readable now (action-failed); inbox row 1" in out
+    assert "#2: still not readable" in out
+    db = open_database(db_path)
+    try:
+        row = inbox.get(db, 1)
+        assert row is not None and (row.request_id, row.state, row.kind) == (
+            "r-1",
+            "received",
+            "action-failed",
+        )
+        assert [k.id for k in unknown_callbacks.listing(db)] == [2]
+    finally:
+        db.close()
+    assert main(["callbacks", "reprocess", "1"]) == 0
+    assert "already reprocessed (inbox row 1)" in capsys.readouterr().out

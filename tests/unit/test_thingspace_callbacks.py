@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.thingspace import shapes
-from bot.thingspace.events import CallbackKind, InvalidCallback, parse_callback
+from bot.thingspace.events import (
+    MAX_CALLBACK_COUNT,
+    CallbackKind,
+    InvalidCallback,
+    parse_callback,
+    parse_resume_comment,
+)
 from bot.thingspace.ids import DeviceId
 
 ICCID = "89148000000800139708"
@@ -219,14 +225,70 @@ def test_resume_tracking_notification() -> None:
     assert "auto resumed" in event.comment
 
 
-def test_unknown_response_type_is_kept_not_rejected() -> None:
-    """An envelope with an unknown deviceResponse is UNKNOWN (kept, hinted service), not an error."""
+def test_unknown_response_type_is_read_status_first() -> None:
+    """A Success whose inner key we never proposed (the documented changeIdentifierResponse) is
+    SUCCEEDED: the envelope's status says what happened, the inner key only adds detail."""
     event = parse_callback(
         envelope(deviceResponse={"changeIdentifierResponse": {"servicePlan": "M2M_4G"}}),
         service="CarrierService",
     )
-    assert (event.kind, event.service, event.succeeded) == (CallbackKind.UNKNOWN, "CarrierService", False)
+    assert (event.kind, event.service, event.succeeded) == (CallbackKind.SUCCEEDED, "CarrierService", True)
     assert event.raw["deviceResponse"] == {"changeIdentifierResponse": {"servicePlan": "M2M_4G"}}
+    failed = parse_callback(
+        envelope(status="Failed", deviceResponse={"somethingNew": {}}, faultResponse={"faultcode": "X.Y"})
+    )
+    assert (failed.kind, failed.succeeded, failed.fault_code) == (CallbackKind.ACTION_FAILED, False, "X.Y")
+    neither = parse_callback(envelope(status="Queued", deviceResponse={"somethingNew": {}}))
+    assert (neither.kind, neither.succeeded) == (CallbackKind.UNKNOWN, False)
+
+
+def test_device_originated_sms_in_the_older_and_the_flat_form() -> None:
+    """The older documented form (no requestId, smsMessage as text) and the SDK's flat SMSMessage
+    (message + timestamp) are both SMS_RECEIVED; without requestId the request id is empty."""
+    older = {
+        "username": "u",
+        "password": "p",
+        "deviceIds": [{"id": "7022895555", "kind": "mdn"}],
+        "smsMessage": "status IP 10.226.22.2 RSSI -67",
+    }
+    event = parse_callback(older)
+    assert (event.kind, event.request_id, event.sms_text) == (
+        CallbackKind.SMS_RECEIVED,
+        "",
+        "status IP 10.226.22.2 RSSI -67",
+    )
+    assert event.device == DeviceId("mdn", "7022895555")
+    flat = {
+        "deviceIds": [{"id": "09623489171", "kind": "esn"}],
+        "message": "testmessage1",
+        "timestamp": "2016-01-01T12:29:49-08:00",
+    }
+    event = parse_callback(flat)
+    assert (event.kind, event.sms_text) == (CallbackKind.SMS_RECEIVED, "testmessage1")
+    assert event.event_time == datetime(2016, 1, 1, 20, 29, 49, tzinfo=UTC)
+    with_id = parse_callback({**flat, "requestId": REQUEST})
+    assert with_id.request_id == REQUEST and with_id.kind is CallbackKind.SMS_RECEIVED
+    with pytest.raises(InvalidCallback, match="deviceIds"):
+        parse_callback({"smsMessage": "hello"})
+
+
+def test_resume_comment_in_the_documented_us_form() -> None:
+    """ "Device will be auto resumed on - 3/15/2017 12:00:00 AM" gives the resume date when the
+    payload has no resumeDate."""
+    inner = {"comment": "Device will be auto resumed on - 3/15/2017 12:00:00 AM"}
+    event = parse_callback(envelope(deviceResponse={shapes.RESUME_TRACKING: inner}))
+    assert event.resume_date == datetime(2017, 3, 15, tzinfo=UTC)
+    assert parse_resume_comment("Device will be auto resumed on - 3/15/2017 1:30:00 PM") == datetime(
+        2017, 3, 15, 13, 30, tzinfo=UTC
+    )
+    assert parse_resume_comment("no date here") is None
+
+
+def test_absurd_callback_counts_are_kept_bounded() -> None:
+    """callbackCount 10^30 is a callback, not an error: the count is kept as the bound."""
+    event = parse_callback(envelope(callbackCount=10**30, maxCallbackThreshold=10**30))
+    assert event.callback_count == MAX_CALLBACK_COUNT
+    assert event.max_callback_threshold == MAX_CALLBACK_COUNT
 
 
 def test_unknown_keys_and_mixed_case_kinds_are_tolerated() -> None:
@@ -327,7 +389,7 @@ def test_parsing_does_not_modify_the_payload() -> None:
         ("text", "must be a JSON object"),
         ({}, "no requestId"),
         ({"requestId": "", "status": "Success"}, "no requestId"),
-        ({"requestId": 42, "status": "Success"}, "no requestId"),
+        ({"requestId": 42, "status": "Success"}, "requestId must be text"),
         ({"requestId": REQUEST}, "nothing says what happened"),
         ({"requestId": REQUEST, "status": "Success", "deviceIds": "iccid"}, "deviceIds must be a list"),
         ({"requestId": REQUEST, "status": "Success", "deviceIds": [{"kind": "iccid"}]}, r"deviceIds\[0\]"),
