@@ -14,7 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from bot.sandbox import actions, messaging, reachability, views
+from bot.sandbox import actions, messaging, mo_sms, reachability, views
 from bot.sandbox.callback_sender import API_PATH, Listener
 from bot.sandbox.control import control_routes
 from bot.sandbox.errors import (
@@ -86,6 +86,10 @@ class Call:
     params: dict[str, str]
     headers: dict[str, str]
     session: str = ""
+    #: the query string's parameters (first value of each)
+    query: dict[str, str] = field(default_factory=dict)
+    #: headers the handler wants on its answer (e.g. ``Location``)
+    answer_headers: dict[str, str] = field(default_factory=dict)
 
 
 Result = tuple[int, Any]
@@ -215,6 +219,22 @@ def _status_v2(sb: Sandbox, call: Call) -> Result:
     return 200, views.request_status_v2(sb.state, call.params["request"])
 
 
+def _mo_history(sb: Sandbox, call: Call) -> Result:
+    account = call.params["account"]
+    with sb.state.lock:
+        sb.state.check_account(account, required=True)
+        status, payload, token = mo_sms.history(sb.state, call.query.get("next"))
+    if token is not None:
+        call.answer_headers["Location"] = f"/sms/{account}/history?next={token}"
+    return status, payload
+
+
+def _mo_start_callbacks(sb: Sandbox, call: Call) -> Result:
+    with sb.state.lock:
+        sb.state.check_account(call.params["account"], required=True)
+        return 200, mo_sms.start_callbacks(sb.state)
+
+
 def _ok(fn: Callable[[Any, dict[str, Any]], Any]) -> Handler:
     def handler(sb: Sandbox, call: Call) -> Result:
         return 200, fn(sb.state, call.body)
@@ -254,12 +274,15 @@ _ROUTES: Final = [
         _paged(views.connection_history),
     ),
     _Route("POST", re.compile(r"/m2m/v1/devices/usage/actions/list"), _paged(views.usage_history)),
+    _Route("POST", re.compile(r"/m2m/v1/devices/history/actions/list"), _paged(views.provisioning_history)),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/list/imeiiccidmismatch"), _ok(views.mismatch_list)),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/suspend"), _action("suspend")),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/restore"), _action("restore")),
     _Route("POST", re.compile(r"/m2m/v1/sms"), _ok(actions.send_sms)),
     _Route("POST", re.compile(r"/m2m/v1/devices/nidd/message"), _ok(messaging.nidd_message)),
     _Route("POST", re.compile(r"/m2m/v1/devices/sms/history/actions/list"), _ok(messaging.sms_event_history)),
+    _Route("GET", re.compile(rf"/m2m/v1/sms/{_ACCOUNT}/history"), _mo_history),
+    _Route("PUT", re.compile(rf"/m2m/v1/sms/{_ACCOUNT}/startCallbacks"), _mo_start_callbacks),
     _Route("POST", re.compile(r"/m2m/v1/devices/actions/cancellocation"), _ok(actions.cancel_location)),
     _Route("POST", re.compile(rf"/m2m/v1/callbacks/{_ACCOUNT}"), _register),
     _Route("GET", re.compile(rf"/m2m/v1/callbacks/{_ACCOUNT}"), _list_listeners),
@@ -376,9 +399,10 @@ class _Api:
             if not isinstance(parsed, dict):
                 raise thingspace_error(REQUEST_INVALID_JSON, "The request body must be a JSON object.")
             body = parsed
-        call = Call(body, raw, params, headers, session)
+        query = {k: v[0] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()}
+        call = Call(body, raw, params, headers, session, query)
         status, payload = route.handler(self.sb, call)
-        return status, payload, None
+        return status, payload, call.answer_headers or None
 
 
 def build_app(sandbox: Sandbox) -> Starlette:

@@ -129,6 +129,7 @@ def apply_condition(device: Device, condition: str, anchor: datetime, *, spread:
     device.plan = device.type.plan
     device.actions = []
     device.suspensions = []
+    device.history = []
     device.resume_date = None
     device.imei = device.original_imei
     device.imei_change = None

@@ -7,6 +7,9 @@
                                              a bare id, or a label such as ``demo-hung``)
 ``POST /_sandbox/devices/{ref}/reachability``  ``{"reachable": true|false}``: flip reachability now
                                              (monitors call back; down also means not attached)
+``POST /_sandbox/devices/{ref}/sms``         ``{"text": "..."}``: the device sends an SMS (called back
+                                             to EnhancedConnectivityService, or queued for
+                                             ``GET /sms/{account}/history``): ``{"sent": how}``
 ``POST /_sandbox/devices/{ref}/condition``   ``{"condition": "hung"}``: put the line in a condition
                                              (see :mod:`bot.sandbox.conditions`)
 ``POST /_sandbox/devices/{ref}/replies``     ``{"sms": true, "nidd": false, "prefix": "OK ",
@@ -105,6 +108,19 @@ def control_routes(sb: Sandbox) -> list[BaseRoute]:
                 return _error('send {"reachable": true} or {"reachable": false}')
             sb.set_reachability(request.path_params["ref"], reachable)
             return _reply(sb.device(request.path_params["ref"]))
+        except LookupError as exc:
+            return _error(str(exc), 404)
+        except ValueError as exc:
+            return _error(str(exc))
+
+    async def sms(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            text = body.get("text")
+            if not isinstance(text, str):
+                return _error('send {"text": "..."}: what the device sends')
+            how = sb.device_sms(request.path_params["ref"], text)
+            return _reply({"sent": how})
         except LookupError as exc:
             return _error(str(exc), 404)
         except ValueError as exc:
@@ -235,6 +251,7 @@ def control_routes(sb: Sandbox) -> list[BaseRoute]:
         Route("/devices/{ref}/reachability", reachability, methods=["POST"]),
         Route("/devices/{ref}/condition", condition, methods=["POST"]),
         Route("/devices/{ref}/replies", replies, methods=["POST"]),
+        Route("/devices/{ref}/sms", sms, methods=["POST"]),
         Route("/requests", requests, methods=["GET"]),
         Route("/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/latency", latency, methods=["POST"]),

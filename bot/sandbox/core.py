@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from starlette.applications import Starlette
 
-from bot.sandbox import reachability
+from bot.sandbox import mo_sms, reachability
 from bot.sandbox.actions import release_deferred
 from bot.sandbox.activity import always_on, append_segment, last_activity, silent, status_at
 from bot.sandbox.auth import AuthState
@@ -22,7 +22,7 @@ from bot.sandbox.clock import Clock, ManualClock, iso
 from bot.sandbox.conditions import CONDITIONS, apply_condition, epoch, swap_imei
 from bot.sandbox.faults import Faults, RequestLog
 from bot.sandbox.fleet import DEMO_CONDITIONS, Device
-from bot.sandbox.rules import actions_today, resume_line, suspend_line
+from bot.sandbox.rules import actions_today, record_event, resume_line, suspend_line
 from bot.sandbox.state import SandboxConfig, SandboxState
 from bot.thingspace.shapes import (
     EXTERNAL_CHANGE,
@@ -227,6 +227,15 @@ class Sandbox:
             if "nidd" in body:
                 d.nidd_reply = setting if body["nidd"] else None
 
+    def device_sms(self, device_id_text: str, text: str) -> str:
+        """The device sends *text* (a device-originated SMS): called back to the
+        EnhancedConnectivityService listener, or queued for ``GET /sms/{account}/history``;
+        returns ``"callback"`` or ``"queued"``."""
+        if not isinstance(text, str) or not text or len(text) > 160:
+            raise ValueError("an SMS from a device is 1 to 160 characters of text")
+        with self.state.lock:
+            return mo_sms.device_sends(self.state, self.state.resolve_text(device_id_text), text)
+
     def set_condition(self, device_id_text: str, condition: str) -> None:
         """Put a device into one of :data:`bot.sandbox.conditions.CONDITIONS` as of now.
 
@@ -289,7 +298,7 @@ class Sandbox:
             elif service == EXTERNAL_PROVISIONING_CHANGES:
                 if change not in EXTERNAL_CHANGE_TYPES:
                     raise ValueError(f"change must be one of {', '.join(EXTERNAL_CHANGE_TYPES)}")
-                self._apply_external(d, change)
+                self._apply_external(d, change, by or "portal")
                 body = {
                     "changeType": change,
                     "state": d.state,
@@ -305,26 +314,28 @@ class Sandbox:
             self.state.emit([delivery])
             return str(delivery.payload["requestId"])
 
-    def _apply_external(self, d: Device, change: str) -> None:
+    def _apply_external(self, d: Device, change: str, by: str = "portal") -> None:
         now = self.clock()
         if change == "Suspend":
             if d.state != "active":
                 raise ValueError(f"{d.label} is {d.state}; only an active line can be suspended")
-            suspend_line(d, now)
+            suspend_line(d, now, by=by)
             self.state.schedule_suspension(d)
         elif change == "Resume":
             if d.state != "suspend":
                 raise ValueError(f"{d.label} is {d.state}; only a suspended line can be resumed")
-            resume_line(d, now)
+            resume_line(d, now, by=by)
         elif change == "Deactivate":
             d.state = "deactive"
             d.resume_date = None
             append_segment(d.timeline, epoch(now), silent(attached=False))
             d.actions.append(now)
+            record_event(d, now, "Deactivate", by)
         elif change == "Activate":
             d.state = "active"
             append_segment(d.timeline, epoch(now), d.healthy_mode())
             d.actions.append(now)
+            record_event(d, now, "Activate", by)
         else:  # ChangeMdn: a new number in the same area, the old one retired
             digits = int(d.mdn[3:]) + 1_000_003
             d.mdn = f"{d.mdn[:3]}{2_000_000 + digits % 8_000_000:07d}"

@@ -177,6 +177,8 @@ class Device:
     #: SMS delivered to and sent by the device: (epoch second, "MtSms" | "MoSms"), oldest first
     sms_log: list[tuple[int, str]] = field(default_factory=list)
     nidd_reply: tuple[str, float] | None = None
+    #: provisioning history after the activation: (when, eventType, eventBy), oldest first
+    history: list[tuple[datetime, str, str]] = field(default_factory=list)
 
     @property
     def msisdn(self) -> str:

@@ -18,12 +18,14 @@ from bot.sandbox.activity import append_segment, silent
 from bot.sandbox.fleet import Device
 
 __all__ = [
+    "API_USER",
     "DAILY_ACTIONS",
     "MAX_CONTINUOUS_DAYS",
     "MAX_DAYS_PER_YEAR",
     "RESUME_NOTICE",
     "actions_today",
     "add_past_suspension",
+    "record_event",
     "resume_line",
     "suspend_line",
     "suspended_days_continuous",
@@ -82,9 +84,22 @@ def add_past_suspension(device: Device, start: datetime, end: datetime) -> None:
     while at > 0 and (device.suspensions[at - 1][0] or start) > start:
         at -= 1
     device.suspensions.insert(at, [start, end])
+    record_event(device, start, "Suspend", API_USER)
+    record_event(device, end, "Restore", API_USER)
 
 
-def suspend_line(device: Device, at: datetime, *, count_action: bool = True) -> datetime:
+#: who the sandbox's provisioning history names for changes made through its API
+API_USER = "sandbox-user"
+
+
+def record_event(device: Device, at: datetime, event_type: str, by: str) -> None:
+    """Add one provisioning-history event (``POST /devices/history/actions/list``)."""
+    device.history.append((at, event_type, by))
+    if len(device.history) > 1 and device.history[-2][0] > at:
+        device.history.sort(key=lambda event: event[0])
+
+
+def suspend_line(device: Device, at: datetime, *, count_action: bool = True, by: str = API_USER) -> datetime:
     """Suspend now; returns the auto-resume date. The caller has checked the rules."""
     allowance = suspension_allowance(device, at)
     device.suspensions.append([at, None])
@@ -93,10 +108,11 @@ def suspend_line(device: Device, at: datetime, *, count_action: bool = True) -> 
     append_segment(device.timeline, int(at.timestamp()), silent(attached=False))
     if count_action:
         device.actions.append(at)
+    record_event(device, at, "Suspend", by)
     return device.resume_date
 
 
-def resume_line(device: Device, at: datetime, *, count_action: bool = True) -> None:
+def resume_line(device: Device, at: datetime, *, count_action: bool = True, by: str = API_USER) -> None:
     """Back to ``active`` with the device's normal behaviour."""
     if device.suspensions and device.suspensions[-1][1] is None:
         device.suspensions[-1][1] = at
@@ -105,3 +121,4 @@ def resume_line(device: Device, at: datetime, *, count_action: bool = True) -> N
     append_segment(device.timeline, int(at.timestamp()), device.healthy_mode())
     if count_action:
         device.actions.append(at)
+    record_event(device, at, "Restore", by)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,6 +127,10 @@ class SandboxState:
                     self.groups[group].append(device)
             self.by_created = sorted(self.devices, key=lambda d: d.created)
             self.requests: dict[str, AsyncRequest] = {}
+            # device-originated SMS waiting for GET /sms/{account}/history (bot.sandbox.mo_sms)
+            self.mo_queue: deque[dict[str, Any]] = deque()
+            self.mo_blocks: dict[str, int] = {}
+            self.mo_next_token = 0
             self.deferred: dict[int, list[Callable[[], None]]] = defaultdict(list)
             self.cancel_buckets: dict[int, int] = {}
             self.reach_due: dict[int, int] = {}
@@ -338,7 +342,7 @@ class SandboxState:
     def _auto_resume(self, device: Device, resume: datetime) -> None:
         if device.state != "suspend" or device.resume_date != resume:
             return
-        resume_line(device, resume, count_action=False)
+        resume_line(device, resume, count_action=False, by="auto-resume")
         change = {
             "changeType": "Resume",
             "state": "active",

@@ -71,6 +71,7 @@ __all__ = [
     "list_devices",
     "mismatch_list",
     "parse_time",
+    "provisioning_history",
     "request_status_v1",
     "request_status_v2",
     "usage_history",
@@ -390,6 +391,33 @@ def connection_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, 
             for moment, event, volume in events[:MAX_HISTORY]
         ]
         return (202 if more else 200), {"connectionHistory": history, "hasMoreData": more}
+
+
+def provisioning_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /devices/history/actions/list`` (SDK ``DeviceProvisioningHistoryListRequest`` ->
+    ``DeviceProvisioningHistoryListResult``): the activation and every suspend, restore,
+    deactivate and activate since, oldest first, at most 500 per answer (202 + ``hasMoreData``)."""
+    with state.lock:
+        device = _available(_one_device(state, body.get("deviceId"), "deviceId"))
+        earliest, latest = _window(body)
+        now = state.clock()
+        events = [(device.activated, "Activate", device.activated_by), *device.history]
+        chosen = [e for e in events if earliest <= e[0] <= min(latest, now)]
+        more = len(chosen) > MAX_HISTORY
+        history = [
+            {
+                "occurredAt": iso(at),
+                "status": "Success",
+                "eventBy": by,
+                "eventType": event_type,
+                "mdn": device.mdn,
+                "msisdn": device.msisdn,
+                "servicePlan": device.plan,
+                "extendedAttributes": [],
+            }
+            for at, event_type, by in chosen[:MAX_HISTORY]
+        ]
+        return (202 if more else 200), {"hasMoreData": more, "provisioningHistory": history}
 
 
 def usage_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

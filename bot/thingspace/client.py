@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, cast
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -62,6 +63,7 @@ from bot.thingspace.models import (
     DevicePage,
     Diagnostics,
     ImeiIccidMismatch,
+    MoSms,
     ProvisioningEvent,
     RequestAccepted,
     RequestStatus,
@@ -190,6 +192,12 @@ class ThingSpaceClient:
 
     def _call(self, operation: str, method: str, path: str, *, body: Any = None, read: bool) -> Any:
         """Send one operation; return the decoded JSON body (``None`` for an empty body)."""
+        return self._exchange(operation, method, path, body=body, read=read)[0]
+
+    def _exchange(
+        self, operation: str, method: str, path: str, *, body: Any = None, read: bool
+    ) -> tuple[Any, httpx.Response]:
+        """Send one operation; return the decoded JSON body and the (read) response."""
         started = time.monotonic()
         error: str | None = None
         try:
@@ -205,7 +213,7 @@ class ThingSpaceClient:
             if self._observer is not None:
                 self._observer(operation, elapsed, error)
 
-    def _call_with_retries(self, method: str, path: str, body: Any, read: bool) -> Any:
+    def _call_with_retries(self, method: str, path: str, body: Any, read: bool) -> tuple[Any, httpx.Response]:
         attempts = 1 + (self._retries if read else 0)
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
@@ -224,9 +232,9 @@ class ThingSpaceClient:
             if not 200 <= status < 300:
                 raise error_from_response(response)
             if not content.strip():
-                return None
+                return None, response
             try:
-                return response.json()
+                return response.json(), response
             except ValueError:
                 raise UnexpectedResponse("the answer is not JSON", status=status, path=path) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -437,9 +445,15 @@ class ThingSpaceClient:
     def provisioning_history(
         self, device_id: DeviceId, earliest: datetime, latest: datetime
     ) -> Iterator[ProvisioningEvent]:
-        """The line's provisioning events, oldest first, over as many 500-record pages as needed:
-        ``POST /m2m/v1/devices/history/actions/list`` (SDK ``DeviceProvisioningHistoryListRequest``
-        -> ``DeviceProvisioningHistoryListResult.provisioningHistory``)."""
+        """The line's provisioning events (activate, suspend, restore, deactivate, move) between
+        *earliest* and *latest*, oldest first, over as many 500-record pages as needed.
+
+        ``POST /m2m/v1/devices/history/actions/list`` with ``{deviceId, earliest, latest}``
+        (SDK ``DeviceProvisioningHistoryListRequest`` -> ``DeviceProvisioningHistoryListResult``);
+        synchronous, 202 + ``hasMoreData`` while more follow. Each :class:`ProvisioningEvent` says
+        when (``occurred_at``), what (``action``, ``event_type``), how it ended (``status``,
+        ``failed``) and who (``event_by``).
+        """
         _check_window(earliest, latest)
         yield from self._history(
             "provisioning_history",
@@ -451,6 +465,39 @@ class ThingSpaceClient:
             parse=ProvisioningEvent.from_wire,
             when=lambda e: e.occurred_at,
         )
+
+    def mo_sms_pages(self) -> Iterator[list[MoSms]]:
+        """Blocks of device-originated SMS waiting at ThingSpace, oldest first (up to 100 each).
+
+        ``GET /m2m/v1/sms/{account}/history`` (SDK ``SMSMessagesQueryResult`` of ``SMSMessage``
+        ``{deviceIds, message, timestamp}``). While more wait ThingSpace answers 202 with
+        ``Location: /sms/{account}/history?next={token}``; asking for the next block with that
+        token *acknowledges* the previous one, which is then gone from ThingSpace. So store each
+        block durably before pulling the next: stop iterating (or crash) before that and the same
+        block comes again next time. Messages may arrive out of order.
+        """
+        path = f"/m2m/v1/sms/{self.account}/history"
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            target = path if token is None else f"{path}?next={token}"
+            data, response = self._exchange("mo_sms", "GET", target, read=True)
+            obj = self._object(data if data is not None else {"messages": []}, path)
+            yield [MoSms.from_wire(m) for m in obj.get("messages") or [] if isinstance(m, dict)]
+            token = _next_token(response.headers.get("location", ""))
+            if response.status_code != 202 and obj.get("hasMoreData") is not True:
+                return
+            if token is None or token in seen:
+                raise UnexpectedResponse(
+                    "the SMS inbox says more messages wait but gives no new next token", status=202, path=path
+                )
+            seen.add(token)
+
+    def mo_sms(self) -> Iterator[MoSms]:
+        """Every device-originated SMS waiting at ThingSpace (:meth:`mo_sms_pages`, flattened).
+        A block is acknowledged when the iteration moves past it."""
+        for page in self.mo_sms_pages():
+            yield from page
 
     def _history(
         self,
@@ -766,6 +813,13 @@ class ThingSpaceClient:
         if not isinstance(data, dict):
             raise UnexpectedResponse("the answer is not a JSON object", status=200, path=path)
         return data
+
+
+def _next_token(location: str) -> str | None:
+    """The ``next`` token of a ``Location: /sms/{account}/history?next={token}`` header."""
+    values = parse_qs(urlsplit(location).query).get("next") or []
+    token = values[0].strip() if values else ""
+    return token if token and token.isalnum() else None
 
 
 def _device_number(device: Device) -> int | None:

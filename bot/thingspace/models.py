@@ -28,6 +28,7 @@ __all__ = [
     "DevicePage",
     "Diagnostics",
     "ImeiIccidMismatch",
+    "MoSms",
     "ProvisioningEvent",
     "RequestAccepted",
     "RequestStatus",
@@ -422,16 +423,38 @@ class UsageRecord:
         return _int(self.extended_attributes.get(shapes.USAGE_INTERNATIONAL_SMS))
 
 
+#: provisioning-history ``eventType`` (SDK ``ProvisioningHistory``: "Activate, Suspend, Restore,
+#: Deactivate, Device Move") -> the bot's word for it; other spellings are kept lower-cased
+_EVENT_TYPES: Final = {
+    "activate": "activate",
+    "activation": "activate",
+    "suspend": "suspend",
+    "restore": "restore",
+    "resume": "restore",
+    "deactivate": "deactivate",
+    "deactivation": "deactivate",
+    "device move": "move",
+    "devicemove": "move",
+}
+
+
 @dataclass(frozen=True)
 class ProvisioningEvent:
-    """One provisioning-history record (SDK ``ProvisioningHistory``: ``occurredAt``, ``status``,
-    ``eventBy``, ``eventType``, ``mdn``, ``msisdn``, ``servicePlan``, ``extendedAttributes``)."""
+    """One provisioning-history record (SDK ``ProvisioningHistory``).
+
+    ``action`` is ``activate``, ``suspend``, ``restore``, ``deactivate``, ``move`` (or the
+    ``eventType`` lower-cased when it is none of those); ``failed`` is true when ``status`` says
+    the event failed (its values are not documented: see ``shapes.HISTORY_FAILED_STATUSES``).
+    """
 
     occurred_at: datetime | None
     event_type: str
     status: str
     event_by: str = ""
+    mdn: str = ""
+    msisdn: str = ""
     service_plan: str = ""
+    extended_attributes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_wire(cls, data: object) -> ProvisioningEvent:
@@ -441,7 +464,43 @@ class ProvisioningEvent:
             event_type=_str(obj.get("eventType")).strip(),
             status=_str(obj.get("status")).strip(),
             event_by=_str(obj.get("eventBy")),
+            mdn=_str(obj.get("mdn")),
+            msisdn=_str(obj.get("msisdn")),
             service_plan=_str(obj.get("servicePlan")),
+            extended_attributes=_key_values(obj.get("extendedAttributes")),
+        )
+
+    @property
+    def action(self) -> str:
+        text = " ".join(self.event_type.lower().replace("_", " ").split())
+        return _EVENT_TYPES.get(text) or _EVENT_TYPES.get(text.replace(" ", "")) or text
+
+    @property
+    def failed(self) -> bool:
+        return self.status.strip().lower() in shapes.HISTORY_FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class MoSms:
+    """One device-originated SMS from ``GET /sms/{account}/history`` (SDK ``SMSMessage``).
+    ``wire`` is the message object exactly as it came (what the inbox stores)."""
+
+    device_ids: tuple[DeviceId, ...]
+    text: str
+    timestamp: datetime | None
+    wire: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: object) -> MoSms:
+        obj = _object(data, "SMS message")
+        ids = obj.get("deviceIds")
+        if isinstance(ids, dict):
+            ids = [ids]
+        return cls(
+            device_ids=device_ids_from_wire(ids),
+            text=_str(obj.get("message")),
+            timestamp=parse_datetime(obj.get("timestamp")),
+            wire=dict(obj),
         )
 
 

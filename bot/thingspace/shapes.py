@@ -154,3 +154,9 @@ SERVICE_GUESSES: Final = (
 )
 #: Every label the unrecognised-callback metric may carry (bounded label values).
 GUESSED_SERVICES: Final = (*CONSUMED_SERVICES, "NiddService", "unknown")
+
+# -- proposed: provisioning history (SDK ProvisioningHistory) ---------------------------------------
+#: ``status`` of a provisioning-history event: the SDK says only "the success or failure of the
+#: provisioning event". These spellings count as failed (an event that failed changed nothing and
+#: is not counted against the line's daily actions); anything else counts as done.
+HISTORY_FAILED_STATUSES: Final = frozenset({"failed", "failure", "fail", "error", "rejected"})

@@ -343,7 +343,11 @@ def test_mismatch_list_and_account_info() -> None:
     """The IMEI change shows in the mismatch report; account info lists the plans with their sizes."""
     with running_sandbox() as (sandbox, url, _clock), Api(url) as api:
         swapped = sandbox.device("demo-imei-mismatch")
-        report = api.post("/m2m/v1/devices/actions/list/imeiiccidmismatch", {"accountName": ACCOUNT}).json()
+        path = "/m2m/v1/devices/actions/list/imeiiccidmismatch"
+        refused = api.post(path, {"accountName": ACCOUNT})  # the SDK makes filter required
+        assert refused.status_code == 400 and "filter" in refused.json()["errorMessage"]
+        window = {"earliest": "2020-01-01T00:00:00Z", "latest": "2030-01-01T00:00:00Z"}
+        report = api.post(path, {"accountName": ACCOUNT, "filter": window}).json()
         row = next(r for r in report["devices"] if r["iccid"] == swapped["ids"]["iccid"])
         assert row["postImei"] == swapped["ids"]["imei"] and row["preImei"] != row["postImei"]
         assert set(row) == {
@@ -427,7 +431,11 @@ def test_imei_changed_line_takes_its_new_imei_once_listed_and_is_not_reported() 
         assert {"id": new, "kind": "imei"} in again["devices"][0]["deviceIds"]
         _, by_new = _page(api, {"deviceId": {"id": new, "kind": "imei"}})
         assert by_new["devices"] and not _page(api, {"deviceId": {"id": old, "kind": "imei"}})[1]["devices"]
-        report = api.post("/m2m/v1/devices/actions/list/imeiiccidmismatch", {"accountName": ACCOUNT}).json()
+        path = "/m2m/v1/devices/actions/list/imeiiccidmismatch"
+        refused = api.post(path, {"accountName": ACCOUNT})  # the SDK makes filter required
+        assert refused.status_code == 400 and "filter" in refused.json()["errorMessage"]
+        window = {"earliest": "2020-01-01T00:00:00Z", "latest": "2030-01-01T00:00:00Z"}
+        report = api.post(path, {"accountName": ACCOUNT, "filter": window}).json()
         assert line.iccid not in {r["iccid"] for r in report["devices"]}
 
 
@@ -456,7 +464,11 @@ def test_diag_unavailable_line_answers_500_to_its_per_line_reads() -> None:
         assert status == 200 and len(page["devices"]) == 1
         mismatches = api.post(
             "/m2m/v1/devices/actions/list/imeiiccidmismatch",
-            {"accountName": ACCOUNT, "devices": [{"deviceIds": [device]}]},
+            {
+                "accountName": ACCOUNT,
+                "devices": [{"deviceIds": [device]}],
+                "filter": {"earliest": "2020-01-01T00:00:00Z", "latest": "2030-01-01T00:00:00Z"},
+            },
         )
         assert mismatches.status_code == 200
         assert api.diagnostics(sandbox.demo_devices()["healthy"]["iccid"])

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bot.sandbox.rules import add_past_suspension
 from bot.serving import ServerThread
 from bot.thingspace import (
     CallbackKind,
@@ -972,3 +973,89 @@ def test_production_base_url_keeps_its_api_prefix() -> None:
         "https://thingspace.verizon.com/api/m2m/v1/session/login",
         "https://thingspace.verizon.com/api/m2m/v1/devices/extendeddiagnostics/actions/list",
     ]
+
+
+HISTORY_PATH = "/m2m/v1/devices/history/actions/list"
+
+
+def test_provisioning_history_reads_every_page_oldest_first(fresh: Running) -> None:
+    """A line with 300 past suspensions has 601 events: two pages (202 + hasMoreData, then 200),
+    every event once, oldest first, with the SDK's fields."""
+    device_id = demo(fresh, "healthy")
+    sandbox = fresh.sandbox
+    with sandbox.state.lock:
+        line = sandbox.state.resolve_text(f"iccid:{device_id.id}")
+        start = line.activated + timedelta(days=1)
+        for i in range(300):
+            begin = start + timedelta(hours=2 * i)
+            add_past_suspension(line, begin, begin + timedelta(hours=1))
+    before = fresh.count(HISTORY_PATH)
+    now = datetime.now(UTC) + timedelta(days=3650)
+    with client_for(fresh.url) as client:
+        events = list(client.provisioning_history(device_id, line.activated - timedelta(days=1), now))
+    assert fresh.count(HISTORY_PATH) - before == 2
+    assert len(events) == 601
+    assert events[0].action == "activate" and events[0].event_by == line.activated_by
+    assert [e.action for e in events[1:5]] == ["suspend", "restore", "suspend", "restore"]
+    times = [e.occurred_at for e in events]
+    assert times == sorted(times)  # type: ignore[type-var]
+    assert all(e.status == "Success" and not e.failed and e.mdn == line.mdn for e in events)
+
+
+def test_provisioning_history_records_what_the_api_did(fresh: Running) -> None:
+    """A suspend through the API and an external restore show as events with who did them."""
+    device_id = demo(fresh, "healthy")
+    with client_for(fresh.url) as client:
+        client.suspend([device_id])
+        fresh.sandbox.wait_for_callbacks(5)
+        fresh.sandbox.notify(
+            shapes.EXTERNAL_PROVISIONING_CHANGES, f"iccid:{device_id.id}", change="Resume", by="ops@portal"
+        )
+        now = fresh.sandbox.clock()
+        events = list(
+            client.provisioning_history(device_id, now - timedelta(hours=1), now + timedelta(minutes=1))
+        )
+    assert [(e.action, e.event_by) for e in events] == [
+        ("suspend", "sandbox-user"),
+        ("restore", "ops@portal"),
+    ]
+
+
+def test_provisioning_event_model_is_tolerant() -> None:
+    """Event types in other spellings, failed statuses and missing fields parse."""
+    move = models.ProvisioningEvent.from_wire({"eventType": "Device Move", "status": "Failed"})
+    assert (move.action, move.failed, move.occurred_at) == ("move", True, None)
+    odd = models.ProvisioningEvent.from_wire({"eventType": "ChangeMdn", "status": "Success"})
+    assert (odd.action, odd.failed) == ("changemdn", False)
+
+
+def test_mo_sms_inbox_pages_and_acknowledges(fresh: Running) -> None:
+    """250 queued device SMS come in blocks of 100, 100 and 50; a block is gone from ThingSpace
+    only once the next one is asked for with its token, so a reader that stops early gets the
+    same block again."""
+    ref = f"iccid:{demo(fresh, 'healthy').id}"
+    for i in range(250):
+        assert fresh.sandbox.device_sms(ref, f"reading {i}") == "queued"
+    with client_for(fresh.url) as client:
+        first = next(iter(client.mo_sms_pages()))
+        again = next(iter(client.mo_sms_pages()))
+        assert [m.text for m in first] == [m.text for m in again] == [f"reading {i}" for i in range(100)]
+        pages = list(client.mo_sms_pages())
+        assert [len(p) for p in pages] == [100, 100, 50]
+        assert list(client.mo_sms()) == []
+    texts = [m.text for page in pages for m in page]
+    assert texts == [f"reading {i}" for i in range(250)]
+    message = pages[0][0]
+    assert message.device_ids[0] == DeviceId("iccid", ref.split(":")[1])
+    assert message.timestamp is not None and message.wire["message"] == "reading 0"
+
+
+def test_mo_sms_goes_to_the_listener_when_one_is_registered(fresh: Running) -> None:
+    """With an EnhancedConnectivityService listener the device's SMS is called back, not queued;
+    what was queued before stays queued (ThingSpace never sends it on its own)."""
+    ref = f"iccid:{demo(fresh, 'healthy').id}"
+    assert fresh.sandbox.device_sms(ref, "queued first") == "queued"
+    with client_for(fresh.url) as client:
+        client.register_callback(shapes.ENHANCED_CONNECTIVITY_SERVICE, "http://127.0.0.1:9/cb")
+        assert fresh.sandbox.device_sms(ref, "pushed") == "callback"
+        assert [m.text for m in client.mo_sms()] == ["queued first"]
