@@ -54,6 +54,7 @@ __all__ = [
     "claim_received",
     "count_by_state",
     "depth",
+    "due_rechecks",
     "get",
     "has_received",
     "insert_many",
@@ -342,6 +343,20 @@ class Recheck:
     checks: int
     first_checked_at: float
     next_check_at: float
+
+
+def due_rechecks(db: Database, *, first_after: float, now: float, limit: int = 200) -> list[str]:
+    """Open requests whose next question is due: first *first_after* seconds after they were
+    made, then when :func:`schedule_recheck` said; oldest first."""
+    rows = db.execute(
+        """
+        SELECT r.request_id FROM ts_requests r LEFT JOIN request_rechecks c USING (request_id)
+        WHERE r.state = 'accepted' AND coalesce(c.next_check_at, r.created_at + ?) <= ?
+        ORDER BY coalesce(c.next_check_at, r.created_at + ?) LIMIT ?
+        """,
+        [first_after, now, first_after, limit],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def recheck_of(db: Database, request_id: str) -> Recheck | None:

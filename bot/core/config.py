@@ -62,6 +62,11 @@ REQUIRED_TO_SERVE = (
     "THINGSPACE_PASSWORD",
     "THINGSPACE_ACCOUNT",
 )
+#: ``[thingspace] results``: ThingSpace calls back, or the bot asks
+RESULT_MODES = ("callbacks", "poll")
+#: With results polled, the first question about a new request comes this soon
+POLL_FIRST_ASK = timedelta(seconds=5)
+
 #: Log levels ``TSBOT_LOG_LEVEL`` accepts.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -141,8 +146,14 @@ class Settings:
     confirm_ttl: timedelta = timedelta(minutes=5)
     #: [limits] approval_ttl: how long an approval card waits for a second person
     approval_ttl: timedelta = timedelta(hours=1)
-    #: [limits] no_result_after: when an accepted request with no callback is reported
+    #: [limits] no_result_after: when an accepted request with no result is said to have none yet
+    #: (and, if ThingSpace cannot be asked about it, reported as "no result")
     no_result_after: timedelta = timedelta(minutes=30)
+    #: [thingspace] reconcile_after: a request callbacks have not settled by then is asked about
+    reconcile_after: timedelta = timedelta(seconds=60)
+    #: [thingspace] results: "callbacks" (ThingSpace calls TSBOT_PUBLIC_URL back) or "poll" (the
+    #: bot asks; no inbound endpoint). Poll is also used whenever TSBOT_PUBLIC_URL is empty.
+    results: str = "callbacks"
     #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
     directory_sync_every: timedelta = timedelta(hours=1)
     #: [sms] reboot_text: the text the "Send reboot SMS" button sends
@@ -225,6 +236,18 @@ class Settings:
                     f"TSBOT_CALLBACK_ALLOWED_IPS: {entry!r} is not an IP address or network (e.g. 3.87.163.45 or 10.0.0.0/8)"
                 ) from None
         return networks
+
+    @property
+    def poll_results(self) -> bool:
+        """Whether results come by asking ThingSpace (no callback listener): ``[thingspace]
+        results = "poll"`` or an empty ``TSBOT_PUBLIC_URL``."""
+        return self.results == "poll" or not self.public_url.strip()
+
+    @property
+    def first_reconcile(self) -> timedelta:
+        """How long after ThingSpace accepted a request it is first asked about: about 5 s when
+        results are polled, ``reconcile_after`` otherwise."""
+        return min(self.reconcile_after, POLL_FIRST_ASK) if self.poll_results else self.reconcile_after
 
     def thingspace_login(self) -> ThingSpaceLogin:
         """The ``THINGSPACE_*`` settings as :class:`ThingSpaceLogin` (base URL, credentials, account)."""
@@ -382,6 +405,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         "audit",
         "scheduler",
         "socket_mode",
+        "thingspace",
     }
     for name in known_tables & set(data):
         if not isinstance(data[name], Mapping):
@@ -476,6 +500,17 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     scheduler = data.get("scheduler", {})
     if "lease_ttl" in scheduler:
         out["scheduler_lease_ttl"] = _at_least(scheduler, "lease_ttl", "scheduler", timedelta(seconds=3))
+
+    thingspace = data.get("thingspace", {})
+    if "reconcile_after" in thingspace:
+        out["reconcile_after"] = _at_least(thingspace, "reconcile_after", "thingspace", timedelta(seconds=1))
+    if "results" in thingspace:
+        if thingspace["results"] not in RESULT_MODES:
+            raise ConfigError(
+                f"{source}: [thingspace] results must be one of {', '.join(RESULT_MODES)}, "
+                f"not {thingspace['results']!r}"
+            )
+        out["results"] = thingspace["results"]
 
     socket_mode = data.get("socket_mode", {})
     if "stale_after" in socket_mode:

@@ -1,40 +1,48 @@
-"""Requests nobody answered: the "no result after 30 min" job, and inbox retention.
+"""Reconciliation: every request ThingSpace accepted is followed until each device has an outcome.
 
-:func:`check_unanswered` (every minute) takes the requests still ``accepted`` after
-``no_result_after`` ([limits] no_result_after, default 30 min):
+Callbacks usually settle a request. One they have not settled within ``[thingspace]
+reconcile_after`` (60 s; about 5 s when results are polled, see :attr:`Settings.poll_results`)
+is asked about with ThingSpace's request status — v2 with its per-device sub-requests, v1 for a
+single-device suspend or resume when v2 does not know the request — again after 1, 2, 5, 10 and
+30 minutes, then hourly, up to :data:`WINDOW` (cancel location: :data:`CANCEL_LOCATION_WINDOW`,
+as ThingSpace queues those up to a day). What a ``Success``/``Failed`` means per operation is a
+proposal, spelled in ``bot.thingspace.shapes.REQUEST_STATUS_OUTCOMES``.
 
-* a single-device suspend or resume is looked up with ThingSpace's request status (v1 knows only
-  single-device provisioning requests: Verizon "Get Request Status", SDK
-  ``AsynchronousRequestResult``): ``Success``/``Failed`` settle the
-  device as if the callback had come (said so in the thread). ``Pending`` is said in the thread
-  ("still pending at ThingSpace; I will look again") and the request is looked up again every
-  ``no_result_after``, at most :data:`PENDING_RECHECKS` more times (the thread's message is
-  updated in place each time). A re-check that finds ``Success``/``Failed`` settles the device
-  (a callback ThingSpace dropped, say); one still ``Pending`` after the last re-check ends like a
-  request without callback: "no result after 2 h" with a Retry button. A lookup that fails
-  during the re-checks counts as one more re-check;
-* everything else — and a lookup that fails — marks the devices still ``pending`` as
-  ``no-result`` and says so: a thread reply for one device, the final summary (with those devices
-  under "no result after 30 min" and a Retry failed button) for many;
-* cancel location is queued by ThingSpace for up to 24 h, so it is checked only after a day.
+A device settled this way is reported exactly as from a callback — a thread reply for one
+device, the progress message and summary for many, the directory, an audit row — marked "from
+ThingSpace's request status". Callbacks and status answers are deduplicated against each other:
+each device's outcome is told once (:func:`bot.core.outcome_status.supersedes`).
 
-A request is reported once (its state becomes ``checked``); until then it stays ``accepted``, and
-``storage.inbox`` remembers its re-checks. A callback that arrives later still lands in the thread
-and replaces the "no result". The ThingSpace call happens outside any write transaction.
+While devices are still pending after ``no_result_after`` (30 min) the thread says so once ("I
+keep asking"), updated in place at each later question. At the end of the window they are
+reported as "no result". A request ThingSpace cannot give a status for (it answers 4xx for v2 and
+v1 does not apply) is reported as "no result" at ``no_result_after``, as before reconciliation.
+A request is reported once (its state becomes ``checked`` or ``completed``); a callback that
+arrives later still lands in the thread and replaces the "no result". The ThingSpace call happens
+outside any write transaction.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from bot.core import outcome_status as outcomes
 from bot.core.durations import format_duration
 from bot.inbox.worker import post_result, render_progress
 from bot.render import blocks, results
 from bot.scheduler.tasks import ScheduledTask
-from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace import shapes
+from bot.thingspace.errors import (
+    RateLimited,
+    ServerError,
+    ThingSpaceAuthError,
+    ThingSpaceError,
+    ThingSpaceResponseError,
+    UnexpectedResponse,
+)
+from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import RequestStatus
 from commands.context import Deps
 from storage import directory, inbox, outbox, request_devices, requests
@@ -44,9 +52,10 @@ from storage.db import write
 from storage.requests import TrackedRequest
 
 __all__ = [
-    "CANCEL_LOCATION_WAIT",
+    "BACKOFF",
+    "CANCEL_LOCATION_WINDOW",
     "INBOX_RETENTION",
-    "PENDING_RECHECKS",
+    "WINDOW",
     "check_unanswered",
     "purge_inbox_task",
     "scheduled_tasks",
@@ -54,47 +63,79 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a request is asked about before its silent devices are reported as "no result".
+WINDOW: Final = timedelta(hours=24)
 #: ThingSpace processes queued cancel-location requests within 24 h (Verizon: "Cancel Location":
 #: a platform-wide cap of 40 requests an hour; the excess is queued for up to a day).
-CANCEL_LOCATION_WAIT = timedelta(hours=25)
+CANCEL_LOCATION_WINDOW: Final = timedelta(hours=25)
+#: The waits between two questions about one request; the last one repeats.
+BACKOFF: Final = (
+    timedelta(minutes=1),
+    timedelta(minutes=2),
+    timedelta(minutes=5),
+    timedelta(minutes=10),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+)
 #: Processed callbacks are kept this long (replay, audit questions), then deleted.
-INBOX_RETENTION = timedelta(days=30)
-#: How many more times a request ThingSpace still lists as Pending is looked up (each after a
-#: further ``no_result_after``) before it is reported as "no result".
-PENDING_RECHECKS = 3
-_STATUS_LOOKUP_VERBS = ("suspend", "resume")
+INBOX_RETENTION: Final = timedelta(days=30)
+#: statuses of a device that has no final outcome yet
+_OPEN: Final = (outcomes.PENDING, outcomes.SENT, outcomes.REGISTERED)
+#: most requests asked about in one run (the rest wait for the next run, seconds later)
+_BATCH: Final = 200
+_SINGLE_DEVICE_V1: Final = ("suspend", "resume")
 
 
 def _iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
 
 
+def _window(tracked: TrackedRequest) -> timedelta:
+    return CANCEL_LOCATION_WINDOW if tracked.verb == "cancel-location" else WINDOW
+
+
+def _definitive(exc: ThingSpaceError) -> bool:
+    """A 4xx that says ThingSpace cannot give this request's status (not a passing failure)."""
+    return isinstance(exc, ThingSpaceResponseError) and not isinstance(
+        exc, ServerError | RateLimited | ThingSpaceAuthError | UnexpectedResponse
+    )
+
+
+def _ask(deps: Deps, tracked: TrackedRequest) -> tuple[RequestStatus | None, str, bool]:
+    """(the status, the error's class name, whether ThingSpace cannot tell at all)."""
+    try:
+        return deps.thingspace.request_status(tracked.request_id, detailed=True), "", False
+    except ThingSpaceError as exc:
+        if not _definitive(exc):
+            log.warning("request status of %s could not be read: %s", tracked.request_id, type(exc).__name__)
+            return None, type(exc).__name__, False
+        first = type(exc).__name__
+    if tracked.device_count == 1 and tracked.verb in _SINGLE_DEVICE_V1:
+        try:
+            return deps.thingspace.request_status(tracked.request_id), "", False
+        except ThingSpaceError as exc:
+            return None, type(exc).__name__, _definitive(exc)
+    return None, first, True
+
+
 def check_unanswered(deps: Deps, now: float | None = None) -> int:
-    """Report the requests without a result after ``no_result_after``; returns how many."""
+    """Ask ThingSpace about the requests whose turn it is; returns how many were handled."""
     now = deps.clock() if now is None else now
-    settings = deps.settings
     db = deps.db()
-    cutoff = now - settings.no_result_after.total_seconds()
+    first = deps.settings.first_reconcile.total_seconds()
     handled = 0
-    for tracked in requests.open_requests(db, older_than=cutoff):
-        if (
-            tracked.verb == "cancel-location"
-            and tracked.created_at > now - CANCEL_LOCATION_WAIT.total_seconds()
-        ):
+    for request_id in inbox.due_rechecks(db, first_after=first, now=now, limit=_BATCH):
+        tracked = requests.get_request(db, request_id)
+        if tracked is None or tracked.state != "accepted":
             continue
-        recheck = inbox.recheck_of(db, tracked.request_id)
-        if recheck is not None and recheck.next_check_at > now:
-            continue  # still pending at ThingSpace when last asked: not time to ask again
-        remote: RequestStatus | None = None
-        lookup_error = ""
-        if tracked.verb in _STATUS_LOOKUP_VERBS and tracked.device_count == 1:
-            try:
-                remote = deps.thingspace.request_status(tracked.request_id)
-            except ThingSpaceError as exc:
-                lookup_error = type(exc).__name__
-                log.warning("request status of %s could not be read: %s", tracked.request_id, lookup_error)
+        if not request_devices.devices_with_status(db, request_id, list(_OPEN)):
+            with write(db):
+                requests.set_request_state(db, request_id, "completed", now=now)
+                inbox.settle_recheck(db, request_id)
+            continue
+        remote, error, unsupported = _ask(deps, tracked)
         with write(db):
-            if _settle(deps, db, tracked.request_id, remote, lookup_error, now):
+            if _apply(deps, db, request_id, remote, error, unsupported, now):
                 handled += 1
         AuditLog(db).anchor()
     if handled:
@@ -102,82 +143,104 @@ def check_unanswered(deps: Deps, now: float | None = None) -> int:
     return handled
 
 
-def _settle(
-    deps: Deps, db: Any, request_id: str, remote: RequestStatus | None, lookup_error: str, now: float
+def _match(db: Any, ids: tuple[DeviceId, ...], open_keys: set[str]) -> str | None:
+    """The request's device a sub-request names: by any of its ids, or through the directory."""
+    for device_id in ids:
+        if str(device_id) in open_keys:
+            return str(device_id)
+    for device_id in ids:
+        entry = directory.lookup(db, device_id.kind, device_id.id)
+        if entry is not None:
+            for key in (entry.key, *(f"{k}:{v}" for k, v in entry.ids.items())):
+                if key in open_keys:
+                    return key
+    return None
+
+
+def _answers(db: Any, tracked: TrackedRequest, remote: RequestStatus, open_keys: set[str]) -> dict[str, str]:
+    """device key -> outcome, for the devices the status answer settles."""
+    meaning = shapes.REQUEST_STATUS_OUTCOMES.get(tracked.verb, {})
+    found: dict[str, str] = {}
+    if remote.sub_requests:
+        for sub in remote.sub_requests:
+            status = meaning.get(sub.status)
+            key = _match(db, sub.device_ids, open_keys) if status else None
+            if key is not None and status is not None:
+                found[key] = status
+    elif remote.status in meaning and (len(open_keys) == 1 or remote.succeeded):
+        found = dict.fromkeys(open_keys, meaning[remote.status])
+    return found
+
+
+def _apply(
+    deps: Deps,
+    db: Any,
+    request_id: str,
+    remote: RequestStatus | None,
+    error: str,
+    unsupported: bool,
+    now: float,
 ) -> bool:
     tracked = requests.get_request(db, request_id)
     if tracked is None or tracked.state != "accepted":
         return False  # answered (or checked) meanwhile
     settings = deps.settings
-    waited = format_duration(settings.no_result_after)
-    recheck = inbox.recheck_of(db, request_id)
-    checks = 0 if recheck is None else recheck.checks  # lookups before this one
-    pending = request_devices.devices_with_status(db, request_id, [outcomes.PENDING])
-    if not pending:
-        requests.set_request_state(db, request_id, "checked", now=now)
+    current = {key: status for key, status, _ in requests.device_outcomes(db, request_id)}
+    open_keys = {key for key, status in current.items() if status in _OPEN}
+    if not open_keys:
+        requests.set_request_state(db, request_id, "completed", now=now)
         inbox.settle_recheck(db, request_id)
         return False
-    audit_detail: dict[str, Any] = {"operation": "request_status", "devices": len(pending)}
-    if recheck is not None:
-        audit_detail["check"] = checks + 1
-    still_pending = (remote is not None and remote.pending) or (recheck is not None and lookup_error != "")
-    if (
-        remote is not None
-        and tracked.device_count == 1
-        and not remote.pending
-        and (remote.succeeded or remote.failed)
-    ):
-        requests.set_request_state(db, request_id, "checked", now=now)
-        inbox.settle_recheck(db, request_id)
-        key = pending[0]
-        status = outcomes.OK if remote.succeeded else outcomes.FAILED
+    recheck = inbox.recheck_of(db, request_id)
+    checks = 1 + (0 if recheck is None else recheck.checks)
+    audit_detail: dict[str, Any] = {"operation": "request_status", "devices": len(open_keys), "check": checks}
+    audit_detail["status"] = remote.status if remote is not None else error
+    settled = _answers(db, tracked, remote, open_keys) if remote is not None else {}
+    told = 0
+    for key, status in sorted(settled.items()):
+        if not outcomes.supersedes(status, current[key]):
+            continue
         detail: dict[str, Any] = {"via": "request-status", "at": _iso(now)}
-        if status == outcomes.FAILED:
-            detail["reason"] = "ThingSpace's request status says Failed (no callback arrived)"
-        request_devices.settle_pending(db, request_id, status, detail, devices=[key], now=now)
+        if status in outcomes.FAILURES:
+            detail["reason"] = "ThingSpace's request status says Failed (no callback said why)"
+        requests.set_device_outcome(db, request_id, key, status, detail, now=now)
+        current[key] = status
+        told += 1
         if status == outcomes.OK:
             _directory_after(db, tracked, key)
-        _reply(deps, db, tracked, key, status, detail, now, waited)
-        requests.set_request_state(db, request_id, "completed", now=now)
-        audit_detail["status"] = remote.status
-        outcome = Outcome.OK if status == outcomes.OK else Outcome.FAILED
-    elif still_pending and checks < PENDING_RECHECKS:
-        # ThingSpace still works on it (or could not say): look again later; the request stays open.
-        interval = settings.no_result_after.total_seconds()
-        inbox.schedule_recheck(db, request_id, checks=checks + 1, next_check_at=now + interval, now=now)
-        _still_pending(deps, db, tracked, checks=checks + 1, lookup_error=lookup_error, now=now)
-        audit_detail["status"] = remote.status if remote is not None else lookup_error
-        outcome = Outcome.QUEUED
-    else:
-        requests.set_request_state(db, request_id, "checked", now=now)
-        inbox.settle_recheck(db, request_id)
-        if recheck is not None:  # the whole wait, not only the first one
-            waited = format_duration(timedelta(seconds=now - tracked.created_at))
-        detail = {"at": _iso(now), "waited": waited}
-        if lookup_error:
-            detail["lookup_error"] = lookup_error
-        if still_pending:
-            detail["remote_status"] = "Pending"
-        request_devices.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
         if tracked.device_count == 1:
-            note = ""
-            if recheck is not None:
-                note = (
-                    f"Request `{request_id}` was looked up {checks + 1} times over {waited}; ThingSpace "
-                    "never reported it done. Retry failed starts a new request."
-                )
-            _reply(deps, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited, note=note)
-        else:
+            _reply(deps, db, tracked, key, status, detail, now, format_duration(settings.no_result_after))
+    audit_detail["settled"] = told
+    still_open = sorted(key for key, status in current.items() if status in _OPEN)
+    waited = timedelta(seconds=now - tracked.created_at)
+    if not still_open:
+        outcome = Outcome.OK
+        requests.set_request_state(db, request_id, "completed", now=now)
+        inbox.settle_recheck(db, request_id)
+        if tracked.device_count > 1:
             render_progress(db, tracked, settings, now=now)
-        audit_detail["status"] = "no-result"
+    elif (unsupported and waited >= settings.no_result_after) or waited >= _window(tracked):
         outcome = Outcome.FAILED
+        _no_result(deps, db, tracked, checks=checks, unsupported=unsupported, error=error, now=now)
+        audit_detail["status"] = "no-result"
+    else:
+        outcome = Outcome.QUEUED
+        pause = BACKOFF[min(checks - 1, len(BACKOFF) - 1)].total_seconds()
+        due = now + pause
+        if unsupported:  # nothing to ask: wait for callbacks until no_result_after
+            due = tracked.created_at + settings.no_result_after.total_seconds()
+        inbox.schedule_recheck(db, request_id, checks=checks, next_check_at=due, now=now)
+        if tracked.device_count > 1 and told:
+            render_progress(db, tracked, settings, now=now)
+        if waited >= settings.no_result_after and not unsupported:
+            _still_pending(deps, db, tracked, checks=checks, error=error, due=due, now=now)
     AuditLog(db).record(
         AuditEvent(
             at=datetime.fromtimestamp(now, UTC),
             actor=SYSTEM_ACTOR,
             channel=tracked.channel,
             verb=Verb.THINGSPACE_CALL if remote is not None else Verb.CALLBACK,
-            targets=pending[:100],
+            targets=sorted(open_keys)[:100],
             reason=tracked.reason,
             outcome=outcome,
             request_id=request_id,
@@ -187,38 +250,65 @@ def _settle(
     return True
 
 
-def _still_pending(
-    deps: Deps, db: Any, tracked: TrackedRequest, *, checks: int, lookup_error: str, now: float
+def _no_result(
+    deps: Deps, db: Any, tracked: TrackedRequest, *, checks: int, unsupported: bool, error: str, now: float
 ) -> None:
-    """Say in the thread that ThingSpace still lists the request as pending: a reply the first
-    time, then that same reply updated in place at each re-check."""
+    """The devices still pending get "no result"; the request is reported once (``checked``)."""
     settings = deps.settings
     request_id = tracked.request_id
-    every = format_duration(settings.no_result_after)
-    at = datetime.fromtimestamp(now, UTC).astimezone(results.zone(settings.timezone)).strftime("%H:%M")
-    if checks == 1:
-        text = (
-            f":hourglass_flowing_sand: No callback after {every}; ThingSpace still lists request "
-            f"`{request_id}` as pending. I will look again every {every} (up to {PENDING_RECHECKS} more "
-            "times); the result will be posted here when it arrives."
-        )
-        post_result(db, tracked, key=f"stillpending:{request_id}", text=text, blocks=[blocks.section(text)])
-        return
-    seen = "ThingSpace could not be asked" if lookup_error else "ThingSpace still lists it as pending"
-    left = PENDING_RECHECKS - checks + 1
-    text = (
-        f":hourglass_flowing_sand: Request `{request_id}` has no callback yet; at {at} {seen} "
-        f"(lookup {checks} of {PENDING_RECHECKS + 1}). I will look again in {every} "
-        f"({left} more time{'s' if left != 1 else ''}); the result will be posted here when it arrives."
+    requests.set_request_state(db, request_id, "checked", now=now)
+    inbox.settle_recheck(db, request_id)
+    asked = not unsupported and checks > 1
+    waited = format_duration(
+        timedelta(seconds=now - tracked.created_at) if asked else settings.no_result_after
     )
+    detail: dict[str, Any] = {"at": _iso(now), "waited": waited}
+    if error:
+        detail["lookup_error"] = error
+    pending = request_devices.devices_with_status(db, request_id, [outcomes.PENDING])
+    request_devices.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
+    if tracked.device_count == 1 and pending:
+        note = ""
+        if asked:
+            note = (
+                f"Request `{request_id}` was looked up {checks} times over {waited}; ThingSpace "
+                "never reported it done. Retry failed starts a new request."
+            )
+        _reply(deps, db, tracked, pending[0], outcomes.NO_RESULT, detail, now, waited, note=note)
+    elif tracked.device_count > 1:
+        render_progress(db, tracked, settings, now=now)
+
+
+def _still_pending(
+    deps: Deps, db: Any, tracked: TrackedRequest, *, checks: int, error: str, due: float, now: float
+) -> None:
+    """Say in the thread that there is no result yet and that the bot keeps asking: a reply the
+    first time, then that same reply updated in place at each later question."""
+    settings = deps.settings
+    request_id = tracked.request_id
+    zone = results.zone(settings.timezone)
+    at = datetime.fromtimestamp(now, UTC).astimezone(zone).strftime("%H:%M")
+    next_at = datetime.fromtimestamp(due, UTC).astimezone(zone).strftime("%H:%M")
+    hours = int(_window(tracked).total_seconds() // 3600)
+    waited = format_duration(timedelta(seconds=max(now - tracked.created_at, 0)))
+    seen = (
+        f"ThingSpace could not be asked about request `{request_id}` ({error})"
+        if error
+        else f"ThingSpace still lists request `{request_id}` as pending"
+    )
+    text = (
+        f":hourglass_flowing_sand: No result yet after {waited}: at {at} {seen} (question {checks}). "
+        f"I keep asking — next at {next_at}, for up to {hours} h after it was sent; the result will be "
+        "posted here when it arrives."
+    )
+    key = f"stillpending:{request_id}"
+    if outbox.get(db, key) is None:
+        post_result(db, tracked, key=key, text=text, blocks=[blocks.section(text)])
+        return
     try:
-        outbox.enqueue_update(
-            db, target_key=f"stillpending:{request_id}", text=text, blocks=[blocks.section(text)]
-        )
-    except outbox.UnknownMessage:  # the first note was purged or never queued: post a new one
-        post_result(
-            db, tracked, key=f"stillpending:{request_id}:{checks}", text=text, blocks=[blocks.section(text)]
-        )
+        outbox.enqueue_update(db, target_key=key, text=text, blocks=[blocks.section(text)])
+    except outbox.UnknownMessage:  # the first note was purged: post a new one
+        post_result(db, tracked, key=f"{key}:{checks}", text=text, blocks=[blocks.section(text)])
 
 
 def _directory_after(db: Any, tracked: TrackedRequest, key: str) -> None:
@@ -258,7 +348,8 @@ def _reply(
     )
     if note:
         body = [*body[:1], blocks.context(note), *body[1:]]
-    post_result(db, tracked, key=f"noresult:{tracked.request_id}", text=text, blocks=body)
+    key = f"noresult:{tracked.request_id}" if status == outcomes.NO_RESULT else f"rc:{tracked.request_id}"
+    post_result(db, tracked, key=key, text=text, blocks=body)
 
 
 def purge_inbox_task(deps: Deps, now: float | None = None) -> int:
@@ -270,8 +361,9 @@ def purge_inbox_task(deps: Deps, now: float | None = None) -> int:
 
 
 def scheduled_tasks() -> list[ScheduledTask]:
-    """The no-result check (every minute) and the inbox retention (hourly)."""
+    """Reconciliation (every 5 s; it asks only about requests whose turn it is) and the inbox
+    retention (hourly)."""
     return [
-        ScheduledTask("callbacks-no-result", check_unanswered, timedelta(minutes=1)),
+        ScheduledTask("callbacks-no-result", check_unanswered, timedelta(seconds=5)),
         ScheduledTask("inbox-retention", purge_inbox_task, timedelta(hours=1)),
     ]

@@ -160,3 +160,21 @@ GUESSED_SERVICES: Final = (*CONSUMED_SERVICES, "NiddService", "unknown")
 #: provisioning event". These spellings count as failed (an event that failed changed nothing and
 #: is not counted against the line's daily actions); anything else counts as done.
 HISTORY_FAILED_STATUSES: Final = frozenset({"failed", "failure", "fail", "error", "rejected"})
+
+# -- proposed: what a request-status answer means per operation ------------------------------------
+#: ``GET …/requests/{id}/status`` (v1) and its v2 sub-requests say ``Pending``, ``Success`` or
+#: ``Failed`` per device; no source says what "Success" means beyond "completed without errors".
+#: Read per operation (the words are the bot's per-device outcomes):
+#:
+#: * suspend / restore / cancel location: the change was made (``ok``) or not (``failed``);
+#: * SMS: ``Success`` once the device received it (``delivered``), ``Failed`` when it was not
+#:   (expired, refused);
+#: * a reachability query: ``Success`` when ThingSpace found the device reachable, ``Failed``
+#:   when the query ended without that; ``Pending`` means not reachable yet.
+REQUEST_STATUS_OUTCOMES: Final = {
+    "suspend": {"Success": "ok", "Failed": "failed"},
+    "resume": {"Success": "ok", "Failed": "failed"},
+    "cancel-location": {"Success": "ok", "Failed": "failed"},
+    "sms": {"Success": "delivered", "Failed": "failed"},
+    "reach": {"Success": "reachable", "Failed": "unreachable"},
+}

@@ -1,4 +1,5 @@
-"""A request ThingSpace still lists as Pending is looked up again, and finally reported.
+"""A request ThingSpace still lists as Pending is asked about again on a backoff, and finally
+reported at the end of its 24 h window.
 
 Against the sandbox over loopback: ``demo-pending`` keeps its provisioning requests Pending for
 good; a second line is held Pending, then released while its callback is dropped, so only the
@@ -12,7 +13,7 @@ import time
 from sqlite_utils import Database
 
 from bot.console.records import Message
-from bot.inbox.unanswered import PENDING_RECHECKS, check_unanswered
+from bot.inbox.unanswered import check_unanswered
 from bot.local_stack import LocalStack
 from storage import directory, outbox, requests
 from storage import request_devices as request_outcomes
@@ -70,10 +71,11 @@ def _check(stack: LocalStack, at: float) -> int:
 
 
 def test_pending_requests_are_looked_up_again_then_settled_or_reported(stack: LocalStack) -> None:
-    """Both requests are Pending at the first lookup (30 min). The released one, whose callback
-    the sandbox dropped, is settled from the request status at the next lookup; the stuck one is
-    looked up every 30 min, its note updated in place, and after the last lookup the thread says
-    "no result" with a Retry failed button. Between lookups nothing is asked."""
+    """Both requests are Pending when first asked about. Past no_result_after the thread says so
+    and that the bot keeps asking. The released one, whose callback the sandbox dropped, is
+    settled from the request status at the next question; the stuck one is asked about on the
+    backoff, its note updated in place, and at the end of the 24 h window the thread says "no
+    result" with a Retry failed button. Between questions nothing is asked."""
     stuck = directory.find(_db(stack), "demo-pending", limit=1)[0][0]
     released = (
         _db(stack)
@@ -89,10 +91,10 @@ def test_pending_requests_are_looked_up_again_then_settled_or_reported(stack: Lo
     assert _check(stack, t0 + 31 * MINUTE) == 2
     for request in (stuck_request, released_request):
         (note,) = _thread(stack, request.request_id)
-        assert "still lists request" in note.text and f"up to {PENDING_RECHECKS} more times" in note.text
+        assert "still lists request" in note.text and "I keep asking" in note.text
         assert _state(stack, request.request_id) == "accepted"
     asked = len(stack.sandbox.requests_received(path="*/status"))
-    assert _check(stack, t0 + 45 * MINUTE) == 0
+    assert _check(stack, t0 + 31.5 * MINUTE) == 0
     assert len(stack.sandbox.requests_received(path="*/status")) == asked  # not due: not asked
 
     stack.sandbox.drop_callbacks(1, "CarrierService")
@@ -102,22 +104,22 @@ def test_pending_requests_are_looked_up_again_then_settled_or_reported(stack: Lo
         assert time.monotonic() < deadline, "the sandbox did not drop the callback"
         time.sleep(0.05)
 
-    assert _check(stack, t0 + 62 * MINUTE) == 2
+    assert _check(stack, t0 + 33 * MINUTE) == 2
     note, settled = _thread(stack, released_request.request_id)
     assert "is suspended" in settled.text and "no callback arrived" in settled.text
     assert _state(stack, released_request.request_id) == "completed"
     (note,) = _thread(stack, stuck_request.request_id)
-    assert note.updated and f"lookup 2 of {PENDING_RECHECKS + 1}" in note.text and "2 more times" in note.text
+    assert note.updated and "(question 2)" in note.text
 
-    assert _check(stack, t0 + 93 * MINUTE) == 1
-    assert _check(stack, t0 + 124 * MINUTE) == 1
+    assert _check(stack, t0 + 36 * MINUTE) == 1
+    assert _check(stack, t0 + 25 * 60 * MINUTE) == 1
     note, final = _thread(stack, stuck_request.request_id)
-    assert f"lookup 3 of {PENDING_RECHECKS + 1}" in note.text
-    assert final.text.startswith(":grey_question: No result for demo-pending") and " after 2 h " in final.text
-    assert f"looked up {PENDING_RECHECKS + 1} times" in str(final.blocks)
+    assert "(question 3)" in note.text
+    assert final.text.startswith(":grey_question: No result for demo-pending") and " after 1 d " in final.text
+    assert "looked up 4 times" in str(final.blocks)
     assert [b.text for b in final.buttons()] == ["Retry failed"]
     assert request_outcomes.devices_with_status(_db(stack), stuck_request.request_id, ["no-result"]) == [
         stuck.key
     ]
     assert _state(stack, stuck_request.request_id) == "checked"
-    assert _check(stack, t0 + 155 * MINUTE) == 0  # reported once
+    assert _check(stack, t0 + 26 * 60 * MINUTE) == 0  # reported once

@@ -185,8 +185,9 @@ def test_a_device_named_by_another_id_is_matched_through_the_directory(cb_bot: C
 
 
 def test_requests_without_callbacks_are_reported_after_the_wait(cb_bot: CallbackBot) -> None:
-    """After no_result_after: one device gets 'no result after 30 min' in its thread; many get a
-    summary listing them; a late callback still lands and replaces the no-result."""
+    """ThingSpace cannot be asked (no answer): after no_result_after the thread says there is no
+    result yet and that the bot keeps asking; at the end of the 24 h window one device gets 'no
+    result', many get a summary listing them; a late callback still lands and replaces it."""
     old = time.time() - 31 * 60
     single = seed_request(
         cb_bot.runtime, verb="sms", devices=[KEY], created_at=old, detail={"text": "hi"}, channel="C0B"
@@ -197,16 +198,24 @@ def test_requests_without_callbacks_are_reported_after_the_wait(cb_bot: Callback
     cb_bot.post(callback(bulk, devices[0], outcome="sms-delivered"))
     cb_bot.settle()
     assert check_unanswered(cb_bot.runtime.deps) == 2
-    assert check_unanswered(cb_bot.runtime.deps) == 0  # each request is reported once
+    assert check_unanswered(cb_bot.runtime.deps) == 0  # asked again only after the backoff
     cb_bot.settle()
-    (reply,) = cb_bot.thread(single)
-    assert "No result for iccid:…9708 after 30 min: ThingSpace sent no callback" in reply.text
+    (note,) = cb_bot.thread(single)
+    assert "No result yet after 31 min" in note.text and "could not be asked" in note.text
+    assert "I keep asking" in note.text and "for up to 24 h" in note.text
+    later = old + 24 * 3600 + 60
+    assert check_unanswered(cb_bot.runtime.deps, now=later) == 3  # the fresh one is asked: not over yet
+    assert check_unanswered(cb_bot.runtime.deps, now=later) == 0  # each request is reported once
+    cb_bot.settle()
+    note, reply = cb_bot.thread(single)
+    assert "No result for iccid:…9708 after 1 d" in reply.text
+    assert "looked up 2 times" in str(reply.blocks)
     root = cb_bot.root(bulk, "C0C")
     assert "done: 1 of 3 delivered, 2 failed" in root.text
     assert "no result after" in str(root.blocks)
     assert [b.text for b in root.buttons()] == ["Retry failed"]
     tracked = requests.get_request(cb_bot.db, fresh)
-    assert tracked is not None and tracked.state == "accepted"
+    assert tracked is not None and tracked.state == "accepted"  # its 24 h are not over
     cb_bot.post(callback(bulk, devices[1], outcome="sms-delivered"))
     cb_bot.settle()
     assert "done: 2 of 3 delivered, 1 failed" in cb_bot.root(bulk, "C0C").text

@@ -250,6 +250,7 @@ class CallbackBot:
             thingspace_account="0000123456-00001",
             callback_username=CALLBACK_USER,
             callback_password=CALLBACK_PASSWORD,
+            public_url="https://tsbot.example.com",  # results come by callback (not polled)
             db_path=str(tmp_path / "bot.db"),
             grants=DEMO_GRANTS,
             ops_channel=OPS,

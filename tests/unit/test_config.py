@@ -133,6 +133,26 @@ def test_scheduler_and_socket_mode_settings(tmp_path: Path) -> None:
     assert defaults.socket_stale_after == timedelta(minutes=10)
 
 
+def test_thingspace_results_settings(tmp_path: Path) -> None:
+    """[thingspace] reconcile_after and results; poll mode when results = "poll" or when
+    TSBOT_PUBLIC_URL is empty, and then the first question comes after about 5 s."""
+    path = tmp_path / "tsbot.toml"
+    path.write_text('[thingspace]\nreconcile_after = "2m"\nresults = "poll"\n', encoding="utf-8")
+    settings = Settings.from_env({"TSBOT_CONFIG": str(path), "TSBOT_PUBLIC_URL": "https://bot.example.com"})
+    assert settings.reconcile_after == timedelta(minutes=2)
+    assert settings.poll_results and settings.first_reconcile == timedelta(seconds=5)
+    callbacks = Settings.from_env({"TSBOT_PUBLIC_URL": "https://bot.example.com"})
+    assert callbacks.results == "callbacks" and not callbacks.poll_results
+    assert callbacks.first_reconcile == timedelta(seconds=60)
+    assert Settings.from_env({}).poll_results  # no public URL: nothing to call back
+    path.write_text('[thingspace]\nresults = "push"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="results must be one of callbacks, poll"):
+        Settings.from_env({"TSBOT_CONFIG": str(path)})
+    path.write_text("[thingspace]\nreconcile_after = 0.5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="reconcile_after must be at least 1 s"):
+        Settings.from_env({"TSBOT_CONFIG": str(path)})
+
+
 def test_a_bad_log_level_or_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     """TSBOT_LOG_LEVEL must be a level name; a config path that is a folder cannot be read."""
     with pytest.raises(ConfigError, match="TSBOT_LOG_LEVEL must be one of DEBUG, INFO"):

@@ -43,6 +43,8 @@ TOML_KEYS = {
     "audit_archive_dir": "archive_dir",
     "scheduler_lease_ttl": "lease_ttl",
     "socket_stale_after": "stale_after",
+    "reconcile_after": "reconcile_after",
+    "results": "results = ",
 }
 
 
