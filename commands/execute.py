@@ -21,7 +21,13 @@ from typing import Any
 
 from bot.core.redact import mask_text
 from bot.render import blocks
-from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.errors import (
+    ServerError,
+    ThingSpaceConnectError,
+    ThingSpaceError,
+    ThingSpaceTransportError,
+    UnexpectedResponse,
+)
 from commands import actions, audit, guards, retry
 from commands.actions import API_CALLS, Notes
 from commands.context import Deps
@@ -29,8 +35,9 @@ from commands.targets import ResolvedDevice, resolve_keys
 from storage import jobs, outbox, pending, requests
 from storage.audit.events import SYSTEM_ACTOR
 from storage.jobs import Job
+from storage.requests import UNCERTAIN_PREFIX
 
-__all__ = ["run"]
+__all__ = ["outcome_unknown", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +224,14 @@ def _execute(deps: Deps, job: Job) -> None:
         accepted = submit(deps.thingspace, ids, action.options)
     except ThingSpaceError as exc:
         latency = round((time.monotonic() - started) * 1000)
+        uncertain = outcome_unknown(exc)
         with audit.transaction(db):
             audit.record(
                 db,
                 actor=action.actor,
                 channel=action.channel,
                 verb=audit.Verb.THINGSPACE_CALL,
-                outcome=audit.Outcome.FAILED,
+                outcome=audit.Outcome.QUEUED if uncertain else audit.Outcome.FAILED,
                 targets=[d.key for d in checked.ok],
                 reason=action.reason,
                 detail={
@@ -231,17 +239,23 @@ def _execute(deps: Deps, job: Job) -> None:
                     "error": type(exc).__name__,
                     "message": mask_text(str(exc))[:300],
                     "latency_ms": latency,
+                    "uncertain": uncertain,
                 },
             )
-            actions.tell_requester(
-                db,
-                action,
-                reply_key,
-                f":x: ThingSpace refused the {verb}: {blocks.escape(exc.user_message)}. Nothing was changed.",
-                now=deps.clock(),
-            )
+            if uncertain:
+                _track_uncertain(deps, action, checked.ok, exc, reply_key)
+            else:
+                actions.tell_requester(
+                    db,
+                    action,
+                    reply_key,
+                    f":x: ThingSpace refused the {verb}: {blocks.escape(exc.user_message)}. Nothing was changed.",
+                    now=deps.clock(),
+                )
             jobs.finish(db, job.id, ok=False, error=type(exc).__name__)
         deps.hook("thingspace_error", verb, type(exc).__name__)
+        if uncertain:
+            deps.wake()
         return
     latency = round((time.monotonic() - started) * 1000)
     request_id = accepted.request_id
@@ -319,6 +333,62 @@ def _execute(deps: Deps, job: Job) -> None:
         )
         jobs.finish(db, job.id)
     deps.hook("thingspace_ok", verb, latency)
+
+
+def outcome_unknown(exc: ThingSpaceError) -> bool:
+    """Whether a failed changing call may still have been carried out: no answer after the request
+    left (a timeout, a broken connection) or a 5xx. A refused connection never left; a 4xx is
+    ThingSpace saying no."""
+    if isinstance(exc, ThingSpaceTransportError):
+        return not isinstance(exc, ThingSpaceConnectError)
+    return isinstance(exc, ServerError | UnexpectedResponse)
+
+
+def _track_uncertain(
+    deps: Deps,
+    action: pending.PendingAction,
+    devices: list[ResolvedDevice],
+    exc: ThingSpaceError,
+    reply_key: str,
+) -> None:
+    """Record a request nobody knows the outcome of (no request id), so reconciliation settles it
+    (``bot.inbox.unanswered``: suspend and resume from each line's provisioning history) and the
+    thread says what is known; worded as uncertain until then. Nothing is sent again."""
+    db = deps.db()
+    request_id = f"{UNCERTAIN_PREFIX}{action.id}"
+    root = f"req:{request_id}"
+    why = blocks.escape(exc.user_message)
+    headline = _headline(action, devices)
+    body = [
+        blocks.section(headline),
+        blocks.context(
+            f":warning: ThingSpace did not confirm it ({why}): it may or may not have been done. "
+            "Nothing will be sent again; the outcome of each line lands in this thread once it is known."
+        ),
+    ]
+    outbox.enqueue_post(db, key=root, channel=action.channel, text=headline, blocks=body)
+    requests.add_request(
+        db,
+        request_id=request_id,
+        verb=action.verb,
+        actor=action.actor,
+        channel=action.channel,
+        devices=[d.key for d in devices],
+        thread_key=root,
+        response_url=action.response_url,
+        reason=action.reason,
+        detail={"pending": action.id, "uncertain": True, "error": type(exc).__name__},
+        now=deps.clock(),
+    )
+    actions.tell_requester(
+        db,
+        action,
+        reply_key,
+        f":warning: ThingSpace did not confirm the {action.verb} of {_subject(devices)} ({why}): it may "
+        "or may not have been carried out. Nothing will be sent again; I am checking, and the outcome "
+        "will appear in the channel thread.",
+        now=deps.clock(),
+    )
 
 
 def _subject(devices: list[ResolvedDevice]) -> str:

@@ -20,6 +20,7 @@ from sqlite_utils.migrations import Migrations
 from storage.db import select_in
 
 __all__ = [
+    "UNCERTAIN_PREFIX",
     "TrackedRequest",
     "actions_today",
     "add_request",
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 migrations = Migrations("tsbot.requests")
+
+#: ``request_id`` prefix of a request whose changing call got no usable answer (a timeout, a 5xx):
+#: ThingSpace gave no request id, and may or may not have carried it out
+UNCERTAIN_PREFIX = "uncertain-"
 
 
 @migrations()

@@ -42,8 +42,8 @@ from bot.thingspace.errors import (
     ThingSpaceResponseError,
     UnexpectedResponse,
 )
-from bot.thingspace.ids import DeviceId
-from bot.thingspace.models import RequestStatus
+from bot.thingspace.ids import DeviceId, InvalidDeviceId
+from bot.thingspace.models import RequestStatus, SubRequest
 from commands.context import Deps
 from storage import directory, inbox, outbox, request_devices, requests
 from storage.audit.events import SYSTEM_ACTOR, AuditEvent, Outcome, Verb
@@ -84,6 +84,11 @@ _OPEN: Final = (outcomes.PENDING, outcomes.SENT, outcomes.REGISTERED)
 #: most requests asked about in one run (the rest wait for the next run, seconds later)
 _BATCH: Final = 200
 _SINGLE_DEVICE_V1: Final = ("suspend", "resume")
+#: an uncertain request's lines are looked up in their provisioning history from this long before
+#: it was recorded (the call itself took up to the client's deadline)
+_UNCERTAIN_SLACK: Final = timedelta(minutes=5)
+#: the most lines of one uncertain request looked up per question (one history read each)
+_UNCERTAIN_BATCH: Final = 50
 
 
 def _iso(now: float) -> str:
@@ -118,6 +123,43 @@ def _ask(deps: Deps, tracked: TrackedRequest) -> tuple[RequestStatus | None, str
     return None, first, True
 
 
+def _ask_history(
+    deps: Deps, db: Any, tracked: TrackedRequest, now: float
+) -> tuple[RequestStatus | None, str, bool]:
+    """An uncertain request (no request id: the call timed out or got a 5xx) asked about the only
+    way there is: each open line's provisioning history since it was sent. A suspend or restore
+    event there settles the line (``Success``, or ``Failed`` when the event failed); none yet is
+    ``Pending``. SMS and cancel location leave no such trace: ThingSpace cannot tell."""
+    target = {"suspend": "suspend", "resume": "restore"}.get(tracked.verb)
+    if target is None:
+        return None, "", True
+    since = datetime.fromtimestamp(tracked.created_at - _UNCERTAIN_SLACK.total_seconds(), UTC)
+    until = datetime.fromtimestamp(now, UTC)
+    open_keys = request_devices.devices_with_status(db, tracked.request_id, list(_OPEN))
+    subs: list[SubRequest] = []
+    error = ""
+    for key in open_keys[:_UNCERTAIN_BATCH]:
+        kind, _, value = key.partition(":")
+        try:
+            device_id = DeviceId.from_wire({"kind": kind, "id": value})
+            events = [
+                e for e in deps.thingspace.provisioning_history(device_id, since, until) if e.action == target
+            ]
+        except (ThingSpaceError, InvalidDeviceId) as exc:
+            error = type(exc).__name__
+            continue
+        status = "Success" if any(not e.failed for e in events) else ("Failed" if events else "Pending")
+        subs.append(SubRequest(device_ids=(device_id,), status=status))
+    if not subs:
+        return None, error, False
+    overall = "Pending" if any(s.status == "Pending" for s in subs) else "Success"
+    return (
+        RequestStatus(request_id=tracked.request_id, status=overall, sub_requests=tuple(subs)),
+        error,
+        False,
+    )
+
+
 def check_unanswered(deps: Deps, now: float | None = None) -> int:
     """Ask ThingSpace about the requests whose turn it is; returns how many were handled."""
     now = deps.clock() if now is None else now
@@ -133,7 +175,10 @@ def check_unanswered(deps: Deps, now: float | None = None) -> int:
                 requests.set_request_state(db, request_id, "completed", now=now)
                 inbox.settle_recheck(db, request_id)
             continue
-        remote, error, unsupported = _ask(deps, tracked)
+        if tracked.request_id.startswith(requests.UNCERTAIN_PREFIX):
+            remote, error, unsupported = _ask_history(deps, db, tracked, now)
+        else:
+            remote, error, unsupported = _ask(deps, tracked)
         with write(db):
             if _apply(deps, db, request_id, remote, error, unsupported, now):
                 handled += 1
@@ -200,7 +245,12 @@ def _apply(
     for key, status in sorted(settled.items()):
         if not outcomes.supersedes(status, current[key]):
             continue
-        detail: dict[str, Any] = {"via": "request-status", "at": _iso(now)}
+        via = (
+            "provisioning-history"
+            if tracked.request_id.startswith(requests.UNCERTAIN_PREFIX)
+            else "request-status"
+        )
+        detail: dict[str, Any] = {"via": via, "at": _iso(now)}
         if status in outcomes.FAILURES:
             detail["reason"] = "ThingSpace's request status says Failed (no callback said why)"
         requests.set_device_outcome(db, request_id, key, status, detail, now=now)
@@ -269,7 +319,12 @@ def _no_result(
     request_devices.settle_pending(db, request_id, outcomes.NO_RESULT, detail, now=now)
     if tracked.device_count == 1 and pending:
         note = ""
-        if asked:
+        if request_id.startswith(requests.UNCERTAIN_PREFIX):
+            note = (
+                "ThingSpace never confirmed this request and the line's history does not show it "
+                "done: the outcome is unknown. Check the line with `/ts status` before retrying."
+            )
+        elif asked:
             note = (
                 f"Request `{request_id}` was looked up {checks} times over {waited}; ThingSpace "
                 "never reported it done. Retry failed starts a new request."

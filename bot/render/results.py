@@ -121,8 +121,10 @@ def single_reply(
     label = blocks.escape(label)
     at = parse_when(detail.get("at")) or now
     when = _clock(at, tz)
-    via = detail.get("via") == "request-status"
-    source = " (from ThingSpace's request status; no callback arrived)" if via else ""
+    source = {
+        "request-status": " (from ThingSpace's request status; no callback arrived)",
+        "provisioning-history": " (from the line's provisioning history; ThingSpace never confirmed the request)",
+    }.get(str(detail.get("via") or ""), "")
     if status == outcomes.NO_RESULT:
         text = (
             f":grey_question: No result for {label} after {no_result_after}: ThingSpace sent no callback."

@@ -119,3 +119,32 @@ def test_dropped_callbacks_are_reported_from_the_request_status(stack: LocalStac
     assert answer.status_code == 200
     assert stack.settle()
     assert len(_thread(stack, one.request_id)) == 2  # told once
+
+
+def test_a_5xx_on_a_suspend_is_uncertain_and_settled_from_provisioning_history(stack: LocalStack) -> None:
+    """ThingSpace answers the suspend with a 503: nobody knows whether it happened, so the bot
+    does not say "Nothing was changed"; it opens the thread worded as uncertain, sends nothing
+    again, and settles the line from its provisioning history once that shows the suspension."""
+    (line,) = _healthy(stack, 1)[-1:]
+    stack.sandbox.inject_fault("/m2m/v1/devices/actions/suspend", status=503, count=1)
+    suspends = len(stack.sandbox.requests_received("/m2m/v1/devices/actions/suspend"))
+    stack.command(f"suspend {line} --reason maybe")
+    stack.click("Confirm")
+    request = _request_for(stack, line)
+    assert request.request_id.startswith("uncertain-")
+    _wait(lambda: bool(_thread(stack, request.request_id)))
+    root = _thread(stack, request.request_id)[0]
+    assert "did not confirm it" in str(root.blocks) and "may or may not have been done" in str(root.blocks)
+    told = [
+        m.text
+        for m in stack.standin.messages(include_ephemeral=True)
+        if "did not confirm the suspend" in m.text
+    ]
+    assert told and all("Nothing was changed" not in t for t in told)
+    stack.sandbox.notify("ExternalProvisioningChanges", line, change="Suspend", by="the 503'd request")
+    _wait(lambda: len(_thread(stack, request.request_id)) == 2)
+    reply = _thread(stack, request.request_id)[1]
+    assert "is suspended" in reply.text and "provisioning history" in reply.text
+    assert (
+        len(stack.sandbox.requests_received("/m2m/v1/devices/actions/suspend")) == suspends + 1
+    )  # never resent
