@@ -91,7 +91,7 @@ SHOW_DEVICES = 10
 SHOW_NOTES = 5
 
 READING = (
-    ":hourglass_flowing_sand: Reading each line's provisioning limits from ThingSpace "
+    ":hourglass_flowing_sand: Reading each line's provisioning limits from its ThingSpace provisioning history "
     "(5 actions a day; 90 days suspended in a row, 180 a year); a line at a limit is taken off this card."
 )
 
@@ -199,8 +199,9 @@ class Notes:
             )
         if self.unread_n:
             out.append(
-                f":grey_question: ThingSpace did not give the limits of {_count(self.unread_n)} in time; "
-                "it will judge them when asked to act."
+                f":grey_question: Could not read the limits of {_count(self.unread_n)}: ThingSpace's "
+                "provisioning history did not answer, so only the bot's own requests today were counted; "
+                "ThingSpace will judge them when asked to act."
             )
         return out
 
@@ -252,7 +253,9 @@ def dry_run_reply(
     if limits == "reading" and listed:
         lines.append(READING)
     elif limits == "read" and not notes.unread_n:
-        lines.append(":white_check_mark: Provisioning limits read from ThingSpace for every listed line.")
+        lines.append(
+            ":white_check_mark: Provisioning limits read from ThingSpace's provisioning history for every listed line."
+        )
     size = deps.settings.approval_size
     if len(listed) > size:
         lines.append(f"More than {size} devices: a second person would have to approve.")
@@ -420,7 +423,8 @@ def confirm_card(
     elif limits == "read" and not notes.unread_n:
         body.append(
             blocks.context(
-                ":white_check_mark: Provisioning limits read from ThingSpace: every line listed is within them."
+                ":white_check_mark: Provisioning limits read from ThingSpace's provisioning history: "
+                "every line listed is within them."
             )
         )
     if action.needs_approval:

@@ -1,13 +1,14 @@
 """``/ts diag``: run the checks of a line in parallel and answer with a graded verdict card.
 
 :func:`run_diag` is called by the lookup job on the worker (see :mod:`commands.lookup`). It asks
-ThingSpace six things at once, on a bounded thread pool, each under its own timeout:
+ThingSpace seven things at once, on a bounded thread pool, each under its own timeout:
 
 ========================  ==========================================================
 check                     ThingSpace call
 ========================  ==========================================================
 line details              ``get_device``: state, plan, billing cycle, last connection
-extended diagnostics      attached/connected, provisioning actions today, auto-resume
+extended diagnostics      connected, state, auto-resume date, identifiers
+provisioning history      actions today, suspended days (in a row, last 12 months)
 connection history        sessions over the last :data:`SESSION_WINDOW`
 usage history             daily usage over the last :data:`USAGE_WINDOW`
 IMEI–ICCID check          the mismatch report for this line
@@ -55,6 +56,7 @@ from bot.thingspace.models import (
 )
 from commands import audit
 from commands.context import Deps
+from commands.guards import HISTORY_SPAN, LineLimits, limits_from_history
 from commands.verdict import ACCOUNT_CHECK, Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
 from storage import directory, requests, watches
 from storage.directory import DirectoryDevice
@@ -79,7 +81,7 @@ log = logging.getLogger(__name__)
 #: Seconds each ThingSpace check may take before the card says it could not run.
 CHECK_TIMEOUT: Final = 10.0
 #: Threads one diagnosis may use at most (one per ThingSpace check: they all run at once).
-MAX_PARALLEL: Final = 6
+MAX_PARALLEL: Final = 7
 SESSION_WINDOW: Final = timedelta(days=7)
 #: Enough for the 14-day sparkline and a whole billing cycle.
 USAGE_WINDOW: Final = timedelta(days=32)
@@ -92,6 +94,7 @@ PENDING_VERBS: Final = ("suspend", "resume", "cancel-location", "sms")
 CHECKS: Final[dict[str, str]] = {
     "line": "line details",
     "diagnostics": "extended diagnostics",
+    "history": "provisioning history",
     "sessions": "connection history",
     "usage": "usage history",
     "hardware": "IMEI–ICCID check",
@@ -193,11 +196,14 @@ def run_checks(
 
 
 def thingspace_checks(deps: Deps, device_id: DeviceId, now: datetime) -> dict[str, Callable[[], Any]]:
-    """The six ThingSpace calls of a diagnosis, ready for :func:`run_checks`."""
+    """The seven ThingSpace calls of a diagnosis, ready for :func:`run_checks`."""
     client = deps.thingspace
     return {
         "line": lambda: client.get_device(device_id),
         "diagnostics": lambda: client.extended_diagnostics(device_id),
+        "history": lambda: limits_from_history(
+            list(client.provisioning_history(device_id, now - HISTORY_SPAN, now)), now
+        ),
         "sessions": lambda: list(client.connection_history(device_id, now - SESSION_WINDOW, now)),
         "usage": lambda: list(client.usage_history(device_id, now - USAGE_WINDOW, now)),
         "hardware": lambda: client.imei_iccid_mismatches(devices=[device_id]),
@@ -374,6 +380,7 @@ def diagnose(
 
     device: Device | None = results["line"].value if results["line"].ok else None
     diag: Diagnostics | None = results["diagnostics"].value if results["diagnostics"].ok else None
+    limits: LineLimits | None = results["history"].value if results["history"].ok else None
     events: list[ConnectionEvent] | None = results["sessions"].value if results["sessions"].ok else None
     usage: list[UsageRecord] | None = results["usage"].value if results["usage"].ok else None
     found: list[ImeiIccidMismatch] | None = results["hardware"].value if results["hardware"].ok else None
@@ -408,7 +415,7 @@ def diagnose(
     last_seen = [
         m for m in (diag.last_connection if diag else None, device.last_connection if device else None) if m
     ]
-    counted = [n for n in (diag.actions_today if diag else None, bot_actions) if n is not None]
+    counted = [n for n in (limits.actions_today if limits else None, bot_actions) if n is not None]
     resume = diag.resume_date if diag else None
     if resume is None and device is not None:
         resume = parse_datetime(device.extended_attributes.get("ResumeDate"))
@@ -424,8 +431,8 @@ def diagnose(
         actions_today=max(counted) if counted else None,
         resume_date=resume,
         last_suspended=diag.last_suspended if diag else None,
-        suspended_days_year=diag.suspended_days_year if diag else None,
-        suspended_days_continuous=diag.suspended_days_continuous if diag else None,
+        suspended_days_year=limits.suspended_days_year if limits else None,
+        suspended_days_continuous=limits.suspended_days_continuous if limits else None,
         pending=pending,
         attached=diag.attached if diag else None,
         apn=shown(diag.get(DIAG_KEY_APN) or "") if diag else "",

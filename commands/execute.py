@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.redact import mask_text
@@ -69,10 +70,11 @@ def run(deps: Deps, job: Job) -> None:
 def _check(
     deps: Deps, verb: str, devices: list[ResolvedDevice]
 ) -> tuple[guards.GuardResult, dict[str, guards.LineLimits]]:
-    """The guard rails with today's counts and, for suspend/resume, every line's diagnostics."""
+    """The guard rails with today's counts and, for suspend/resume, every line's provisioning history."""
     now = deps.clock()
     counts = requests.actions_today(deps.db(), [d.key for d in devices], day_start=guards.day_start(now))
-    limits = guards.read_limits(deps.thingspace, devices) if verb in actions.LIMITED else {}
+    at = datetime.fromtimestamp(now, UTC)
+    limits = guards.read_limits(deps.thingspace, devices, now=at) if verb in actions.LIMITED else {}
     checked = guards.check(
         verb, devices, bot_actions_today=counts, limits=limits, nidd_plans=deps.settings.nidd_plans
     )
@@ -277,7 +279,8 @@ def _execute(deps: Deps, job: Job) -> None:
     if checked.unread:
         body.append(
             blocks.context(
-                f"ThingSpace did not give the limits of {len(checked.unread):,} line(s) in time; "
+                f"Could not read the limits of {len(checked.unread):,} line(s) from their provisioning "
+                "history (only the bot's own requests were counted); "
                 "it judges them itself."
             )
         )

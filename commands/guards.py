@@ -10,10 +10,12 @@ suspended in a row and 180 in a year) and "Suspend Devices" (a suspended line au
   suspended before it auto-resumes.
 
 The numbers come from two places: the bot's own requests today (local, known before the ack)
-and each line's extended diagnostics (``LineLimits``, read by the worker after the ack, for
-every device of the set). Fresh diagnostics also override the directory's idea of the state.
-What the bot cannot know (a device missing from the directory, diagnostics that failed) is
-said, not guessed; ThingSpace is then the judge.
+and each line's provisioning history (``POST /devices/history/actions/list``, SDK
+``ProvisioningHistory``; ``LineLimits``, read by the worker after the ack, for every device of the
+set, over the last 365 days): the actions done today, and the suspensions — how long the current
+one has lasted, and the days suspended in the last 12 months. The last event also says the line's
+state, fresher than the directory's. What the bot cannot know (a device missing from the
+directory, a history that could not be read) is said, not guessed; ThingSpace is then the judge.
 """
 
 from __future__ import annotations
@@ -23,22 +25,26 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.models import ProvisioningEvent
 from commands.nidd import is_nidd_plan
 from commands.targets import ResolvedDevice
 from storage import directory
 
 __all__ = [
     "ACTIONS_PER_DAY",
+    "FROM_HISTORY",
+    "HISTORY_SPAN",
     "SUSPEND_DAYS_CONTINUOUS",
     "SUSPEND_DAYS_YEAR",
     "GuardResult",
     "LineLimits",
     "check",
     "day_start",
+    "limits_from_history",
     "read_limits",
     "suspend_allowance",
 ]
@@ -59,15 +65,77 @@ READ_FAILURES_MAX = 20
 READ_BUDGET = 90.0
 
 
+#: how far back a line's provisioning history is read (the 12-month suspension limit)
+HISTORY_SPAN = timedelta(days=365)
+#: what :attr:`LineLimits.source` says when the numbers came from the provisioning history
+FROM_HISTORY = "provisioning history"
+#: history actions that count against the daily limit (a "Device Move" does not)
+_COUNTED_ACTIONS = frozenset({"activate", "suspend", "restore", "deactivate"})
+#: the state a successful history event leaves the line in
+_STATE_AFTER = {"activate": "active", "suspend": "suspend", "restore": "active", "deactivate": "deactive"}
+
+
 @dataclass(frozen=True)
 class LineLimits:
-    """What a line's extended diagnostics say (None: not known)."""
+    """What a line's provisioning history says (None: not known)."""
 
     actions_today: int | None = None
     suspended_days_year: int | None = None
     suspended_days_continuous: int | None = None
     #: the line state ThingSpace reports now (``active``, ``suspend``…), fresher than the directory
     state: str | None = None
+    #: where the numbers came from (:data:`FROM_HISTORY`)
+    source: str = FROM_HISTORY
+
+
+def limits_from_history(events: Sequence[ProvisioningEvent], now: datetime) -> LineLimits:
+    """A line's limits from its provisioning events of the last 365 days (oldest first; failed
+    events changed nothing and are left out):
+
+    * actions today: the activate/suspend/restore/deactivate events of *now*'s UTC day;
+    * suspensions: a suspend opens one, a restore, activate or deactivate closes it; a history
+      that opens with a close was suspended since before the window began. Days in a row are the
+      whole days of the suspension still open; days in the last 12 months count partial days;
+    * state: what the last event left (None when there is none in the window).
+    """
+    window_start = now - HISTORY_SPAN
+    day = now.astimezone(UTC).date()
+    done = [e for e in events if not e.failed and e.occurred_at is not None and e.occurred_at <= now]
+    done.sort(key=lambda e: e.occurred_at or now)
+    today = sum(
+        1
+        for e in done
+        if e.action in _COUNTED_ACTIONS and (e.occurred_at or now).astimezone(UTC).date() == day
+    )
+    spans: list[tuple[datetime, datetime | None]] = []
+    started: datetime | None = None
+    for event in done:
+        at = event.occurred_at or now
+        if event.action == "suspend":
+            if started is None:
+                started = at
+        elif event.action in ("restore", "activate", "deactivate"):
+            if started is None and not spans and event.action == "restore":
+                spans.append((window_start, at))  # suspended since before the window
+            elif started is not None:
+                spans.append((started, at))
+            started = None
+    if started is not None:
+        spans.append((started, None))
+    suspended = timedelta()
+    for begin, end in spans:
+        lo, hi = max(begin, window_start), min(end or now, now)
+        if hi > lo:
+            suspended += hi - lo
+    year = int(suspended.total_seconds() // 86400) + (1 if suspended.total_seconds() % 86400 else 0)
+    in_a_row = max((now - started).days, 0) if started is not None else 0
+    last = next((e for e in reversed(done) if e.action in _STATE_AFTER), None)
+    return LineLimits(
+        actions_today=today,
+        suspended_days_year=year,
+        suspended_days_continuous=in_a_row,
+        state=_STATE_AFTER[last.action] if last is not None else None,
+    )
 
 
 @dataclass
@@ -108,15 +176,20 @@ def _suspend_days_refusal(limits: LineLimits) -> str | None:
 
 
 def read_limits(
-    client: ThingSpaceClient, devices: Sequence[ResolvedDevice], *, budget: float = READ_BUDGET
+    client: ThingSpaceClient,
+    devices: Sequence[ResolvedDevice],
+    *,
+    budget: float = READ_BUDGET,
+    now: datetime | None = None,
 ) -> dict[str, LineLimits]:
-    """Each line's limits and state from its extended diagnostics, for every device (worker side,
-    never before the ack), :data:`READ_CONCURRENCY` at a time. Only lines read are in the answer:
-    one whose diagnostics fail, any after :data:`READ_FAILURES_MAX` failures (ThingSpace down) and
-    any not reached within *budget* seconds are left out (:attr:`GuardResult.unread`)."""
+    """Each line's limits and state from its provisioning history of the last 365 days (worker
+    side, never before the ack), :data:`READ_CONCURRENCY` at a time. Only lines read are in the
+    answer: one whose history fails, any after :data:`READ_FAILURES_MAX` failures (ThingSpace
+    down) and any not reached within *budget* seconds are left out (:attr:`GuardResult.unread`)."""
     failures = 0
     lock = threading.Lock()
     deadline = time.monotonic() + budget
+    moment = now or datetime.now(UTC)
 
     def one(device: ResolvedDevice) -> tuple[str, LineLimits | None]:
         nonlocal failures
@@ -124,17 +197,12 @@ def read_limits(
             if failures >= READ_FAILURES_MAX or time.monotonic() > deadline:
                 return device.key, None
         try:
-            diag = client.extended_diagnostics(device.device_id)
+            events = list(client.provisioning_history(device.device_id, moment - HISTORY_SPAN, moment))
         except ThingSpaceError:
             with lock:
                 failures += 1
             return device.key, None
-        return device.key, LineLimits(
-            actions_today=diag.actions_today,
-            suspended_days_year=diag.suspended_days_year,
-            suspended_days_continuous=diag.suspended_days_continuous,
-            state=diag.state or None,
-        )
+        return device.key, limits_from_history(events, moment)
 
     if not devices:
         return {}

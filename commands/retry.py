@@ -15,6 +15,7 @@ suspend and resume the click is answered "reading…", and the worker posts the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.outcome_status import RETRYABLE
@@ -93,7 +94,7 @@ def complete(deps: Deps, spec: dict[str, Any]) -> None:
         return
     failed = request_devices.devices_with_status(db, request_id, sorted(RETRYABLE))
     devices = resolve_keys(db, failed)
-    limits = guards.read_limits(deps.thingspace, devices)
+    limits = guards.read_limits(deps.thingspace, devices, now=datetime.fromtimestamp(deps.clock(), UTC))
     user, response_url = str(spec["user"]), str(spec.get("response_url", ""))
     reply = _card(deps, user, response_url, tracked, failed, limits=limits)
     with audit.transaction(db):

@@ -37,14 +37,12 @@ from bot.sandbox.errors import (
 )
 from bot.sandbox.fleet import PLANS, Device
 from bot.sandbox.ids import ALL_KINDS, DIAGNOSTICS_KINDS, check_device_id, device_entries, normalize
-from bot.sandbox.rules import actions_today, suspended_days_continuous, suspended_days_year
 from bot.thingspace.shapes import (
     DEVICE_NUMBER_KEY,
     DIAG_CATEGORY_ACCOUNT,
     DIAG_CATEGORY_CONNECTIVITY,
     DIAG_CATEGORY_IDENTIFIERS,
     DIAG_CATEGORY_PROVISIONING,
-    DIAG_KEY_ACTIONS_TODAY,
     DIAG_KEY_APN,
     DIAG_KEY_ATTACHED,
     DIAG_KEY_CONNECTED,
@@ -52,8 +50,6 @@ from bot.thingspace.shapes import (
     DIAG_KEY_LAST_CONNECTION,
     DIAG_KEY_RAT,
     DIAG_KEY_SESSIONS_1H,
-    DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS,
-    DIAG_KEY_SUSPENDED_DAYS_YEAR,
     USAGE_DOMESTIC_BYTES,
     USAGE_DOMESTIC_SMS,
     USAGE_INTERNATIONAL_BYTES,
@@ -320,9 +316,6 @@ def _categories(state: SandboxState, device: Device, now: datetime) -> list[dict
         ("LastActivationDate", iso(device.activated)),
         ("LastDateSuspended", iso(last_suspended) if last_suspended else ""),
         ("ResumeDate", iso(device.resume_date) if device.resume_date else ""),
-        (DIAG_KEY_ACTIONS_TODAY, str(actions_today(device, now))),
-        (DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS, str(suspended_days_continuous(device, now))),
-        (DIAG_KEY_SUSPENDED_DAYS_YEAR, str(suspended_days_year(device, now))),
     ]
     t = epoch(now)
     status = status_at(device.timeline, t)

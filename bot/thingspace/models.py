@@ -310,7 +310,8 @@ class Diagnostics:
     @property
     def identifiers(self) -> dict[str, str]:
         """kind (lower-case) -> id, from the identifier category."""
-        ids = self.category(shapes.DIAG_CATEGORY_IDENTIFIERS)
+        ids = dict(self.category(shapes.DIAG_CATEGORY_IDENTIFIERS_OLD))
+        ids.update(self.category(shapes.DIAG_CATEGORY_IDENTIFIERS))
         return {k.lower(): v for k, v in ids.items() if v}
 
     @property
@@ -336,19 +337,6 @@ class Diagnostics:
     @property
     def last_suspended(self) -> datetime | None:
         return parse_datetime(self.get("LastDateSuspended"))
-
-    @property
-    def actions_today(self) -> int | None:
-        """Provisioning actions used today on this line (5 allowed per day)."""
-        return _int(self.get(shapes.DIAG_KEY_ACTIONS_TODAY))
-
-    @property
-    def suspended_days_continuous(self) -> int | None:
-        return _int(self.get(shapes.DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS))
-
-    @property
-    def suspended_days_year(self) -> int | None:
-        return _int(self.get(shapes.DIAG_KEY_SUSPENDED_DAYS_YEAR))
 
 
 @dataclass(frozen=True)

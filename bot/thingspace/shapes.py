@@ -76,18 +76,21 @@ DIAGNOSTICS: Final = "diagnosticsResponse"
 REACHABLE: Final = "REACHABLE"
 UNREACHABLE: Final = "UNREACHABLE"
 
-# -- proposed: extended diagnostics categories and keys ----------------------------------------
-DIAG_CATEGORY_IDENTIFIERS: Final = "Identifiers"
+# -- extended diagnostics categories and keys (§5.2) -----------------------------------------------
+#: The SOAP-era reference (GetDeviceExtendedDiagnosticsInformation) names the categories
+#: "DeviceIdentifier" and "Provisioning"; REST confirms "Connectivity". "Account" is ours.
+DIAG_CATEGORY_IDENTIFIERS: Final = "DeviceIdentifier"
+#: what earlier versions of the sandbox called the identifier category (still read)
+DIAG_CATEGORY_IDENTIFIERS_OLD: Final = "Identifiers"
 DIAG_CATEGORY_PROVISIONING: Final = "Provisioning"
-DIAG_CATEGORY_CONNECTIVITY: Final = "Connectivity"  # the one category name a source confirms
+DIAG_CATEGORY_CONNECTIVITY: Final = "Connectivity"  # the one category name a REST source confirms
 DIAG_CATEGORY_ACCOUNT: Final = "Account"
-#: Provisioning keys (named by the SOAP-era page): CreatedAt, LastActivationBy, LastActivationDate,
-#: LastDateSuspended, ResumeDate, DeviceState. Proposed additions:
-DIAG_KEY_ACTIONS_TODAY: Final = "ProvisioningActionsToday"
-DIAG_KEY_SUSPENDED_DAYS_CONTINUOUS: Final = "SuspendedDaysContinuous"
-DIAG_KEY_SUSPENDED_DAYS_YEAR: Final = "SuspendedDaysLast12Months"
-#: Connectivity keys: Connected (confirmed); proposed: Attached, LastConnectionDate, IpAddress,
-#: Apn, RatType, SessionCount1h.
+#: Provisioning keys named by the SOAP-era page: CreatedAt, LastActivationBy, LastActivationDate,
+#: LastDateSuspended, ResumeDate, DeviceState. Actions today and suspension days are not among
+#: them: the bot computes those from the provisioning history.
+#: Connectivity keys: Connected (confirmed). Proposed, read only for diag's detail and None on the
+#: real API until a source shows them: Attached, LastConnectionDate, IpAddress, Apn, RatType,
+#: SessionCount1h.
 DIAG_KEY_CONNECTED: Final = "Connected"
 DIAG_KEY_ATTACHED: Final = "Attached"
 DIAG_KEY_LAST_CONNECTION: Final = "LastConnectionDate"

@@ -78,7 +78,7 @@ class Scenario:
     evidence: str
     buttons: list[str]
     also: tuple[str, ...] = ()
-    answered: int = 6
+    answered: int = 7
 
 
 SCENARIOS = [
@@ -124,8 +124,8 @@ SCENARIOS = [
     Scenario(
         "diag-unavailable",
         "unknown",
-        "Not enough to go on: line details, extended diagnostics, connection history, usage history "
-        "could not run; try again in a few minutes.",
+        "Not enough to go on: line details, extended diagnostics, provisioning history, connection "
+        "history, usage history could not run; try again in a few minutes.",
         [],
         also=("Could not run:* line details:", "Could not run:* usage history:"),
         answered=2,
@@ -146,7 +146,7 @@ def test_each_condition_gets_its_verdict(stack: LocalStack, scenario: Scenario) 
     for evidence in scenario.also:
         assert evidence in text(card), text(card)
     assert buttons(card) == scenario.buttons
-    assert f"{scenario.answered} of 6 ThingSpace checks answered" in text(card)
+    assert f"{scenario.answered} of 7 ThingSpace checks answered" in text(card)
 
 
 def test_pending_request_is_shown_and_blocks_provisioning_buttons(stack: LocalStack) -> None:
@@ -172,7 +172,7 @@ def test_a_failed_check_is_named_and_the_verdict_still_stands(stack: LocalStack)
     assert grade(card) == "down"
     assert "no data session for 26 h" in text(card)
     assert "Could not run:* usage history:" in text(card)
-    assert "5 of 6 ThingSpace checks answered" in text(card)
+    assert "6 of 7 ThingSpace checks answered" in text(card)
 
 
 def test_unknown_when_the_line_checks_fail(stack: LocalStack) -> None:
@@ -259,7 +259,7 @@ def test_without_account_info_the_plan_is_not_checked_and_the_card_says_so(stack
     assert "Could not run:* account info:" in text(card)
     assert "this cycle (no allowance known: the account's plan list could not be read)" in text(card)
     assert "over its plan" not in text(card)
-    assert "5 of 6 ThingSpace checks answered" in text(card)
+    assert "6 of 7 ThingSpace checks answered" in text(card)
 
 
 def test_imei_change_outlives_the_next_directory_sync(stack: LocalStack) -> None:

@@ -84,7 +84,7 @@ def test_the_ack_is_local_and_the_card_then_shows_every_lines_limits(stack: Loca
     limited = _key(stack, "demo-action-limit")
     plant = _plant(stack)
     assert len(plant) > 25 and limited in plant
-    diags = len(stack.sandbox.requests_received("/m2m/v1/devices/extendeddiagnostics/actions/list"))
+    diags = len(stack.sandbox.requests_received("/m2m/v1/devices/history/actions/list"))
     answer = stack.command("suspend group:plant-7 --reason decommissioned", user="U0OPS1").json()
     assert answer["text"] == f"Suspend {len(plant)} devices?"
     assert "Reading each line's provisioning limits" in json.dumps(answer["blocks"])
@@ -93,7 +93,7 @@ def test_the_ack_is_local_and_the_card_then_shows_every_lines_limits(stack: Loca
     assert card.text == f"Suspend {len(plant) - 1} devices?"
     assert "demo-action-limit" in blocks_text and "Refused (1)" in blocks_text
     assert "ThingSpace auto-resumes a suspended line after at most 90 days" in blocks_text
-    read = len(stack.sandbox.requests_received("/m2m/v1/devices/extendeddiagnostics/actions/list")) - diags
+    read = len(stack.sandbox.requests_received("/m2m/v1/devices/history/actions/list")) - diags
     assert read >= len(plant)  # every listed line, not only the first 25
     stack.click("Confirm", user="U0OPS1")
     root = stack.standin.wait_for(lambda m: not m.ephemeral and "is suspending" in m.text, timeout=30)

@@ -174,7 +174,7 @@ def test_an_id_some_checks_refuse_is_looked_up_and_checked_by_its_iccid(
     sandbox_deps: tuple[Deps, Sandbox], kind: str
 ) -> None:
     """A line named by EID, IMSI or MIN that the directory does not hold: the line is looked up
-    first, every other check runs with its ICCID, and all six answer."""
+    first, every other check runs with its ICCID, and all seven answer."""
     deps, sandbox = sandbox_deps
     line = sandbox.device("demo-reconnect-loop")
     device = DeviceId.from_wire({"kind": kind, "id": line["ids"][kind]})

@@ -155,11 +155,12 @@ def test_diagnostics_helpers() -> None:
                     "extendedAttributes": [
                         {"key": "DeviceState", "value": "Suspend"},
                         {"key": "ResumeDate", "value": "2026-03-15T00:00:00Z"},
-                        {"key": "ProvisioningActionsToday", "value": "5"},
-                        {"key": "SuspendedDaysLast12Months", "value": "40"},
                     ],
                 },
-                {"categoryName": "Identifiers", "extendedAttributes": [{"key": "ICCID", "value": "8914"}]},
+                {
+                    "categoryName": "DeviceIdentifier",
+                    "extendedAttributes": [{"key": "ICCID", "value": "8914"}],
+                },
             ]
         }
     )
@@ -167,8 +168,6 @@ def test_diagnostics_helpers() -> None:
     assert diag.last_connection == datetime(2026, 1, 10, 9, tzinfo=UTC)
     assert diag.state == "suspend"
     assert diag.resume_date == datetime(2026, 3, 15, tzinfo=UTC)
-    assert diag.actions_today == 5 and diag.suspended_days_year == 40
-    assert diag.suspended_days_continuous is None
     assert diag.get("connected") == "false"
     assert diag.get("Connected", category="Provisioning") is None
     assert diag.identifiers == {"iccid": "8914"}
@@ -450,16 +449,19 @@ def test_list_devices_filters(shared: Running) -> None:
 
 
 def test_extended_diagnostics_reflect_the_demo_conditions(shared: Running) -> None:
-    """Diagnostics of the demo devices carry the state, attach and provisioning facts the verdicts need."""
+    """Diagnostics of the demo devices carry the state and attach facts the verdicts need; the
+    provisioning history the day's actions."""
     with client_for(shared.url) as client:
         healthy = client.extended_diagnostics(demo(shared, "healthy"))
         suspended = client.extended_diagnostics(demo(shared, "suspended"))
-        limit = client.extended_diagnostics(demo(shared, "action-limit"))
+        limit = list(
+            client.provisioning_history(demo(shared, "action-limit"), START - timedelta(days=1), START)
+        )
         hung = client.extended_diagnostics(demo(shared, "hung"))
         down = client.extended_diagnostics(demo(shared, "down"))
     assert (healthy.state, healthy.attached, healthy.connected) == ("active", True, True)
     assert suspended.state == "suspend" and suspended.resume_date is not None
-    assert limit.actions_today == 5
+    assert sum(1 for e in limit if e.occurred_at and e.occurred_at.date() == START.date()) == 5
     assert hung.attached is True and hung.connected is False
     assert hung.last_connection is not None and START - hung.last_connection >= timedelta(hours=25)
     assert down.attached is False
