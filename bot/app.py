@@ -45,7 +45,7 @@ from bot.inbox.worker import InboxWorker
 from bot.intake.route import InboxWriter, callback_route
 from bot.outbox.relay import OutboxRelay
 from bot.parts import Part
-from bot.scheduler import reachability_tasks
+from bot.scheduler import poll_tasks, reachability_tasks
 from bot.scheduler.build import build_scheduler
 from bot.scheduler.lease import SchedulerLease
 from bot.scheduler.tasks import ScheduledTask, upkeep_tasks
@@ -84,12 +84,18 @@ def job_runners() -> dict[str, Runner]:
 
 
 def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
-    """Everything the scheduler runs: upkeep, unanswered requests, reachability."""
-    return [
+    """Everything the scheduler runs: upkeep, unanswered requests, reachability. When results are
+    polled (no callback listener) reachability monitors give way to status queries, and the
+    device-SMS inbox is read."""
+    tasks = [
         *upkeep_tasks(settings),
         *unanswered.scheduled_tasks(),
         *reachability_tasks.scheduled_tasks(settings),
     ]
+    if settings.poll_results:
+        tasks = [t for t in tasks if t.id != reachability_tasks.MONITORS_TASK]
+        tasks += poll_tasks.scheduled_tasks()
+    return tasks
 
 
 def warn_if_readable(db_path: str) -> None:

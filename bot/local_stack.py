@@ -103,7 +103,8 @@ class LocalStack:
         self.bot_server = server.start()
         runtime.start()
         self._refresh_memberships(runtime)
-        self.register_callbacks()
+        if not settings.poll_results:  # polled results: no listener, nothing is called back
+            self.register_callbacks()
         if self._sync:
             runtime.directory_synced.wait(60)
         self.driver = SlackDriver(self.bot_url + "/slack/events", SIGNING_SECRET, self.standin)

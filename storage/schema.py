@@ -25,6 +25,7 @@ from storage import (
     memberships,
     outbox,
     pending,
+    reach_polls,
     requests,
     seen,
     unknown_callbacks,
@@ -51,6 +52,7 @@ MIGRATIONS: tuple[Migrations, ...] = (
     watches.migrations,
     device_messages.migrations,
     unknown_callbacks.migrations,  # added after the others: applied last on existing databases
+    reach_polls.migrations,
 )
 
 

@@ -87,7 +87,10 @@ def _client(settings: Settings) -> Iterator[ThingSpaceClient]:
 
 def listener_url(settings: Settings) -> str:
     if not settings.public_url:
-        raise ConfigError("TSBOT_PUBLIC_URL is empty: it is the address ThingSpace calls back (https://…)")
+        raise ConfigError(
+            "TSBOT_PUBLIC_URL is empty: it is the address ThingSpace calls back (https://…); without it "
+            "the bot asks ThingSpace for results instead (README: Behind a firewall)"
+        )
     return settings.public_url.rstrip("/") + "/thingspace/callbacks"
 
 
@@ -229,6 +232,13 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings.from_env(os.environ)
         if args.action in ("unknown", "reprocess"):
             return _local(args, settings)
+        if args.action == "register" and settings.results == "poll":
+            print(
+                'tsbot callbacks: [thingspace] results = "poll": the bot asks ThingSpace for results and '
+                "needs no callback listener, so nothing was registered",
+                file=sys.stderr,
+            )
+            return 2
         with _client(settings) as client:
             if args.action == "list":
                 _print_listeners(client.list_callbacks())

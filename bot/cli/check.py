@@ -80,18 +80,26 @@ def _required(settings: Settings, report: Report) -> None:
         "THINGSPACE_USERNAME": (settings.thingspace_username, "the UWS (Connectivity Management) username"),
         "THINGSPACE_PASSWORD": (settings.thingspace_password, "the UWS password"),
         "THINGSPACE_ACCOUNT": (settings.thingspace_account, "the billing account, e.g. 0000123456-00001"),
-        "TSBOT_PUBLIC_URL": (settings.public_url, "the https:// address ThingSpace calls back"),
-        "TSBOT_CALLBACK_USERNAME": (settings.callback_username, "any username; ThingSpace echoes it"),
-        "TSBOT_CALLBACK_PASSWORD": (
+    }
+    if not settings.poll_results:  # only a bot ThingSpace calls back needs these
+        needed["TSBOT_CALLBACK_USERNAME"] = (settings.callback_username, "any username; ThingSpace echoes it")
+        needed["TSBOT_CALLBACK_PASSWORD"] = (
             settings.callback_password,
             "a long random password; ThingSpace echoes it",
-        ),
-    }
+        )
     missing = [name for name, (value, _) in needed.items() if not value]
     for name in missing:
         report.fail(f"{name} is empty", f"set it to {needed[name][1]}")
     if not missing:
         report.ok("all required settings are present")
+    if settings.poll_results:
+        why = '[thingspace] results = "poll"' if settings.results == "poll" else "TSBOT_PUBLIC_URL is empty"
+        report.ok(
+            f"results: polled ({why}): no callback listener is needed; the bot asks ThingSpace "
+            f'(first after about {int(settings.first_reconcile.total_seconds())} s) — see README "Behind a firewall"'
+        )
+    else:
+        report.ok(f"results: by callback to {settings.public_url.rstrip('/')}/thingspace/callbacks")
     if settings.public_url and not settings.public_url.startswith("https://"):
         report.warn("TSBOT_PUBLIC_URL is not https://; ThingSpace and Slack need TLS in production")
     if not settings.grants.admin and not settings.grants.operator:
@@ -265,6 +273,8 @@ def _thingspace_login(
             f"could not list callback listeners: {exc.user_message}", "see the ThingSpace error above"
         )
         return
+    if settings.poll_results:
+        return  # nothing is called back: the listeners are not this bot's concern
     expected = settings.public_url.rstrip("/") + "/thingspace/callbacks" if settings.public_url else ""
     missing = [s for s in shapes.CONSUMED_SERVICES if s not in listeners or listeners[s].url != expected]
     if missing:

@@ -248,7 +248,10 @@ def monitors_task(deps: Deps, now: float | None = None) -> MonitorSync:
 
 
 def run_monitor_job(deps: Deps, job: Job) -> None:
-    """The worker's ``watch-monitors`` job: sync now, tell the requester what ThingSpace said."""
+    """The worker's ``watch-monitors`` job: sync now, tell the requester what ThingSpace said.
+    With results polled there are no monitors: the watch is asked about by status queries."""
+    if deps.settings.poll_results:
+        return
     result = sync_monitors(deps, now=deps.clock())
     url = str(job.payload.get("response_url") or "")
     text = ""
@@ -384,11 +387,15 @@ def prune_task(deps: Deps, now: float | None = None) -> int:
 # -- the task list --------------------------------------------------------------------------------
 
 
+#: the id of the monitor upkeep task (left out when results are polled: monitors only call back)
+MONITORS_TASK = "reachability-monitors"
+
+
 def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
     """Evaluation ticks, monitor upkeep (also at start), digests and history pruning."""
     return [
         ScheduledTask("reachability-evaluate", evaluate_task, settings.alert_evaluate_every),
-        ScheduledTask("reachability-monitors", monitors_task, timedelta(minutes=10), at_start=True),
+        ScheduledTask(MONITORS_TASK, monitors_task, timedelta(minutes=10), at_start=True),
         ScheduledTask("alerts-digest", digest_task, timedelta(minutes=1)),
         ScheduledTask("reachability-prune", prune_task, timedelta(hours=6)),
     ]

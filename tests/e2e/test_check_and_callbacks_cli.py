@@ -90,10 +90,32 @@ def test_check_names_what_is_wrong_and_logs_in_once(
 def test_check_reports_missing_settings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With nothing configured, each missing setting is named with what to set."""
+    """With nothing configured, each missing setting is named with what to set; with no public
+    URL the results are polled, so no callback password is asked for, and check says so."""
     assert main(["check", "--skip-slack", "--skip-thingspace"]) == 1
     out = capsys.readouterr().out
-    assert "✗ SLACK_BOT_TOKEN is empty" in out and "✗ TSBOT_CALLBACK_PASSWORD is empty" in out
+    assert "✗ SLACK_BOT_TOKEN is empty" in out and "TSBOT_CALLBACK_PASSWORD" not in out
+    assert "✓ results: polled (TSBOT_PUBLIC_URL is empty): no callback listener is needed" in out
+
+
+def test_in_poll_mode_register_refuses_and_check_skips_the_listeners(
+    env: dict[str, object],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """[thingspace] results = "poll": `callbacks register` registers nothing (exit 2, saying why);
+    `tsbot check` names the mode and does not ask for listeners."""
+    config = tmp_path / "tsbot.toml"
+    config.write_text('[thingspace]\nresults = "poll"\n[grants]\nadmin = ["U012ADMIN"]\n', encoding="utf-8")
+    monkeypatch.setenv("TSBOT_CONFIG", str(config))
+    assert main(["callbacks", "register"]) == 2
+    assert "nothing was registered" in capsys.readouterr().err
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        '✓ results: polled ([thingspace] results = "poll")' in out and "callbacks not registered" not in out
+    )
 
 
 def test_register_updates_a_changed_password(
