@@ -79,9 +79,14 @@ def sms_delivered(state: SandboxState, device: Device, text: str, at: datetime) 
 
 
 def device_sends_sms(state: SandboxState, device: Device, text: str, at: datetime | None = None) -> None:
-    """*device* sends an SMS: an EnhancedConnectivityService callback with its text."""
+    """*device* sends an SMS: an EnhancedConnectivityService callback with its text, or, with no
+    listener registered, a message queued for ``GET /sms/{account}/history`` (``bot.sandbox.mo_sms``)."""
     moment = at or state.clock()
     _record(device, moment, "MoSms")
+    if state.listener(ENHANCED_CONNECTIVITY_SERVICE) is None:
+        ids = [{"id": device.iccid, "kind": "iccid"}, {"id": device.mdn, "kind": "mdn"}]
+        state.mo_queue.append({"deviceIds": ids, "message": text, "timestamp": iso(moment)})
+        return
     payload = {
         "requestId": str(uuid.uuid4()),
         "deviceIds": [{"id": device.mdn, "kind": "mdn"}],

@@ -17,12 +17,11 @@ Callback"; SDK ``SMSMessagesQueryResult``, ``SMSMessage``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
+from bot.sandbox import messaging
 from bot.sandbox.callback_sender import Delivery
-from bot.sandbox.clock import iso
 from bot.sandbox.errors import CALLBACK_NOT_REGISTERED, field_invalid, thingspace_error
 from bot.sandbox.fleet import Device
 from bot.thingspace.shapes import ENHANCED_CONNECTIVITY_SERVICE, MO_SMS
@@ -36,11 +35,6 @@ __all__ = ["MAX_BLOCK", "device_sends", "history", "start_callbacks"]
 MAX_BLOCK: Final = 100
 
 
-def _message(device: Device, text: str, at: datetime) -> dict[str, Any]:
-    ids = [{"id": device.iccid, "kind": "iccid"}, {"id": device.mdn, "kind": "mdn"}]
-    return {"deviceIds": ids, "message": text, "timestamp": iso(at)}
-
-
 def _callback(message: dict[str, Any]) -> Delivery:
     payload = {
         "requestId": str(uuid.uuid4()),
@@ -51,13 +45,11 @@ def _callback(message: dict[str, Any]) -> Delivery:
 
 
 def device_sends(state: SandboxState, device: Device, text: str) -> str:
-    """*device* sends *text* to ThingSpace; returns ``"callback"`` or ``"queued"``."""
-    message = _message(device, text, state.clock())
-    if state.listener(ENHANCED_CONNECTIVITY_SERVICE) is not None:
-        state.emit([_callback(message)])
-        return "callback"
-    state.mo_queue.append(message)
-    return "queued"
+    """*device* sends *text* to ThingSpace (:func:`bot.sandbox.messaging.device_sends_sms`);
+    returns ``"callback"`` or ``"queued"``."""
+    listened = state.listener(ENHANCED_CONNECTIVITY_SERVICE) is not None
+    messaging.device_sends_sms(state, device, text)
+    return "callback" if listened else "queued"
 
 
 def history(state: SandboxState, token: str | None) -> tuple[int, dict[str, Any], str | None]:

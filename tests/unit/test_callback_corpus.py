@@ -1,5 +1,6 @@
 """The callback payload corpus (tests/fixtures/thingspace/callbacks/): every known variant through
-the real intake over loopback HTTP and the inbox worker on real SQLite, each with its outcome."""
+the real intake over loopback HTTP and the inbox worker (with the device-message handler the
+composition root gives it) on real SQLite, each with its outcome."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from bot.core.config import Settings
+from bot.inbox.device_messages import DeviceMessages
 from bot.inbox.worker import process_batch
 from bot.intake.route import InboxWriter, callback_route
 from bot.serving import ServerThread
@@ -75,7 +77,15 @@ def test_corpus_payload(intake: Intake, path: Path) -> None:
         assert answer.json().get("message") != "kept, not understood"
         row_id, kind = rows[0]
         assert kind == expect["kind"]
-        process_batch(db, Settings(), now=time.time(), holder="corpus", ids=[row_id])
+        settings = Settings(ops_channel="C0OPS")
+        process_batch(
+            db,
+            settings,
+            now=time.time(),
+            holder="corpus",
+            ids=[row_id],
+            message_handlers=[DeviceMessages(settings).on_callback],
+        )
         state = db.execute("SELECT state FROM inbox WHERE id = ?", [row_id]).fetchone()[0]
         assert state == expect["inbox_state"]
     else:
