@@ -185,7 +185,7 @@ def test_tsbot_sandbox_starts_prints_its_url_and_answers() -> None:
         assert "sandbox-user / sandbox-pass" in lines[1]
         with Api(base) as api:
             assert api.get(f"/m2m/v1/accounts/{ACCOUNT}").json()["accountName"] == ACCOUNT
-            assert api.diagnostics(EXAMPLE_ICCID)["Identifiers"]["ICCID"] == EXAMPLE_ICCID
+            assert api.diagnostics(EXAMPLE_ICCID)["DeviceIdentifier"]["ICCID"] == EXAMPLE_ICCID
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -228,7 +228,7 @@ def test_condition_route_reaches_the_new_diagnostic_conditions() -> None:
         changed = api.http.post(ref, json={"condition": "imei-changed"}).json()
         assert changed["ids"]["imei"] == line.spare_imei != before
         assert changed["imeiChangePending"] is False
-        assert api.diagnostics(line.iccid)["Identifiers"]["IMEI"] == line.spare_imei
+        assert api.diagnostics(line.iccid)["DeviceIdentifier"]["IMEI"] == line.spare_imei
         broken = api.http.post(ref, json={"condition": "diag-unavailable"}).json()
         assert broken["diagnosticsUnavailable"] is True
         failing = api.post(DIAG, _diag_body(line.iccid))

@@ -115,9 +115,22 @@ def _settings(tmp_path: Path, standin: SlackStandIn, **overrides: object) -> Set
         thingspace_username="u",
         thingspace_password="p",
         thingspace_account="0000123456-00001",
+        public_url="https://tsbot.example.com",  # results by callback; poll mode is tested below
         db_path=str(tmp_path / "bot.db"),
         grants=DEMO_GRANTS,
     ).with_overrides(**overrides)
+
+
+def test_polled_results_swap_monitors_for_status_queries(tmp_path: Path, standin: SlackStandIn) -> None:
+    """With results polled there is no monitor upkeep (monitors only call back); the device-SMS
+    inbox and the watched devices' status queries are polled every minute instead."""
+    runtime = Runtime(
+        _settings(tmp_path, standin, public_url=""), sync_directory_at_start=False, start_scheduler=False
+    )
+    ids = {job.id for job in runtime.build_scheduler().get_jobs()}
+    assert "reachability-monitors" not in ids
+    assert {"poll-device-sms", "poll-reachability", "callbacks-no-result"} <= ids
+    runtime.pool.close()
 
 
 def test_reachability_jobs_have_explicit_ids_coalesce_one_instance_and_a_grace(
