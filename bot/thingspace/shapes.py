@@ -170,8 +170,8 @@ HISTORY_FAILED_STATUSES: Final = frozenset({"failed", "failure", "fail", "error"
 #: Read per operation (the words are the bot's per-device outcomes):
 #:
 #: * suspend / restore / cancel location: the change was made (``ok``) or not (``failed``);
-#: * SMS: ``Success`` once the device received it (``delivered``), ``Failed`` when it was not
-#:   (expired, refused);
+#: * SMS and NIDD data: ``Success`` once the device received it (``delivered``), ``Failed`` when
+#:   it was not (expired, refused);
 #: * a reachability query: ``Success`` when ThingSpace found the device reachable, ``Failed``
 #:   when the query ended without that; ``Pending`` means not reachable yet.
 REQUEST_STATUS_OUTCOMES: Final = {
@@ -179,5 +179,6 @@ REQUEST_STATUS_OUTCOMES: Final = {
     "resume": {"Success": "ok", "Failed": "failed"},
     "cancel-location": {"Success": "ok", "Failed": "failed"},
     "sms": {"Success": "delivered", "Failed": "failed"},
+    "nidd": {"Success": "delivered", "Failed": "failed"},
     "reach": {"Success": "reachable", "Failed": "unreachable"},
 }
