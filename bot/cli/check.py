@@ -288,6 +288,8 @@ def _thingspace_login(
 
 #: the settings a ThingSpace login needs
 _THINGSPACE_LOGIN = tuple(v for v in REQUIRED_TO_SERVE if v.startswith("THINGSPACE_"))
+
+
 def _kept_callbacks(settings: Settings, report: Report) -> None:
     """Warn when authenticated callbacks the bot could not read are waiting (read-only; a
     database that does not exist yet, or predates the table, has none)."""
