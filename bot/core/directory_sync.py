@@ -54,6 +54,6 @@ def sync_directory(client: ThingSpaceClient, db: Database) -> int:
     with write(db):  # the listing was complete: whatever it did not name left the account
         gone = directory.mark_missing(db, synced_before=sync_started)
     if gone:
-        log.warning("%d line(s) are no longer in the account; taken out of their groups", len(gone))
+        log.warning("%d line(s) are no longer in the account; taken out of their groups", gone)
     log.info("directory synced: %d devices in %.1f s", total, time.monotonic() - started)
     return total
