@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -45,8 +44,9 @@ def test_find_counts_pages_with_more_and_never_repeats_a_line(stack: LocalStack)
     while len(seen) < len(members):
         answer = stack.click("More", **VIEWER)
         assert answer.status_code == 200
+        wanted = f"Showing {len(seen) + 1:,}–"
         page: Message = stack.standin.wait_for(
-            lambda m: m.ephemeral and f"Showing {len(seen) + 1:,}–" in str(m.blocks), timeout=10
+            lambda m, wanted=wanted: m.ephemeral and wanted in str(m.blocks), timeout=10
         )
         seen += _keys(page.blocks)
 

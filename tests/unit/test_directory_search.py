@@ -58,7 +58,9 @@ def test_sqlite_has_the_trigram_tokenizer() -> None:
     assert sqlite3.sqlite_version_info >= (3, 34, 0)
 
 
-def test_a_label_word_that_starts_with_the_text_ranks_before_an_id_that_only_contains_it(db: Database) -> None:
+def test_a_label_word_that_starts_with_the_text_ranks_before_an_id_that_only_contains_it(
+    db: Database,
+) -> None:
     # gateway-0037 comes first in the directory and its ICCID contains 0042
     put(
         db,
@@ -82,7 +84,7 @@ def test_an_exact_id_or_label_comes_first(db: Database) -> None:
         "x-gateway-0042",
     ]
     exact_id = directory.search(db, "89148000000000000021", limit=10)
-    assert [d.key for d in exact_id.devices][0] == "iccid:89148000000000000021"
+    assert exact_id.devices[0].key == "iccid:89148000000000000021"
 
 
 def test_percent_underscore_and_quotes_are_plain_characters(db: Database) -> None:
