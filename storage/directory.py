@@ -36,6 +36,7 @@ __all__ = [
     "SearchPage",
     "canonical_key",
     "count",
+    "display",
     "find",
     "group_count",
     "group_member_rows",
@@ -44,6 +45,7 @@ __all__ = [
     "imei_changes",
     "lookup",
     "lookup_many",
+    "member_entry",
     "migrations",
     "search",
     "search_text",
@@ -217,9 +219,14 @@ class DirectoryDevice:
     @property
     def display(self) -> str:
         """``tracker-0042 (…9708)``: label and masked key, for lists."""
-        kind, _, value = self.key.partition(":")
-        short = f"{kind} …{value[-4:]}" if len(value) > 4 else self.key
-        return f"{self.label} ({short})" if self.label else short
+        return display(self.label, self.key)
+
+
+def display(label: str, key: str) -> str:
+    """``tracker-0042 (iccid …9708)``: a line's label and masked key, for lists."""
+    kind, _, value = key.partition(":")
+    short = f"{kind} …{value[-4:]}" if len(value) > 4 else key
+    return f"{label} ({short})" if label else short
 
 
 def canonical_key(ids: Mapping[str, str]) -> str:
@@ -564,6 +571,27 @@ def group_count(db: Database, name: str) -> int:
     """How many lines are in group *name* (read from the membership index alone)."""
     row = db.execute("SELECT count(*) FROM device_groups WHERE name = ?", [name.lower()]).fetchone()
     return int(row[0])
+
+
+def member_entry(key: str, label: str, state: str, resume_date: str | None) -> DirectoryDevice:
+    """A partial entry for a group member read by :func:`group_member_rows`: its key's identifier,
+    label, state and auto-resume date, without groups or custom fields. Built without the
+    dataclass's per-field checks, since a ``group:`` target may hold 100,000 of them."""
+    kind, _, value = key.partition(":")
+    entry: DirectoryDevice = object.__new__(DirectoryDevice)
+    entry.__dict__.update(
+        key=key,
+        ids={kind: value},
+        state=state,
+        plan="",
+        label=label,
+        groups=[],
+        custom={},
+        last_connection=None,
+        resume_date=resume_date,
+        synced_at=None,
+    )
+    return entry
 
 
 def group_member_rows(db: Database, name: str) -> list[tuple[str, str, str, str | None]]:
