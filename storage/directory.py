@@ -34,8 +34,10 @@ __all__ = [
     "DirectoryDevice",
     "ImeiChange",
     "SearchPage",
+    "SyncMarks",
     "canonical_key",
     "count",
+    "count_matches",
     "display",
     "find",
     "group_count",
@@ -47,9 +49,11 @@ __all__ = [
     "lookup_many",
     "member_entry",
     "migrations",
+    "save_sync_marks",
     "search",
     "search_text",
     "set_state",
+    "sync_marks",
     "upsert_devices",
 ]
 
@@ -202,6 +206,59 @@ def index_directory_for_search(db: Database) -> None:
     db.execute("CREATE INDEX devices_label ON devices (label COLLATE NOCASE)")
 
 
+@migrations()
+def create_sync_marks(db: Database) -> None:
+    """Where the last syncs got to: the newest ``createdAt`` listed (an incremental sync asks
+    ThingSpace only for lines added after it) and when the last complete sync ended."""
+    db.execute(
+        """
+        CREATE TABLE directory_sync (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            newest_created TEXT,
+            last_full_at REAL,
+            last_at REAL,
+            lines INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+
+
+@dataclass(frozen=True)
+class SyncMarks:
+    """What :func:`sync_marks` reads: ``newest_created`` (ISO 8601, ThingSpace's clock), the epoch
+    seconds the last complete and the last sync of any kind ended, and how many lines it read."""
+
+    newest_created: str | None = None
+    last_full_at: float | None = None
+    last_at: float | None = None
+    lines: int = 0
+
+
+def sync_marks(db: Database) -> SyncMarks:
+    row = db.execute(
+        "SELECT newest_created, last_full_at, last_at, lines FROM directory_sync WHERE id = 1"
+    ).fetchone()
+    return SyncMarks(*row) if row else SyncMarks()
+
+
+def save_sync_marks(db: Database, *, newest_created: str | None, full: bool, lines: int, now: float) -> None:
+    """Record a finished sync; ``newest_created`` only moves forward."""
+    db.execute(
+        """
+        INSERT INTO directory_sync (id, newest_created, last_full_at, last_at, lines) VALUES (1, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET
+            newest_created = CASE
+                WHEN excluded.newest_created IS NULL THEN directory_sync.newest_created
+                WHEN directory_sync.newest_created IS NULL THEN excluded.newest_created
+                ELSE max(directory_sync.newest_created, excluded.newest_created) END,
+            last_full_at = coalesce(excluded.last_full_at, directory_sync.last_full_at),
+            last_at = excluded.last_at,
+            lines = excluded.lines
+        """,
+        [newest_created, now if full else None, now, lines],
+    )
+
+
 @dataclass(frozen=True)
 class DirectoryDevice:
     key: str
@@ -302,8 +359,12 @@ def _prepare(device: Mapping[str, Any], now: float) -> _Prepared:
     return _Prepared(key, values, ids.get("imei"), groups, groups_json)
 
 
-_COLUMNS = ["key", *ID_KINDS, "state", "plan", "label", "groups_json", "custom_json", "search"]
-_COLUMNS += ["last_connection", "resume_date", "synced_at"]
+_COLUMNS = [
+    "key",
+    *ID_KINDS,
+    *("state", "plan", "label", "groups_json", "custom_json", "search"),
+    *("last_connection", "resume_date", "synced_at"),
+]
 _UPSERT = (
     f"INSERT INTO devices ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (key) DO UPDATE SET "

@@ -145,6 +145,9 @@ class Settings:
     no_result_after: timedelta = timedelta(minutes=30)
     #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
     directory_sync_every: timedelta = timedelta(hours=1)
+    #: [directory] full_sync_every: how often a sync reads the whole account (and marks lines that
+    #: left it); the syncs in between read only lines added since the last one
+    directory_full_sync_every: timedelta = timedelta(hours=24)
     #: [sms] reboot_text: the text the "Send reboot SMS" button sends
     reboot_sms_text: str = "REBOOT"
     #: [sms] reply_window: a device's SMS (or NIDD data) is posted in the thread of the last one
@@ -431,6 +434,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     directory = data.get("directory", {})
     if "sync_every" in directory:
         out["directory_sync_every"] = _duration(directory, "sync_every", "directory")
+    if "full_sync_every" in directory:
+        out["directory_full_sync_every"] = _duration(directory, "full_sync_every", "directory")
 
     sms = data.get("sms", {})
     if "reboot_text" in sms:
