@@ -23,11 +23,14 @@ __all__ = [
     "TrackedRequest",
     "actions_today",
     "add_request",
+    "batch",
+    "batch_total",
     "device_outcomes",
     "get_request",
     "migrations",
     "open_requests",
     "pending_for_device",
+    "set_batch_total",
     "set_device_outcome",
     "set_request_state",
 ]
@@ -144,6 +147,36 @@ def add_request(
 def get_request(db: Database, request_id: str) -> TrackedRequest | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM ts_requests WHERE request_id = ?", [request_id]).fetchone()
     return _row(row) if row else None
+
+
+def batch(db: Database, tracked: TrackedRequest) -> list[TrackedRequest]:
+    """The requests one bulk action was split into (ThingSpace takes at most 10,000 lines per
+    request): those sharing *tracked*'s results thread and ``batch`` detail, in the order sent;
+    just ``[tracked]`` for a request on its own."""
+    batch_id = tracked.detail.get("batch")
+    if not batch_id or not tracked.thread_key:
+        return [tracked]
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM ts_requests WHERE thread_key = ? ORDER BY created_at, rowid",
+        [tracked.thread_key],
+    ).fetchall()
+    return [r for r in map(_row, rows) if r.detail.get("batch") == batch_id] or [tracked]
+
+
+def batch_total(parts: Sequence[TrackedRequest]) -> int:
+    """How many lines a batch's progress counts to: what its first request says the whole action
+    sends (``batch_total``), else the lines of the requests recorded."""
+    declared = parts[0].detail.get("batch_total") if parts else None
+    return int(declared) if isinstance(declared, int) else sum(p.device_count for p in parts)
+
+
+def set_batch_total(db: Database, thread_key: str, total: int) -> None:
+    """A bulk action stopped early: its progress counts only the lines that were sent."""
+    db.execute(
+        "UPDATE ts_requests SET detail = json_set(detail, '$.batch_total', ?) "
+        "WHERE thread_key = ? AND json_extract(detail, '$.batch') IS NOT NULL",
+        [total, thread_key],
+    )
 
 
 def open_requests(db: Database, *, older_than: float | None = None) -> list[TrackedRequest]:

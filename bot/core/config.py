@@ -137,6 +137,9 @@ class Settings:
     approval_size: int = 25
     #: [limits] max_targets: the most devices one command may name
     max_targets: int = 10_000
+    #: [limits] request_size: a bulk action is sent to ThingSpace in requests of at most this many
+    #: lines (ThingSpace takes at most 10,000 per request)
+    request_size: int = 10_000
     #: [limits] confirm_ttl: how long a Confirm button stays valid
     confirm_ttl: timedelta = timedelta(minutes=5)
     #: [limits] approval_ttl: how long an approval card waits for a second person
@@ -423,6 +426,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     for key, name in (("approval_size", "approval_size"), ("max_targets", "max_targets")):
         if key in limits:
             out[name] = _positive_int(limits, key, "limits")
+    if "request_size" in limits:
+        size = _positive_int(limits, "request_size", "limits")
+        if size > 10_000:
+            raise ConfigError(
+                f"{source}: [limits] request_size is {size:,}; ThingSpace takes at most 10,000 lines per request"
+            )
+        out["request_size"] = size
     for key, name in (
         ("confirm_ttl", "confirm_ttl"),
         ("approval_ttl", "approval_ttl"),

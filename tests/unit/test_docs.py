@@ -28,6 +28,7 @@ TOML_KEYS = {
     "no_result_after": "no_result_after",
     "directory_sync_every": "sync_every",
     "directory_full_sync_every": "full_sync_every",
+    "request_size": "request_size",
     "reboot_sms_text": "reboot_text",
     "sms_reply_window": "reply_window",
     "nidd_plans": "[nidd]",
