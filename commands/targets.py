@@ -35,12 +35,12 @@ class ResolvedDevice:
         device_id: DeviceId | None,
         key: str,
         entry: DirectoryDevice | None,
-        member: tuple[str, str, str | None] | None = None,
+        member: tuple[str, str, str, str | None] | None = None,
     ) -> None:
         self._device_id = device_id
         self.key = key
         self._entry = entry
-        #: (label, state, resume_date) of a group member read without its whole row
+        #: (key, label, state, resume_date) of a group member, as the membership index holds it
         self._member = member
 
     @property
@@ -53,7 +53,7 @@ class ResolvedDevice:
     @property
     def entry(self) -> DirectoryDevice | None:
         if self._entry is None and self._member is not None:
-            self._entry = directory.member_entry(self.key, *self._member)
+            self._entry = directory.member_entry(*self._member)
         return self._entry
 
     @property
@@ -69,19 +69,19 @@ class ResolvedDevice:
     def state(self) -> str:
         """The line state the directory holds (``""`` when not in the directory)."""
         if self._member is not None:
-            return self._member[1]
+            return self._member[2]
         return self._entry.state if self._entry is not None else ""
 
     @property
     def resume_date(self) -> str | None:
         if self._member is not None:
-            return self._member[2]
+            return self._member[3]
         return self._entry.resume_date if self._entry is not None else None
 
     @property
     def label(self) -> str:
         if self._member is not None:
-            return directory.display(self._member[0], self.key)
+            return directory.display(self._member[1], self.key)
         if self._entry:
             return self._entry.display
         return self.device_id.masked()
@@ -117,10 +117,7 @@ def _group(db: Database, name: str, verb: str, max_targets: int) -> list[Resolve
             ),
             verb=verb,
         )
-    return [
-        ResolvedDevice(None, key, None, (label, state, resume_date))
-        for key, label, state, resume_date in directory.group_member_rows(db, name)
-    ]
+    return [ResolvedDevice(None, row[0], None, row) for row in directory.group_member_rows(db, name)]
 
 
 def resolve(

@@ -169,13 +169,20 @@ def test_an_existing_directory_is_indexed_by_the_migration(tmp_path: Path) -> No
     path = tmp_path / "old.db"
     old = open_database(path, migrate=False)
     directory.migrations.apply(old, stop_before="index_directory_for_search")
-    with write(old):
-        directory.upsert_devices(old, [line(1, "legacy-7")])
+    with write(old):  # a row as the earlier schema wrote it
+        old.execute(
+            "INSERT INTO devices (key, iccid, state, label, groups_json, custom_json, search, synced_at) "
+            "VALUES (?, ?, 'active', 'legacy-7', '[\"plant-7\"]', '{\"CustomField3\": \"Acme\"}', 'legacy-7', 1)",
+            ["iccid:89148000000000000011", "89148000000000000011"],
+        )
+        old.execute("INSERT INTO device_groups (name, key) VALUES ('plant-7', 'iccid:89148000000000000011')")
     old.conn.close()
 
     db = open_database(path)
     try:
         assert labels(directory.search(db, "legacy", limit=5)) == ["legacy-7"]
         assert labels(directory.search(db, "acme", limit=5)) == ["legacy-7"]
+        members = directory.group_member_rows(db, "plant-7")
+        assert members == [("iccid:89148000000000000011", "legacy-7", "active", None)]
     finally:
         db.conn.close()

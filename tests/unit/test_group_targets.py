@@ -88,3 +88,28 @@ def test_todays_actions_for_a_long_list_come_from_one_read(db: Database) -> None
 
     assert requests.actions_today(db, many, day_start=0) == dict.fromkeys(keys[:3], 1)
     assert requests.actions_today(db, keys[:5], day_start=0) == dict.fromkeys(keys[:3], 1)
+
+
+def test_the_membership_index_follows_label_state_and_resume_date(db: Database) -> None:
+    key = "iccid:89148000000000000011"
+
+    def row() -> tuple[str, str, str, str | None]:
+        return next(r for r in directory.group_member_rows(db, "plant-7") if r[0] == key)
+
+    assert row() == (key, "pump-001", "active", None)
+    with write(db):
+        directory.set_state(db, key, "suspend", resume_date="2027-03-01T00:00:00Z")
+    assert row() == (key, "pump-001", "suspend", "2027-03-01T00:00:00Z")
+    line = {
+        "ids": {"iccid": key.split(":")[1]},
+        "state": "active",
+        "label": "pump-one",
+        "groups": ["Plant-7"],
+    }
+    with write(db):  # same groups, new label and state; no date listed: the stored one is kept
+        directory.upsert_devices(db, [line])
+    assert row() == (key, "pump-one", "active", "2027-03-01T00:00:00Z")
+    with write(db):
+        directory.upsert_devices(db, [{**line, "groups": ["plant-7", "north"], "state": "suspend"}])
+    assert row()[2] == "suspend"
+    assert [r[0] for r in directory.group_member_rows(db, "north")] == [key]
