@@ -13,7 +13,8 @@ changed, so there are two kinds of sync:
   clocks that disagree), on every other ``[directory] sync_every`` tick. State changes made
   elsewhere reach the directory through ThingSpace's callbacks in between.
 
-Progress (lines read, pages, lines per second) goes to the log every :data:`LOG_EVERY` lines and
+Between batches the sync pauses (:data:`YIELD`), so the acks of slash commands served by the
+same process do not queue behind it. Progress (lines read, pages, lines per second) goes to the log every :data:`LOG_EVERY` lines and
 to *on_progress* after every page (the app points it at ``/metrics``).
 """
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: lines per write transaction: short enough that a command's write never waits long
 BATCH = 500
+#: after each batch the sync pauses for this share of the time the batch took (a long sync
+#: gives way to slash commands; 0.5 makes it about half again as long)
+YIELD = 0.5
 #: a progress line in the log every this many lines
 LOG_EVERY = 50_000
 #: an incremental sync asks for lines added this long before the newest one it saw
@@ -105,8 +109,12 @@ def sync_directory(
             if d.created_at is not None and (newest is None or d.created_at > newest):
                 newest = d.created_at
         for i in range(0, len(rows), BATCH):
+            began = time.monotonic()
             with write(db):
                 progress.lines += directory.upsert_devices(db, rows[i : i + BATCH])
+            # step aside for as long again, times YIELD: slash commands in this process get the
+            # interpreter and the database between batches instead of queueing behind the sync
+            time.sleep((time.monotonic() - began) * YIELD)
         progress.pages += 1
         progress.seconds = time.monotonic() - progress.started
         if progress.lines - logged >= LOG_EVERY:
