@@ -201,7 +201,7 @@ def check(
             result.refused.append((device, f"is {word}; an SMS needs an active line (resume it first)"))
             continue
         if verb == "nidd":
-            nidd_refusal = _nidd_refusal(entry, state, nidd_plans)
+            nidd_refusal = _nidd_refusal(device.entry, state, nidd_plans)
             if nidd_refusal:
                 result.refused.append((device, nidd_refusal))
                 continue

@@ -35,12 +35,12 @@ class ResolvedDevice:
         device_id: DeviceId | None,
         key: str,
         entry: DirectoryDevice | None,
-        member: tuple[str, str, str, str | None] | None = None,
+        member: tuple[str, str, str, str | None, str] | None = None,
     ) -> None:
         self._device_id = device_id
         self.key = key
         self._entry = entry
-        #: (key, label, state, resume_date) of a group member, as the membership index holds it
+        #: (key, label, state, resume_date, plan) of a group member, as the membership index holds it
         self._member = member
 
     @property

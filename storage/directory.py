@@ -225,17 +225,20 @@ def create_sync_marks(db: Database) -> None:
 
 @migrations()
 def copy_line_facts_into_memberships(db: Database) -> None:
-    """Each membership row also holds its line's label, state and auto-resume date, under one
-    index: resolving ``group:NAME`` then reads that index alone (a 100,000-line group in tens of
-    milliseconds) instead of looking every member up in ``devices``. Writers keep both in step."""
+    """Each membership row also holds its line's label, state, auto-resume date and plan, under
+    one index: resolving ``group:NAME`` then reads that index alone (a 100,000-line group in tens
+    of milliseconds) instead of looking every member up in ``devices``. Writers keep both in step."""
     db.execute("ALTER TABLE device_groups ADD COLUMN label TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE device_groups ADD COLUMN state TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE device_groups ADD COLUMN resume_date TEXT")
+    db.execute("ALTER TABLE device_groups ADD COLUMN plan TEXT NOT NULL DEFAULT ''")
     db.execute(
-        "UPDATE device_groups SET (label, state, resume_date) = "
-        "(SELECT d.label, d.state, d.resume_date FROM devices d WHERE d.key = device_groups.key)"
+        "UPDATE device_groups SET (label, state, resume_date, plan) = "
+        "(SELECT d.label, d.state, d.resume_date, d.plan FROM devices d WHERE d.key = device_groups.key)"
     )
-    db.execute("CREATE INDEX device_groups_members ON device_groups (name, key, label, state, resume_date)")
+    db.execute(
+        "CREATE INDEX device_groups_members ON device_groups (name, key, label, state, resume_date, plan)"
+    )
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,7 @@ class _Prepared:
     label: str
     state: str
     resume_date: str | None
+    plan: str
 
 
 def _prepare(device: Mapping[str, Any], now: float) -> _Prepared:
@@ -374,9 +378,9 @@ def _prepare(device: Mapping[str, Any], now: float) -> _Prepared:
     values += [str(device.get("state") or ""), str(device.get("plan") or ""), label]
     values += [groups_json, json.dumps(custom), search]
     values += [device.get("last_connection"), device.get("resume_date"), now]
-    state = str(device.get("state") or "")
+    state, plan = str(device.get("state") or ""), str(device.get("plan") or "")
     return _Prepared(
-        key, values, ids.get("imei"), groups, groups_json, label, state, device.get("resume_date")
+        key, values, ids.get("imei"), groups, groups_json, label, state, device.get("resume_date"), plan
     )
 
 
@@ -399,7 +403,7 @@ def _write_chunk(db: Database, chunk: dict[str, _Prepared], now: float) -> None:
         str(r[0]): r[1:]
         for r in select_in(
             db,
-            "SELECT key, imei, groups_json, label, state, resume_date FROM devices WHERE key IN ({marks})",
+            "SELECT key, imei, groups_json, label, state, resume_date, plan FROM devices WHERE key IN ({marks})",
             list(chunk),
         )
     }
@@ -416,25 +420,25 @@ def _write_chunk(db: Database, chunk: dict[str, _Prepared], now: float) -> None:
         )
     conn.executemany(_UPSERT, [p.values for p in chunk.values()])
     regroup: list[tuple[_Prepared, str | None]] = []
-    refresh: list[tuple[str, str, str | None, str]] = []
+    refresh: list[tuple[str, str, str | None, str, str]] = []
     for p in chunk.values():
         before = stored.get(p.key)
         # the upsert keeps a stored auto-resume date when the listing gives none
         resume = p.resume_date if p.resume_date is not None or before is None else before[4]
         if before is None or before[1] != p.groups_json:
             regroup.append((p, resume))
-        elif (before[2], before[3], before[4]) != (p.label, p.state, resume):
-            refresh.append((p.label, p.state, resume, p.key))
+        elif (before[2], before[3], before[4], before[5]) != (p.label, p.state, resume, p.plan):
+            refresh.append((p.label, p.state, resume, p.plan, p.key))
     if regroup:
         conn.executemany("DELETE FROM device_groups WHERE key = ?", [(p.key,) for p, _ in regroup])
         conn.executemany(
-            "INSERT INTO device_groups (name, key, label, state, resume_date) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO device_groups (name, key, label, state, resume_date, plan) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
-            [(g.lower(), p.key, p.label, p.state, resume) for p, resume in regroup for g in p.groups],
+            [(g.lower(), p.key, p.label, p.state, resume, p.plan) for p, resume in regroup for g in p.groups],
         )
     if refresh:
         conn.executemany(
-            "UPDATE device_groups SET label = ?, state = ?, resume_date = ? WHERE key = ?", refresh
+            "UPDATE device_groups SET label = ?, state = ?, resume_date = ?, plan = ? WHERE key = ?", refresh
         )
 
 
@@ -653,7 +657,7 @@ def find(db: Database, text: str, *, limit: int = 20) -> tuple[list[DirectoryDev
 def by_label(db: Database, label: str) -> list[DirectoryDevice]:
     """The lines whose label is *label* (any case); more than one when labels repeat."""
     rows = db.execute(
-        f"{_SELECT} WHERE lower(label) = ? ORDER BY key LIMIT 3", [label.strip().lower()]
+        f"{_SELECT} WHERE label = ? COLLATE NOCASE ORDER BY key LIMIT 3", [label.strip()]
     ).fetchall()
     return [_row(r) for r in rows]
 
@@ -671,9 +675,11 @@ def group_count(db: Database, name: str) -> int:
     return int(row[0])
 
 
-def member_entry(key: str, label: str, state: str, resume_date: str | None) -> DirectoryDevice:
+def member_entry(
+    key: str, label: str, state: str, resume_date: str | None, plan: str = ""
+) -> DirectoryDevice:
     """A partial entry for a group member read by :func:`group_member_rows`: its key's identifier,
-    label, state and auto-resume date, without groups or custom fields. Built without the
+    label, state, auto-resume date and plan, without groups or custom fields. Built without the
     dataclass's per-field checks, since a ``group:`` target may hold 100,000 of them."""
     kind, _, value = key.partition(":")
     entry: DirectoryDevice = object.__new__(DirectoryDevice)
@@ -681,7 +687,7 @@ def member_entry(key: str, label: str, state: str, resume_date: str | None) -> D
         key=key,
         ids={kind: value},
         state=state,
-        plan="",
+        plan=plan,
         label=label,
         groups=[],
         custom={},
@@ -692,11 +698,11 @@ def member_entry(key: str, label: str, state: str, resume_date: str | None) -> D
     return entry
 
 
-def group_member_rows(db: Database, name: str) -> list[tuple[str, str, str, str | None]]:
-    """``(key, label, state, resume_date)`` of each line in group *name*, by key: what resolving a
-    ``group:`` target needs, read from the membership index alone."""
-    rows: list[tuple[str, str, str, str | None]] = db.execute(
-        "SELECT key, label, state, resume_date FROM device_groups WHERE name = ? ORDER BY key",
+def group_member_rows(db: Database, name: str) -> list[tuple[str, str, str, str | None, str]]:
+    """``(key, label, state, resume_date, plan)`` of each line in group *name*, by key: what
+    resolving a ``group:`` target needs, read from the membership index alone."""
+    rows: list[tuple[str, str, str, str | None, str]] = db.execute(
+        "SELECT key, label, state, resume_date, plan FROM device_groups WHERE name = ? ORDER BY key",
         [name.lower()],
     ).fetchall()
     return rows

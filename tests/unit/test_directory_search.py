@@ -183,6 +183,6 @@ def test_an_existing_directory_is_indexed_by_the_migration(tmp_path: Path) -> No
         assert labels(directory.search(db, "legacy", limit=5)) == ["legacy-7"]
         assert labels(directory.search(db, "acme", limit=5)) == ["legacy-7"]
         members = directory.group_member_rows(db, "plant-7")
-        assert members == [("iccid:89148000000000000011", "legacy-7", "active", None)]
+        assert members == [("iccid:89148000000000000011", "legacy-7", "active", None, "")]
     finally:
         db.conn.close()

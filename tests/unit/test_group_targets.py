@@ -24,6 +24,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
             "ids": {"iccid": f"8914800000{n:09d}1", "mdn": f"908{n:07d}"},
             "state": "suspend" if n % 10 == 0 else "active",
             "label": f"pump-{n:03d}",
+            "plan": "M2M-NBIOT-10MB",
             "groups": ["Plant-7"] if n < 60 else ["depot"],
             "resume_date": "2027-02-23T00:00:00Z" if n % 10 == 0 else None,
         }
@@ -50,6 +51,7 @@ def test_a_group_resolves_to_its_lines_with_their_state_and_labels(db: Database)
     assert first.label == "pump-000 (iccid …0001)"
     assert first.device_id.kind == "iccid" and first.device_id.id == first.key.split(":")[1]
     assert first.entry is not None and first.entry.state == "suspend"
+    assert first.entry.plan == "M2M-NBIOT-10MB"  # what NIDD's guard reads
     checked = guards.check("suspend", devices, bot_actions_today={})
     assert len(checked.skipped) == 6 and len(checked.ok) == 54 and not checked.unknown
     assert "auto-resume 2027-02-23" in checked.skipped[0][1]
@@ -94,7 +96,7 @@ def test_the_membership_index_follows_label_state_and_resume_date(db: Database) 
     key = "iccid:89148000000000000011"
 
     def row() -> tuple[str, str, str, str | None]:
-        return next(r for r in directory.group_member_rows(db, "plant-7") if r[0] == key)
+        return next(r[:4] for r in directory.group_member_rows(db, "plant-7") if r[0] == key)
 
     assert row() == (key, "pump-001", "active", None)
     with write(db):
