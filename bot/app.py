@@ -36,7 +36,7 @@ from bot.audit.calls import audit_call
 from bot.audit.config_load import record_config_load
 from bot.core import reachability
 from bot.core.config import Settings
-from bot.core.directory_sync import sync_directory
+from bot.core.directory_sync import SyncProgress, sync_directory
 from bot.core.logs import register_secrets
 from bot.core.metrics import Metrics
 from bot.inbox import unanswered
@@ -59,7 +59,7 @@ from bot.worker.command_worker import CommandWorker
 from commands import execute, lookup, registry
 from commands.context import Deps, Runner
 from commands.router import Router
-from storage import alerts, inbox, jobs, outbox
+from storage import alerts, directory, inbox, jobs, outbox
 from storage.audit.anchor import HEAD_SUFFIX
 from storage.audit.log import AnchorConfirmer, AuditLog
 from storage.db import write
@@ -154,6 +154,7 @@ class Runtime:
                 "command": self.metrics.count_command,
                 "ack": self.metrics.observe_ack,
                 "thingspace_error": self.metrics.count_thingspace_error,
+                "directory_sync": self._sync_progress,
             },
             verbs=registry.VERBS,
             slack=self.slack,
@@ -199,6 +200,7 @@ class Runtime:
         self.metrics.outbox_depth_from(lambda: float(outbox.pending_count(pool.get())))
         self.metrics.inbox_depth_from(lambda: float(inbox.depth(pool.get())))
         self.metrics.alerts_firing_from(lambda: float(alerts.count_open(pool.get(), state="firing")))
+        self.metrics.directory_lines_from(lambda: float(directory.count(pool.get())))
 
         self.web: Starlette = create_web_app(
             bolt_app=self.bolt,
@@ -275,9 +277,14 @@ class Runtime:
         self.thingspace.close()
         self.pool.close()
 
+    def _sync_progress(self, progress: SyncProgress) -> None:
+        self.metrics.observe_directory_sync(
+            progress.lines, progress.seconds, done=progress.done, complete=progress.complete
+        )
+
     def _initial_sync(self) -> None:
         try:
-            sync_directory(self.thingspace, self.pool.get())
+            sync_directory(self.thingspace, self.pool.get(), on_progress=self._sync_progress)
         except Exception:
             log.exception("initial directory sync failed; find and group targets use what is stored")
         finally:

@@ -46,7 +46,7 @@ from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps,
 from commands.grammar import Invocation, UsageError
 from commands.policy import may_run, user_role
 from commands.smstext import check_sms
-from commands.targets import ResolvedDevice, resolve, resolve_keys
+from commands.targets import ResolvedDevice, audit_targets, resolve, resolve_keys
 from storage import jobs, outbox, pending, requests
 from storage.audit.events import SYSTEM_ACTOR
 
@@ -288,6 +288,10 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         options = nidd.options_for(inv)
     now = deps.clock()
     keys = [d.key for d in devices]
+    #: the ack's audit entries name a group as typed (``group:plant-7``) and the lines named one
+    #: by one; the pending action holds the exact set (its digest is in the entry), and the
+    #: worker's entries list every line it acts on
+    typed = audit_targets(inv.targets, devices)
     counts = requests.actions_today(db, keys, day_start=guards.day_start(now))
     preview = guards.check(verb, devices, bot_actions_today=counts, nidd_plans=settings.nidd_plans)
     listed = preview.ok
@@ -303,7 +307,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 channel=req.channel,
                 verb=verb,
                 outcome=audit.Outcome.DRY_RUN,
-                targets=keys,
+                targets=typed,
                 reason=reason,
                 detail={
                     "would_call": len(listed),
@@ -328,7 +332,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 channel=req.channel,
                 verb=verb,
                 outcome=audit.Outcome.REFUSED,
-                targets=keys,
+                targets=typed,
                 reason=reason,
                 detail={"skipped": len(preview.skipped), "refused": len(preview.refused)},
             )
@@ -355,7 +359,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             channel=req.channel,
             verb=verb,
             outcome=audit.Outcome.QUEUED if direct else audit.Outcome.AWAITING_CONFIRMATION,
-            targets=keys,
+            targets=typed,
             reason=reason,
             detail={
                 "pending": action.id,

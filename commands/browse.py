@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.core.durations import parse_duration
 from bot.render import blocks
+from bot.render.wording import line_state
 from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
 from commands import audit, provisioning
 from commands.context import ActionRequest, CommandRequest, Deps, Reply
@@ -21,7 +22,7 @@ from storage import directory, jobs, outbox
 from storage.audit.log import AuditLog
 from storage.jobs import Job
 
-__all__ = ["find", "find_query", "history", "history_more", "run_history"]
+__all__ = ["find", "find_more", "find_query", "history", "history_more", "run_history"]
 
 FIND_LIMIT = 15
 HISTORY_LIMIT = 15
@@ -38,37 +39,89 @@ def find_query(text: str) -> str:
     return digits if digits.isascii() and digits.isdigit() else text
 
 
+#: Slack refuses a button value longer than this
+_BUTTON_VALUE_MAX = 2000
+
+
+def _find_page(
+    deps: Deps, text: str, searched: str | None, after: tuple[int, int] | None, shown: int
+) -> Reply:
+    """One page of ``find`` for *text* (as typed; *searched*: what a previous page searched for):
+    ranked matches, how many in all, a More button."""
+    db = deps.db()
+    query = find_query(text) if searched is None else searched
+    page = directory.search(db, query, limit=FIND_LIMIT, after=after)
+    if not page.devices and query != text and after is None:
+        # a label or custom field may be written with the separators
+        page = directory.search(db, text, limit=FIND_LIMIT)
+        searched = text
+    typed = blocks.escape(text)
+    if not page.devices:
+        if after is not None:
+            return Reply(f"No more devices match `{typed}`.", replace_original=False)
+        synced = directory.count(db)
+        searched = f" (searched as `{blocks.escape(query)}`)" if query != text else ""
+        return Reply(
+            f"No device matches `{typed}`{searched} among {synced:,} in the directory. "
+            "Try fewer digits, a label, or a group name."
+        )
+    total = page.total
+    counted = (
+        f"More than {total:,} devices match"
+        if page.capped
+        else f"{total:,} device{'s' if total != 1 else ''} match"
+    )
+    body: list[dict[str, Any]] = [blocks.section(f"*{counted} `{typed}`*")]
+    for device in page.devices:
+        icon, word = line_state(device.state)
+        ids = " · ".join(
+            f"{k}:`{blocks.escape(v)}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei")
+        )
+        line = f"{icon} *{blocks.escape(device.label or device.key)}* — {blocks.escape(word)}\n{ids}"
+        if device.groups:
+            line += f"\ngroups: {blocks.escape(', '.join(device.groups))}"
+        body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
+    end = shown + len(page.devices)
+    if shown or page.after is not None:
+        of = f"more than {total:,}" if page.capped else f"{total:,}"
+        body.append(
+            blocks.context(
+                f"Showing {shown + 1:,}–{end:,} of {of}: exact id or label first, then what starts with "
+                "it, then what contains it."
+            )
+        )
+    if page.after is not None:
+        value = json.dumps({"t": text, "q": searched or query, "after": list(page.after), "shown": end})
+        if len(value) <= _BUTTON_VALUE_MAX:
+            body.append(blocks.actions(blocks.button("More", "ts:find-more", value)))
+    # a More click answers with a new message, keeping the page it was clicked on
+    return Reply(f"{counted} {typed}", blocks.limit_blocks(body), replace_original=False if after else None)
+
+
 def find(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
     text = inv.text.strip()
-    query = find_query(text)
-    if len(query) < 3:
+    if len(find_query(text)) < 3:
         raise UsageError(
             "`find` needs at least 3 characters: part of an id, a label, a custom field or a group.",
             verb="find",
         )
-    matches, total = directory.find(deps.db(), query, limit=FIND_LIMIT)
-    if not matches and query != text:
-        # a label or custom field may be written with the separators
-        matches, total = directory.find(deps.db(), text, limit=FIND_LIMIT)
-    if not matches:
-        synced = directory.count(deps.db())
-        searched = f" (searched as `{query}`)" if query != text else ""
-        return Reply(
-            f"No device matches `{blocks.escape(text)}`{searched} among {synced:,} in the directory. "
-            "Try fewer digits, a label, or a group name."
-        )
-    found = f"{total:,} device{'s' if total != 1 else ''} match"
-    body: list[dict[str, Any]] = [blocks.section(f"*{found} `{blocks.escape(text)}`*")]
-    for device in matches:
-        shown = blocks.escape  # labels, states, ids and groups come from ThingSpace
-        ids = " · ".join(f"{k}:`{shown(v)}`" for k, v in device.ids.items() if k in ("iccid", "mdn", "imei"))
-        line = f"*{shown(device.label or device.key)}* — {shown(device.state or 'unknown')}\n{ids}"
-        if device.groups:
-            line += f"\ngroups: {blocks.escape(', '.join(device.groups))}"
-        body.append(blocks.section(line, accessory=blocks.button("Status", "ts:run", f"status {device.key}")))
-    if total > len(matches):
-        body.append(blocks.context(f"Showing {len(matches)} of {total:,}; add more of the id to narrow it."))
-    return Reply(f"{found} {blocks.escape(text)}", blocks.limit_blocks(body))
+    return _find_page(deps, text, None, None, 0)
+
+
+def find_more(deps: Deps, req: ActionRequest) -> Reply:
+    """The **More** button under a page of ``find`` (``ts:find-more``): the next page, as a new
+    message; the clicker's role is checked again."""
+    role = user_role(deps, req.user, req.channel)
+    if not may_run(role, deps.role_needed("find")):
+        return Reply("You can't search the device directory here.", replace_original=False)
+    try:
+        spec = json.loads(req.value)
+        text, searched = str(spec["t"]), str(spec["q"])
+        tier, rowid = (int(x) for x in spec["after"])
+        shown = int(spec["shown"])
+    except (ValueError, KeyError, TypeError):
+        return Reply("That button is from an older message; run `/ts find` again.", replace_original=False)
+    return _find_page(deps, text, searched, (tier, rowid), shown)
 
 
 def _since(value: str) -> datetime:

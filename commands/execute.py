@@ -38,7 +38,10 @@ from storage.audit.events import SYSTEM_ACTOR
 from storage.jobs import Job
 from storage.requests import UNCERTAIN_PREFIX
 
-__all__ = ["outcome_unknown", "run"]
+__all__ = ["PACE", "outcome_unknown", "run"]
+
+#: seconds between the parts: ThingSpace's published pace is 100 requests a minute
+PACE = 0.6
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +220,9 @@ def _execute(deps: Deps, job: Job) -> None:
         return
     with audit.transaction(db):
         jobs.start_submit(db, job.id)
+    if len(checked.ok) > deps.settings.request_size:
+        _execute_in_parts(deps, job, action, checked)
+        return
     ids = [d.device_id for d in checked.ok]
     started = time.monotonic()
     try:
@@ -392,6 +398,174 @@ def _track_uncertain(
         "will appear in the channel thread.",
         now=deps.clock(),
     )
+
+
+def _execute_in_parts(
+    deps: Deps, job: Job, action: pending.PendingAction, checked: guards.GuardResult
+) -> None:
+    """Send a bulk action of more than ``[limits] request_size`` lines (ThingSpace takes at most
+    10,000 per request, "Activate Devices") as several requests, :data:`PACE`
+    seconds apart, under one results message: each request is recorded as soon as ThingSpace
+    accepts it (so a crash never resends one), all of them share the message's thread and a
+    ``batch`` id, and the inbox worker draws one progress bar and one summary over them (Retry
+    failed takes the failures of every part). If ThingSpace refuses a part, the parts after it
+    are not sent and the requester is told how many lines went out."""
+    db = deps.db()
+    verb = action.verb
+    call = API_CALLS[verb][0]
+    devices = checked.ok
+    total = len(devices)
+    size = deps.settings.request_size
+    parts = [devices[i : i + size] for i in range(0, total, size)]
+    root = f"batch:{action.id}"
+    headline = _headline(action, devices)
+    approved = f" · approved by <@{action.decided_by}>" if action.needs_approval and action.decided_by else ""
+    sent = 0
+    request_ids: list[str] = []
+    for number, part in enumerate(parts, start=1):
+        if number > 1:
+            time.sleep(PACE)
+        with audit.transaction(db):
+            jobs.extend_lease(db, job.id)
+        submit = deps.verbs[verb].submit
+        if submit is None:
+            raise ValueError(f"not an action verb: {verb}")
+        started = time.monotonic()
+        try:
+            accepted = submit(deps.thingspace, [d.device_id for d in part], action.options)
+        except ThingSpaceError as exc:
+            _part_refused(deps, job, action, part, exc, sent=sent, total=total, root=root if sent else None)
+            return
+        latency = round((time.monotonic() - started) * 1000)
+        request_id = accepted.request_id
+        request_ids.append(request_id)
+        keys = [d.key for d in part]
+        with audit.transaction(db):
+            if number == 1:
+                body = [
+                    blocks.section(headline),
+                    blocks.context(
+                        f"Sent in {len(parts)} requests of at most {size:,} lines, "
+                        f"first `{request_id}`{approved} · results will land in this thread"
+                    ),
+                ]
+                notes = [
+                    f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]
+                ]
+                if notes:
+                    body.append(
+                        blocks.context(
+                            f"Not sent ({len(notes):,}): "
+                            + "; ".join(notes[:10])
+                            + (" …" if len(notes) > 10 else "")
+                        )
+                    )
+                if checked.unread:
+                    body.append(
+                        blocks.context(
+                            f"ThingSpace did not give the limits of {len(checked.unread):,} line(s) in time; "
+                            "it judges them itself."
+                        )
+                    )
+                outbox.enqueue_post(db, key=root, channel=action.channel, text=headline, blocks=body)
+            requests.add_request(
+                db,
+                request_id=request_id,
+                verb=verb,
+                actor=action.actor,
+                channel=action.channel,
+                devices=keys,
+                thread_key=root,
+                response_url=action.response_url,
+                reason=action.reason,
+                detail={
+                    "pending": action.id,
+                    "text": action.options.get("text", ""),
+                    "batch": action.id,
+                    "part": number,
+                    "parts": len(parts),
+                    "batch_total": total,
+                },
+            )
+            audit.record(
+                db,
+                actor=action.actor,
+                channel=action.channel,
+                verb=audit.Verb.THINGSPACE_CALL,
+                outcome=audit.Outcome.ACCEPTED,
+                targets=keys,
+                reason=action.reason,
+                request_id=request_id,
+                detail={
+                    "operation": call,
+                    "devices": len(part),
+                    "latency_ms": latency,
+                    "part": number,
+                    "parts": len(parts),
+                    "batch": action.id,
+                },
+            )
+        sent += len(part)
+        deps.wake()
+        deps.hook("thingspace_ok", verb, latency)
+    with audit.transaction(db):
+        actions.tell_requester(
+            db,
+            action,
+            f"execute:{action.id}",
+            f"ThingSpace accepted {ACCEPTED[verb]} {total:,} devices in {len(parts)} requests "
+            f"(`{request_ids[0]}` … `{request_ids[-1]}`). Results will appear in the channel thread.",
+            now=deps.clock(),
+        )
+        jobs.finish(db, job.id)
+    deps.wake()
+
+
+def _part_refused(
+    deps: Deps,
+    job: Job,
+    action: pending.PendingAction,
+    part: list[ResolvedDevice],
+    exc: ThingSpaceError,
+    *,
+    sent: int,
+    total: int,
+    root: str | None,
+) -> None:
+    db = deps.db()
+    verb = action.verb
+    with audit.transaction(db):
+        audit.record(
+            db,
+            actor=action.actor,
+            channel=action.channel,
+            verb=audit.Verb.THINGSPACE_CALL,
+            outcome=audit.Outcome.FAILED,
+            targets=[d.key for d in part],
+            reason=action.reason,
+            detail={"operation": verb, "error": type(exc).__name__, "message": mask_text(str(exc))[:300]},
+        )
+        if root is not None:  # the progress bar counts only what went out
+            requests.set_batch_total(db, root, sent)
+        what = blocks.escape(exc.user_message)
+        if sent:
+            text = (
+                f":warning: ThingSpace accepted {ACCEPTED[verb]} {sent:,} of {total:,} devices, then refused "
+                f"the next request: {what}. The other {total - sent:,} were not sent; run the command "
+                "again for them once ThingSpace accepts requests."
+            )
+        elif outcome_unknown(exc):
+            text = (
+                f":warning: ThingSpace did not confirm the {verb} ({what}): the first request may or may "
+                "not have been carried out, and nothing more was sent. Check with `/ts status` before "
+                "running the command again."
+            )
+        else:
+            text = f":x: ThingSpace refused the {verb}: {what}. Nothing was changed."
+        actions.tell_requester(db, action, f"execute:{action.id}", text, now=deps.clock())
+        jobs.finish(db, job.id, ok=False, error=type(exc).__name__)
+    deps.hook("thingspace_error", verb, type(exc).__name__)
+    deps.wake()
 
 
 def _subject(devices: list[ResolvedDevice]) -> str:

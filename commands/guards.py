@@ -217,9 +217,12 @@ def day_start(now: float) -> float:
 
 
 def _resume_note(device: ResolvedDevice) -> str:
-    if device.entry and device.entry.resume_date:
-        return f" (auto-resume {device.entry.resume_date[:10]})"
-    return ""
+    resume = device.resume_date
+    return f" (auto-resume {resume[:10]})" if resume else ""
+
+
+#: what is known of a line whose limits were not read
+_NOT_READ = LineLimits()
 
 
 def _nidd_refusal(entry: directory.DirectoryDevice | None, state: str, plans: Sequence[str]) -> str:
@@ -252,10 +255,9 @@ def check(
     asked = limits is not None
     limits = limits or {}
     for device in devices:
-        entry = device.entry
-        known = limits.get(device.key, LineLimits())
-        state = known.state or (entry.state if entry else "")
-        if entry is None and not known.state:
+        known = limits.get(device.key, _NOT_READ)
+        state = known.state or device.state
+        if not known.state and not device.in_directory:
             result.unknown.append(device)
         if state == directory.GONE:
             result.refused.append(
@@ -267,7 +269,7 @@ def check(
             result.refused.append((device, f"is {word}; an SMS needs an active line (resume it first)"))
             continue
         if verb == "nidd":
-            nidd_refusal = _nidd_refusal(entry, state, nidd_plans)
+            nidd_refusal = _nidd_refusal(device.entry, state, nidd_plans)
             if nidd_refusal:
                 result.refused.append((device, nidd_refusal))
                 continue

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.core.directory_sync import device_row
 from bot.render import blocks
+from bot.render.wording import line_state
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import Device
@@ -112,8 +113,8 @@ def device_card(device: Device) -> list[dict[str, Any]]:
     esc = blocks.escape  # everything below but the ids' kinds came from ThingSpace
     label = esc(device.label or str(device.device_id))
     state = device.state or "unknown"
-    state_word = {"suspend": "suspended", "deactive": "deactivated"}.get(state, esc(state))
-    icon = {"active": ":large_green_circle:", "suspend": ":double_vertical_bar:"}.get(state, ":white_circle:")
+    icon, state_word = line_state(state)
+    state_word = esc(state_word)
     ids = "\n".join(f"{esc(k.upper())}: `{esc(v)}`" for k, v in sorted(device.ids.items()))
     body = [
         blocks.section(f"{icon} *{label}* — {state_word}"),

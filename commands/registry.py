@@ -214,6 +214,7 @@ VERBS: dict[str, VerbSpec] = {
 BUTTONS: dict[str, ActionHandler] = {
     **actions.buttons(),
     "retry": retry.on_retry,
+    "find-more": browse.find_more,
     "history-more": browse.history_more,
     **watch.alert_buttons(),
 }

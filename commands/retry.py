@@ -18,6 +18,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlite_utils import Database
+
 from bot.core.outcome_status import RETRYABLE
 from bot.render import blocks
 from commands import actions, audit, guards
@@ -30,6 +32,16 @@ from storage import jobs, outbox, pending, request_devices, requests
 from storage.requests import TrackedRequest
 
 __all__ = ["complete", "on_retry"]
+
+
+def _failed(db: Database, tracked: TrackedRequest) -> list[str]:
+    """The lines of the request that failed, expired or gave no result — across every request of
+    its bulk action when it was sent in parts."""
+    return [
+        key
+        for part in requests.batch(db, tracked)
+        for key in request_devices.devices_with_status(db, part.request_id, sorted(RETRYABLE))
+    ]
 
 
 def on_retry(deps: Deps, req: ActionRequest) -> Reply:
@@ -60,7 +72,7 @@ def on_retry(deps: Deps, req: ActionRequest) -> Reply:
             f":no_entry: You can't retry a `{verb}`: it needs the *{deps.role_needed(verb)}* role.",
             replace_original=False,
         )
-    failed = request_devices.devices_with_status(db, request_id, sorted(RETRYABLE))
+    failed = _failed(db, tracked)
     if not failed:
         return Reply(
             f"Nothing to retry: no device of request `{request_id}` failed (the others succeeded or are "
@@ -92,7 +104,7 @@ def complete(deps: Deps, spec: dict[str, Any]) -> None:
     tracked = requests.get_request(db, request_id)
     if tracked is None:
         return
-    failed = request_devices.devices_with_status(db, request_id, sorted(RETRYABLE))
+    failed = _failed(db, tracked)
     devices = resolve_keys(db, failed)
     limits = guards.read_limits(deps.thingspace, devices, now=datetime.fromtimestamp(deps.clock(), UTC))
     user, response_url = str(spec["user"]), str(spec.get("response_url", ""))

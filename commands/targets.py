@@ -8,7 +8,6 @@ guard rails then know less about it, and the confirmation card says so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlite_utils import Database
 
@@ -18,25 +17,107 @@ from commands.grammar import TargetToken, UsageError
 from storage import directory
 from storage.directory import DirectoryDevice
 
-__all__ = ["ResolvedDevice", "resolve", "resolve_keys"]
+__all__ = ["ResolvedDevice", "audit_targets", "resolve", "resolve_keys"]
 
 
-@dataclass(frozen=True)
 class ResolvedDevice:
-    device_id: DeviceId
-    key: str
-    entry: DirectoryDevice | None
+    """A typed target as a device: its key (``kind:id``), its directory entry if the directory
+    has one, and the identifier to send ThingSpace.
+
+    A ``group:`` member carries only what the guard rails and the card need (label, state,
+    auto-resume date, read through the membership index); its identifier and entry are made
+    when first asked for, so a 100,000-line group costs no parsing on the ack path."""
+
+    __slots__ = ("_device_id", "_entry", "_member", "key")
+
+    def __init__(
+        self,
+        device_id: DeviceId | None,
+        key: str,
+        entry: DirectoryDevice | None,
+        member: tuple[str, str, str, str | None, str] | None = None,
+    ) -> None:
+        self._device_id = device_id
+        self.key = key
+        self._entry = entry
+        #: (key, label, state, resume_date, plan) of a group member, as the membership index holds it
+        self._member = member
+
+    @property
+    def device_id(self) -> DeviceId:
+        if self._device_id is None:
+            kind, _, value = self.key.partition(":")
+            self._device_id = DeviceId.from_wire({"kind": kind, "id": value})
+        return self._device_id
+
+    @property
+    def entry(self) -> DirectoryDevice | None:
+        if self._entry is None and self._member is not None:
+            self._entry = directory.member_entry(*self._member)
+        return self._entry
+
+    @property
+    def from_group(self) -> bool:
+        """Named through a ``group:`` target."""
+        return self._member is not None
+
+    @property
+    def in_directory(self) -> bool:
+        return self._entry is not None or self._member is not None
+
+    @property
+    def state(self) -> str:
+        """The line state the directory holds (``""`` when not in the directory)."""
+        if self._member is not None:
+            return self._member[2]
+        return self._entry.state if self._entry is not None else ""
+
+    @property
+    def resume_date(self) -> str | None:
+        if self._member is not None:
+            return self._member[3]
+        return self._entry.resume_date if self._entry is not None else None
 
     @property
     def label(self) -> str:
-        if self.entry:
-            return self.entry.display
+        if self._member is not None:
+            return directory.display(self._member[1], self.key)
+        if self._entry:
+            return self._entry.display
         return self.device_id.masked()
 
     @property
     def shown(self) -> str:
         """The label for mrkdwn: escaped, since labels are custom fields anyone can edit."""
         return escape(self.label)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResolvedDevice) and (other.key, other.entry) == (self.key, self.entry)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"ResolvedDevice({self.key!r})"
+
+
+def _group(db: Database, name: str, verb: str, max_targets: int) -> list[ResolvedDevice]:
+    """The lines of group *name*, through the membership index: counted first (a group larger
+    than *max_targets* is refused before any line is read), then read as key, label, state and
+    auto-resume date only — what the guard rails and the card need; the worker reads whole rows."""
+    size = directory.group_count(db, name)
+    if size == 0:
+        known = ", ".join(f"{g} ({n})" for g, n in directory.groups(db)[:15]) or "none synced yet"
+        raise UsageError(escape(f"There is no device group `{name}`. Groups: {known}."), verb=verb)
+    if size > max_targets:
+        raise UsageError(
+            escape(
+                f"group:{name} has {size:,} devices; one command may name at most {max_targets:,}. "
+                "Narrow the group, or split it."
+            ),
+            verb=verb,
+        )
+    return [ResolvedDevice(None, row[0], None, row) for row in directory.group_member_rows(db, name)]
 
 
 def resolve(
@@ -52,15 +133,8 @@ def resolve(
     found: dict[str, ResolvedDevice] = {}
     for token in tokens:
         if token.is_group:
-            name = token.group.strip()
-            members = directory.group_members(db, name)
-            if not members:
-                known = ", ".join(f"{g} ({n})" for g, n in directory.groups(db)[:15]) or "none synced yet"
-                raise UsageError(escape(f"There is no device group `{name}`. Groups: {known}."), verb=verb)
-            for member in members:
-                kind, _, value = member.key.partition(":")
-                member_id = DeviceId.from_wire({"kind": kind, "id": value})
-                found.setdefault(member.key, ResolvedDevice(member_id, member.key, member))
+            for member in _group(db, token.group.strip(), verb, max_targets):
+                found.setdefault(member.key, member)
             continue
         try:
             device_id = parse_device_id(token.text)
@@ -97,6 +171,15 @@ def resolve(
             verb=verb,
         )
     return devices
+
+
+def audit_targets(tokens: Sequence[TargetToken], devices: Sequence[ResolvedDevice]) -> list[str]:
+    """The targets an audit entry written on the ack path names: each ``group:NAME`` as typed,
+    and the lines named one by one (every line, when no group was typed)."""
+    groups = [f"group:{t.group.strip().lower()}" for t in tokens if t.is_group]
+    if not groups:
+        return [d.key for d in devices]
+    return groups + [d.key for d in devices if not d.from_group]
 
 
 def resolve_keys(db: Database, keys: Sequence[str]) -> list[ResolvedDevice]:

@@ -113,6 +113,12 @@ def start_submit(db: Database, job_id: int) -> None:
     db.execute("UPDATE jobs SET state = 'submitting' WHERE id = ?", [job_id])
 
 
+def extend_lease(db: Database, job_id: int, *, lease: float = 120.0, now: float | None = None) -> None:
+    """Keep a long job (a bulk action sent in several requests) from being taken for dead."""
+    now = time.time() if now is None else now
+    db.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", [now + lease, job_id])
+
+
 def finish(db: Database, job_id: int, *, ok: bool = True, error: str | None = None) -> None:
     db.execute(
         "UPDATE jobs SET state = ?, error = ?, finished_at = ?, lease_until = NULL WHERE id = ?",

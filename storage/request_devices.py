@@ -37,19 +37,24 @@ def find_device(db: Database, request_id: str, candidates: Iterable[str]) -> tup
     return None
 
 
-def status_groups(db: Database, request_id: str) -> list[tuple[str, str, str, int]]:
-    """``(status, reason, code, count)`` for the request's devices (reason and code from the
-    outcome detail, ``""`` when absent)."""
+def status_groups(db: Database, request_id: str | Sequence[str]) -> list[tuple[str, str, str, int]]:
+    """``(status, reason, code, count)`` for the devices of a request — or of several, the parts
+    of one bulk action, counted together (reason and code from the outcome detail, ``""`` when
+    absent)."""
+    ids = [request_id] if isinstance(request_id, str) else list(request_id)
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
     rows = db.execute(
-        """
+        f"""
         SELECT status,
                coalesce(json_extract(detail, '$.reason'), ''),
                coalesce(json_extract(detail, '$.code'), ''),
                count(*)
-        FROM ts_request_devices WHERE request_id = ?
+        FROM ts_request_devices WHERE request_id IN ({marks})
         GROUP BY 1, 2, 3
         """,
-        [request_id],
+        ids,
     ).fetchall()
     return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +24,14 @@ __all__ = [
     "TrackedRequest",
     "actions_today",
     "add_request",
+    "batch",
+    "batch_total",
     "device_outcomes",
     "get_request",
     "migrations",
     "open_requests",
     "pending_for_device",
+    "set_batch_total",
     "set_device_outcome",
     "set_request_state",
 ]
@@ -151,6 +154,36 @@ def get_request(db: Database, request_id: str) -> TrackedRequest | None:
     return _row(row) if row else None
 
 
+def batch(db: Database, tracked: TrackedRequest) -> list[TrackedRequest]:
+    """The requests one bulk action was split into (ThingSpace takes at most 10,000 lines per
+    request): those sharing *tracked*'s results thread and ``batch`` detail, in the order sent;
+    just ``[tracked]`` for a request on its own."""
+    batch_id = tracked.detail.get("batch")
+    if not batch_id or not tracked.thread_key:
+        return [tracked]
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM ts_requests WHERE thread_key = ? ORDER BY created_at, rowid",
+        [tracked.thread_key],
+    ).fetchall()
+    return [r for r in map(_row, rows) if r.detail.get("batch") == batch_id] or [tracked]
+
+
+def batch_total(parts: Sequence[TrackedRequest]) -> int:
+    """How many lines a batch's progress counts to: what its first request says the whole action
+    sends (``batch_total``), else the lines of the requests recorded."""
+    declared = parts[0].detail.get("batch_total") if parts else None
+    return int(declared) if isinstance(declared, int) else sum(p.device_count for p in parts)
+
+
+def set_batch_total(db: Database, thread_key: str, total: int) -> None:
+    """A bulk action stopped early: its progress counts only the lines that were sent."""
+    db.execute(
+        "UPDATE ts_requests SET detail = json_set(detail, '$.batch_total', ?) "
+        "WHERE thread_key = ? AND json_extract(detail, '$.batch') IS NOT NULL",
+        [total, thread_key],
+    )
+
+
 def open_requests(db: Database, *, older_than: float | None = None) -> list[TrackedRequest]:
     sql = f"SELECT {_COLUMNS} FROM ts_requests WHERE state = 'accepted'"
     params: list[Any] = []
@@ -210,18 +243,35 @@ def pending_for_device(
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+#: above this many devices :func:`actions_today` reads all of today's requests once
+_IN_LIST_MAX = 2000
+
+
 def actions_today(db: Database, devices: Sequence[str], *, day_start: float) -> dict[str, int]:
-    """How many provisioning requests (suspend/resume) the bot sent per device since *day_start*."""
-    rows = select_in(
-        db,
+    """How many provisioning requests (suspend/resume) the bot sent per device since *day_start*.
+
+    A long list (a ``group:`` target) is answered from one read of today's requests rather than
+    hundreds of ``IN`` lists: the lines acted on today are few next to a whole group."""
+    if len(devices) <= _IN_LIST_MAX:
+        rows: Iterable[tuple[Any, ...]] = select_in(
+            db,
+            """
+            SELECT d.device, count(*) FROM ts_request_devices d JOIN ts_requests r USING (request_id)
+            WHERE d.device IN ({marks}) AND r.verb IN ('suspend', 'resume') AND r.created_at >= ?
+              AND d.status != 'refused'
+            GROUP BY d.device
+            """,
+            devices,
+            after=[day_start],
+        )
+        return {r[0]: int(r[1]) for r in rows}
+    wanted = set(devices)
+    rows = db.execute(
         """
-        SELECT d.device, count(*) FROM ts_request_devices d JOIN ts_requests r USING (request_id)
-        WHERE d.device IN ({marks}) AND r.verb IN ('suspend', 'resume') AND r.created_at >= ?
-          AND d.status != 'refused'
+        SELECT d.device, count(*) FROM ts_requests r JOIN ts_request_devices d USING (request_id)
+        WHERE r.verb IN ('suspend', 'resume') AND r.created_at >= ? AND d.status != 'refused'
         GROUP BY d.device
         """,
-        devices,
-        after=[day_start],
-    )
-    counts = {r[0]: int(r[1]) for r in rows}
-    return counts
+        [day_start],
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows if r[0] in wanted}

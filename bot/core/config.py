@@ -142,6 +142,9 @@ class Settings:
     approval_size: int = 25
     #: [limits] max_targets: the most devices one command may name
     max_targets: int = 10_000
+    #: [limits] request_size: a bulk action is sent to ThingSpace in requests of at most this many
+    #: lines (ThingSpace takes at most 10,000 per request)
+    request_size: int = 10_000
     #: [limits] confirm_ttl: how long a Confirm button stays valid
     confirm_ttl: timedelta = timedelta(minutes=5)
     #: [limits] approval_ttl: how long an approval card waits for a second person
@@ -156,6 +159,9 @@ class Settings:
     results: str = "callbacks"
     #: [directory] sync_every: how often the device directory is refreshed from ThingSpace
     directory_sync_every: timedelta = timedelta(hours=1)
+    #: [directory] full_sync_every: how often a sync reads the whole account (and marks lines that
+    #: left it); the syncs in between read only lines added since the last one
+    directory_full_sync_every: timedelta = timedelta(hours=24)
     #: [sms] reboot_text: the text the "Send reboot SMS" button sends
     reboot_sms_text: str = "REBOOT"
     #: [sms] reply_window: a device's SMS (or NIDD data) is posted in the thread of the last one
@@ -444,6 +450,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     for key, name in (("approval_size", "approval_size"), ("max_targets", "max_targets")):
         if key in limits:
             out[name] = _positive_int(limits, key, "limits")
+    if "request_size" in limits:
+        size = _positive_int(limits, "request_size", "limits")
+        if size > 10_000:
+            raise ConfigError(
+                f"{source}: [limits] request_size is {size:,}; ThingSpace takes at most 10,000 lines per request"
+            )
+        out["request_size"] = size
     for key, name in (
         ("confirm_ttl", "confirm_ttl"),
         ("approval_ttl", "approval_ttl"),
@@ -455,6 +468,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
     directory = data.get("directory", {})
     if "sync_every" in directory:
         out["directory_sync_every"] = _duration(directory, "sync_every", "directory")
+    if "full_sync_every" in directory:
+        out["directory_full_sync_every"] = _duration(directory, "full_sync_every", "directory")
 
     sms = data.get("sms", {})
     if "reboot_text" in sms:

@@ -209,6 +209,34 @@ class Metrics:
         self.alerts_firing = Gauge(
             "alerts_firing", "Watch alerts currently firing.", namespace=ns, registry=r
         )
+        self.directory_lines = Gauge(
+            "directory_lines", "Lines in the device directory.", namespace=ns, registry=r
+        )
+        self.directory_sync_running = Gauge(
+            "directory_sync_running",
+            "1 while a directory sync is reading ThingSpace.",
+            namespace=ns,
+            registry=r,
+        )
+        self.directory_sync_lines = Gauge(
+            "directory_sync_lines",
+            "Lines read by the running directory sync, or by the last one once it has finished.",
+            namespace=ns,
+            registry=r,
+        )
+        self.directory_sync_seconds = Gauge(
+            "directory_sync_seconds",
+            "Seconds the running directory sync has taken so far, or the last one took.",
+            namespace=ns,
+            registry=r,
+        )
+        self.directory_synced = Gauge(
+            "directory_synced_timestamp_seconds",
+            "When the last directory sync finished (Unix time), by kind (complete, incremental).",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+        )
         for result in CALLBACK_RESULTS:  # a dashboard sees zeros, not gaps
             self.callbacks.labels(result)
 
@@ -267,6 +295,18 @@ class Metrics:
 
     def count_job_miss(self, job: str) -> None:
         self.scheduler_job_misses.labels(self._label("job", job)).inc()
+
+    def directory_lines_from(self, probe: Callable[[], float]) -> None:
+        """Read the directory's size from *probe* at every scrape."""
+        self.directory_lines.set_function(_safe(probe))
+
+    def observe_directory_sync(self, lines: int, seconds: float, *, done: bool, complete: bool) -> None:
+        """A directory sync has read *lines* in *seconds* so far, or has finished (*done*)."""
+        self.directory_sync_running.set(0 if done else 1)
+        self.directory_sync_lines.set(lines)
+        self.directory_sync_seconds.set(seconds)
+        if done:
+            self.directory_synced.labels("complete" if complete else "incremental").set_to_current_time()
 
     def alerts_firing_from(self, probe: Callable[[], float]) -> None:
         """Read the number of firing alerts from *probe* at every scrape."""

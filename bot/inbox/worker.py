@@ -457,16 +457,18 @@ def post_result(
 def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *, now: float) -> bool:
     """Rebuild the root message of a multi-device request; True when it is complete."""
     no_result_after = format_duration(settings.no_result_after)
+    # a bulk action of more than 10,000 lines went out as several requests: one bar for all
+    parts = requests.batch(db, tracked)
     tally = results.Tally.of(
-        request_devices.status_groups(db, tracked.request_id),
-        total=tracked.device_count,
+        request_devices.status_groups(db, [p.request_id for p in parts]),
+        total=requests.batch_total(parts),
         no_result_after=no_result_after,
     )
     root = outbox.get(db, tracked.thread_key) if tracked.thread_key else None
     root_text = str(root.payload.get("text", "")) if root is not None else ""
     root_blocks = root.payload.get("blocks") if root is not None else None
     if not root_text:
-        root_text = f"{tracked.verb} of {tracked.device_count:,} devices · request `{tracked.request_id}`"
+        root_text = f"{tracked.verb} of {tally.total:,} devices · request `{tracked.request_id}`"
     root_text = results.headline(root_text, root_blocks)
     text, body = results.progress_message(
         tracked.verb,
@@ -482,8 +484,10 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
         outbox.enqueue_post(
             db, key=f"summary:{tracked.request_id}", channel=tracked.channel, text=text, blocks=body
         )
-    if tally.complete and tracked.state != "completed":
-        requests.set_request_state(db, tracked.request_id, "completed", now=now)
+    if tally.complete:
+        for part in parts:
+            if part.state != "completed":
+                requests.set_request_state(db, part.request_id, "completed", now=now)
     return tally.complete
 
 

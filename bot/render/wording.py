@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["something_went_wrong"]
+__all__ = ["line_state", "something_went_wrong"]
 
 
 def something_went_wrong(ref: str, consequence: str = "Nothing was changed") -> str:
@@ -12,3 +12,19 @@ def something_went_wrong(ref: str, consequence: str = "Nothing was changed") -> 
         f":warning: Something went wrong on our side (ref `{ref}`). {consequence}; try again, and give "
         "the ref to whoever runs the bot if it repeats."
     )
+
+
+#: ThingSpace's line states as people say them, with the icon ``status`` shows
+_STATE_WORDS = {"suspend": "suspended", "deactive": "deactivated", "gone": "no longer in the account"}
+_STATE_ICONS = {
+    "active": ":large_green_circle:",
+    "suspend": ":double_vertical_bar:",
+    "gone": ":heavy_minus_sign:",
+}
+
+
+def line_state(state: str | None) -> tuple[str, str]:
+    """``(icon, word)`` for a line state (``suspend`` -> ``:double_vertical_bar:``, ``suspended``),
+    the same on the status card and in ``find``. Unknown states are shown as ThingSpace names them."""
+    state = state or "unknown"
+    return _STATE_ICONS.get(state, ":white_circle:"), _STATE_WORDS.get(state, state)

@@ -23,7 +23,7 @@ from bot.core.config import Settings
 from bot.core.directory_sync import sync_directory
 from commands.actions import expire_approvals
 from commands.context import Deps
-from storage import memberships, seen
+from storage import directory, memberships, seen
 from storage.audit.log import AuditLog, apply_retention, archive_folder, default_archive_path
 from storage.db import write
 
@@ -52,8 +52,17 @@ class ScheduledTask:
     at_start: bool = False
 
 
-def sync_directory_task(deps: Deps) -> None:
-    sync_directory(deps.thingspace, deps.db())
+def sync_directory_task(deps: Deps, now: float | None = None) -> None:
+    """A complete sync when the last one is older than ``[directory] full_sync_every``, else
+    only the lines added since the last sync; progress to the ``directory_sync`` hook."""
+    db = deps.db()
+    now = time.time() if now is None else now
+    last_full = directory.sync_marks(db).last_full_at
+    every = deps.settings.directory_full_sync_every.total_seconds()
+    complete = last_full is None or now - last_full >= every
+    sync_directory(
+        deps.thingspace, db, complete=complete, on_progress=lambda p: deps.hook("directory_sync", p)
+    )
 
 
 #: Slack errors that answer the question "who is in this group": the group does not exist (any

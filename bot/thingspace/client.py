@@ -333,7 +333,9 @@ class ThingSpaceClient:
             base["maxNumberOfDevices"] = page_size
         if by_device_number and earliest is not None:
             base["earliest"] = to_wire_datetime(earliest)
-        seen: set[tuple[str, str]] = set()
+        # Only the devices on the cursor itself can come again (a boundary ThingSpace may treat as
+        # inclusive), so only they are remembered: memory stays one page, whatever the fleet.
+        boundary: set[tuple[str, str]] = set()
         cursor: datetime | int | None = 0 if by_device_number else earliest
         while True:
             body = dict(base)
@@ -343,24 +345,23 @@ class ThingSpaceClient:
                 body["earliest"] = to_wire_datetime(cast(datetime, cursor))
             data = self._call("list_devices", "POST", path, body=body, read=True)
             page = DevicePage.from_wire(self._object(data, path))
-            fresh = tuple(d for d in page.devices if d.ids and _device_key(d) not in seen)
-            seen.update(_device_key(d) for d in fresh)
+            fresh = tuple(d for d in page.devices if d.ids and _device_key(d) not in boundary)
             yield DevicePage(devices=fresh, has_more=page.has_more)
             if not page.has_more:
                 return
-            next_cursor: datetime | int | None
-            if by_device_number:
-                numbers = [n for n in (_device_number(d) for d in page.devices) if n is not None]
-                next_cursor = max(numbers) if numbers else None
-            else:
-                dated = [d.created_at for d in page.devices if d.created_at is not None]
-                next_cursor = max(dated) if dated else None
+            marks: list[Any] = [_device_number(d) if by_device_number else d.created_at for d in page.devices]
+            known = [m for m in marks if m is not None]
+            next_cursor: datetime | int | None = max(known) if known else None
             if next_cursor is None or (not fresh and next_cursor == cursor):
                 raise UnexpectedResponse(
                     "the device list says more data follows but the page does not advance",
                     status=202,
                     path=path,
                 )
+            on_it = {
+                _device_key(d) for d, m in zip(page.devices, marks, strict=True) if d.ids and m == next_cursor
+            }
+            boundary = on_it | boundary if next_cursor == cursor else on_it
             cursor = next_cursor
 
     def list_devices(self, **filters: Any) -> Iterator[Device]:

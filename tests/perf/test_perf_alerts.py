@@ -1,6 +1,6 @@
 """Benchmark of reachability alerting (run with ``pytest tests/perf/test_perf_alerts.py -s``).
 
-100,000 watched devices in 100 channels (a fifth of them sleepy), on one SQLite file. Each tick is
+100,000 watched devices (``PERF_WATCHED``) in 100 channels (a fifth of them sleepy), on one SQLite file. Each tick is
 one simulated minute: 1% of the devices (1,000) change reachability — DiagnosticsService callbacks
 parsed and applied as the inbox worker applies them, in one transaction — then one evaluation
 tick runs (snooze expiry, recoveries, due watches → alerts, grouped cards, audit rows, outbox).
@@ -13,6 +13,7 @@ callbacks, and the process's resident memory (target < 300 MB).
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -32,10 +33,11 @@ from storage.watches import WatchSpec
 
 pytestmark = pytest.mark.perf
 
-DEVICES = 100_000
+#: ``PERF_WATCHED=1000000`` runs it at a million watched lines (``PERF_TICKS`` to shorten it)
+DEVICES = int(os.environ.get("PERF_WATCHED", "100000"))
 CHANNELS = 100
 CHANGES_PER_TICK = DEVICES // 100
-TICKS = 30
+TICKS = int(os.environ.get("PERF_TICKS", "30"))
 T0 = 1_800_000_000.0
 
 

@@ -52,6 +52,8 @@ def test_toml_file_sets_grants_and_limits(tmp_path: Path) -> None:
         ('[grants]\nadmin = ["alice"]\n', "not a Slack ID"),
         ('[grants]\nadmin = "U1"\n', "list of Slack IDs"),
         ("[limits]\napproval_size = 0\n", "positive whole number"),
+        ("[limits]\nrequest_size = 20000\n", "ThingSpace takes at most 10,000 lines per request"),
+        ('[directory]\nfull_sync_every = "daily"\n', "not a duration"),
         ('[limits]\nconfirm_ttl = "soon"\n', "not a duration"),
         ("[nonsense]\nx = 1\n", "unknown table"),
         ("[alert]\nx = 1\n", r"unknown table \[alert\] \(did you mean \[alerts\]\?\)"),

@@ -27,6 +27,8 @@ TOML_KEYS = {
     "approval_ttl": "approval_ttl",
     "no_result_after": "no_result_after",
     "directory_sync_every": "sync_every",
+    "directory_full_sync_every": "full_sync_every",
+    "request_size": "request_size",
     "reboot_sms_text": "reboot_text",
     "sms_reply_window": "reply_window",
     "nidd_plans": "[nidd]",
