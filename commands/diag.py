@@ -6,10 +6,12 @@ ThingSpace seven things at once, on a bounded thread pool, each under its own ti
 ========================  ==========================================================
 check                     ThingSpace call
 ========================  ==========================================================
-line details              ``get_device``: state, plan, billing cycle, last connection
-extended diagnostics      connected, state, auto-resume date, identifiers
+line details              ``get_device``: state, plan, billing cycle, ``connected``,
+                          ``lastConnectionDate``, ``ipAddress``
+extended diagnostics      ``Connected``, state, auto-resume date, identifiers
 provisioning history      actions today, suspended days (in a row, last 12 months)
-connection history        sessions over the last :data:`SESSION_WINDOW`
+connection history        data sessions (Start/Stop) over the last :data:`SESSION_WINDOW`: open
+                          or not, last activity, starts in the last hour, reconnect loops
 usage history             daily usage over the last :data:`USAGE_WINDOW`
 IMEI–ICCID check          the mismatch report for this line
 account info              the account's plan list: the allowance of the line's plan
@@ -25,6 +27,13 @@ Extended diagnostics and the mismatch report take only some kinds of identifier
 (:data:`ACCEPTED_KINDS`). A target named by another kind (an EID, IMSI, MIN or ESN, say) that the
 directory does not know is first looked up (``get_device``, which takes any kind), and the checks
 then run with the line's ICCID; that lookup is also the line-details check, so it is not repeated.
+
+Only what the real API carries is required (:func:`network_facts`): the line is *attached* when
+ThingSpace reports it ``connected`` (device list or extended diagnostics) or a data session is
+open; a *data session* is open when the connection history's newest event is a Start; the *last
+connection* is the newest of ``lastConnectionDate`` and the history's last event. The proposed
+diagnostics keys of :mod:`bot.thingspace.shapes` (``Attached``, ``LastConnectionDate``, ``Apn``,
+``RatType``, ``SessionCount1h``, ...) are read only when present, as extras.
 """
 
 from __future__ import annotations
@@ -69,9 +78,11 @@ __all__ = [
     "MAX_PARALLEL",
     "CheckResult",
     "Diagnosis",
+    "NetworkFacts",
     "card",
     "diagnose",
     "gather",
+    "network_facts",
     "run_checks",
     "run_diag",
 ]
@@ -108,9 +119,6 @@ ACCEPTED_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "hardware": ("iccid", "mdn"),
 }
 
-DIAG_KEY_APN: Final = shapes.DIAG_KEY_APN
-DIAG_KEY_RAT: Final = shapes.DIAG_KEY_RAT
-DIAG_KEY_SESSIONS_1H: Final = shapes.DIAG_KEY_SESSIONS_1H
 
 _ICONS: Final = {
     "healthy": ":large_green_circle:",
@@ -304,6 +312,76 @@ def _mismatches(
 
 
 @dataclass(frozen=True)
+class NetworkFacts:
+    """What the line's network state reads as, from the real fields (and proposed extras)."""
+
+    attached: bool | None
+    attached_from: str
+    connected: bool | None
+    last_connection: datetime | None
+    ip_address: str
+    apn: str
+    rat: str
+    sessions_last_hour: int | None
+
+
+def _newest(events: Sequence[ConnectionEvent]) -> ConnectionEvent | None:
+    timed = [e for e in events if e.occurred_at is not None]
+    return max(timed, key=lambda e: e.occurred_at or datetime.min.replace(tzinfo=UTC)) if timed else None
+
+
+def network_facts(
+    device: Device | None, diag: Diagnostics | None, events: Sequence[ConnectionEvent] | None
+) -> NetworkFacts:
+    """Attached, connected, last connection, IP (and the proposed extras) from what came back.
+
+    ``connected`` is ThingSpace's flag (extended diagnostics ``Connected``, else the device list's
+    ``connected``). Either meaning it may have (registered, or in a data session) needs the device
+    attached, so ``True`` reads as attached; ``False`` says nothing about the attach state. A data
+    session open in the connection history also means attached. ``Attached`` = false comes only
+    from the proposed key, when present.
+    """
+    connected = diag.connected if diag is not None and diag.connected is not None else None
+    if connected is None and device is not None:
+        connected = device.connected
+    newest = _newest(events) if events else None
+    proposed = diag.flag(shapes.DIAG_KEY_ATTACHED) if diag is not None else None
+    attached: bool | None = None
+    attached_from = ""
+    if proposed is not None:
+        attached, attached_from = proposed, "extended diagnostics"
+    elif connected is True:
+        attached, attached_from = True, "ThingSpace reports it connected"
+    elif newest is not None and newest.is_start:
+        attached, attached_from = True, "a data session is open"
+    seen = [
+        m
+        for m in (
+            device.last_connection if device is not None else None,
+            newest.occurred_at if newest is not None else None,
+            diag.moment(shapes.DIAG_KEY_LAST_CONNECTION) if diag is not None else None,
+        )
+        if m is not None
+    ]
+    ip = device.ip_address if device is not None else ""
+    if not ip and events:
+        ip = next((e.ip_address for e in reversed(events) if e.ip_address), "")
+    if not ip and diag is not None:
+        ip = diag.get(shapes.DIAG_KEY_IP_ADDRESS) or ""
+    shown = blocks.escape  # what ThingSpace sent reaches the card's mrkdwn only through escape
+    return NetworkFacts(
+        attached=attached,
+        attached_from=attached_from,
+        connected=connected,
+        last_connection=max(seen) if seen else None,
+        ip_address=shown(ip),
+        apn=shown(diag.get(shapes.DIAG_KEY_APN) or "") if diag is not None else "",
+        rat=shown(diag.get(shapes.DIAG_KEY_RAT) or "") if diag is not None else "",
+        sessions_last_hour=_int(diag.get(shapes.DIAG_KEY_SESSIONS_1H)) if diag is not None else None,
+    )
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     """What :func:`diagnose` gathered: the facts, the seconds the checks took, the line's title."""
 
@@ -409,12 +487,7 @@ def diagnose(
     if device is not None:
         ids.update(device.ids)
     state = (device.state if device else "") or (diag.state if diag else "") or None
-    connected = (
-        diag.connected if diag and diag.connected is not None else (device.connected if device else None)
-    )
-    last_seen = [
-        m for m in (diag.last_connection if diag else None, device.last_connection if device else None) if m
-    ]
+    network = network_facts(device, diag, events)
     counted = [n for n in (limits.actions_today if limits else None, bot_actions) if n is not None]
     resume = diag.resume_date if diag else None
     if resume is None and device is not None:
@@ -434,12 +507,14 @@ def diagnose(
         suspended_days_year=limits.suspended_days_year if limits else None,
         suspended_days_continuous=limits.suspended_days_continuous if limits else None,
         pending=pending,
-        attached=diag.attached if diag else None,
-        apn=shown(diag.get(DIAG_KEY_APN) or "") if diag else "",
-        rat=shown(diag.get(DIAG_KEY_RAT) or "") if diag else "",
-        sessions_last_hour=_int(diag.get(DIAG_KEY_SESSIONS_1H)) if diag else None,
-        connected=connected,
-        last_connection=max(last_seen) if last_seen else None,
+        attached=network.attached,
+        attached_from=network.attached_from,
+        apn=network.apn,
+        rat=network.rat,
+        sessions_last_hour=network.sessions_last_hour,
+        connected=network.connected,
+        last_connection=network.last_connection,
+        ip_address=network.ip_address,
         events=events,
         session_window=SESSION_WINDOW,
         usage=usage,

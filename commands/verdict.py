@@ -12,10 +12,13 @@ The rules, in that order:
 1. line state: suspended, deactivated or not yet active is *down*; a suspend shows its auto-resume
    date and the 90/180-day counters; a request still waiting for ThingSpace, or all 5 provisioning
    actions of the day used, is *degraded* (and no Suspend/Resume button is offered);
-2. attached / data session: attached (or registered) with no data session for longer than
-   :data:`QUIET_AFTER` is a hung device (*down*: cancel location, then reboot by SMS); not attached
-   and silent is *down*; more than :data:`MAX_SESSIONS_PER_HOUR` session starts in an hour is a
-   reconnect loop (*degraded*, Verizon's network guideline is at most 4 attempts an hour);
+2. attached / data session: data sessions are read from the connection history (its Start and
+   Stop events), never from ThingSpace's ``connected`` flag, which only says the network sees the
+   device (attached). Attached with no data session for longer than :data:`QUIET_AFTER` is a hung
+   device (*down*: cancel location, then reboot by SMS); silent and not attached (or not
+   connected) is *down*; silent with the attach state not reported is *down* too, worded as
+   silent; more than :data:`MAX_SESSIONS_PER_HOUR` session starts in an hour is a reconnect loop
+   (*degraded*, Verizon's network guideline is at most 4 attempts an hour);
 3. usage: the last hour (or today) far above the device's own pattern is a spike (*degraded*,
    Suspend is offered: a stolen tracker looks like this), no traffic for days from a device that
    used to send some is *down*, the cycle over the plan's allowance is *degraded*; the allowance
@@ -163,12 +166,20 @@ class Facts:
     suspended_days_continuous: int | None = None
     pending: Sequence[PendingRequest] | None = ()
     # network
+    #: the network sees the device (registered); ``None`` when ThingSpace does not say
     attached: bool | None = None
+    #: what ``attached`` was read from ("ThingSpace reports it connected", ...), for the card
+    attached_from: str = ""
+    #: ThingSpace's ``connected`` flag as reported (not a data session: see rule 2)
     connected: bool | None = None
     last_connection: datetime | None = None
+    #: the line's IP address (device list ``ipAddress``, else the newest session's
+    #: ``FramedIpAddress``)
+    ip_address: str = ""
+    #: optional extras, only from proposed diagnostics keys when present (never on the real API)
     apn: str = ""
     rat: str = ""
-    #: session starts in the last hour as the diagnostics count them (used when history fails)
+    #: session starts in the last hour as proposed diagnostics count them (used when history fails)
     sessions_last_hour: int | None = None
     #: the latest reachability report the bot holds (monitor callbacks), if any
     reachable: bool | None = None
@@ -463,7 +474,7 @@ class _Judge:
         f = self.f
         if f.state in _INACTIVE:
             return "info"
-        if (self.sessions is not None and self.sessions.open_since is not None) or f.connected is True:
+        if self.sessions is not None and self.sessions.open_since is not None:
             return "ok"
         since = self.since_last
         if since is None:
@@ -481,8 +492,8 @@ class _Judge:
             return f"{line}, attached"
         if self.f.attached is False:
             return f"{line}, not attached"
-        if self.f.connected is True:
-            return f"{line}, connected"
+        if self.f.connected is False:
+            return f"{line}, not connected"
         return line
 
     # -- topics, in the order on-call engineers check a line (see the module docstring) ------------
@@ -582,11 +593,19 @@ class _Judge:
         f = self.f
         parts = []
         if f.attached is not None:
-            parts.append("attached" if f.attached else "not attached")
-        if f.connected is not None:
+            source = f" ({f.attached_from})" if f.attached_from else ""
+            parts.append(("attached" if f.attached else "not attached") + source)
+        elif f.state is not None:
+            parts.append("attach state not reported by ThingSpace")
+        if f.connected is not None and not (f.connected and f.attached):
             parts.append("connected" if f.connected else "not connected")
+        s = self.sessions
+        if s is not None:
+            parts.append("data session open" if s.open_since is not None else "no data session open")
         if f.last_connection is not None:
             parts.append(f"last connection {_at(f.last_connection)} ({_ago(f.now - f.last_connection)})")
+        if f.ip_address:
+            parts.append(f"IP {f.ip_address}")
         radio = " · ".join(x for x in (f.rat, f"APN `{f.apn}`" if f.apn else "") if x)
         if radio:
             parts.append(radio)
@@ -685,7 +704,7 @@ class _Judge:
         f = self.f
         s = self.sessions
         since = self.since_last
-        if (s is not None and s.open_since is not None) or f.connected is True:
+        if s is not None and s.open_since is not None:
             self.online = True
             return
         if since is None:
@@ -872,7 +891,7 @@ class _Judge:
             )
             return
         recent = s is not None and s.last_activity is not None and f.now - s.last_activity < timedelta(days=1)
-        if recent or f.connected is True:
+        if recent:
             self.find(
                 "down",
                 31,

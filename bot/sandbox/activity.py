@@ -7,9 +7,9 @@ the mode, the segment bounds and a deterministic hash of (device key, slot), nev
 history query costs only the window it asks for and two sandboxes with the same seed agree.
 
 Everything ThingSpace reports about connectivity is derived from the same timeline, which keeps
-the connection history (Start/Stop events with ``BytesUsed``), the daily usage history, the
-extended-diagnostics ``Connected``/``Attached``/``LastConnectionDate`` values and the reachability
-monitors consistent with one another. Times are integer epoch seconds inside this module.
+the connection history (Start/Stop events, ``BytesUsed`` in Stop), the daily usage history, the
+device list's ``connected`` and ``lastConnectionDate``, the extended-diagnostics ``Connected``
+value and the reachability monitors consistent with one another. Times are integer epoch seconds inside this module.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = [
     "loop",
     "next_change",
     "open_idle",
-    "sessions_started",
     "silent",
     "sleepy",
     "status_at",
@@ -204,7 +203,7 @@ def _last_in_segment(timeline: Timeline, index: int, now: int) -> Session | None
 
 
 def last_activity(timeline: Timeline, now: int) -> int | None:
-    """Time of the newest Start or Stop event at or before ``now`` (``LastConnectionDate``)."""
+    """Time of the newest Start or Stop event at or before ``now`` (``lastConnectionDate``)."""
     for index in range(len(timeline) - 1, -1, -1):
         if timeline[index][0] > now:
             continue
@@ -212,11 +211,6 @@ def last_activity(timeline: Timeline, now: int) -> int | None:
         if session is not None:
             return session.stop if session.stop is not None else session.start
     return None
-
-
-def sessions_started(timeline: Timeline, key: int, lo: int, now: int) -> int:
-    """How many sessions started in [lo, now] (``SessionCount1h`` with lo = now - 1 h)."""
-    return sum(1 for s in iter_sessions(timeline, key, lo, now, now) if s.start >= lo)
 
 
 def daily_bytes(timeline: Timeline, key: int, day_start: int, day_end: int, now: int) -> int:

@@ -3,14 +3,20 @@
 Shapes follow Verizon's published models (SDK ``AccountDeviceListResult``,
 ``DeviceExtendedDiagnosticsResult``, ``ConnectionHistoryResult``, ``DeviceUsageListResult``,
 ``AsynchronousRequestResult``, ``AccountDetails``); the extended
-diagnostics categories and keys beyond ``Connectivity``/``Connected`` are the proposals in
-``bot.thingspace.shapes``. Paging: the device list returns at most 2,000 devices per call (HTTP
-202 with ``hasMoreData: true`` when more remain), sorted by the numeric ``DeviceId`` extended
-attribute when ``largestDeviceIdSeen`` is sent (page by raising it to the last ``DeviceId``), else
-by date added (page by moving ``earliest``, exclusive, to the last ``createdAt``). Connection and
-usage histories return at most 500 records (202 when more remain), oldest first; their
-``earliest`` is *inclusive*, so paging with ``earliest`` = the last ``occurredAt`` repeats that
-record at the top of the next page.
+diagnostics categories beyond ``Connectivity`` are the proposals in ``bot.thingspace.shapes``,
+and ``Connectivity`` carries only ``Connected`` (no proposed keys: a line's sessions, last
+connection and address come from the connection history and the device list, as on the real
+API). ``connected`` (device list and diagnostics) means the network sees the device: attached,
+in a data session or not. Connection-history events carry the keys of Verizon's key attributes
+page: ``Event`` and ``Msisdn`` and ``FramedIpAddress`` in both, ``BytesUsed`` in Stop only.
+
+Paging: the device list returns at most 2,000 devices per call (HTTP 202 with ``hasMoreData: true``
+when more remain), sorted by the numeric ``DeviceId`` extended attribute when
+``largestDeviceIdSeen`` is sent (page by raising it to the last ``DeviceId``), else by date added
+(page by moving ``earliest``, exclusive, to the last ``createdAt``). Connection and usage histories
+return at most 500 records (202 when more remain), oldest first; their ``earliest`` is *inclusive*,
+so paging with ``earliest`` = the last ``occurredAt`` repeats that record at the top of the next
+page.
 
 Two diagnostic conditions act here (:mod:`bot.sandbox.conditions`): a ``diag-unavailable`` line's
 per-line reads answer HTTP 500, and an ``imei-changed`` line takes its new IMEI right after a
@@ -26,7 +32,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from bot.sandbox.activity import daily_bytes, iter_sessions, last_activity, sessions_started, status_at
+from bot.sandbox.activity import daily_bytes, iter_sessions, last_activity, status_at
 from bot.sandbox.clock import iso
 from bot.sandbox.conditions import epoch, swap_imei
 from bot.sandbox.errors import (
@@ -46,13 +52,13 @@ from bot.thingspace.shapes import (
     DIAG_CATEGORY_CONNECTIVITY,
     DIAG_CATEGORY_IDENTIFIERS,
     DIAG_CATEGORY_PROVISIONING,
-    DIAG_KEY_APN,
-    DIAG_KEY_ATTACHED,
     DIAG_KEY_CONNECTED,
-    DIAG_KEY_IP_ADDRESS,
-    DIAG_KEY_LAST_CONNECTION,
-    DIAG_KEY_RAT,
-    DIAG_KEY_SESSIONS_1H,
+    HISTORY_BYTES,
+    HISTORY_EVENT,
+    HISTORY_IP_ADDRESS,
+    HISTORY_MSISDN,
+    HISTORY_START,
+    HISTORY_STOP,
     USAGE_DOMESTIC_BYTES,
     USAGE_DOMESTIC_SMS,
     USAGE_INTERNATIONAL_BYTES,
@@ -79,8 +85,6 @@ __all__ = [
 MAX_PAGE: Final = 2000
 MAX_HISTORY: Final = 500
 USAGE_RETENTION: Final = timedelta(days=365)
-_KEY_IP, _KEY_APN, _KEY_RAT = DIAG_KEY_IP_ADDRESS, DIAG_KEY_APN, DIAG_KEY_RAT
-_KEY_SESSIONS_1H = DIAG_KEY_SESSIONS_1H
 
 
 def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | None:
@@ -153,7 +157,7 @@ def device_record(
         "carrierInformations": [
             {"carrierName": "Verizon Wireless", "servicePlan": device.plan, "state": device.state}
         ],
-        "connected": status.connected,
+        "connected": status.attached,
         "createdAt": iso(device.created),
         "customFields": [{"key": key, "value": value} for key, value in sorted(device.custom.items())],
         "deviceIds": [{"id": value, "kind": kind} for kind, value in device.ids().items()],
@@ -327,18 +331,8 @@ def _categories(state: SandboxState, device: Device, now: datetime) -> list[dict
         ("LastDateSuspended", iso(last_suspended) if last_suspended else ""),
         ("ResumeDate", iso(device.resume_date) if device.resume_date else ""),
     ]
-    t = epoch(now)
-    status = status_at(device.timeline, t)
-    last = _last_connection(device, now)
-    connectivity = [
-        (DIAG_KEY_CONNECTED, _flag(status.connected)),
-        (DIAG_KEY_ATTACHED, _flag(status.attached)),
-        (DIAG_KEY_LAST_CONNECTION, iso(last) if last else ""),
-        (_KEY_IP, device.ip_address if status.connected else ""),
-        (_KEY_APN, device.type.apn),
-        (_KEY_RAT, device.type.rat),
-        (_KEY_SESSIONS_1H, str(sessions_started(device.timeline, device.number, t - 3600, t))),
-    ]
+    status = status_at(device.timeline, epoch(now))
+    connectivity = [(DIAG_KEY_CONNECTED, _flag(status.attached))]
     account = [
         ("AccountName", state.config.account),
         ("ServicePlan", device.plan),
@@ -370,30 +364,34 @@ def connection_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, 
         earliest, latest = _window(body)
         now = state.clock()
         lo, hi = epoch(earliest), min(epoch(latest), epoch(now))
-        events: list[tuple[int, str, int]] = []
+        events: list[tuple[int, str, int | None]] = []
         if hi >= lo:
             for session in iter_sessions(device.timeline, device.number, lo, hi, epoch(now)):
                 if lo <= session.start <= hi:
-                    events.append((session.start, "Start", 0))
+                    events.append((session.start, HISTORY_START, None))
                 if session.stop is not None and lo <= session.stop <= hi:
-                    events.append((session.stop, "Stop", session.volume))
+                    events.append((session.stop, HISTORY_STOP, session.volume))
                 if len(events) > MAX_HISTORY:
                     break
         more = len(events) > MAX_HISTORY
-        msisdn = device.msisdn
         history = [
             {
-                "connectionEventAttributes": [
-                    {"key": "Event", "value": event},
-                    {"key": "BytesUsed", "value": str(volume)},
-                    {"key": "Msisdn", "value": msisdn},
-                ],
+                "connectionEventAttributes": _event_attributes(device, event, volume),
                 "extendedAttributes": [],
                 "occurredAt": iso(datetime.fromtimestamp(moment, UTC)),
             }
             for moment, event, volume in events[:MAX_HISTORY]
         ]
         return (202 if more else 200), {"connectionHistory": history, "hasMoreData": more}
+
+
+def _event_attributes(device: Device, event: str, volume: int | None) -> list[dict[str, str]]:
+    """An event's ``connectionEventAttributes``: BytesUsed only in a Stop, as Verizon documents."""
+    pairs = [(HISTORY_EVENT, event)]
+    if volume is not None:
+        pairs.append((HISTORY_BYTES, str(volume)))
+    pairs += [(HISTORY_MSISDN, device.msisdn), (HISTORY_IP_ADDRESS, device.ip_address)]
+    return _attrs(pairs)
 
 
 def provisioning_history(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -320,15 +320,16 @@ class Diagnostics:
 
     @property
     def connected(self) -> bool | None:
+        """``Connectivity``/``Connected``, the one connectivity key a public source names."""
         return _bool(self.get(shapes.DIAG_KEY_CONNECTED))
 
-    @property
-    def attached(self) -> bool | None:
-        return _bool(self.get(shapes.DIAG_KEY_ATTACHED))
+    def flag(self, key: str) -> bool | None:
+        """``key`` read as true/false; ``None`` when absent or neither (e.g. a proposed key)."""
+        return _bool(self.get(key))
 
-    @property
-    def last_connection(self) -> datetime | None:
-        return parse_datetime(self.get(shapes.DIAG_KEY_LAST_CONNECTION))
+    def moment(self, key: str) -> datetime | None:
+        """``key`` read as a date-time; ``None`` when absent or unreadable."""
+        return parse_datetime(self.get(key))
 
     @property
     def resume_date(self) -> datetime | None:
@@ -341,7 +342,11 @@ class Diagnostics:
 
 @dataclass(frozen=True)
 class ConnectionEvent:
-    """One connection-history record (SDK ``ConnectionEvent``): ``event`` is ``Start`` or ``Stop``."""
+    """One connection-history record (SDK ``ConnectionEvent``): ``event`` is ``Start`` or ``Stop``.
+
+    A data session opening or closing; ``bytes_used`` is carried by Stop events (Verizon's key
+    attributes page), ``None`` when the event has none.
+    """
 
     occurred_at: datetime | None
     event: str
@@ -355,11 +360,20 @@ class ConnectionEvent:
         attributes = _key_values(obj.get("connectionEventAttributes"))
         return cls(
             occurred_at=parse_datetime(obj.get("occurredAt")),
-            event=attributes.get("Event", ""),
-            bytes_used=_int(attributes.get("BytesUsed")),
+            event=attributes.get(shapes.HISTORY_EVENT, ""),
+            bytes_used=_int(attributes.get(shapes.HISTORY_BYTES)),
             attributes=attributes,
             extended_attributes=_key_values(obj.get("extendedAttributes")),
         )
+
+    @property
+    def is_start(self) -> bool:
+        return self.event.strip().lower() == shapes.HISTORY_START.lower()
+
+    @property
+    def ip_address(self) -> str:
+        """``FramedIpAddress``: the address the session was given, or ``""``."""
+        return self.attributes.get(shapes.HISTORY_IP_ADDRESS, "")
 
 
 @dataclass(frozen=True)

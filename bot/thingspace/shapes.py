@@ -88,16 +88,43 @@ DIAG_CATEGORY_ACCOUNT: Final = "Account"
 #: Provisioning keys named by the SOAP-era page: CreatedAt, LastActivationBy, LastActivationDate,
 #: LastDateSuspended, ResumeDate, DeviceState. Actions today and suspension days are not among
 #: them: the bot computes those from the provisioning history.
-#: Connectivity keys: Connected (confirmed). Proposed, read only for diag's detail and None on the
-#: real API until a source shows them: Attached, LastConnectionDate, IpAddress, Apn, RatType,
-#: SessionCount1h.
+#: Connectivity: ``Connected`` is the one key a public source names ("True if the device is
+#: connected"), as does the device list's ``connected`` (SDK ``ThingspaceDevice``).
 DIAG_KEY_CONNECTED: Final = "Connected"
+#: Proposed Connectivity keys: no source shows them and the real API does not send them. ``diag``
+#: reads them only as optional extras when present (a sandbox of an earlier version sent them);
+#: what they would say comes from real data instead: attach state from ``connected``, the last
+#: connection from the device list's ``lastConnectionDate`` and the connection history, sessions
+#: in the last hour and reconnect loops from the connection history, the IP address from the
+#: device list's ``ipAddress`` and the history's ``FramedIpAddress``. APN and radio type are not
+#: reported by ThingSpace at all.
 DIAG_KEY_ATTACHED: Final = "Attached"
 DIAG_KEY_LAST_CONNECTION: Final = "LastConnectionDate"
 DIAG_KEY_IP_ADDRESS: Final = "IpAddress"
 DIAG_KEY_APN: Final = "Apn"
 DIAG_KEY_RAT: Final = "RatType"
 DIAG_KEY_SESSIONS_1H: Final = "SessionCount1h"
+#: every proposed Connectivity key above (none of them is required by anything)
+PROPOSED_DIAG_KEYS: Final = (
+    DIAG_KEY_ATTACHED,
+    DIAG_KEY_LAST_CONNECTION,
+    DIAG_KEY_IP_ADDRESS,
+    DIAG_KEY_APN,
+    DIAG_KEY_RAT,
+    DIAG_KEY_SESSIONS_1H,
+)
+
+# -- confirmed: connection history event attributes ------------------------------------------------
+#: ``connectionEventAttributes`` keys (Verizon "Retrieve Device Connection API – Key Attributes";
+#: the SDK's ``ConnectionEvent`` example): ``Event`` is ``Start`` or ``Stop`` (a data session
+#: opening or closing, in both), ``BytesUsed`` the session's bytes (in Stop), ``Msisdn`` and
+#: ``FramedIpAddress`` (the address the session was given) in both.
+HISTORY_EVENT: Final = "Event"
+HISTORY_BYTES: Final = "BytesUsed"
+HISTORY_MSISDN: Final = "Msisdn"
+HISTORY_IP_ADDRESS: Final = "FramedIpAddress"
+HISTORY_START: Final = "Start"
+HISTORY_STOP: Final = "Stop"
 
 # -- proposed: paging the device list by ``largestDeviceIdSeen`` ---------------------------------
 #: No source says where a client reads the numeric id that ``largestDeviceIdSeen`` compares; we

@@ -44,7 +44,7 @@ def test_reachability_and_condition_routes() -> None:
         down = api.http.post("/_sandbox/devices/demo-healthy/reachability", json={"reachable": False})
         assert down.json()["reachable"] is False and down.json()["attached"] is False
         iccid = down.json()["ids"]["iccid"]
-        assert api.diagnostics(iccid)["Connectivity"]["Attached"] == "false"
+        assert api.diagnostics(iccid)["Connectivity"]["Connected"] == "false"
         up = api.http.post("/_sandbox/devices/demo-healthy/reachability", json={"reachable": True})
         assert up.json()["reachable"] is True
         hung = api.http.post(f"/_sandbox/devices/iccid:{iccid}/condition", json={"condition": "hung"})

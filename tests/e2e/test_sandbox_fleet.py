@@ -181,7 +181,9 @@ def _expect(diag: dict[str, dict[str, str]], **wanted: str) -> None:
 
 
 def test_extended_diagnostics_show_each_condition() -> None:
-    """Every demo device's diagnostics carry the signs of its condition."""
+    """Every demo device's diagnostics and device record carry the signs of its condition: state and
+    ``Connected`` (the network sees it) in the diagnostics, ``connected`` and ``lastConnectionDate``
+    in the device list; no proposed Connectivity key is sent."""
     with running_sandbox() as (sandbox, url, clock), Api(url) as api:
         demo = sandbox.demo_devices()
         now = clock()
@@ -189,36 +191,35 @@ def test_extended_diagnostics_show_each_condition() -> None:
         def diag(condition: str) -> dict[str, dict[str, str]]:
             return api.diagnostics(demo[condition]["iccid"])
 
-        def last_seen(d: dict[str, dict[str, str]]) -> timedelta:
-            return now - datetime.fromisoformat(d["Connectivity"]["LastConnectionDate"])
+        def record(condition: str) -> dict[str, Any]:
+            body = {"accountName": ACCOUNT, "deviceId": {"id": demo[condition]["iccid"], "kind": "iccid"}}
+            [device] = api.post(LIST, body).json()["devices"]
+            return dict(device)
+
+        def last_seen(condition: str) -> timedelta:
+            return now - datetime.fromisoformat(record(condition)["lastConnectionDate"])
 
         healthy = diag("healthy")
         assert set(healthy) == {"DeviceIdentifier", "Provisioning", "Connectivity", "Account"}
-        _expect(healthy, DeviceState="active", Connected="true", Attached="true")
-        assert last_seen(healthy) < timedelta(hours=1)
+        assert set(healthy["Connectivity"]) == {"Connected"}
+        _expect(healthy, DeviceState="active", Connected="true")
+        assert record("healthy")["connected"] is True
+        assert last_seen("healthy") < timedelta(hours=1)
         suspended = diag("suspended")
-        _expect(
-            suspended,
-            DeviceState="suspend",
-            Connected="false",
-            Attached="false",
-        )
+        _expect(suspended, DeviceState="suspend", Connected="false")
         resume = datetime.fromisoformat(suspended["Provisioning"]["ResumeDate"])
         assert resume - now == timedelta(days=70)
         _expect(diag("action-limit"), DeviceState="active")
-        hung = diag("hung")
-        _expect(hung, Attached="true", Connected="false")
-        assert last_seen(hung) == timedelta(hours=26)
-        assert int(diag("reconnect-loop")["Connectivity"]["SessionCount1h"]) >= 25
-        idle = diag("no-traffic")
-        _expect(idle, Connected="true", Attached="true")
-        assert last_seen(idle) == timedelta(days=4) - timedelta(seconds=1)
-        asleep = diag("asleep")
-        _expect(asleep, Attached="true", Connected="false", RatType="NB-IoT")
-        assert timedelta(hours=6) < last_seen(asleep) < timedelta(hours=7)
-        down = diag("down")
-        _expect(down, Attached="false", Connected="false")
-        assert last_seen(down) >= timedelta(days=3)
+        _expect(diag("hung"), Connected="true")
+        assert record("hung")["connected"] is True
+        assert last_seen("hung") == timedelta(hours=26)
+        _expect(diag("no-traffic"), Connected="true")
+        assert last_seen("no-traffic") == timedelta(days=4) - timedelta(seconds=1)
+        _expect(diag("asleep"), Connected="true")
+        assert timedelta(hours=6) < last_seen("asleep") < timedelta(hours=7)
+        _expect(diag("down"), Connected="false")
+        assert record("down")["connected"] is False
+        assert last_seen("down") >= timedelta(days=3)
         swapped = diag("imei-mismatch")
         assert swapped["DeviceIdentifier"]["IMEI"] == sandbox.device("demo-imei-mismatch")["ids"]["imei"]
 
@@ -258,7 +259,12 @@ def _events(api: Api, iccid: str, earliest: datetime, latest: datetime) -> list[
     found = []
     for record in response.json()["connectionHistory"]:
         attrs = {a["key"]: a["value"] for a in record["connectionEventAttributes"]}
-        found.append((datetime.fromisoformat(record["occurredAt"]), attrs["Event"], int(attrs["BytesUsed"])))
+        # Verizon's key attributes: Event, Msisdn, FramedIpAddress in both; BytesUsed in Stop only
+        assert {"Event", "Msisdn", "FramedIpAddress"} <= set(attrs)
+        assert ("BytesUsed" in attrs) == (attrs["Event"] == "Stop"), attrs
+        found.append(
+            (datetime.fromisoformat(record["occurredAt"]), attrs["Event"], int(attrs.get("BytesUsed", 0)))
+        )
     return found
 
 
@@ -404,9 +410,11 @@ def test_wake_overdue_line_was_last_seen_twenty_hours_ago() -> None:
     """The overdue meter woke every 12 h until 19.5 h ago and is not attached now."""
     with running_sandbox() as (sandbox, url, clock), Api(url) as api:
         iccid = sandbox.demo_devices()["wake-overdue"]["iccid"]
-        diag = api.diagnostics(iccid)
-        _expect(diag, Attached="false", Connected="false", RatType="NB-IoT")
-        last = datetime.fromisoformat(diag["Connectivity"]["LastConnectionDate"])
+        _expect(api.diagnostics(iccid), Connected="false")
+        body = {"accountName": ACCOUNT, "deviceId": {"id": iccid, "kind": "iccid"}}
+        [device] = api.post(LIST, body).json()["devices"]
+        assert device["connected"] is False
+        last = datetime.fromisoformat(device["lastConnectionDate"])
         assert clock() - last == OVERDUE_FOR - timedelta(seconds=120)
         starts = [t for t, e, _ in _events(api, iccid, clock() - timedelta(days=3), clock()) if e == "Start"]
         assert [b - a for a, b in itertools.pairwise(starts)] == [timedelta(hours=12)] * 4

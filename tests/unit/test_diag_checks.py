@@ -20,8 +20,9 @@ from bot.serving import ServerThread
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceTimeout
 from bot.thingspace.ids import DeviceId
+from bot.thingspace.models import ConnectionEvent, Device, Diagnostics
 from commands.context import Deps
-from commands.diag import CHECKS, card, diagnose, gather, run_checks
+from commands.diag import CHECKS, card, diagnose, gather, network_facts, run_checks
 from commands.verdict import Evidence, NextStep, Verdict, judge
 from storage import directory
 from storage.pool import ConnectionPool
@@ -240,3 +241,72 @@ def test_the_directory_keeps_each_imei_change(tmp_path: Path) -> None:
         assert entry is not None and entry.synced_at == 4000.0 and entry.ids["imei"] == "353456789012345"
     finally:
         pool.close()
+
+
+# -- the network facts, from the real shapes (SDK ThingspaceDevice, ConnectionEvent) ----------------
+
+
+def _device(**fields: object) -> Device:
+    record = {"deviceIds": [{"kind": "iccid", "id": "89148000000800139708"}], **fields}
+    return Device.from_wire(record)
+
+
+def _diagnostics(**connectivity: str) -> Diagnostics:
+    pairs = [{"key": k, "value": v} for k, v in connectivity.items()]
+    return Diagnostics.from_wire(
+        {"categories": [{"categoryName": "Connectivity", "extendedAttributes": pairs}]}
+    )
+
+
+def _event(at: str, kind: str, **more: str) -> ConnectionEvent:
+    pairs = [{"key": "Event", "value": kind}, *({"key": k, "value": v} for k, v in more.items())]
+    return ConnectionEvent.from_wire(
+        {"occurredAt": at, "connectionEventAttributes": pairs, "extendedAttributes": []}
+    )
+
+
+def test_network_facts_from_the_real_fields_only() -> None:
+    """Device list connected/lastConnectionDate/ipAddress, diagnostics Connected and the history's
+    Start/Stop give attached, last connection and IP; the proposed extras stay empty."""
+    device = _device(connected=True, lastConnectionDate="2026-01-10T08:00:00Z", ipAddress="10.1.2.3")
+    events = [
+        _event("2026-01-10T07:00:00Z", "Start", FramedIpAddress="10.9.9.9"),
+        _event("2026-01-10T08:30:00Z", "Stop", BytesUsed="4096"),
+    ]
+    facts = network_facts(device, _diagnostics(Connected="true"), events)
+    assert (facts.attached, facts.attached_from, facts.connected) == (
+        True,
+        "ThingSpace reports it connected",
+        True,
+    )
+    assert facts.last_connection == datetime(2026, 1, 10, 8, 30, tzinfo=UTC)
+    assert facts.ip_address == "10.1.2.3"
+    assert (facts.apn, facts.rat, facts.sessions_last_hour) == ("", "", None)
+
+
+def test_not_connected_says_nothing_about_the_attach_state() -> None:
+    """``connected`` false leaves attached unknown; an open data session in the history means attached;
+    without a device address the newest session's FramedIpAddress is shown."""
+    silent = network_facts(_device(connected=False), _diagnostics(Connected="false"), [])
+    assert (silent.attached, silent.connected, silent.last_connection) == (None, False, None)
+    events = [_event("2026-01-10T07:00:00Z", "Start", FramedIpAddress="10.9.9.9")]
+    open_session = network_facts(_device(connected=False), None, events)
+    assert (open_session.attached, open_session.attached_from) == (True, "a data session is open")
+    assert open_session.ip_address == "10.9.9.9"
+    assert network_facts(None, None, None).attached is None
+
+
+def test_proposed_diagnostics_keys_are_read_only_as_extras() -> None:
+    """A sandbox of an earlier version (or a future API) sending the proposed keys still adds them."""
+    diag = _diagnostics(
+        Connected="true",
+        Attached="false",
+        LastConnectionDate="2026-01-10T09:00:00Z",
+        Apn="iot.example",
+        RatType="NB-IoT",
+        SessionCount1h="31",
+    )
+    facts = network_facts(_device(lastConnectionDate="2026-01-10T08:00:00Z"), diag, None)
+    assert (facts.attached, facts.attached_from) == (False, "extended diagnostics")
+    assert facts.last_connection == datetime(2026, 1, 10, 9, tzinfo=UTC)
+    assert (facts.apn, facts.rat, facts.sessions_last_hour) == ("iot.example", "NB-IoT", 31)

@@ -183,7 +183,23 @@ CASES = [
         [],
     ),
     Case(
+        # as the real API shows it: ThingSpace says connected, the history has no session for 26 h
         "hung",
+        lambda: base(
+            attached=True,
+            attached_from="ThingSpace reports it connected",
+            connected=True,
+            last_connection=NOW - timedelta(hours=26),
+            events=hourly(NOW - timedelta(hours=26)),
+            usage=daily([24 * MB] * 19 + [0]),
+        ),
+        "down",
+        "Line active, attached, but no data session for 26 h: device likely hung; try cancel-location, then an SMS reboot",
+        "Network: attached (ThingSpace reports it connected), no data session open, last connection",
+        ["Cancel location", "Send reboot SMS", "Watch"],
+    ),
+    Case(
+        "hung, as the proposed diagnostics keys said it",
         lambda: base(
             connected=False,
             last_connection=NOW - timedelta(hours=26),
@@ -191,9 +207,23 @@ CASES = [
             usage=daily([24 * MB] * 19 + [0]),
         ),
         "down",
-        "Line active, attached, but no data session for 26 h: device likely hung; try cancel-location, then an SMS reboot",
+        "Line active, attached, but no data session for 26 h: device likely hung",
         "Network: attached, not connected",
         ["Cancel location", "Send reboot SMS", "Watch"],
+    ),
+    Case(
+        "silent, attach state not reported",
+        lambda: base(
+            attached=None,
+            connected=None,
+            last_connection=NOW - timedelta(hours=26),
+            events=hourly(NOW - timedelta(hours=26)),
+            usage=daily([24 * MB] * 19 + [0]),
+        ),
+        "down",
+        "Line active, but no session for 26 h: the device is silent; ask the network whether it is reachable",
+        "Network: attach state not reported by ThingSpace, no data session open",
+        ["Ask the network", "Send reboot SMS", "Watch"],
     ),
     Case(
         "reconnect loop",
@@ -580,3 +610,18 @@ def test_account_plan_sizes_come_from_size_kb() -> None:
     assert account.plan_allowance("m2mY") is None
     assert account.plan_allowance("") is None
     assert Account.from_wire({"accountName": "x"}).plan_sizes == {}
+
+
+def test_connected_alone_is_not_a_data_session() -> None:
+    """ThingSpace's ``connected`` says the network sees the device, not that data flows: a connected
+    always-on line whose history shows no session for a day is hung, not healthy."""
+    quiet = base(
+        attached=True,
+        connected=True,
+        last_connection=NOW - timedelta(hours=30),
+        events=hourly(NOW - timedelta(hours=30)),
+    )
+    assert judge(quiet).grade == "down"
+    assert "no data session for 30 h" in judge(quiet).summary
+    # without the history, the last connection alone still tells it
+    assert judge(replace(quiet, events=None, failed={"connection history": "x"})).grade == "down"

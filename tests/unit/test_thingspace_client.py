@@ -164,8 +164,11 @@ def test_diagnostics_helpers() -> None:
             ]
         }
     )
-    assert diag.connected is False and diag.attached is True
-    assert diag.last_connection == datetime(2026, 1, 10, 9, tzinfo=UTC)
+    assert diag.connected is False
+    # proposed keys are no typed fields: read generically, only when present
+    assert not hasattr(diag, "attached") and not hasattr(diag, "last_connection")
+    assert diag.flag("Attached") is True and diag.flag("RatType") is None
+    assert diag.moment("LastConnectionDate") == datetime(2026, 1, 10, 9, tzinfo=UTC)
     assert diag.state == "suspend"
     assert diag.resume_date == datetime(2026, 3, 15, tzinfo=UTC)
     assert diag.get("connected") == "false"
@@ -449,8 +452,9 @@ def test_list_devices_filters(shared: Running) -> None:
 
 
 def test_extended_diagnostics_reflect_the_demo_conditions(shared: Running) -> None:
-    """Diagnostics of the demo devices carry the state and attach facts the verdicts need; the
-    provisioning history the day's actions."""
+    """Diagnostics of the demo devices carry the state and ``Connected``; the device list and the
+    connection history the last connection and the data sessions; the provisioning history the
+    day's actions. No proposed Connectivity key is sent."""
     with client_for(shared.url) as client:
         healthy = client.extended_diagnostics(demo(shared, "healthy"))
         suspended = client.extended_diagnostics(demo(shared, "suspended"))
@@ -458,13 +462,20 @@ def test_extended_diagnostics_reflect_the_demo_conditions(shared: Running) -> No
             client.provisioning_history(demo(shared, "action-limit"), START - timedelta(days=1), START)
         )
         hung = client.extended_diagnostics(demo(shared, "hung"))
+        hung_line = client.get_device(demo(shared, "hung"))
+        hung_events = list(client.connection_history(demo(shared, "hung"), START - timedelta(days=2), START))
         down = client.extended_diagnostics(demo(shared, "down"))
-    assert (healthy.state, healthy.attached, healthy.connected) == ("active", True, True)
+    assert (healthy.state, healthy.connected) == ("active", True)
     assert suspended.state == "suspend" and suspended.resume_date is not None
     assert sum(1 for e in limit if e.occurred_at and e.occurred_at.date() == START.date()) == 5
-    assert hung.attached is True and hung.connected is False
-    assert hung.last_connection is not None and START - hung.last_connection >= timedelta(hours=25)
-    assert down.attached is False
+    # hung: the network sees it (connected), but its last data session closed a day ago
+    assert hung.connected is True and hung_line.connected is True
+    assert hung_line.last_connection is not None and START - hung_line.last_connection >= timedelta(hours=25)
+    assert hung_events and not hung_events[-1].is_start and hung_events[-1].bytes_used is not None
+    assert hung_events[-1].occurred_at == hung_line.last_connection
+    assert down.connected is False
+    for diag in (healthy, hung, down):
+        assert not any(diag.get(key) for key in shapes.PROPOSED_DIAG_KEYS)
     assert healthy.identifiers["iccid"] == demo(shared, "healthy").id
 
 
