@@ -340,6 +340,9 @@ class Sandbox:
             digits = int(d.mdn[3:]) + 1_000_003
             d.mdn = f"{d.mdn[:3]}{2_000_000 + digits % 8_000_000:07d}"
             self.state.reindex(d)
+            # the SDK's ProvisioningHistory names Activate, Suspend, Restore, Deactivate and Device
+            # Move; an MDN change is recorded under the notice's own changeType
+            record_event(d, now, "ChangeMdn", by)
 
 
 def _from_epoch(seconds: int, like: datetime) -> datetime:

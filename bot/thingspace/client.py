@@ -514,6 +514,9 @@ class ThingSpaceClient:
     ) -> Iterator[Any]:
         cursor = earliest
         boundary: list[Any] = []
+        # the wire has whole seconds: round *latest* up, or an event of its last second is lost
+        if latest.microsecond:
+            latest = latest.replace(microsecond=0) + timedelta(seconds=1)
         while True:
             body = {**base, "earliest": to_wire_datetime(cursor), "latest": to_wire_datetime(latest)}
             data = self._object(self._call(operation, "POST", path, body=body, read=True), path)

@@ -1034,6 +1034,40 @@ def test_provisioning_history_records_what_the_api_did(fresh: Running) -> None:
     ]
 
 
+def test_provisioning_history_includes_an_event_of_the_last_second(fresh: Running) -> None:
+    """The wire carries whole seconds: a window ending a fraction of a second after an event
+    still returns it (``latest`` is rounded up, not down)."""
+    device_id = demo(fresh, "healthy")
+    fresh.sandbox.advance_clock(0.5)  # half a second past a whole one
+    fresh.sandbox.notify(
+        shapes.EXTERNAL_PROVISIONING_CHANGES, f"iccid:{device_id.id}", change="Suspend", by="ops@portal"
+    )
+    at = fresh.sandbox.clock()
+    assert at.microsecond == 500_000
+    with client_for(fresh.url) as client:
+        events = list(client.provisioning_history(device_id, at - timedelta(hours=1), at))
+    assert [(e.action, e.event_by) for e in events][-1:] == [("suspend", "ops@portal")]
+
+
+def test_every_external_change_is_in_the_provisioning_history(fresh: Running) -> None:
+    """Each change ``/_sandbox/notify`` makes is recorded under who made it, the MDN change too."""
+    device_id = demo(fresh, "healthy")
+    ref = f"iccid:{device_id.id}"
+    for change in ("Suspend", "Resume", "ChangeMdn", "Deactivate", "Activate"):
+        fresh.sandbox.advance_clock(1)
+        fresh.sandbox.notify(shapes.EXTERNAL_PROVISIONING_CHANGES, ref, change=change, by="ops@portal")
+    now = fresh.sandbox.clock()
+    with client_for(fresh.url) as client:
+        events = list(client.provisioning_history(device_id, now - timedelta(minutes=1), now))
+    assert [(e.event_type, e.event_by) for e in events] == [
+        ("Suspend", "ops@portal"),
+        ("Restore", "ops@portal"),
+        ("ChangeMdn", "ops@portal"),
+        ("Deactivate", "ops@portal"),
+        ("Activate", "ops@portal"),
+    ]
+
+
 def test_provisioning_event_model_is_tolerant() -> None:
     """Event types in other spellings, failed statuses and missing fields parse."""
     move = models.ProvisioningEvent.from_wire({"eventType": "Device Move", "status": "Failed"})
