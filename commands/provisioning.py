@@ -83,5 +83,5 @@ def last_outside_change(deps: Deps, device: DeviceId, *, now: datetime) -> str |
     who = blocks.escape(newest.event_by or "ThingSpace")
     what = blocks.escape(newest.event_type or "changed")
     return (
-        f":globe_with_meridians: Last changed by {who} at {at:%Y-%m-%d %H:%M} UTC ({what}, outside the bot)."
+        f":globe_with_meridians: Last changed by {who} at {at:%Y-%m-%d %H:%M} UTC (outside the bot): {what}."
     )

@@ -9,6 +9,8 @@ Console lines:
 ``in CHANNEL_ID``    switch channel (``C0OPS`` ops, ``C0NOC`` the NOC channel: viewer)
 ``wait SECONDS``     let time pass (callbacks arrive, messages update)
 ``reach ID up|down`` flip a sandbox device's reachability
+``portal ID CHANGE [BY]`` change a sandbox line outside the bot, as in ThingSpace's portal (CHANGE:
+                     Suspend, Resume, Activate, Deactivate, ChangeMdn; BY: who, default "portal")
 ``help``, ``quit``
 
 Every Slack message is printed as it is posted or updated, prefixed with channel and thread.
@@ -159,7 +161,36 @@ class Console:
                 f"  sandbox: {device} is now {'reachable' if state.lower() == 'up' else 'unreachable'}"
             )
             return True
+        if word == "portal":
+            return self._portal(rest)
         self.print(f"  ! not a console line: {word!r}. Type help.")
+        return True
+
+    def _portal(self, rest: str) -> bool:
+        """``portal ID CHANGE [BY]``: the sandbox's ExternalProvisioningChanges notice."""
+        from bot.sandbox.core import EXTERNAL_CHANGE_TYPES
+        from bot.thingspace.shapes import EXTERNAL_PROVISIONING_CHANGES
+
+        usage = f"  ! usage: portal ID {'|'.join(EXTERNAL_CHANGE_TYPES)} [BY]"
+        try:
+            words = shlex.split(rest)
+        except ValueError:
+            words = []
+        if len(words) not in (2, 3):
+            self.print(usage)
+            return True
+        device, change = words[0], words[1]
+        by = words[2] if len(words) == 3 else "portal"
+        change = next((c for c in EXTERNAL_CHANGE_TYPES if c.lower() == change.lower()), change)
+        if change not in EXTERNAL_CHANGE_TYPES:
+            self.print(usage)
+            return True
+        try:
+            self.stack.sandbox.notify(EXTERNAL_PROVISIONING_CHANGES, device, change=change, by=by)
+        except (KeyError, ValueError, LookupError) as exc:
+            self.print(f"  ! {exc}")
+            return True
+        self.print(f"  sandbox: {by} made the change {change} on {device} in ThingSpace's portal")
         return True
 
     def run_lines(self, lines: Iterable[str]) -> None:
