@@ -28,8 +28,9 @@
 ``POST /_sandbox/latency``                   ``{"seconds": 0.2}``: default latency of every API call
 ``POST /_sandbox/notify``                    ``{"service": "ExternalProvisioningChanges", "device":
                                              ref, "change": "Suspend"|"Resume"|"Activate"|
-                                             "Deactivate"|"ChangeMdn", "by"?}`` applies the change
-                                             and calls back; ``{"service":
+                                             "Deactivate"|"ChangeMdn", "by"?}`` applies the change,
+                                             records it in the line's provisioning history by
+                                             ``by`` (default ``portal``) and calls back; ``{"service":
                                              "ResumeTrackingNotification", "device": ref}`` sends
                                              the auto-resume warning of a suspended line
 ``GET  /_sandbox/callbacks``                 every callback attempt: service, requestId, deviceIds,

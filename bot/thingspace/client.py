@@ -471,7 +471,8 @@ class ThingSpaceClient:
         """Blocks of device-originated SMS waiting at ThingSpace, oldest first (up to 100 each).
 
         ``GET /m2m/v1/sms/{account}/history`` (SDK ``SMSMessagesQueryResult`` of ``SMSMessage``
-        ``{deviceIds, message, timestamp}``). While more wait ThingSpace answers 202 with
+        ``{deviceIds, message, timestamp}``; the SDK 2.0's ``get_sms_messages`` reads the same
+        fields as ``SmsMessagesResponse`` of ``GIOSmsMessage``). While more wait ThingSpace answers 202 with
         ``Location: /sms/{account}/history?next={token}``; asking for the next block with that
         token *acknowledges* the previous one, which is then gone from ThingSpace. So store each
         block durably before pulling the next: stop iterating (or crash) before that and the same
