@@ -410,6 +410,14 @@ def _targets(
     first_quoted = next((j for j, w in enumerate(words) if w.quoted), None)
     if first_quoted is None and data_given:
         first_quoted = len(words)  # the data is an option (``nidd --hex``): every word is a target
+    if (
+        spec.arguments == TARGETS_AND_TEXT
+        and first_quoted is None
+        and len(words) == 1
+        and not _word_is_target(words[0])
+    ):
+        # one word and nothing to send (``nidd demo-nbiot``): the message is what is missing
+        raise _message_missing(spec, words[0])
     for j, word in enumerate(words):
         pieces = [p for p in _unlink(word.text).split(",") if p] if not word.quoted else []
         odd = next((p for p in pieces if not _looks_like_target(p)), None)
@@ -448,6 +456,22 @@ def _quoted_text(spec: VerbInfo, text: str) -> UsageError:
     if "reason" in spec.options:
         message += f' To give a reason, write --reason "{_show(text)}".'
     return UsageError(message, verb=verb)
+
+
+def _message_missing(spec: VerbInfo, word: Word) -> UsageError:
+    """``nidd demo-nbiot`` / ``sms demo-healthy``: a device (or a label) and no message."""
+    verb, shown = spec.name, _show(word.text)
+    if verb == "nidd":
+        first = (
+            'The NIDD data is missing: give it after the devices as "TEXT" in quotes, or as '
+            f'--base64 DATA or --hex DATA, e.g. `/ts nidd {shown} "ping"` or `/ts nidd {shown} --hex 70696e67`.'
+        )
+    else:
+        what = "SMS text" if verb == "sms" else "text"
+        first = (
+            f'The {what} is missing: put it in quotes after the devices, e.g. `/ts {verb} {shown} "STATUS"`.'
+        )
+    return UsageError(f"{first} (`{shown}` was taken as the device.)", verb=verb)
 
 
 def _text_without_devices(verb: str, word: Word, odd: str | None) -> UsageError:

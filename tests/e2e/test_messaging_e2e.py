@@ -156,6 +156,8 @@ def test_nidd_refuses_a_line_that_is_not_nb_iot_and_sends_nothing(stack: LocalSt
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("nidd demo-nbiot", 'The NIDD data is missing: give it after the devices as "TEXT" in quotes'),
+        ("nidd demo-nbiot --ttl 1h", "--base64 DATA or --hex DATA"),
         ('nidd demo-nbiot ""', "The NIDD message is empty"),
         ("nidd demo-nbiot --base64 ''", "The NIDD message is empty"),
         ("nidd demo-nbiot --base64 not*base64", "is not valid base64"),
@@ -168,6 +170,7 @@ def test_nidd_refuses_a_line_that_is_not_nb_iot_and_sends_nothing(stack: LocalSt
 def test_bad_nidd_data_is_refused_with_what_is_accepted(stack: LocalStack, text: str, expected: str) -> None:
     ack = _ack(stack.command(text))
     assert expected in ack, ack
+    assert "not a device id" not in ack, ack
 
 
 def test_sms_history_lists_both_ways_and_thingspace_events_follow(stack: LocalStack) -> None:

@@ -165,6 +165,10 @@ def test_reason_takes_its_words(text: str, reason: str) -> None:
         ("sms hello world", ["`hello` is not a device id", "kind:id", "group:NAME"]),
         ('sms 12345 "hi"', ["`12345` is not a device id"]),
         ('sms "hello"', ["needs the devices first"]),
+        # a device (a label too) and nothing to send: the message is what is missing
+        ("nidd demo-nbiot", ["The NIDD data is missing", '"TEXT" in quotes', "--base64", "--hex"]),
+        ("nidd demo-nbiot --ttl 1h --dry-run", ["The NIDD data is missing"]),
+        ("sms demo-healthy", ["The SMS text is missing", '`/ts sms demo-healthy "STATUS"`']),
         # quoted text is not a target for the other verbs either
         (f'suspend {ICCID} "stolen"', ["not quoted text", "stolen", '--reason "stolen"']),
         (f'status "{ICCID}"', ["`status` takes devices, not quoted text"]),
