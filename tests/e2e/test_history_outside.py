@@ -67,6 +67,7 @@ def test_a_portal_change_is_in_history_and_on_the_status_card(stack: LocalStack)
     # something the bot itself did with the line first, so there is an audit row to interleave with
     stack.command(f"status {_LINE}")
     assert stack.settle()
+    time.sleep(1.1)  # ThingSpace's times are whole seconds: the change falls in a later one
     _notify_suspend(stack)
 
     # the sandbox keeps it in the line's provisioning history, under who did it (not the bot's user)
