@@ -19,15 +19,17 @@ more (the driver adds whoever acts, wherever they act).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -44,6 +46,7 @@ from bot.console.blocks import (
     validate_blocks,
 )
 from bot.console.faults import Fault, FaultPlan, FaultSpecError
+from bot.console.limits import payload_problems
 from bot.console.records import Call, Message, MessageSource
 from bot.console.response_urls import ResponseUrlError, ResponseUrls
 from bot.console.store import EventListener, MessageStore
@@ -135,6 +138,9 @@ class SlackStandIn:
     and then set :attr:`base_url`).
     """
 
+    #: every stand-in of this process (tests check what each one received against Slack's limits)
+    instances: ClassVar[weakref.WeakSet[SlackStandIn]] = weakref.WeakSet()
+
     def __init__(
         self,
         *,
@@ -167,6 +173,9 @@ class SlackStandIn:
         #: ``metadata`` a post carried, by (channel, ts): returned by conversations.history and
         #: .replies with ``include_all_metadata``
         self._metadata: dict[tuple[str, str], dict[str, Any]] = {}
+        self._limit_lock = threading.Lock()
+        self._limit_problems: list[str] = []
+        SlackStandIn.instances.add(self)
         self._faults = FaultPlan()
         self._response_urls = ResponseUrls(self._clock)
         self._server: ServerThread | None = None
@@ -414,9 +423,36 @@ class SlackStandIn:
         self._faults.clear()
         self._store.clear()
         self._metadata.clear()
+        with self._limit_lock:
+            self._limit_problems.clear()
         self._response_urls.clear()
         with self._directory_lock:
             self._home_views.clear()
+
+    def limit_problems(self) -> list[str]:
+        """Every Block Kit limit broken by a payload received so far (``bot.console.limits``), oldest
+        first, each prefixed with the method; a payload Slack would reject is listed too."""
+        with self._limit_lock:
+            return list(self._limit_problems)
+
+    def _check_limits(
+        self, method: str, payload: Mapping[str, Any], previous: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        params = dict(payload)
+        if isinstance(params.get("blocks"), str):
+            try:
+                params["blocks"] = parse_blocks(params["blocks"])
+            except BlocksFormatError:
+                params["blocks"] = []
+        if isinstance(params.get("view"), str):
+            try:
+                params["view"] = json.loads(params["view"])
+            except ValueError:
+                params["view"] = None
+        found = payload_problems(method, params, previous_blocks=previous)
+        if found:
+            with self._limit_lock:
+                self._limit_problems.extend(found)
 
     # -- HTTP: the Web API --------------------------------------------------------------------
 
@@ -602,6 +638,8 @@ class SlackStandIn:
         self, channel: str, params: Mapping[str, Any], source: MessageSource, user: str | None = None
     ) -> Message:
         """Store a new message from a post, an ephemeral or a response_url body (``no_text`` if empty)."""
+        method = {"post": "chat.postMessage", "ephemeral": "chat.postEphemeral"}.get(source, "response_url")
+        self._check_limits(method, params)
         blocks = self._blocks_param(params)
         text = str(params.get("text") or "")
         if not text and not blocks and not params.get("attachments"):
@@ -681,6 +719,8 @@ class SlackStandIn:
         ts = _optional_str(params, "ts")
         if ts is None:
             raise _ApiError("message_not_found")
+        with contextlib.suppress(KeyError):
+            self._check_limits("chat.update", params, self._store.get(channel, ts).blocks)
         blocks = self._blocks_param(params)
         text = params.get("text")
         if text is None and blocks is None:
@@ -789,6 +829,7 @@ class SlackStandIn:
         return {"ok": True, "channel": {"id": channel}}
 
     def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_limits("views.publish", params)
         user = self._require_user(params.get("user_id"))
         view = params.get("view")
         if isinstance(view, str):
@@ -863,11 +904,15 @@ class SlackStandIn:
             except KeyError:
                 raise _ApiError("message_not_found") from None
             return None
+        replacing = _truthy(payload.get("replace_original")) and original_ts is not None
+        if replacing and original_ts is not None:
+            with contextlib.suppress(KeyError):
+                self._check_limits("response_url", payload, self._store.get(channel, original_ts).blocks)
         blocks = self._blocks_param(payload)
         text = str(payload.get("text") or "")
         if not text and not blocks:
             raise _ApiError("no_text")
-        if _truthy(payload.get("replace_original")) and original_ts is not None:
+        if replacing and original_ts is not None:
             try:
                 self._store.update(
                     channel,

@@ -101,6 +101,7 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "EventHook",
     "OutboxRelay",
+    "fresh_block_ids",
     "reference",
     "requester_notice",
 ]
@@ -245,6 +246,17 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
     except ValueError:
         seconds = 1.0
     return min(max(seconds, 1.0), _CLOCK_STEP_HORIZON)
+
+
+def fresh_block_ids(blocks: list[dict[str, Any]], token: str) -> list[dict[str, Any]]:
+    """*blocks* with a new ``block_id`` on every block (``<its id or b<i>>.<token>``), for a message
+    that replaces another: Slack asks for new ids on each update, so clients drop the old blocks'
+    state. The stored payload keeps the plain ids (renderers find their own blocks by them)."""
+    out = []
+    for index, block in enumerate(blocks):
+        base = str(block.get("block_id") or f"b{index}")[: 255 - len(token) - 1]
+        out.append({**block, "block_id": f"{base}.{token}"})
+    return out
 
 
 def _fallback_text(blocks: list[dict[str, Any]] | None) -> str:
@@ -721,6 +733,11 @@ class OutboxRelay:
                     text = f"{text}\n_{ref}_" if text else ref
             else:
                 text = f"{text}\n_{ref}_" if text else ref
+        replaces = row.kind == "update" or (
+            row.kind == "respond" and bool(row.payload.get("replace_original"))
+        )
+        if replaces and blocks:
+            blocks = fresh_block_ids(blocks, uuid.uuid4().hex[:8])
         if not text:
             text = _fallback_text(blocks)
         return text, blocks
