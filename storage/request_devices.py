@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-__all__ = ["devices_with_status", "find_device", "settle_pending", "status_groups"]
+__all__ = ["devices_with_status", "find_device", "settle_pending", "status_groups", "statuses"]
 
 
 def find_device(db: Database, request_id: str, candidates: Iterable[str]) -> tuple[str, str] | None:
@@ -69,6 +69,18 @@ def devices_with_status(db: Database, request_id: str, statuses: Sequence[str]) 
         [request_id, *statuses],
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def statuses(db: Database, request_id: str, devices: Sequence[str]) -> list[tuple[str, str]]:
+    """``(device, status)`` of the given devices of the request."""
+    if not devices:
+        return []
+    marks = ",".join("?" * len(devices))
+    rows = db.execute(
+        f"SELECT device, status FROM ts_request_devices WHERE request_id = ? AND device IN ({marks})",
+        [request_id, *devices],
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def settle_pending(

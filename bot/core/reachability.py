@@ -85,6 +85,8 @@ DEMO_SETTINGS: dict[str, timedelta] = {
     "alert_recover_after": timedelta(seconds=20),
     "alert_group_window": timedelta(minutes=2),
     "alert_realert_after": timedelta(minutes=3),
+    # a bulk action whose line never answers settles within a minute in the demo
+    "no_result_after": timedelta(seconds=30),
 }
 #: After ThingSpace refused a monitor, wait this long before asking again.
 MONITOR_RETRY = 15 * 60.0

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from bot.core import outcome_status as outcomes
 from bot.core.durations import format_duration
-from bot.inbox.worker import post_result, render_progress
+from bot.inbox.worker import post_result, render_progress, settle_single_root
 from bot.render import blocks, results
 from bot.scheduler.tasks import ScheduledTask
 from bot.thingspace import shapes
@@ -403,8 +403,11 @@ def _reply(
     )
     if note:
         body = [*body[:1], blocks.context(note), *body[1:]]
-    key = f"noresult:{tracked.request_id}" if status == outcomes.NO_RESULT else f"rc:{tracked.request_id}"
-    post_result(db, tracked, key=key, text=text, blocks=body)
+    post_key = (
+        f"noresult:{tracked.request_id}" if status == outcomes.NO_RESULT else f"rc:{tracked.request_id}"
+    )
+    post_result(db, tracked, key=post_key, text=text, blocks=body)
+    settle_single_root(db, tracked, key, status, detail, deps.settings, now=now, no_result_after=waited)
 
 
 def purge_inbox_task(deps: Deps, now: float | None = None) -> int:

@@ -49,7 +49,7 @@ from bot.core.redact import mask_text
 from bot.render import results
 from bot.thingspace import shapes
 from bot.thingspace.events import CallbackEvent, CallbackKind, InvalidCallback, guess_service, parse_callback
-from storage import directory, inbox, outbox, request_devices, requests, unknown_callbacks, watches
+from storage import directory, inbox, outbox, pending, request_devices, requests, unknown_callbacks, watches
 from storage.audit.events import THINGSPACE_ACTOR, AuditEvent, Outcome, Verb
 from storage.audit.log import AuditLog
 from storage.db import write
@@ -63,9 +63,11 @@ __all__ = [
     "InboxWorker",
     "Processor",
     "ReachabilityHandler",
+    "approver_of",
     "post_result",
     "process_batch",
     "render_progress",
+    "settle_single_root",
 ]
 
 log = logging.getLogger(__name__)
@@ -349,6 +351,16 @@ class Processor:
         post_result(self.db, tracked, key=f"cb:{row.id}", text=text, blocks=body)
         self.posts += 1
         if status in outcomes.FINAL:
+            settle_single_root(
+                self.db,
+                tracked,
+                key,
+                status,
+                detail,
+                self.settings,
+                now=self.now,
+                no_result_after=self.no_result_text,
+            )
             requests.set_request_state(self.db, tracked.request_id, "completed", now=self.now)
 
     def _update_directory(
@@ -470,6 +482,13 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
     if not root_text:
         root_text = f"{tracked.verb} of {tally.total:,} devices · request `{tracked.request_id}`"
     root_text = results.headline(root_text, root_blocks)
+    waiting: list[str] = []
+    if not tally.complete and tally.total - tally.done <= results.NAME_UP_TO:
+        open_statuses = [outcomes.PENDING, *sorted(outcomes.INTERMEDIATE)]
+        keys = [
+            k for p in parts for k in request_devices.devices_with_status(db, p.request_id, open_statuses)
+        ]
+        waiting = _labels(db, keys[: results.NAME_UP_TO])
     text, body = results.progress_message(
         tracked.verb,
         tracked.request_id,
@@ -477,6 +496,7 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
         root_blocks,
         tally,
         no_result_after=no_result_after,
+        waiting=waiting,
     )
     if root is not None and root.kind == "post":
         outbox.enqueue_update(db, target_key=root.key, text=text, blocks=body)
@@ -485,10 +505,93 @@ def render_progress(db: Database, tracked: TrackedRequest, settings: Settings, *
             db, key=f"summary:{tracked.request_id}", channel=tracked.channel, text=text, blocks=body
         )
     if tally.complete:
+        _settle(db, tracked, tally, [p.request_id for p in parts])
         for part in parts:
             if part.state != "completed":
                 requests.set_request_state(db, part.request_id, "completed", now=now)
     return tally.complete
+
+
+def _labels(db: Database, keys: Sequence[str]) -> list[str]:
+    out = []
+    for key in keys:
+        kind, _, value = key.partition(":")
+        out.append(results.device_label(directory.lookup(db, kind, value), key))
+    return out
+
+
+def approver_of(db: Database, tracked: TrackedRequest) -> str:
+    """Who approved the request's action (four eyes), or ``""``."""
+    action_id = tracked.detail.get("pending")
+    action = pending.get(db, str(action_id)) if action_id else None
+    if action is None or not action.needs_approval or action.decided_by == action.actor:
+        return ""
+    return action.decided_by or ""
+
+
+def _settle(db: Database, tracked: TrackedRequest, tally: results.Tally, request_ids: Sequence[str]) -> None:
+    """Say in the thread, in a NEW message (an edit notifies nobody), that the request (all its
+    parts) settled; a late callback that changes the count updates that message."""
+    unfinished: list[tuple[str, str]] = []
+    if 0 < tally.failed <= results.NAME_UP_TO:
+        for request_id in request_ids:
+            keys = request_devices.devices_with_status(db, request_id, sorted(outcomes.FAILURES))
+            statuses = dict(request_devices.statuses(db, request_id, keys))
+            unfinished += list(
+                zip(_labels(db, keys), [statuses.get(k, outcomes.FAILED) for k in keys], strict=True)
+            )
+    text, body = results.settle_message(
+        tracked.verb,
+        tracked.request_id,
+        tally,
+        actor=tracked.actor,
+        approver=approver_of(db, tracked),
+        unfinished=unfinished,
+    )
+    key = f"settled:{tracked.thread_key or tracked.request_id}"
+    if outbox.get(db, key) is None:
+        post_result(db, tracked, key=key, text=text, blocks=body)
+    else:
+        outbox.enqueue_update(db, target_key=key, text=text, blocks=body)
+
+
+def settle_single_root(
+    db: Database,
+    tracked: TrackedRequest,
+    key: str,
+    status: str,
+    detail: dict[str, Any],
+    settings: Settings,
+    *,
+    now: float,
+    no_result_after: str,
+) -> None:
+    """Rewrite a one-device request's in-channel message to its outcome, keeping its context."""
+    root = outbox.get(db, tracked.thread_key) if tracked.thread_key else None
+    if root is None or root.kind != "post":
+        return
+    kind, _, value = key.partition(":")
+    line = results.single_root(
+        tracked.verb,
+        status,
+        detail,
+        results.device_label(directory.lookup(db, kind, value), key),
+        actor=tracked.actor,
+        reason=tracked.reason,
+        tz=results.zone(settings.timezone),
+        now=datetime.fromtimestamp(now, UTC),
+        no_result_after=no_result_after,
+        headline=results.headline(str(root.payload.get("text", "")), root.payload.get("blocks")),
+    )
+    if not line:
+        return
+    rest = [dict(b) for b in (root.payload.get("blocks") or [])[1:]]
+    outbox.enqueue_update(
+        db,
+        target_key=root.key,
+        text=line,
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": line}}, *rest],
+    )
 
 
 def process_batch(

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core import outcome_status as outcomes
 from bot.core.redact import mask_id
-from bot.render import blocks, messaging
+from bot.render import blocks, messaging, times
 from storage.directory import DirectoryDevice
 
 __all__ = [
@@ -35,9 +35,12 @@ __all__ = [
     "external_change_notice",
     "headline",
     "parse_when",
+    "past_tense",
     "progress_message",
     "resume_warning_notice",
+    "settle_message",
     "single_reply",
+    "single_root",
     "zone",
 ]
 
@@ -248,6 +251,29 @@ def headline(root_text: str, root_blocks: Sequence[Mapping[str, Any]] | None) ->
     return root_text.split("\n", 1)[0]
 
 
+#: the in-channel headline of a request, while it runs -> once it settled
+_PAST = (
+    ("is suspending", "suspended"),
+    ("is resuming", "resumed"),
+    ("asked ThingSpace to cancel the location of", "cancelled the location of"),
+)
+#: outstanding devices named on the progress line and in the settle message up to this many
+NAME_UP_TO = 5
+
+
+def past_tense(text: str) -> str:
+    """A request's headline once it has settled: ``@ana is suspending 30 devices`` -> ``@ana
+    suspended 30 devices``."""
+    for present, past in _PAST:
+        if present in text:
+            return text.replace(present, past, 1)
+    return text
+
+
+def _names(labels: Sequence[str]) -> str:
+    return ", ".join(blocks.escape(x) for x in labels[:NAME_UP_TO])
+
+
 def progress_message(
     verb: str,
     request_id: str,
@@ -256,18 +282,33 @@ def progress_message(
     tally: Tally,
     *,
     no_result_after: str = "30 min",
+    waiting: Sequence[str] = (),
 ) -> tuple[str, list[Block]]:
-    """The root message of a multi-device request with its progress, or its final summary."""
+    """The root message of a multi-device request with its progress, or its final summary.
+
+    *waiting*: labels (as stored; escaped here) of the devices still outstanding, given when there
+    are few (:data:`NAME_UP_TO` or fewer), so a bar stuck at ``29 of 30`` says which line it waits for.
+    Once every device has answered, the headline is in the past tense.
+    """
     kept = [dict(b) for b in (root_blocks or []) if not _own(b)]
     if not kept:
         kept = [blocks.section(root_text)]
     bar = blocks.progress_bar(tally.done, tally.total, failed=tally.failed)
     if tally.waiting_intermediate:
         bar += f" · {tally.waiting_intermediate:,} sent, awaiting delivery"
-    body = [*kept, {**blocks.context(bar), "block_id": f"{_TAG}-progress"}]
     title = root_text.split("\n", 1)[0]
     if not tally.complete:
+        if waiting and tally.total - tally.done <= NAME_UP_TO:
+            bar += f" · waiting for {_names(waiting)}"
+        body = [*kept, {**blocks.context(bar), "block_id": f"{_TAG}-progress"}]
         return blocks.truncate(f"{title} — {bar}", 3000), blocks.limit_blocks(body)
+    title = past_tense(title)
+    for block in kept:
+        text_obj = block.get("text")
+        if block.get("type") == "section" and isinstance(text_obj, Mapping) and text_obj.get("text"):
+            block["text"] = {**text_obj, "text": past_tense(str(text_obj["text"]))}
+            break
+    body = [*kept, {**blocks.context(bar), "block_id": f"{_TAG}-progress"}]
     succeeded = tally.done - tally.failed
     word = _DONE_WORD.get(verb, "done")
     icon = ":white_check_mark:" if tally.failed == 0 else ":warning:"
@@ -289,6 +330,92 @@ def progress_message(
         )
     text = f"{title} — done: {succeeded:,} of {tally.total:,} {word}, {tally.failed:,} failed"
     return blocks.truncate(text, 3000), blocks.limit_blocks(body)
+
+
+def settle_message(
+    verb: str,
+    request_id: str,
+    tally: Tally,
+    *,
+    actor: str,
+    approver: str = "",
+    unfinished: Sequence[tuple[str, str]] = (),
+) -> tuple[str, list[Block]]:
+    """The NEW message posted in a multi-device request's thread when it settles (an edit notifies
+    nobody): the requester (and approver) named, the count, and — when there are few — which lines
+    did not make it. *unfinished*: ``(label, status)`` of failed devices (labels escaped here)."""
+    word = _DONE_WORD.get(verb, "done")
+    succeeded = tally.done - tally.failed
+    icon = ":white_check_mark:" if tally.failed == 0 else ":warning:"
+    who = f"<@{actor}>" + (f", approved by <@{approver}>" if approver else "")
+    line = f"{icon} {succeeded:,} of {tally.total:,} {word} ({_NOUN.get(verb, verb).lower()} asked by {who})"
+    if tally.failed and unfinished and tally.failed <= NAME_UP_TO:
+        parts: dict[str, list[str]] = {}
+        for label, status in unfinished[:NAME_UP_TO]:
+            parts.setdefault(_UNFINISHED_WORD.get(status, "failed"), []).append(label)
+        line += "".join(f" · {kind}: {_names(labels)}" for kind, labels in parts.items())
+    elif tally.failed:
+        line += f" · {tally.failed:,} failed (see the summary above)"
+    buttons = []
+    if tally.failed and verb != "reach":
+        buttons.append(blocks.button("Retry failed", RETRY_ACTION, request_id))
+    buttons.append(blocks.button("Details", "ts:run", f"request {request_id}"))
+    body = [blocks.section(line), blocks.actions(*buttons, block_id=f"{_TAG}-settled")]
+    return blocks.truncate(line, 3000), body
+
+
+#: how a failed device is named in the settle message
+_UNFINISHED_WORD = {outcomes.NO_RESULT: "no result", outcomes.EXPIRED: "expired", outcomes.FAILED: "failed"}
+
+_ROOT_ICON = {
+    "suspend": ":double_vertical_bar:",
+    "resume": ":arrow_forward:",
+    "cancel-location": ":satellite_antenna:",
+    "sms": ":speech_balloon:",
+    "reach": ":satellite_antenna:",
+}
+
+
+def single_root(
+    verb: str,
+    status: str,
+    detail: Mapping[str, Any],
+    label: str,
+    *,
+    actor: str,
+    reason: str,
+    tz: tzinfo,
+    now: datetime,
+    no_result_after: str = "30 min",
+    headline: str = "",
+) -> str:
+    """The in-channel message of a one-device request, rewritten to its outcome (label and reason
+    as stored; escaped here): ``⏸ Suspended demo-usage-spike … · auto-resumes Sun 7 Mar 2027``.
+    An SMS keeps its *headline* (it carries the text sent) with the outcome added."""
+    label = blocks.escape(label)
+    tail = f" — by <@{actor}>" + (f", reason: _{blocks.escape(reason)}_" if reason else "")
+    at = parse_when(detail.get("at")) or now
+    when = times.at(at, tz, now=now)
+    if status in outcomes.FAILURES:
+        why = blocks.escape(outcomes.failure_reason(status, detail, no_result_after=no_result_after))
+        if verb == "sms" and headline:
+            return f"{headline} · :x: not delivered: {why}"
+        return f":x: {_NOUN.get(verb, verb)} of {label} did not complete: {why}{tail}"
+    if status not in outcomes.FINAL:
+        return ""
+    if verb == "suspend":
+        resume = parse_when(detail.get("resume_date"))
+        auto = f" · auto-resumes {times.day(resume, tz)}" if resume else ""
+        return f":double_vertical_bar: Suspended {label} at {when}{auto}{tail}"
+    if verb == "resume":
+        return f":arrow_forward: Resumed {label} (active again) at {when}{tail}"
+    if verb == "cancel-location":
+        return f":satellite_antenna: Cancelled the location of {label} at {when}: it re-attaches{tail}"
+    if verb == "sms" and headline:
+        return f"{headline} · :white_check_mark: delivered at {when}"
+    if verb == "sms":
+        return f":speech_balloon: SMS delivered to {label} at {when}{tail}"
+    return f"{_ROOT_ICON.get(verb, ':white_check_mark:')} {_NOUN.get(verb, verb)} of {label}: done at {when}{tail}"
 
 
 def external_change_notice(

@@ -50,7 +50,10 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_callback(
     with bot.driver() as driver:
         driver.command("suspend group:plant-7 --reason decommissioned", user="U012ADMIN", channel="C0OPS")
         driver.click("Confirm", user="U012ADMIN")
-    root = standin.wait_for(lambda m: "is suspending" in m.text and "decommissioned" in m.text, timeout=20)
+    root = standin.wait_for(
+        lambda m: ("is suspending" in m.text or "> suspended " in m.text) and "decommissioned" in m.text,
+        timeout=20,
+    )
     ((request_id, total),) = bot.query(
         "SELECT request_id, device_count FROM ts_requests WHERE verb = 'suspend'"
     )

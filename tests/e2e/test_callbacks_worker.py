@@ -109,8 +109,10 @@ def test_many_devices_update_one_message_and_end_with_a_summary(cb_bot: Callback
     assert "Device not found (REQUEST_FAILED.DeviceNotFound) — 2" in summary
     assert "Line used its 5 actions today (REQUEST_FAILED.ProvisioningLimit) — 1" in summary
     assert _buttons(root) == [("Retry failed", "ts:retry", request_id)]
-    assert cb_bot.thread(request_id) == []
-    assert len(cb_bot.standin.calls("chat.postMessage")) == 1
+    # the one new message: the settle message in the thread, naming the requester
+    (settled,) = cb_bot.thread(request_id)
+    assert "27 of 30 suspended" in settled.text and "<@U012ADMIN>" in settled.text
+    assert len(cb_bot.standin.calls("chat.postMessage")) == 2
     tracked = requests.get_request(cb_bot.db, request_id)
     assert tracked is not None and tracked.state == "completed"
 
@@ -129,10 +131,10 @@ def test_progress_before_the_root_is_sent_keeps_the_headline(cb_bot: CallbackBot
         cb_bot.post(callback(request_id, device, outcome="active"))
     cb_bot.settle()
     root = cb_bot.root(request_id, "C0B")
-    assert root.versions[0].text.endswith("40% · 2 of 5")
+    assert "40% · 2 of 5 · waiting for iccid:…0002, iccid:…0003, iccid:…0004" in root.versions[0].text
     assert (
         root.text
-        == ":arrows_counterclockwise: <@U012ADMIN> is resuming 5 device(s) — done: 5 of 5 resumed, 0 failed"
+        == ":arrows_counterclockwise: <@U012ADMIN> resumed 5 device(s) — done: 5 of 5 resumed, 0 failed"
     )
 
 

@@ -70,7 +70,12 @@ def test_suspend_confirm_lands_in_channel(stack: LocalStack) -> None:
     response = stack.command(f"suspend {key} --reason stolen")
     assert "Suspend" in response.json()["text"]
     stack.click("Confirm")
-    posted = _reply(stack, lambda m: not m.ephemeral and "is suspending" in m.text and "stolen" in m.text)
+    posted = _reply(
+        stack,
+        lambda m: (
+            not m.ephemeral and ("is suspending" in m.text or "Suspended " in m.text) and "stolen" in m.text
+        ),
+    )
     assert re.search(r"Request `[0-9a-f-]{36}`", str(posted.blocks))
     assert stack.settle()
     assert _suspend_calls(stack) == before + 1
@@ -169,7 +174,8 @@ def test_sms_to_one_device_needs_no_confirmation(stack: LocalStack) -> None:
     """An SMS to one device goes straight out and opens a thread in the channel."""
     body = stack.command('sms iccid:89148000000800139708 "REBOOT"', user="U0OPS1").json()
     assert "Sending the SMS" in body["text"]
-    _reply(stack, lambda m: not m.ephemeral and "sent an SMS" in m.text)
+    root = _reply(stack, lambda m: not m.ephemeral and "sent an SMS" in m.text)
+    _reply(stack, lambda m: m.ts == root.ts and "delivered at" in m.text and "REBOOT" in m.text)
 
 
 def test_history_tells_the_story(stack: LocalStack) -> None:
@@ -270,7 +276,10 @@ def test_a_typed_mention_and_link_in_a_reason_stay_literal(stack: LocalStack) ->
     stack.click("Approve", user="U0OPS2")
     approved = _reply(stack, lambda m: m.ts == card.ts and "Approved by" in m.text)
     _no_live_markup(approved)
-    posted = _reply(stack, lambda m: not m.ephemeral and "U0OPS1> is suspending" in m.text)
+    posted = _reply(
+        stack,
+        lambda m: not m.ephemeral and ("U0OPS1> is suspending" in m.text or "U0OPS1> suspended" in m.text),
+    )
     _no_live_markup(posted)
     assert stack.settle()
     row = next(r for r in _audit(stack, actor="U0OPS1") if r.verb == "suspend")  # type: ignore[attr-defined]
@@ -335,7 +344,14 @@ def test_resume_confirm_restores_end_to_end(stack: LocalStack) -> None:
     body = stack.command(f"resume {key} --reason back in service").json()
     assert body["text"] == "Resume 1 device?"
     stack.click("Confirm")
-    root = _reply(stack, lambda m: not m.ephemeral and "is resuming demo-suspended" in m.text)
+    root = _reply(
+        stack,
+        lambda m: (
+            not m.ephemeral
+            and m.thread_ts is None
+            and ("is resuming demo-suspended" in m.text or "Resumed demo-suspended" in m.text)
+        ),
+    )
     assert "back in service" in root.text
     reply = _reply(stack, lambda m: m.thread_ts == root.ts and "is resumed" in m.text, timeout=20)
     assert "demo-suspended" in reply.text

@@ -112,7 +112,13 @@ def test_a_device_skipped_on_the_card_is_not_acted_on_when_it_becomes_eligible(s
     assert "Skipped (1)" in json.dumps(body["blocks"]) and "already suspended" in json.dumps(body["blocks"])
     _change_outside(stack, skipped, "Resume", "active")
     stack.click("Confirm")
-    stack.standin.wait_for(lambda m: not m.ephemeral and "is suspending" in m.text and "bound-set" in m.text)
+    stack.standin.wait_for(
+        lambda m: (
+            not m.ephemeral
+            and ("is suspending" in m.text or "Suspended " in m.text)
+            and "bound-set" in m.text
+        )
+    )
     assert stack.settle()
     assert _request_devices(stack, "suspend", "U012ADMIN")[-1] == [listed]
     assert stack.sandbox.device(skipped)["state"] == "active"
@@ -128,7 +134,11 @@ def test_the_approval_threshold_counts_only_the_listed_devices(stack: LocalStack
     assert "approval size" not in json.dumps(body["blocks"])
     confirmed = stack.click("Confirm")
     assert confirmed.status_code == 200
-    stack.standin.wait_for(lambda m: "is suspending 2 devices" in m.text and "threshold" in m.text)
+    stack.standin.wait_for(
+        lambda m: (
+            ("is suspending 2 devices" in m.text or "suspended 2 devices" in m.text) and "threshold" in m.text
+        )
+    )
     assert stack.settle()
     assert not [m for m in stack.standin.messages() if "Approval needed" in m.text and "threshold" in m.text]
     assert _request_devices(stack, "suspend", "U012ADMIN")[-1] == sorted([first, second])

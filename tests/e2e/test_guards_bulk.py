@@ -96,7 +96,9 @@ def test_the_ack_is_local_and_the_card_then_shows_every_lines_limits(stack: Loca
     read = len(stack.sandbox.requests_received("/m2m/v1/devices/history/actions/list")) - diags
     assert read >= len(plant)  # every listed line, not only the first 25
     stack.click("Confirm", user="U0OPS1")
-    root = stack.standin.wait_for(lambda m: not m.ephemeral and "is suspending" in m.text, timeout=30)
+    root = stack.standin.wait_for(
+        lambda m: not m.ephemeral and ("is suspending" in m.text or "> suspended " in m.text), timeout=30
+    )
     assert "decommissioned" in root.text and "Not sent" not in json.dumps(list(root.blocks))
     assert stack.settle(60)
     (request_id,) = [
@@ -143,7 +145,12 @@ def test_a_line_that_reaches_a_limit_before_execution_is_not_sent(tmp_path: Path
         assert local.driver is not None
         local.driver.click("Approve", user="U0OPS2", ts=card.ts)
         root = local.standin.wait_for(
-            lambda m: not m.ephemeral and "is suspending" in m.text and "race" in m.text
+            lambda m: (
+                not m.ephemeral
+                and m.thread_ts is None
+                and any(w in m.text for w in ("is suspending", "> suspended ", "Suspended "))
+                and "race" in m.text
+            )
         )
         blocks_text = json.dumps(list(root.blocks))
         assert "Not sent (1)" in blocks_text and "provisioning actions today" in blocks_text

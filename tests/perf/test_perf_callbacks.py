@@ -93,7 +93,7 @@ def test_bulk_suspend_of_10000_devices_answered_by_callbacks(
             lambda m: m.ephemeral and m.updated and "provisioning actions today" in str(m.blocks), timeout=120
         )
         driver.click("Confirm", user="U012ADMIN")
-    summary = standin.wait_for(lambda m: "is suspending" in m.text and "done:" in m.text, timeout=120)
+    summary = standin.wait_for(lambda m: "suspended" in m.text and "done:" in m.text, timeout=120)
     bot.settled()
     ((request_id, total),) = bot.query(
         "SELECT request_id, device_count FROM ts_requests WHERE verb = 'suspend'"

@@ -1,0 +1,80 @@
+"""The 3 a.m. experience end to end: flows finish out loud, cards remember, history reads as a story.
+
+A real bot, the sandbox behind the real client and the Slack stand-in; every payload is also
+checked against Slack's limits by the e2e conftest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from bot.console.records import Message
+from bot.console.render import render_message
+from bot.inbox.unanswered import check_unanswered
+from bot.local_stack import LocalStack
+from storage import directory
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(
+        tmp_path_factory.mktemp("3am"),
+        devices=80,
+        settings_overrides={"approval_size": 3, "no_result_after": timedelta(seconds=2)},
+        scheduler=False,
+    )
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def _key(stack: LocalStack, label: str) -> str:
+    assert stack.runtime is not None
+    found, _ = directory.find(stack.runtime.pool.get(), label, limit=1)
+    assert found, label
+    return found[0].key
+
+
+def _wait(stack: LocalStack, predicate: object, timeout: float = 15) -> Message:
+    return stack.standin.wait_for(predicate, timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_a_bulk_suspend_that_stalls_names_the_line_then_finishes_out_loud(stack: LocalStack) -> None:
+    """Point 1: the progress line names the outstanding line; the settle message is a NEW thread
+    message naming requester and approver and the line without a result; the headline is past tense."""
+    keys = [_key(stack, label) for label in ("demo-pending", "demo-healthy", "demo-hung", "demo-no-traffic")]
+    stack.command(f"suspend {' '.join(keys)} --reason depot closed")
+    _wait(stack, lambda m: "Provisioning limits read" in str(m.blocks))
+    stack.click("Confirm")
+    _wait(stack, lambda m: "Approval needed" in m.text)
+    stack.click("Approve", user="U0OPS1")
+    stalled = _wait(stack, lambda m: "3 of 4" in m.text and "waiting for demo-pending" in m.text)
+    assert "is suspending" in stalled.text
+    assert stack.runtime is not None
+    time.sleep(2.5)
+    assert check_unanswered(stack.runtime.deps) >= 1
+    settled = _wait(stack, lambda m: m.thread_ts == stalled.ts and "3 of 4 suspended" in m.text)
+    assert "<@U012ADMIN>" in settled.text and "approved by <@U0OPS1>" in settled.text
+    assert "no result: demo-pending" in settled.text
+    assert {b.text for b in settled.buttons()} >= {"Retry failed", "Details"}
+    root = _wait(stack, lambda m: m.ts == stalled.ts and "suspended 4 devices" in str(m.blocks))
+    print(render_message(root))
+    print(render_message(settled))
+
+
+def test_a_single_device_post_is_updated_to_its_outcome(stack: LocalStack) -> None:
+    """Point 1: the in-channel message of a one-device suspend becomes "⏸ Suspended … auto-resumes …"."""
+    key = _key(stack, "demo-usage-spike")
+    stack.command(f"suspend {key} --reason stolen")
+    _wait(stack, lambda m: "Provisioning limits read" in str(m.blocks))
+    stack.click("Confirm")
+    # the root post (it may already carry the outcome if the callback beat the first send)
+    done = _wait(stack, lambda m: m.thread_ts is None and "Suspended demo-usage-spike" in m.text)
+    assert "auto-resumes" in done.text and "stolen" in done.text and "<@U012ADMIN>" in done.text
+    assert "<!date^" in done.text
