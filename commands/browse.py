@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.durations import parse_duration
-from bot.render import blocks
+from bot.core.redact import mask_id
+from bot.render import blocks, timeline
+from bot.render.results import zone
 from bot.render.wording import line_state
 from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
 from commands import audit, provisioning
@@ -167,6 +169,16 @@ def _filters(inv: Invocation, db: Any = None) -> dict[str, Any]:
     return filters
 
 
+#: audit rows read per timeline entry shown (a diag folds six calls under one entry)
+ROWS_PER_ENTRY = 8
+
+
+def _outside_entry(row: OutsideRow) -> timeline.TimelineEntry:
+    """A provisioning event from ThingSpace (made outside the bot) as a timeline entry."""
+    title = row.line.split("` ", 1)[1] if row.line.startswith("`") and "` " in row.line else row.line
+    return timeline.TimelineEntry(at=row.at, actor="thingspace", title=title, source="thingspace")
+
+
 def _render(
     deps: Deps,
     filters: dict[str, Any],
@@ -174,53 +186,52 @@ def _render(
     outside: Sequence[OutsideRow] = (),
     note: str = "",
 ) -> Reply:
-    """A page of the audit log; *outside* adds ThingSpace's provisioning events (changes made
-    outside the bot) in time order, *note* a context line under it."""
+    """A page of the timeline; *outside* adds ThingSpace's provisioning events (changes made
+    outside the bot) in time order (:func:`bot.render.timeline.interleave`), *note* a context line."""
     db = deps.db()
     limit = int(filters.get("limit", HISTORY_LIMIT))
     target = filters.get("target")
+    title = "*History*"
     if target:
         kind, _, value = target.partition(":")
         entry = directory.lookup(db, kind, value)
         if entry:
             target = entry.key
+            title = f"*History of {blocks.escape(entry.display)}*"
+        else:
+            title = f"*History of {blocks.escape(kind)}:{mask_id(value)}*"
+    if filters.get("actor"):
+        title += f" by {timeline.who(str(filters['actor']))}"
     since = datetime.fromisoformat(filters["since"]) if filters.get("since") else None
+    budget = limit * ROWS_PER_ENTRY
     rows = AuditLog(db).query(
-        target=target, actor=filters.get("actor"), since=since, limit=limit + 1, before_id=before_id
+        target=target, actor=filters.get("actor"), since=since, limit=budget + 1, before_id=before_id
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    oldest = rows[-1].at if rows and more else None
-    extra = [r for r in outside if oldest is None or r.at >= oldest]
-    if not rows and not extra:
+    exhausted = len(rows) <= budget
+    rows = rows[:budget]
+    entries = timeline.fold(rows)
+    if not exhausted and entries:
+        # the oldest entry may miss rows beyond this page: leave it to the next one
+        entries = entries[:-1] if len(entries) > 1 else entries
+    more = len(entries) > limit or not exhausted
+    entries = entries[:limit]
+    oldest_at = entries[-1].at if entries and more else None
+    extra = [_outside_entry(r) for r in outside if oldest_at is None or r.at >= oldest_at]
+    if not entries and not extra:
         empty = "No audit entries match." if before_id is None else "No older entries."
         return Reply(empty, [blocks.section(empty), blocks.context(note)] if note else None)
-    dated: list[tuple[datetime, str]] = [(r.at, r.line) for r in extra]
-    for row in rows:
-        when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        targets = ", ".join(row.targets[:3]) + (f" +{len(row.targets) - 3}" if len(row.targets) > 3 else "")
-        line = f"`{when}` <@{row.actor}> *{row.verb}* {blocks.escape(targets)} → {row.outcome}"
-        if row.reason:
-            line += f" — _{blocks.escape(row.reason)}_"
-        if row.request_id:
-            line += f" · req `{row.request_id[:8]}`"
-        dated.append((row.at, line))
-    dated.sort(key=lambda d: d[0], reverse=True)
-    lines = [line for _, line in dated]
-    body: list[dict[str, Any]] = []
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2800:
-            body.append(blocks.section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    body.append(blocks.section("\n".join(chunk)))
+    merged = timeline.interleave(entries, extra)
+    now = datetime.fromtimestamp(deps.clock(), UTC)
+    tz = zone(deps.settings.timezone)
+    footer = f"Newest first · {len(merged)} entries · `tsbot audit export` has every row"
     if note:
-        body.append(blocks.context(note))
-    if more:
-        value = json.dumps({**filters, "before": rows[-1].id})
+        footer = f"{note} · {footer}"
+    body = timeline.render(merged, title=title, tz=tz, now=now, footer=footer)
+    if more and entries:
+        oldest = min(e.first_row for e in entries if e.first_row is not None)
+        value = json.dumps({**filters, "before": oldest})
         body.append(blocks.actions(blocks.button("More", "ts:history-more", value)))
-    return Reply(f"{len(rows)} audit entries", body)
+    return Reply(f"History: {len(merged)} entries", body)
 
 
 def history(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
