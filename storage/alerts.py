@@ -18,6 +18,7 @@ within a short window.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,13 @@ def create_alerts(db: Database) -> None:
     )
 
 
+@migrations()
+def add_alert_events(db: Database) -> None:
+    """What happened to an alert, in order (acknowledged, snoozed, snooze ended, recovered, down
+    again), so its card can keep every step instead of only the latest state."""
+    db.execute("ALTER TABLE alerts ADD COLUMN events TEXT NOT NULL DEFAULT '[]'")
+
+
 @dataclass(frozen=True)
 class Alert:
     id: int
@@ -153,6 +161,16 @@ class Alert:
     recovered_after: float | None
     reopened: int
     updated_at: float
+    #: JSON list of ``{"kind", "at", "by"?, "hours"?}``: what happened, oldest first
+    events_json: str = "[]"
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        try:
+            found = json.loads(self.events_json)
+        except ValueError:
+            return []
+        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
 
 
 @dataclass(frozen=True)
@@ -167,8 +185,16 @@ class AlertGroup:
 _COLUMNS = (
     "id, device, condition, channel, state, down_since, raised_at, card_key, group_id, acked_by, acked_at, "
     "snoozed_by, snoozed_until, recovering_since, resolved_at, resolved_how, recovered_after, reopened, "
-    "updated_at"
+    "updated_at, events"
 )
+
+
+def _event(kind: str, by: str | None = None, **extra: Any) -> str:
+    """SQL appending one event to ``events`` (parameters: at)."""
+    return json.dumps({"kind": kind, **({"by": by} if by else {}), **extra})
+
+
+_APPEND = "events = json_insert(events, '$[#]', json_set(json(?), '$.at', ?))"
 _GROUP_COLUMNS = "id, channel, card_key, opened_at, last_added_at"
 
 
@@ -261,7 +287,7 @@ def reopen(db: Database, alert_id: int, *, down_since: float, now: float) -> Ale
         f"""
         UPDATE alerts SET state = 'firing', down_since = ?, reopened = reopened + 1, resolved_at = NULL,
             resolved_how = NULL, recovered_after = NULL, recovering_since = NULL, acked_by = NULL,
-            acked_at = NULL, snoozed_by = NULL, snoozed_until = NULL, updated_at = ?
+            acked_at = NULL, snoozed_by = NULL, snoozed_until = NULL, updated_at = ?, {_APPEND}
         WHERE id = ? AND state = 'resolved'
           AND NOT EXISTS (
             SELECT 1 FROM alerts AS other WHERE other.device = alerts.device
@@ -269,7 +295,7 @@ def reopen(db: Database, alert_id: int, *, down_since: float, now: float) -> Ale
           )
         RETURNING {_COLUMNS}
         """,
-        [down_since, now, alert_id],
+        [down_since, now, _event("down-again"), down_since, alert_id],
     ).fetchone()
     return None if row is None else _alert(row)
 
@@ -280,11 +306,11 @@ def acknowledge(db: Database, alert_id: int, *, by: str, now: float) -> Alert | 
     row = db.execute(
         f"""
         UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_at = ?, snoozed_by = NULL,
-            snoozed_until = NULL, updated_at = ?
+            snoozed_until = NULL, updated_at = ?, {_APPEND}
         WHERE id = ? AND state IN ('firing', 'snoozed')
         RETURNING {_COLUMNS}
         """,
-        [by, now, now, alert_id],
+        [by, now, now, _event("ack", by), now, alert_id],
     ).fetchone()
     return None if row is None else _alert(row)
 
@@ -295,11 +321,11 @@ def snooze(db: Database, alert_id: int, *, by: str, until: float, now: float) ->
         raise ValueError("a snooze must end in the future")
     row = db.execute(
         f"""
-        UPDATE alerts SET state = 'snoozed', snoozed_by = ?, snoozed_until = ?, updated_at = ?
+        UPDATE alerts SET state = 'snoozed', snoozed_by = ?, snoozed_until = ?, updated_at = ?, {_APPEND}
         WHERE id = ? AND state != 'resolved'
         RETURNING {_COLUMNS}
         """,
-        [by, until, now, alert_id],
+        [by, until, now, _event("snooze", by, until=until), now, alert_id],
     ).fetchone()
     return None if row is None else _alert(row)
 
@@ -309,7 +335,9 @@ def expire_snoozes(db: Database, *, now: float) -> list[Alert]:
     return _many(
         db,
         f"""
-        UPDATE alerts SET state = 'firing', updated_at = :now
+        UPDATE alerts SET state = 'firing',
+            updated_at = :now,
+            events = json_insert(events, '$[#]', json_object('kind', 'snooze-end', 'at', :now))
         WHERE state = 'snoozed' AND snoozed_until <= :now
         RETURNING {_COLUMNS}
         """,
@@ -363,11 +391,11 @@ def resolve(db: Database, alert_id: int, *, how: str, at: float, now: float) -> 
         f"""
         UPDATE alerts SET state = 'resolved', resolved_how = ?, resolved_at = ?,
             recovered_after = CASE WHEN ? = 'recovered' THEN max(? - down_since, 0) END,
-            recovering_since = NULL, snoozed_until = NULL, updated_at = ?
+            recovering_since = NULL, snoozed_until = NULL, updated_at = ?, {_APPEND}
         WHERE id = ? AND state != 'resolved'
         RETURNING {_COLUMNS}
         """,
-        [how, at, how, at, now, alert_id],
+        [how, at, how, at, now, _event(how), at, alert_id],
     ).fetchone()
     return None if row is None else _alert(row)
 

@@ -41,7 +41,7 @@ from sqlite_utils import Database
 
 from bot.core.config import Settings
 from bot.core.redact import mask_id, mask_text
-from bot.render import alert_cards
+from bot.render import alert_cards, times
 from bot.thingspace import shapes
 from bot.thingspace.events import CallbackEvent, CallbackKind
 from bot.thingspace.ids import DeviceId
@@ -627,8 +627,10 @@ def _act_on_alerts(
     act: Callable[[int], Alert | None],
     verb: str,
     detail: Mapping[str, Any],
+    reply: str = "",
 ) -> list[Alert]:
-    """Apply *act* to one alert or every open alert of a group, update their cards, audit once."""
+    """Apply *act* to one alert or every open alert of a group, update their cards, say *reply* in
+    the card's thread (an edit notifies nobody), audit once."""
     ctx = _context(db, settings, now)
     with write(db):
         changed = []
@@ -637,6 +639,13 @@ def _act_on_alerts(
             if done is not None:
                 changed.append(done)
                 ctx.card_changed(done)
+        if changed and reply:
+            first = changed[0]
+            key = f"{verb}:{first.id}:{group_id or ''}:{int(now * 1000)}"
+            if group_id is not None:
+                ctx.group_replies.setdefault(group_id, []).append((key, reply))
+            elif first.card_key:
+                ctx.reply(first.card_key, first.channel, key, reply)
         if changed:
             ctx.audit.append(
                 AuditEvent(
@@ -674,6 +683,7 @@ def acknowledge(
         act=lambda alert: alerts.acknowledge(db, alert, by=by, now=now),
         verb=Verb.ALERT_ACK,
         detail={},
+        reply=f":eyes: Acknowledged by <@{by}> at {times.at(now, timezone_of(settings))}.",
     )
 
 
@@ -701,6 +711,10 @@ def snooze(
         act=lambda alert: alerts.snooze(db, alert, by=by, until=until, now=now),
         verb=Verb.ALERT_SNOOZE,
         detail={"hours": hours, "until": round(until)},
+        reply=(
+            f":zzz: Snoozed for {hours} h by <@{by}> at {times.at(now, timezone_of(settings))}, "
+            f"until {times.at(until, timezone_of(settings), now=now)}."
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from bot.core.durations import format_duration
-from bot.render import blocks
+from bot.render import blocks, times
 from storage.alerts import Alert, AlertGroup, Outage
 from storage.watches import ChannelCounts, ReachState, Watch
 
@@ -32,6 +32,7 @@ __all__ = [
     "alert_card",
     "digest_message",
     "down_again_reply",
+    "event_line",
     "group_card",
     "moved_to_group_card",
     "recovered_reply",
@@ -90,6 +91,52 @@ def _status_line(alert: Alert, tz: tzinfo) -> str:
     return ":rotating_light: Firing"
 
 
+#: events shown on a card's event line (the newest; older ones are in the thread)
+EVENTS_SHOWN = 8
+
+
+def _event_text(event: Mapping[str, Any], tz: tzinfo, now: float) -> str:
+    at = float(event.get("at") or 0)
+    when = times.at(at, tz, now=now) if at else ""
+    by = f" <@{event['by']}>" if event.get("by") else ""
+    kind = event.get("kind")
+    if kind == "ack":
+        return f":eyes: ack{by} {when}"
+    if kind == "snooze":
+        hours = max(round((float(event.get("until") or at) - at) / 3600), 1)
+        return f":zzz: {hours} h{by} {when}"
+    if kind == "snooze-end":
+        return f":alarm_clock: snooze over {when}"
+    if kind == "recovered":
+        return f":large_green_circle: recovered {when}"
+    if kind == "down-again":
+        return f":red_circle: down again {when}"
+    if kind == "suspended":
+        return f":double_vertical_bar: suspended{by} {when}"
+    return f":heavy_minus_sign: closed {when}"
+
+
+def event_line(alert: Alert, tz: tzinfo, now: float) -> str:
+    """``👀 ack @U0OPS1 08:39 · 💤 1 h @U0OPS1 08:40 · 🟢 recovered 08:41``: every step so far."""
+    events = alert.events
+    shown = [_event_text(e, tz, now) for e in events[-EVENTS_SHOWN:]]
+    if len(events) > EVENTS_SHOWN:
+        shown.insert(0, f"{len(events) - EVENTS_SHOWN} earlier")
+    return " · ".join(shown)
+
+
+def _acknowledged(alert: Alert) -> bool:
+    """Someone owns this outage: acknowledged now, or acknowledged since it last went down."""
+    if alert.state == "acknowledged":
+        return True
+    for event in reversed(alert.events):
+        if event.get("kind") == "down-again":
+            return False
+        if event.get("kind") == "ack":
+            return True
+    return False
+
+
 def _buttons(prefix: str, value: str, *, diagnose: bool, acknowledge: bool = True) -> Block:
     elements = (
         [blocks.button("Acknowledge", f"ts:{prefix}-ack", value, style="primary")] if acknowledge else []
@@ -121,12 +168,17 @@ def alert_card(
                 ),
                 blocks.context(f"{title} · {_rule(watch)} · alert #{alert.id}"),
             ]
+            if alert.events:
+                body.append(blocks.context(event_line(alert, tz, now)))
             return text, body
         text = f"{label}: alert closed"
-        return text, [
+        closed = [
             blocks.section(f":white_circle: *{title}* · *{label}*\n{_status_line(alert, tz)}."),
             blocks.context(f"Raised {_clock(alert.raised_at, tz)} · alert #{alert.id}"),
         ]
+        if alert.events:
+            closed.append(blocks.context(event_line(alert, tz, now)))
+        return text, closed
     icon = ":crescent_moon:" if alert.condition == "missed-wakes" else ":red_circle:"
     problem = _problem(alert, watch, now, tz)
     text = f"{icon} {label}: {problem}"
@@ -137,8 +189,10 @@ def alert_card(
     body = [
         blocks.section(f"{icon} *{title}* · *{label}*\n{problem[0].upper()}{problem[1:]}."),
         blocks.context(" · ".join(facts)),
-        _buttons("alert", str(alert.id), diagnose=True, acknowledge=alert.state != "acknowledged"),
     ]
+    if alert.events:
+        body.append(blocks.context(event_line(alert, tz, now)))
+    body.append(_buttons("alert", str(alert.id), diagnose=True, acknowledge=not _acknowledged(alert)))
     return text, body
 
 

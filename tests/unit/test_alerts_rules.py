@@ -22,6 +22,12 @@ def bench(tmp_path: Path) -> Iterator[AlertBench]:
     yield from alert_bench(tmp_path)
 
 
+def _system_replies(bench: AlertBench, card: str) -> list[str]:
+    """The card's thread replies the bot wrote on its own (snooze over, recovered, down again),
+    without the replies that echo a person's click (acknowledged, snoozed: tested on their own)."""
+    return [r for r in bench.replies(card) if not r.startswith((":eyes: Acknowledged", ":zzz: Snoozed"))]
+
+
 def _down(bench: AlertBench, devices: list[str]) -> None:
     for device in devices:
         bench.callback(device, True, at=bench.now - 1)
@@ -220,9 +226,11 @@ def test_snooze_expires_fires_again_and_is_audited(bench: AlertBench) -> None:
     assert bench.advance(MIN).snooze_ended == 1
     assert _alerting(bench).state == "firing"
     assert "Firing" in bench.card_text("alert:1")
-    assert bench.replies("alert:1") == [
+    snoozed_reply, ended_reply = bench.replies("alert:1")
+    assert snoozed_reply.startswith(":zzz: Snoozed for 4 h by <@U0OPS1> at <!date^")
+    assert ended_reply == (
         f":alarm_clock: Snooze ended: iccid …{D1[-4:]} is still not reachable; the alert is firing again."
-    ]
+    )
     assert len(bench.cards()) == 1
     snoozed, ended = bench.audit("alert.snooze")
     assert (snoozed["actor"], snoozed["outcome"]) == ("U0OPS1", "ok")
@@ -242,7 +250,7 @@ def test_a_snooze_ending_while_the_device_is_back_but_not_yet_recovered_says_so(
     bench.callback(D1, True)
     back_at = bench.now
     assert bench.advance(10 * MIN).snooze_ended == 1
-    [reply] = bench.replies("alert:1")
+    [reply] = _system_replies(bench, "alert:1")
     assert "still not reachable" not in reply
     assert reply.startswith(f":alarm_clock: Snooze ended: iccid …{D1[-4:]} is reachable again since ")
     assert "the alert resolves at 2027-01-15 10:05 UTC if it stays reachable (15 min without a drop)" in reply
@@ -265,7 +273,9 @@ def test_a_snooze_ending_as_the_device_recovers_gets_only_the_recovery_reply(ben
     bench.callback(D1, True)
     tick = bench.advance(30 * MIN)
     assert (tick.snooze_ended, tick.recovered) == (1, 1)
-    assert bench.replies("alert:1") == [f":large_green_circle: iccid …{D1[-4:]} recovered after 1 h 30 min."]
+    assert _system_replies(bench, "alert:1") == [
+        f":large_green_circle: iccid …{D1[-4:]} recovered after 1 h 30 min."
+    ]
     assert [e["outcome"] for e in bench.audit("alert.snooze")] == ["ok", "expired"]
 
 
@@ -299,7 +309,9 @@ def test_recovery_updates_the_card_and_replies_in_its_thread(bench: AlertBench) 
     text = bench.card_text("alert:1")
     assert "Recovered" in text and "recovered after 3 h 12 min" in text
     assert "Acknowledge" not in text
-    assert bench.replies("alert:1") == [f":large_green_circle: iccid …{D1[-4:]} recovered after 3 h 12 min."]
+    assert _system_replies(bench, "alert:1") == [
+        f":large_green_circle: iccid …{D1[-4:]} recovered after 3 h 12 min."
+    ]
     [entry] = bench.audit("alert.recover")
     assert entry["targets"] == [D1] and entry["detail"]["longest_outage_s"] == 3 * 3600 + 12 * 60
     assert len(bench.cards()) == 1
@@ -367,7 +379,7 @@ def test_group_buttons_act_on_every_member_and_the_group_recovers(bench: AlertBe
     assert len(bench.audit("alert.snooze")[0]["targets"]) == 8
     tick = bench.advance(HOUR)
     assert tick.snooze_ended == 8
-    assert bench.replies("alert-group:1") == [
+    assert _system_replies(bench, "alert-group:1") == [
         ":alarm_clock: Snooze ended: 8 devices are still not reachable; firing again."
     ]
     [ended] = [e for e in bench.audit("alert.snooze") if e["outcome"] == "expired"]
@@ -380,7 +392,7 @@ def test_group_buttons_act_on_every_member_and_the_group_recovers(bench: AlertBe
         bench.callback(device, True)
     bench.advance(15 * MIN)
     assert "All 8 devices of this grouped alert recovered" in bench.card("alert-group:1")["text"]
-    assert len(bench.replies("alert-group:1")) == 2
+    assert len(_system_replies(bench, "alert-group:1")) == 2
     assert len(bench.cards()) == 1
 
 
@@ -440,9 +452,42 @@ def test_a_group_snooze_ending_tells_the_devices_still_down_from_those_back(benc
     for device in eight[:3]:
         bench.callback(device, True)
     assert bench.advance(5 * MIN).snooze_ended == 8
-    assert bench.replies("alert-group:1") == [
+    assert _system_replies(bench, "alert-group:1") == [
         (
             ":alarm_clock: Snooze ended: 5 devices are still not reachable (firing again); "
             "3 are reachable again (resolving once up for 15 min)."
         )
     ]
+
+
+def test_the_card_remembers_ack_snooze_and_recovery_and_each_is_said_in_the_thread(bench: AlertBench) -> None:
+    """Acknowledge, then Snooze, then recovery: the card keeps an event line with every step (the
+    Acknowledge button does not come back after the snooze), and each step is a thread reply."""
+    bench.command(f"watch {D1} --alert-after 1h")
+    _down(bench, [D1])
+    bench.advance(HOUR)
+    bench.click("alert-ack", 1, user="U0OPS1")
+    bench.advance(MIN)
+    bench.click("alert-snooze-1h", 1, user="U0OPS1")
+    snoozed = bench.card_text("alert:1")
+    labels = [
+        e["text"]["text"]
+        for b in bench.card("alert:1")["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert "Snoozed by <@U0OPS1>" in snoozed and "Acknowledge" not in labels and "Snooze 1 h" in labels
+    assert ":eyes: ack <@U0OPS1> <!date^" in snoozed and ":zzz: 1 h <@U0OPS1> <!date^" in snoozed
+    bench.callback(D1, True)
+    bench.advance(15 * MIN)
+    done = bench.card_text("alert:1")
+    assert "Recovered" in done
+    assert (
+        ":eyes: ack <@U0OPS1>" in done
+        and ":zzz: 1 h <@U0OPS1>" in done
+        and ":large_green_circle: recovered" in done
+    )
+    replies = bench.replies("alert:1")
+    assert replies[0].startswith(":eyes: Acknowledged by <@U0OPS1> at <!date^")
+    assert replies[1].startswith(":zzz: Snoozed for 1 h by <@U0OPS1>")
+    assert "recovered after" in replies[-1]
