@@ -696,8 +696,25 @@ class _Judge:
         )
         if f.reachable:
             self.add("Monitor", f"reachable{since}", "ok")
-        else:
-            self.add("Monitor", f"unreachable{since}", "ok" if self.asleep else "warn")
+            return
+        self.add("Monitor", f"unreachable{since}", "ok" if self.asleep else "warn")
+        if self.asleep:
+            return
+        # the monitor that raised the alert and this card must not disagree: never healthy here
+        self.evidence = [
+            Evidence(e.topic, e.text, "warn")
+            if e.topic == "Network" and e.level == "ok" and not f.connected
+            else e
+            for e in self.evidence
+        ]
+        self.find(
+            "degraded",
+            40,
+            f"{self.prefix()}, but ThingSpace's reachability monitor reports it unreachable{since}: "
+            "the device is off, out of coverage or hung; try cancel-location, then an SMS reboot",
+            "cancel-location",
+            "sms",
+        )
 
     def liveness(self) -> None:
         """Online, asleep by design, hung, or gone."""

@@ -385,7 +385,9 @@ def due_recoveries(db: Database, *, reachable_since_before: float) -> list[Alert
     )
 
 
-def resolve(db: Database, alert_id: int, *, how: str, at: float, now: float) -> Alert | None:
+def resolve(
+    db: Database, alert_id: int, *, how: str, at: float, now: float, by: str | None = None
+) -> Alert | None:
     """Close the alert: ``how`` is ``recovered`` (at the moment it came back) or ``unwatched``."""
     row = db.execute(
         f"""
@@ -395,7 +397,7 @@ def resolve(db: Database, alert_id: int, *, how: str, at: float, now: float) -> 
         WHERE id = ? AND state != 'resolved'
         RETURNING {_COLUMNS}
         """,
-        [how, at, how, at, now, _event(how), at, alert_id],
+        [how, at, how, at, now, _event(how, by), at, alert_id],
     ).fetchone()
     return None if row is None else _alert(row)
 

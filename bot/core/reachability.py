@@ -41,7 +41,7 @@ from sqlite_utils import Database
 
 from bot.core.config import Settings
 from bot.core.redact import mask_id, mask_text
-from bot.render import alert_cards, times
+from bot.render import alert_cards, blocks, times
 from bot.thingspace import shapes
 from bot.thingspace.events import CallbackEvent, CallbackKind
 from bot.thingspace.ids import DeviceId
@@ -481,12 +481,16 @@ def _raise_due(ctx: _Context) -> None:
         return
     devices = [w.device for w in due]
     states = watches.states(db, devices)
+    suspended = _suspended(db, devices)
     open_by_device = alerts.open_for_devices(db, devices)
     realert = ctx.settings.alert_realert_after.total_seconds()
     fresh: dict[str, list[tuple[Watch, float]]] = {}
     for watch in due:
         ctx._watches[watch.device] = watch
         if any(a.condition == watch.condition for a in open_by_device.get(watch.device, [])):
+            watches.set_due(db, watch.device, None)
+            continue
+        if watch.device in suspended:  # suspended lines are unreachable by design: nobody is paged
             watches.set_due(db, watch.device, None)
             continue
         state = states.get(watch.device)
@@ -516,6 +520,13 @@ def _raise_due(ctx: _Context) -> None:
         fresh.setdefault(watch.channel, []).append((watch, down_since))
     for channel, items in fresh.items():
         _raise_in_channel(ctx, channel, items)
+
+
+def _suspended(db: Database, devices: Sequence[str]) -> set[str]:
+    """Which of *devices* the directory holds as suspended."""
+    refs = [(kind, ident) for kind, _, ident in (d.partition(":") for d in devices)]
+    found = directory.lookup_many(db, refs)
+    return {f"{kind}:{ident}" for (kind, ident), entry in found.items() if entry.state == "suspend"}
 
 
 def _reopened(ctx: _Context, alert: Alert) -> None:
@@ -726,18 +737,27 @@ def close_alerts(
     how: str,
     now: float,
     keep: Mapping[str, str] | None = None,
+    by: str | None = None,
 ) -> list[Alert]:
-    """Resolve the open alerts of *devices* (``how``: ``unwatched`` or ``rule-changed``), except
-    those whose condition is ``keep[device]``. Call inside the caller's write transaction."""
+    """Resolve the open alerts of *devices* (``how``: ``unwatched``, ``rule-changed``, or
+    ``suspended`` — *by* someone through the bot), except those whose condition is
+    ``keep[device]``. Call inside the caller's write transaction."""
     ctx = _context(db, settings, now)
     closed: list[Alert] = []
     for device, items in alerts.open_for_devices(db, devices).items():
         for alert in items:
             if keep is not None and keep.get(device) == alert.condition:
                 continue
-            done = alerts.resolve(db, alert.id, how=how, at=now, now=now)
+            done = alerts.resolve(db, alert.id, how=how, at=now, now=now, by=by)
             if done is not None:
                 closed.append(done)
                 ctx.card_changed(done)
+                if how == "suspended" and done.group_id is None and done.card_key:
+                    who = f" by <@{by}>" if by else ""
+                    text = (
+                        f":double_vertical_bar: {blocks.escape(ctx.label(device))} was suspended{who} at "
+                        f"{times.at(now, ctx.tz)}; it is expected to be unreachable, so this alert is closed."
+                    )
+                    ctx.reply(done.card_key, done.channel, f"{done.card_key}:suspended:{int(now)}", text)
     ctx.flush()
     return closed

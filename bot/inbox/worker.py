@@ -45,6 +45,7 @@ from bot.core import outcome_status as outcomes
 from bot.core.config import Settings
 from bot.core.durations import format_duration
 from bot.core.logs import request_context
+from bot.core.reachability import close_alerts
 from bot.core.redact import mask_text
 from bot.render import results
 from bot.thingspace import shapes
@@ -320,6 +321,10 @@ class Processor:
         if applied:
             requests.set_device_outcome(self.db, tracked.request_id, key, status, detail, now=self.now)
             self._update_directory(entry, event, status, tracked.verb)
+            if tracked.verb == "suspend" and status == outcomes.OK:
+                # suspended through the bot: its watch alert is expected, not news
+                devices = [key] + ([entry.key] if entry is not None and entry.key != key else [])
+                close_alerts(self.db, self.settings, devices, how="suspended", now=self.now, by=tracked.actor)
         group = (tracked.request_id, status, event.kind.value, event.fault_code, applied)
         self.outcome_groups.setdefault(group, []).append((key, row.id))
         if not applied:

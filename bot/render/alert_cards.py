@@ -85,6 +85,10 @@ def _status_line(alert: Alert, tz: tzinfo) -> str:
     if alert.state == "resolved":
         if alert.resolved_how == "recovered":
             return f":white_check_mark: Recovered at {_clock(alert.resolved_at or 0, tz)}"
+        if alert.resolved_how == "suspended":
+            by = next((e.get("by") for e in reversed(alert.events) if e.get("kind") == "suspended"), None)
+            who = f" by <@{by}>" if by else ""
+            return f":double_vertical_bar: Closed: the line was suspended{who} at {_clock(alert.resolved_at or 0, tz)}"
         if alert.resolved_how == "rule-changed":
             return ":heavy_minus_sign: Closed: the watch's rule was changed"
         return ":heavy_minus_sign: Closed: the device is no longer watched"

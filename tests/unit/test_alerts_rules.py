@@ -491,3 +491,29 @@ def test_the_card_remembers_ack_snooze_and_recovery_and_each_is_said_in_the_thre
     assert replies[0].startswith(":eyes: Acknowledged by <@U0OPS1> at <!date^")
     assert replies[1].startswith(":zzz: Snoozed for 1 h by <@U0OPS1>")
     assert "recovered after" in replies[-1]
+
+
+def test_a_line_suspended_through_the_bot_closes_its_alert_and_is_not_paged_again(bench: AlertBench) -> None:
+    """Suspending a watched line through the bot closes its open alert ("suspended by @x at …", in
+    the card and its thread); a suspended line going quiet raises nothing."""
+    from bot.core.reachability import close_alerts
+    from storage import directory
+
+    d2 = DEVICES[1]
+    seed_directory(bench, [D1, d2], group="g")
+    bench.command(f"watch {D1} {d2} --alert-after 1h")
+    _down(bench, [D1])
+    bench.advance(HOUR)
+    with write(bench.db):
+        [closed] = close_alerts(
+            bench.db, bench.settings, [D1], how="suspended", now=bench.now, by="U012ADMIN"
+        )
+    card = bench.card_text("alert:1")
+    assert closed.resolved_how == "suspended"
+    assert "suspended by <@U012ADMIN>" in card and ":double_vertical_bar: suspended <@U012ADMIN>" in card
+    assert "was suspended by <@U012ADMIN>" in bench.replies("alert:1")[-1]
+    with write(bench.db):
+        directory.set_state(bench.db, d2, "suspend")
+    _down(bench, [d2])
+    assert bench.advance(2 * HOUR).raised == 0
+    assert alerts.open_for_devices(bench.db, [d2]) == {}

@@ -625,3 +625,17 @@ def test_connected_alone_is_not_a_data_session() -> None:
     assert "no data session for 30 h" in judge(quiet).summary
     # without the history, the last connection alone still tells it
     assert judge(replace(quiet, events=None, failed={"connection history": "x"})).grade == "down"
+
+
+def test_diagnose_never_says_healthy_while_the_monitor_says_unreachable() -> None:
+    """A line that looks fine to the diagnostics (recent session) but whose watch's monitor reports
+    it unreachable is degraded, with the monitor named, and Network is no longer a green tick."""
+    since = NOW - timedelta(minutes=20)
+    fine = base(
+        connected=False, attached=False, last_connection=NOW - timedelta(minutes=5), events=hourly(since)
+    )
+    assert judge(fine).grade == "healthy"
+    verdict = judge(replace(fine, reachable=False, reachable_since=since, watched=True))
+    assert verdict.grade == "degraded"
+    assert "reachability monitor reports it unreachable" in verdict.summary
+    assert [e.level for e in verdict.evidence if e.topic == "Network"] == ["warn"]
