@@ -627,7 +627,7 @@ def _confirm(deps: Deps, req: ActionRequest, action: pending.PendingAction) -> R
             _record(db, req, action, "confirm", "ok", digest=action.digest)
             if claimed.needs_approval:
                 pending.set_state(db, action.id, "awaiting_approval", expires_at=now + window)
-                _post_approval_card(db, claimed, window)
+                _post_approval_card(db, claimed, window, mention=deps.settings.approver_mention)
             else:
                 queue_execution(db, action.id)
     if not claimed:
@@ -679,6 +679,14 @@ def _decide(deps: Deps, req: ActionRequest, action: pending.PendingAction, *, ap
             )
             if approve:
                 queue_execution(db, action.id)
+                tell_requester(
+                    db,
+                    action,
+                    f"approved:{action.id}",
+                    f":white_check_mark: <@{req.user}> approved your {action.verb} of {_count(len(action.devices))}; "
+                    "it is being sent to ThingSpace and the results will follow in the channel.",
+                    now=now,
+                )
             else:
                 tell_requester(
                     db,
@@ -693,7 +701,17 @@ def _decide(deps: Deps, req: ActionRequest, action: pending.PendingAction, *, ap
     return None
 
 
-def _post_approval_card(db: Database, action: pending.PendingAction, window: float) -> None:
+#: the approval card's thread lists the whole set in messages of at most this many characters…
+LIST_CHUNK = 2900
+#: …and at most this many of them (beyond: a count and the set's digest)
+LIST_MESSAGES = 10
+
+
+def _post_approval_card(
+    db: Database, action: pending.PendingAction, window: float, *, mention: str = ""
+) -> None:
+    """The approval card in the channel (mentioning the approvers' user group, if configured) and
+    the full list of devices in its thread."""
     _call, _done, title = API_CALLS[action.verb]
     n = len(action.devices)
     listed = resolve_keys(db, action.devices[: SHOW_DEVICES + 1])
@@ -702,9 +720,13 @@ def _post_approval_card(db: Database, action: pending.PendingAction, window: flo
         text += f" — {'data' if action.verb == 'nidd' else 'text'}: “{blocks.escape(action.options.get('text', ''))}”"
     shown = _devices_text(listed)
     if n > SHOW_DEVICES:
-        shown = "\n".join(shown.split("\n")[:SHOW_DEVICES]) + f"\n…and {n - SHOW_DEVICES:,} more"
+        shown = (
+            "\n".join(shown.split("\n")[:SHOW_DEVICES])
+            + f"\n…and {n - SHOW_DEVICES:,} more (all listed in the thread)"
+        )
+    ping = f"<!subteam^{mention}> " if mention else ""
     body = [
-        blocks.section(f":busts_in_silhouette: *Approval needed.* {text}."),
+        blocks.section(f":busts_in_silhouette: {ping}*Approval needed.* {text}."),
         blocks.section(shown),
         blocks.context(
             f"Set `{action.digest}` · a second person with the role must approve · "
@@ -715,20 +737,53 @@ def _post_approval_card(db: Database, action: pending.PendingAction, window: flo
                 "Approve",
                 "ts:approve",
                 action.id,
-                style="danger",
+                style="primary",
                 confirm=(f"Approve {title.lower()} {_count(n)}?", text, "Approve"),
             ),
             blocks.button("Reject", "ts:reject", action.id),
             block_id=f"approval:{action.id}",
         ),
     ]
+    card_key = f"approval:{action.id}"
     outbox.enqueue_post(
         db,
-        key=f"approval:{action.id}",
+        key=card_key,
         channel=action.channel,
-        text=blocks.truncate(f"Approval needed: {text}", 3000),
+        text=blocks.truncate(f"{ping}Approval needed: {text}", 3000),
         blocks=body,
     )
+    if n <= SHOW_DEVICES:
+        return
+    chunks: list[str] = []
+    current: list[str] = []
+    listed_n = 0
+    for device in resolve_keys(db, action.devices):
+        line = f"• {device.shown}"
+        if sum(len(x) + 1 for x in current) + len(line) > LIST_CHUNK:
+            chunks.append("\n".join(current))
+            current = []
+            if len(chunks) == LIST_MESSAGES:
+                break
+        current.append(line)
+        listed_n += 1
+    if current and len(chunks) < LIST_MESSAGES:
+        chunks.append("\n".join(current))
+    else:
+        listed_n -= len(current)
+    for i, chunk in enumerate(chunks, start=1):
+        head = f"*All {_count(n)} of set `{action.digest}`* ({i} of {len(chunks)}):\n" if i == 1 else ""
+        tail = ""
+        if i == len(chunks) and listed_n < n:
+            tail = f"\n…and {n - listed_n:,} more, bound to set `{action.digest}`"
+        message = head + chunk + tail
+        outbox.enqueue_post(
+            db,
+            key=f"{card_key}:list:{i}",
+            channel=action.channel,
+            text=blocks.truncate(message, 3000),
+            blocks=[blocks.section(message)],
+            thread_key=card_key,
+        )
 
 
 # -- approvals nobody decided ----------------------------------------------------------------------

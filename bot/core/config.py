@@ -149,6 +149,8 @@ class Settings:
     confirm_ttl: timedelta = timedelta(minutes=5)
     #: [limits] approval_ttl: how long an approval card waits for a second person
     approval_ttl: timedelta = timedelta(hours=1)
+    #: [limits] approver_mention: a user group (S…) mentioned on approval cards, "" for none
+    approver_mention: str = ""
     #: [limits] no_result_after: when an accepted request with no result is said to have none yet
     #: (and, if ThingSpace cannot be asked about it, reported as "no result")
     no_result_after: timedelta = timedelta(minutes=30)
@@ -457,6 +459,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
                 f"{source}: [limits] request_size is {size:,}; ThingSpace takes at most 10,000 lines per request"
             )
         out["request_size"] = size
+    if "approver_mention" in limits:
+        group = str(limits["approver_mention"]).strip()
+        if group and not (group[0] == "S" and group.isalnum() and group.isupper()):
+            raise ConfigError(
+                f"{source}: [limits] approver_mention must be a user group ID like S0ONCALL "
+                f"(in Slack: the group's profile, ⋯ → Copy group ID), not {group!r}"
+            )
+        out["approver_mention"] = group
     for key, name in (
         ("confirm_ttl", "confirm_ttl"),
         ("approval_ttl", "approval_ttl"),

@@ -24,7 +24,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local = LocalStack(
         tmp_path_factory.mktemp("3am"),
         devices=80,
-        settings_overrides={"approval_size": 3, "no_result_after": timedelta(seconds=2)},
+        settings_overrides={
+            "approval_size": 3,
+            "no_result_after": timedelta(seconds=2),
+            "approver_mention": "S0ONCALL",
+        },
         scheduler=False,
     )
     local.start()
@@ -78,3 +82,25 @@ def test_a_single_device_post_is_updated_to_its_outcome(stack: LocalStack) -> No
     done = _wait(stack, lambda m: m.thread_ts is None and "Suspended demo-usage-spike" in m.text)
     assert "auto-resumes" in done.text and "stolen" in done.text and "<@U012ADMIN>" in done.text
     assert "<!date^" in done.text
+
+
+def test_approvals_reach_the_approvers_and_the_requester_hears_back(stack: LocalStack) -> None:
+    """Point 5: the approval card mentions the approvers' group, lists every device in its thread,
+    styles Approve primary; the requester is told when it is approved."""
+    assert stack.runtime is not None
+    found, _ = directory.find(stack.runtime.pool.get(), "meter", limit=14)
+    keys = [d.key for d in found if d.state == "active"][:12]
+    assert len(keys) == 12
+    stack.command(f"suspend {' '.join(keys)} --reason feeder work")
+    _wait(stack, lambda m: "Provisioning limits read" in str(m.blocks) and "feeder" in str(m.blocks))
+    stack.click("Confirm")
+    card = _wait(stack, lambda m: "Approval needed" in m.text and "feeder work" in m.text)
+    assert card.text.startswith("<!subteam^S0ONCALL> ")
+    (approve,) = [b for b in card.buttons() if b.text == "Approve"]
+    assert approve.style == "primary" and approve.has_confirm
+    listing = _wait(stack, lambda m: m.thread_ts == card.ts and "All 12 devices" in m.text)
+    assert listing.text.count("• ") == 12
+    stack.click("Approve", user="U0OPS2", channel="C0OPS")
+    told = _wait(stack, lambda m: m.ephemeral and m.user == "U012ADMIN" and "approved your suspend" in m.text)
+    assert "<@U0OPS2>" in told.text
+    print(render_message(card))
