@@ -12,8 +12,9 @@ Words and quotes, decisions:
   ``owners’``) is text, and so is a single quote that is never closed; a double quote that is
   never closed is an error. Inside double quotes ``\\"`` and ``\\\\`` are a quote and a
   backslash; nothing else is escaped.
-* Curly quotes and apostrophes in the text itself become ASCII (``don’t`` -> ``don't``): the
-  person typed ``'``, and an SMS stays in the GSM 7-bit alphabet.
+* Text is kept exactly as typed, curly quotes and apostrophes included (``someone’s`` stays
+  so in a reason and in an SMS; the SMS length check counts it in the encoding it needs).
+* ``--reason`` is at most :data:`MAX_REASON` characters; an empty or blank one means no reason.
 * Quoted text is never a target. For ``sms`` and ``nidd`` the text starts at the first quoted
   word — every word before it is a target, labels such as ``demo-healthy`` included — or, with
   no quotes, at the first word that does not look like a device id; every other verb refuses
@@ -60,6 +61,8 @@ FLAGS = frozenset({"dry-run"})
 TEXT_OPTIONS = frozenset({"reason"})
 #: Options that carry a message's data instead of quoted text (``nidd --base64 / --hex``)
 DATA_OPTIONS = frozenset({"base64", "hex"})
+#: the longest --reason kept (design: "--reason (at most 300 characters)")
+MAX_REASON = 300
 
 #: the one Slack link left in the text after :func:`bot.render.blocks.from_slack`: a phone number
 _TEL_LINK = re.compile(r"<tel:([^<>|]*)(?:\|[^<>]*)?>")
@@ -70,7 +73,6 @@ _REQUIRED_TARGETS = re.compile(r"(?<!\[)\bTARGETS?\b")
 
 _DOUBLE_QUOTES = '"\u201c\u201d'  # " “ ”
 _SINGLE_QUOTES = "'\u2018\u2019"  # ' ‘ ’
-_ASCII_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _UNCLOSED = 'A quote is not closed. Put text with spaces in "double quotes".'
 #: Characters no device id or group name contains and that a reader cannot see: C0 and C1
 #: controls, zero-width characters, bidirectional marks, embeddings, overrides and isolates
@@ -265,7 +267,7 @@ def split_words(raw: str) -> list[Word]:
         c = raw[i]
         if c.isspace():
             if in_word:
-                words.append(Word("".join(buf).translate(_ASCII_QUOTES), quoted_from))
+                words.append(Word("".join(buf), quoted_from))
                 buf, quoted_from, in_word = [], None, False
             i += 1
             continue
@@ -296,7 +298,7 @@ def split_words(raw: str) -> list[Word]:
         in_word = True
         i += 1
     if in_word:
-        words.append(Word("".join(buf).translate(_ASCII_QUOTES), quoted_from))
+        words.append(Word("".join(buf), quoted_from))
     return words
 
 
@@ -394,6 +396,14 @@ def _options(spec: VerbInfo, words: Sequence[Word]) -> tuple[dict[str, str | boo
                 value += " " + words[i].text
                 absorbed = True
                 i += 1
+        if name == "reason":
+            value = value.strip()  # empty or blank: no reason, everywhere
+            if len(value) > MAX_REASON:
+                raise UsageError(
+                    f"--reason is {len(value):,} characters; at most {MAX_REASON} are kept with the action "
+                    "(in the channel post and the audit log). Shorten it and run the command again.",
+                    verb=verb,
+                )
         options[name] = value
     return options, rest, absorbed
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.core.directory_sync import device_row
 from bot.render import blocks
+from bot.render.blocks import escape
 from bot.render.wording import line_state
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
@@ -36,7 +37,9 @@ __all__ = [
     "start_request",
 ]
 
-_REQUEST_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$")
+#: ThingSpace's request ids are UUIDs (``{"requestId": "595f5c44-c31c-4552-8670-020a1545a84d"}``,
+#: the SDK's DeviceManagementResult); anything else is refused before ThingSpace is asked
+_REQUEST_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
@@ -73,8 +76,11 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
 def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
     request_id = inv.text.strip()
     if not _REQUEST_ID.match(request_id):
+        shown = escape(request_id[:40]) or "nothing"
         raise UsageError(
-            "`request` needs the request id ThingSpace gave, e.g. `/ts request 595f5c44-c31c-4552-8670-020a1545a84d`.",
+            f"`request` needs the request id ThingSpace gave — 36 characters like "
+            f"`595f5c44-c31c-4552-8670-020a1545a84d` (it is on the request's channel message); "
+            f"`{shown}` is not one.",
             verb=audit.Verb.REQUEST,
         )
     payload = {

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlite_utils import Database
 
 from bot.render.blocks import escape
-from bot.thingspace.ids import DeviceId, InvalidDeviceId, parse_device_id
+from bot.thingspace.ids import DeviceId, InvalidDeviceId, check_digit_problem, parse_device_id
 from commands.grammar import TargetToken, UsageError
 from storage import directory
 from storage.directory import DirectoryDevice
@@ -139,21 +139,31 @@ def resolve(
         try:
             device_id = parse_device_id(token.text)
         except InvalidDeviceId as exc:
-            labelled = directory.by_label(db, token.text) if ":" not in token.text else []
-            if len(labelled) != 1:
-                if len(labelled) > 1:
-                    raise UsageError(
-                        escape(f"Several lines are labelled `{token.text}`; name one by kind:id."), verb=verb
-                    ) from None
-                raise UsageError(escape(str(exc)), verb=verb) from None
-            # a label from the directory (``demo-nbiot``): the line it names
-            named = labelled[0]
-            kind, _, value = named.key.partition(":")
-            found.setdefault(
-                named.key, ResolvedDevice(DeviceId.from_wire({"kind": kind, "id": value}), named.key, named)
-            )
-            continue
+            if exc.candidates:  # a bare number several kinds fit: taken if it names one line
+                device_id = _one_line(db, token.text, exc, verb)
+            else:
+                labelled = directory.by_label(db, token.text) if ":" not in token.text else []
+                if len(labelled) != 1:
+                    if len(labelled) > 1:
+                        raise UsageError(
+                            escape(f"Several lines are labelled `{token.text}`; name one by kind:id."),
+                            verb=verb,
+                        ) from None
+                    raise UsageError(escape(str(exc)), verb=verb) from None
+                # a label from the directory (``demo-nbiot``): the line it names
+                named = labelled[0]
+                kind, _, value = named.key.partition(":")
+                found.setdefault(
+                    named.key,
+                    ResolvedDevice(DeviceId.from_wire({"kind": kind, "id": value}), named.key, named),
+                )
+                continue
         entry = directory.lookup(db, device_id.kind, device_id.id)
+        if entry is None:
+            # a line the account does not list: a wrong check digit is a typo, said before ThingSpace is asked
+            problem = check_digit_problem(device_id)
+            if problem:
+                raise UsageError(escape(problem), verb=verb)
         key = entry.key if entry else str(device_id)
         if entry:
             kind, _, value = entry.key.partition(":")
@@ -180,6 +190,30 @@ def audit_targets(tokens: Sequence[TargetToken], devices: Sequence[ResolvedDevic
     if not groups:
         return [d.key for d in devices]
     return groups + [d.key for d in devices if not d.from_group]
+
+
+def _one_line(db: Database, text: str, exc: InvalidDeviceId, verb: str) -> DeviceId:
+    """A bare number that fits several kinds (a 10-digit MDN or MIN, say) is taken when the
+    directory knows exactly one line by it, whichever kinds; a prefix is asked for only when the
+    kinds name different lines (or no line at all)."""
+    value = text.strip()
+    lines: dict[str, list[str]] = {}
+    for kind in exc.candidates:
+        entry = directory.lookup(db, kind, value)
+        if entry is not None:
+            lines.setdefault(entry.key, []).append(kind)
+    if len(lines) == 1:
+        (key,) = lines
+        kind, _, ident = key.partition(":")
+        return DeviceId.from_wire({"kind": kind, "id": ident})
+    if len(lines) > 1:
+        named = "; ".join(f"{' and '.join(kinds)} of {escape(key)}" for key, kinds in lines.items())
+        raise UsageError(
+            f"`{escape(value)}` names more than one line here ({named}); say which with a prefix, "
+            f"e.g. `{exc.candidates[0]}:{escape(value)}`.",
+            verb=verb,
+        )
+    raise UsageError(escape(str(exc)), verb=verb)
 
 
 def resolve_keys(db: Database, keys: Sequence[str]) -> list[ResolvedDevice]:

@@ -72,7 +72,9 @@ def from_slack(text: str) -> str:
     ``<!channel>``, a URL becomes ``<https://…>`` or ``<https://…|label>``) and escapes the
     ``&``, ``<`` and ``>`` they typed literally. Special mentions become ``@name`` again, links
     their label (or address), and the escapes the characters; so ``&lt;!here&gt;`` typed by hand
-    stays the text ``<!here>``, which :func:`escape` keeps literal wherever it is shown.
+    stays the text ``<!here>``, which :func:`escape` keeps literal wherever it is shown. A link whose
+    label is not its address keeps both (``runbook (https://…)``), so the address reaches the post
+    and the audit log.
     """
 
     def typed(m: re.Match[str]) -> str:
@@ -81,9 +83,11 @@ def from_slack(text: str) -> str:
             if label:
                 return label if label.startswith("@") or not inner[1:].isalpha() else f"@{label}"
             return "@" + inner[1:].split("^", 1)[0]
-        if label:
-            return label
-        return inner.removeprefix("mailto:")
+        address = inner.removeprefix("mailto:")
+        # a link keeps its address as text: "runbook (https://…)" unless the label is the address
+        if label and label not in (inner, address, inner.split("://", 1)[-1]):
+            return f"{label} ({address})"
+        return label or address
 
     converted = _SLACK_FORMAT.sub(typed, text)
     return converted.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

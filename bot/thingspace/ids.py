@@ -52,6 +52,8 @@ __all__ = [
     "KIND_FORMATS",
     "DeviceId",
     "InvalidDeviceId",
+    "check_digit_problem",
+    "luhn_digit",
     "parse_device_id",
 ]
 
@@ -202,6 +204,39 @@ class DeviceId:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"
+
+
+def luhn_digit(body: str) -> int:
+    """The Luhn check digit that completes the digits *body* (ITU-T E.118 for ICCIDs, 3GPP TS
+    23.003 for IMEIs)."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10
+
+
+def check_digit_problem(device: DeviceId) -> str | None:
+    """Why an ICCID (19–20 digits) or IMEI (15 digits) cannot be right — its last digit is not the
+    Luhn check digit of the others — or None (other kinds and lengths have no check digit)."""
+    value = device.id
+    if not value.isdigit():
+        return None
+    if not (
+        (device.kind == "iccid" and len(value) in (19, 20)) or (device.kind == "imei" and len(value) == 15)
+    ):
+        return None
+    expected = luhn_digit(value[:-1])
+    if int(value[-1]) == expected:
+        return None
+    return (
+        f"{device.kind}:{mask_id(value)} fails its check digit: an {device.kind.upper()} ends in a Luhn check digit, "
+        f"and for these digits it would be {expected}, not {value[-1]}. Check the number for a typo."
+    )
 
 
 def parse_device_id(text: str) -> DeviceId:

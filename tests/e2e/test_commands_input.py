@@ -37,8 +37,8 @@ def _sent(stack: LocalStack, text: str) -> None:
     [
         ('"12345678"', "12345678"),  # quoted digits are the text, not an ESN
         ("\u201c12345678\u201d", "12345678"),  # the same from a client that curls quotes
-        ("\u201cdon\u2019t reboot\u201d", "don't reboot"),  # curly quotes and an apostrophe
-        ("don\u2019t reboot", "don't reboot"),  # no quotes at all: the apostrophe is text
+        ("\u201cdon\u2019t reboot\u201d", "don\u2019t reboot"),  # curly quotes and an apostrophe
+        ("don\u2019t reboot", "don\u2019t reboot"),  # no quotes at all: the apostrophe is text
     ],
 )
 def test_sms_text_as_slack_clients_send_it(stack: LocalStack, typed: str, sent: str) -> None:
@@ -56,7 +56,7 @@ def test_reason_with_an_apostrophe_needs_no_quotes(stack: LocalStack) -> None:
     body = stack.command(f"suspend {STOLEN} --reason owner\u2019s report --dry-run", **OPERATOR).json()
     assert "Dry run" in body["text"], body["text"]
     rows = AuditLog(_db(stack)).query(actor="U0OPS1", limit=5)
-    assert rows[0].outcome == "dry-run" and rows[0].reason == "owner's report"
+    assert rows[0].outcome == "dry-run" and rows[0].reason == "owner\u2019s report"
 
 
 def test_eight_bit_sms_too_long(stack: LocalStack) -> None:
