@@ -77,6 +77,9 @@ class CommandRequest:
     response_url: str = ""
     trigger_id: str = ""
     team: str = ""
+    #: run by a button on a card (``ts:run``): the response_url's "original" is that card, which
+    #: an answer must never overwrite
+    via_button: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Reply:
     blocks: list[dict[str, Any]] | None = None
     response_type: str = "ephemeral"
     replace_original: bool | None = None
+    #: for a click: nothing to post now (the answer follows as its own message)
+    silent: bool = False
 
     def as_ack(self) -> dict[str, Any]:
         body: dict[str, Any] = {"text": self.text, "response_type": self.response_type}

@@ -66,6 +66,7 @@ from bot.thingspace.models import (
 from commands import audit
 from commands.context import Deps
 from commands.guards import HISTORY_SPAN, LineLimits, limits_from_history
+from commands.policy import may_run, user_role
 from commands.verdict import ACCOUNT_CHECK, Evidence, Facts, Mismatch, PendingRequest, Verdict, judge
 from storage import directory, requests, watches
 from storage.directory import DirectoryDevice
@@ -536,8 +537,43 @@ def _evidence_lines(evidence: tuple[Evidence, ...]) -> list[str]:
     return [f"{_LEVEL_ICONS[e.level]} *{e.topic}:* {e.text}" for e in evidence]
 
 
-def card(verdict: Verdict, title: str, *, checks: int, seconds: float, now: datetime) -> list[dict[str, Any]]:
-    """The verdict as Block Kit: headline, evidence, next-step buttons, a footer."""
+#: confirm dialogs of the next-step buttons that change something or send an SMS: verb -> (title, text, ok)
+_STEP_CONFIRM = {
+    "sms": (
+        "Send the reboot SMS?",
+        "The SMS goes to {title} at once (ThingSpace queues it for up to 5 days).",
+        "Send",
+    ),
+    "cancel-location": (
+        "Cancel location?",
+        "Opens the confirmation to detach {title}; nothing happens before you confirm it.",
+        "Continue",
+    ),
+    "suspend": ("Suspend this line?", "Opens the confirmation to suspend {title}.", "Continue"),
+    "resume": ("Resume this line?", "Opens the confirmation to resume {title}.", "Continue"),
+    "watch": (
+        "Watch this line?",
+        "Starts a ThingSpace reachability monitor for {title} and alerts this channel.",
+        "Watch",
+    ),
+}
+
+
+def card(
+    verdict: Verdict,
+    title: str,
+    *,
+    checks: int,
+    seconds: float,
+    now: datetime,
+    target: str = "",
+    allowed: Callable[[str], bool] = lambda verb: True,
+    shared_by: str = "",
+    shareable: bool = True,
+) -> list[dict[str, Any]]:
+    """The verdict as Block Kit: headline, evidence, next-step buttons (only those whose verb the
+    reader may run, per *allowed*; a confirm dialog on each that changes something), **Retry** on
+    an unknown verdict, **Share to channel** unless this is the shared copy, and a footer."""
     body: list[dict[str, Any]] = [
         blocks.header(f"Diagnosis · {title}"),
         blocks.section(f"{_ICONS[verdict.grade]} *{verdict.grade.upper()}* · {verdict.summary}"),
@@ -554,9 +590,22 @@ def card(verdict: Verdict, title: str, *, checks: int, seconds: float, now: date
         size += len(line) + 1
     if chunk:
         body.append(blocks.section("\n".join(chunk)))
-    if verdict.steps:
-        buttons = [blocks.button(s.label, "ts:run", s.command, style=s.style) for s in verdict.steps]
+    buttons = []
+    for step in verdict.steps:
+        verb = step.command.split(" ", 1)[0]
+        if not allowed(verb):
+            continue
+        confirm = _STEP_CONFIRM.get(verb)
+        dialog = (confirm[0], confirm[1].format(title=blocks.escape(title)), confirm[2]) if confirm else None
+        buttons.append(blocks.button(step.label, "ts:run", step.command, style=step.style, confirm=dialog))
+    if verdict.grade == "unknown" and target:
+        buttons.append(blocks.button("Retry", "ts:run", f"diag {target}", style="primary"))
+    if target and shareable and not shared_by:
+        buttons.append(blocks.button("Share to channel", "ts:share", f"diag {target}"))
+    if buttons:
         body.append(blocks.actions(*buttons))
+    if shared_by:
+        body.append(blocks.context(f"Shared by <@{shared_by}>"))
     ran = checks - len(verdict.failed)
     took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
     footer = f"{ran} of {checks} ThingSpace checks answered in {took} · {now:%Y-%m-%d %H:%M} UTC"
@@ -589,4 +638,21 @@ def run_diag(deps: Deps, device_id: DeviceId, payload: dict[str, Any]) -> tuple[
             detail={"failed": list(verdict.failed), "seconds": round(seconds, 2)},
         )
     text = f"{blocks.escape(title)}: {verdict.grade} · {verdict.summary}"
-    return text, card(verdict, title, checks=len(CHECKS), seconds=seconds, now=facts.now)
+    user, channel = str(payload.get("user", "")), str(payload.get("channel", ""))
+    role = user_role(deps, user, channel) if user else "admin"
+
+    def allowed(verb: str) -> bool:
+        spec = deps.verbs.get(verb)
+        return spec is None or may_run(role, spec.role)
+
+    return text, card(
+        verdict,
+        title,
+        checks=len(CHECKS),
+        seconds=seconds,
+        now=facts.now,
+        target=key,
+        allowed=allowed,
+        shared_by=user if payload.get("share") else "",
+        shareable=not payload.get("in_channel"),
+    )

@@ -20,14 +20,16 @@ from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import Device
 from commands import audit, diag, provisioning
-from commands.context import CommandRequest, Deps, Reply
+from commands.context import ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import Invocation, UsageError
+from commands.policy import may_run, user_role
 from commands.targets import resolve
 from storage import directory, jobs, outbox, requests
 from storage.jobs import Job
 
 __all__ = [
     "device_card",
+    "on_share",
     "run",
     "run_diag",
     "run_reach",
@@ -52,6 +54,8 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         "user": req.user,
         "channel": req.channel,
         "response_url": req.response_url,
+        # the answer replaces the "⏳" ack; a card a button was on is never overwritten
+        "replace": not req.via_button,
     }
     job_key = f"lookup:{inv.verb}:{req.user}:{device.key}:{time.time_ns()}"
     with audit.transaction(db):
@@ -70,7 +74,57 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         inv.verb
     ]
     tail = " is reachable…" if inv.verb == "reach" else "…"
-    return Reply(f":hourglass_flowing_sand: {what} {blocks.escape(device.label)}{tail}")
+    return Reply(
+        f":hourglass_flowing_sand: {what} {blocks.escape(device.label)}{tail}", silent=req.via_button
+    )
+
+
+#: cards that can be shared: the verbs whose answer is a card about one line
+SHAREABLE = ("status", "diag")
+
+
+def share_button(verb: str, key: str) -> dict[str, Any]:
+    """**Share to channel**: the same lookup again, answered in the channel for everyone."""
+    return blocks.button("Share to channel", "ts:share", f"{verb} {key}")
+
+
+def on_share(deps: Deps, req: ActionRequest) -> Reply | None:
+    """The Share to channel button: run the lookup again and post its card in the channel."""
+    verb, _, key = req.value.partition(" ")
+    spec = deps.verbs.get(verb)
+    if verb not in SHAREABLE or spec is None or not key:
+        return Reply("That button is from an older message; run the command again.", replace_original=False)
+    if not may_run(user_role(deps, req.user, req.channel), spec.role):
+        return Reply(
+            f":no_entry: Sharing a `{verb}` card needs the *{spec.role}* role.", replace_original=False
+        )
+    kind, _, ident = key.partition(":")
+    payload = {
+        "verb": verb,
+        "device": str(DeviceId.from_wire({"kind": kind, "id": ident})),
+        "key": key,
+        "user": req.user,
+        "channel": req.channel,
+        "response_url": req.response_url,
+        "replace": False,
+        "share": True,
+    }
+    db = deps.db()
+    with audit.transaction(db):
+        jobs.enqueue(
+            db, key=f"lookup:{verb}:share:{req.user}:{key}:{time.time_ns()}", kind="lookup", payload=payload
+        )
+        audit.record(
+            db,
+            actor=req.user,
+            channel=req.channel,
+            verb=verb,
+            outcome=audit.Outcome.QUEUED,
+            targets=[key],
+            detail={"shared": True},
+        )
+    deps.wake()
+    return Reply("", silent=True)
 
 
 def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
@@ -114,8 +168,9 @@ def _when(moment: datetime | None) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({format_duration(ago)} ago)"
 
 
-def device_card(device: Device) -> list[dict[str, Any]]:
-    """The status card: state, plan, last connection, identifiers, and what to do next."""
+def device_card(device: Device, *, role: str | None = "admin", shared_by: str = "") -> list[dict[str, Any]]:
+    """The status card: state, plan, last connection, identifiers, and what to do next — only the
+    buttons *role* may use; **Share to channel** unless it is the shared copy (*shared_by*)."""
     esc = blocks.escape  # everything below but the ids' kinds came from ThingSpace
     label = esc(device.label or str(device.device_id))
     state = device.state or "unknown"
@@ -136,21 +191,43 @@ def device_card(device: Device) -> list[dict[str, Any]]:
     ]
     target = str(device.device_id)
     buttons = [blocks.button("Diagnose", "ts:run", f"diag {target}")]
-    if state == "active":
+    operator = may_run(role, "operator")
+    if state == "active" and operator:
         buttons.append(blocks.button("Suspend…", "ts:run", f"suspend {target}", style="danger"))
     elif state == "suspend":
         resume = device.extended_attributes.get("ResumeDate")
         if resume:
             body.append(blocks.context(f"Auto-resumes on {esc(resume[:10])}"))
-        buttons.append(blocks.button("Resume…", "ts:run", f"resume {target}", style="primary"))
+        if operator:
+            buttons.append(blocks.button("Resume…", "ts:run", f"resume {target}", style="primary"))
+    if shared_by:
+        body.append(blocks.context(f"Shared by <@{shared_by}>"))
+    else:
+        buttons.append(share_button("status", target))
     body.append(blocks.actions(*buttons))
     return body
 
 
 def _respond(db: Any, job: Job, text: str, body: list[dict[str, Any]] | None = None) -> None:
+    """The answer: in place of the "⏳" ack of a slash command, as a new message for a button,
+    in the channel for Share to channel."""
     url = job.payload.get("response_url") or ""
     if url:
-        outbox.enqueue_respond(db, key=f"job:{job.id}:reply", response_url=url, text=text, blocks=body)
+        share = bool(job.payload.get("share"))
+        outbox.enqueue_respond(
+            db,
+            key=f"job:{job.id}:reply",
+            response_url=url,
+            text=text,
+            blocks=body,
+            response_type="in_channel" if share else "ephemeral",
+            replace_original=bool(job.payload.get("replace")) and not share,
+        )
+
+
+def viewer_role(deps: Deps, job: Job) -> str | None:
+    """The role of the person a lookup answers (its buttons are drawn for them)."""
+    return user_role(deps, str(job.payload.get("user", "")), str(job.payload.get("channel", "")))
 
 
 def run(deps: Deps, job: Job) -> None:
@@ -186,7 +263,8 @@ def run_status(deps: Deps, job: Job) -> None:
     db = deps.db()
     device_id = _job_device(job)
     device = deps.thingspace.get_device(device_id)
-    card = device_card(device)
+    shared_by = str(job.payload["user"]) if job.payload.get("share") else ""
+    card = device_card(device, role=viewer_role(deps, job), shared_by=shared_by)
     outside = provisioning.last_outside_change(deps, device_id, now=datetime.now(UTC))
     if outside:
         card.insert(len(card) - 1, blocks.context(outside))  # above the buttons

@@ -216,5 +216,6 @@ BUTTONS: dict[str, ActionHandler] = {
     "retry": retry.on_retry,
     "find-more": browse.find_more,
     "history-more": browse.history_more,
+    "share": lookup.on_share,
     **watch.alert_buttons(),
 }

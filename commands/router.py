@@ -94,7 +94,12 @@ class Router:
             return self.handle_command(
                 deps,
                 CommandRequest(
-                    user=req.user, channel=req.channel, text=req.value, response_url=req.response_url
+                    user=req.user,
+                    channel=req.channel,
+                    text=req.value,
+                    response_url=req.response_url,
+                    trigger_id=req.trigger_id,
+                    via_button=True,
                 ),
             )
         handler = self.buttons.get(kind)

@@ -279,7 +279,7 @@ def run_monitor_job(deps: Deps, job: Job) -> None:
 
 def run_alert_diag(deps: Deps, job: Job) -> None:
     """The worker's ``alert-diag`` job: run diag and post the card in the alert's thread."""
-    payload: dict[str, Any] = dict(job.payload)
+    payload: dict[str, Any] = {**job.payload, "in_channel": True}  # posted in the alert's thread
     kind, _, ident = str(payload["device"]).partition(":")
     device_id = DeviceId.from_wire({"kind": kind, "id": ident})
     body: list[dict[str, Any]] | None

@@ -102,7 +102,7 @@ def build_bolt_app(
             reply = router.handle_action(deps, request)
         except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
             reply = _oops()
-        if reply is not None and request.response_url:
+        if reply is not None and not reply.silent and request.response_url:
             db = deps.db()
             key = f"click:{request.action_id}:{request.value}:{request.user}:{time.time_ns()}"
             with write(db):

@@ -104,3 +104,36 @@ def test_approvals_reach_the_approvers_and_the_requester_hears_back(stack: Local
     told = _wait(stack, lambda m: m.ephemeral and m.user == "U012ADMIN" and "approved your suspend" in m.text)
     assert "<@U0OPS2>" in told.text
     print(render_message(card))
+
+
+def test_fewer_ephemerals_buttons_by_role_and_share_to_channel(stack: LocalStack) -> None:
+    """Points 6 and 9: the "⏳" ack is replaced by the answer; a button's answer never overwrites
+    the card it came from; a viewer's card offers no Suspend…; Share to channel posts for everyone;
+    every diag button that changes something has a confirm dialog."""
+    key = _key(stack, "demo-healthy")
+    stack.command(f"status {key}")
+    card = _wait(stack, lambda m: m.ephemeral and "Looking up" in m.versions[0].text and "active" in m.text)
+    assert card.updated and {b.text for b in card.buttons()} >= {"Diagnose", "Suspend…", "Share to channel"}
+    find = stack.command("find demo-healthy").json()
+    assert "demo-healthy" in find["text"]
+    found = _wait(stack, lambda m: m.ephemeral and "match" in m.text and "demo-healthy" in str(m.blocks))
+    assert stack.driver is not None
+    stack.driver.click("Status", user="U012ADMIN", ts=found.ts)
+    answer = _wait(
+        stack, lambda m: m.ts != card.ts and m.ts != found.ts and m.ephemeral and "— active" in str(m.blocks)
+    )
+    assert not stack.standin.message(found.channel, found.ts).updated  # the find card is untouched
+    assert not any("Looking up" in m.text and m.ts > found.ts for m in stack.standin.messages())
+    stack.command(f"status {key}", user="U0NOC1", channel="C0NOC")
+    viewer = _wait(stack, lambda m: m.user == "U0NOC1" and "— active" in str(m.blocks))
+    assert {b.text for b in viewer.buttons()} == {"Diagnose", "Share to channel"}
+    stack.driver.click("Share to channel", user="U0NOC1", ts=viewer.ts, channel="C0NOC")
+    shared = _wait(stack, lambda m: not m.ephemeral and "Shared by <@U0NOC1>" in str(m.blocks))
+    assert shared.channel == "C0NOC" and "Share to channel" not in {b.text for b in shared.buttons()}
+    stack.command(f"diag {_key(stack, 'demo-hung')}")
+    diag = _wait(
+        stack, lambda m: m.ephemeral and "Diagnosis" in str(m.blocks) and "demo-hung" in str(m.blocks)
+    )
+    changing = [b for b in diag.buttons() if b.text not in ("Share to channel", "Retry", "Request status")]
+    assert changing and all(b.has_confirm for b in changing), [(b.text, b.has_confirm) for b in changing]
+    print(render_message(answer))

@@ -177,7 +177,7 @@ def test_a_failed_monitor_callback_marks_the_monitor_failed_and_schedules_a_retr
     a DiagnosticsService one: the monitor is marked failed and the watch retries in 15 minutes.
     """
     assert stack.runtime is not None
-    unknown = "iccid:89148000000800999999"
+    unknown = "iccid:89148000000800999998"  # a valid check digit, unknown to the account
     stack.command(f"watch {unknown} --alert-after 1h")
     _wait(lambda: any(m.state == "failed" for m in watches.monitors_of(_db(stack), unknown)))
     [monitor] = watches.monitors_of(_db(stack), unknown)
