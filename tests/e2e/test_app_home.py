@@ -26,7 +26,7 @@ def _open_home(bot: SlackOnlyBot, user: str) -> int:
 
 def test_home_shows_role_actions_and_recent_history(slack_bot: SlackOnlyBot) -> None:
     """An operator sees their role, what they may run, and their own recent actions."""
-    slack_bot.driver.command("suspend iccid:89148000000800139708 --dry-run", user="U0OPS1", channel="C0OPS")
+    slack_bot.driver.command("suspend iccid:89148000003339904729 --dry-run", user="U0OPS1", channel="C0OPS")
     assert _open_home(slack_bot, "U0OPS1") == 200
     call = slack_bot.standin.wait_for_call(lambda c: c.method == "views.publish", timeout=5)
     view = json.dumps(call.params)
@@ -50,14 +50,14 @@ def test_home_lists_the_users_watches_and_their_open_alerts(slack_bot: SlackOnly
     from storage.db import write
 
     answer = slack_bot.driver.command(
-        "watch iccid:89148000000800139708 --alert-after 2h", user="U0OPS1", channel="C0OPS"
+        "watch iccid:89148000003339904729 --alert-after 2h", user="U0OPS1", channel="C0OPS"
     )
     assert answer.status_code == 200
     db = slack_bot.runtime.pool.get()
     with write(db):
         alerts.insert_alert(
             db,
-            device="iccid:89148000000800139708",
+            device="iccid:89148000003339904729",
             condition="unreachable",
             channel="C0OPS",
             down_since=time.time() - 7200,
@@ -66,5 +66,5 @@ def test_home_lists_the_users_watches_and_their_open_alerts(slack_bot: SlackOnly
     assert _open_home(slack_bot, "U0OPS1") == 200
     call = slack_bot.standin.wait_for_call(lambda c: c.method == "views.publish", timeout=5)
     view = json.dumps(call.params)
-    assert "Your watches" in view and "iccid:89148000000800139708" in view and "alert after 2 h" in view
+    assert "Your watches" in view and "iccid:89148000003339904729" in view and "alert after 2 h" in view
     assert "Open alerts on your watched devices (1)" in view and "unreachable since" in view
