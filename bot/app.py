@@ -159,7 +159,7 @@ class Runtime:
             verbs=registry.VERBS,
             slack=self.slack,
         )
-        self.router = Router(registry.VERBS, registry.BUTTONS)
+        self.router = Router(registry.VERBS, registry.BUTTONS, registry.VIEWS)
         #: requests from the installed workspace only (SLACK_TEAM_ID, else auth.test at start)
         self.workspace = WorkspaceGuard(settings.slack_team_id)
         self.bolt = build_bolt_app(self.deps, self.router, workspace=self.workspace)

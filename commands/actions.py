@@ -43,7 +43,7 @@ from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import RequestAccepted
 from commands import audit, guards, nidd
 from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
-from commands.grammar import Invocation, UsageError
+from commands.grammar import MAX_REASON, Invocation, UsageError
 from commands.policy import may_run, user_role
 from commands.smstext import check_sms
 from commands.targets import ResolvedDevice, audit_targets, resolve, resolve_keys
@@ -54,12 +54,15 @@ __all__ = [
     "API_CALLS",
     "BUTTONS",
     "LIMITED",
+    "MODAL",
     "Notes",
     "confirm_card",
     "dry_run_reply",
     "expire_approvals",
+    "modal_view",
     "nothing_to_do",
     "on_button",
+    "on_modal",
     "queue_execution",
     "start",
     "tell_requester",
@@ -296,8 +299,10 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
     preview = guards.check(verb, devices, bot_actions_today=counts, nidd_plans=settings.nidd_plans)
     listed = preview.ok
     notes = Notes.of(preview)
-    #: the worker completes the card with ThingSpace's limits (it needs the response_url to redraw it)
-    limited = verb in LIMITED and bool(listed) and bool(req.response_url)
+    #: the worker completes the card with ThingSpace's limits (it needs the response_url to redraw it);
+    #: not for a card a button started: its response_url's original is the card the button was on,
+    #: which is never overwritten — there the limits are read just before acting
+    limited = verb in LIMITED and bool(listed) and bool(req.response_url) and not req.via_button
     reason = inv.reason
     if inv.dry_run:
         with audit.transaction(db):
@@ -390,7 +395,110 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
         return Reply(
             f"Sending the SMS to {listed[0].shown}… delivery receipts will follow in a channel thread."
         )
+    if req.via_button:
+        # one card per decision: a modal (with a reason field) over the card the button was on;
+        # if it cannot open, this card is posted once as a new message
+        card = confirm_card(deps, action, listed, notes, limits="at-execution" if verb in LIMITED else "none")
+        return Reply(card.text, card.blocks, view=modal_view(deps, action, listed, notes))
     return confirm_card(deps, action, listed, notes, limits="reading" if limited else "none")
+
+
+#: the callback id (``ts:<MODAL>``) of the confirmation modal of a button-started action
+MODAL = "action-modal"
+_MODAL_TITLE = {
+    "suspend": "Suspend",
+    "resume": "Resume",
+    "cancel-location": "Cancel location",
+    "sms": "Send an SMS",
+}
+_MODAL_SUBMIT = {"suspend": "Suspend", "resume": "Resume", "cancel-location": "Detach", "sms": "Send"}
+AT_EXECUTION = (
+    ":information_source: Each line's provisioning limits are read from ThingSpace just before acting; "
+    "a line at a limit is not sent, and you are told why."
+)
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": blocks.truncate(text, limit), "emoji": True}
+
+
+def modal_view(
+    deps: Deps, action: pending.PendingAction, listed: list[ResolvedDevice], notes: Notes
+) -> dict[str, Any]:
+    """The confirmation of a button-started action as a modal: the devices, what is known about
+    them, and a reason field (at most 300 characters; it reaches the channel post and the audit log)."""
+    _call, _done, title = API_CALLS[action.verb]
+    n = len(listed)
+    body: list[dict[str, Any]] = [
+        blocks.section(f"*{title} {_count(n)}?*\n{_devices_text(listed)}"),
+        blocks.context(
+            f"Set `{action.digest}` · expires in {format_duration_s(max(action.expires_at - deps.clock(), 0.0))}"
+        ),
+    ]
+    body.extend(blocks.context(x) for x in notes.lines())
+    if action.verb in LIMITED:
+        body.append(blocks.context(AT_EXECUTION))
+    if action.needs_approval:
+        body.append(
+            blocks.context(
+                f":busts_in_silhouette: More than {deps.settings.approval_size} devices: a second person with the "
+                "role must approve it in the channel."
+            )
+        )
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "reason",
+        "max_length": MAX_REASON,
+        "placeholder": _plain("e.g. stolen, customer request, site closed", 150),
+    }
+    if action.reason:
+        element["initial_value"] = action.reason
+    body.append(
+        {
+            "type": "input",
+            "block_id": "reason",
+            "optional": True,
+            "label": _plain("Reason (shown in the channel and kept in the audit log)", 2000),
+            "element": element,
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": f"ts:{MODAL}",
+        "private_metadata": action.id,
+        "title": _plain(_MODAL_TITLE.get(action.verb, "Confirm") + "?", 24),
+        "submit": _plain(_MODAL_SUBMIT.get(action.verb, "Confirm"), 24),
+        "close": _plain("Cancel", 24),
+        "blocks": blocks.limit_blocks(body),
+    }
+
+
+def on_modal(deps: Deps, user: str, view: Mapping[str, Any]) -> dict[str, str] | None:
+    """The modal submitted: the reason kept with the action, then exactly what Confirm does.
+    Returns errors to show in the modal (it stays open), or None (it closes)."""
+    db = deps.db()
+    action = pending.get(db, str(view.get("private_metadata", "")))
+    now = deps.clock()
+    if action is None or action.state != "pending" or action.expires_at <= now:
+        return {"reason": _expired_or_used(action, now)}
+    state = view.get("state") or {}
+    typed = (((state.get("values") or {}).get("reason") or {}).get("reason") or {}).get("value")
+    reason = str(typed or "").strip()
+    if len(reason) > MAX_REASON:
+        return {"reason": f"At most {MAX_REASON} characters; this is {len(reason):,}."}
+    if user != action.actor:
+        return {"reason": "Only the person who asked can confirm this; you can run the command yourself."}
+    if not may_run(user_role(deps, user, action.channel), deps.role_needed(action.verb)):
+        return {"reason": f"Confirming a `{action.verb}` needs the *{deps.role_needed(action.verb)}* role."}
+    with audit.transaction(db):
+        pending.set_reason(db, action.id, reason)
+    current = pending.get(db, action.id)
+    assert current is not None
+    request = ActionRequest(user=user, channel=action.channel, action_id="ts:confirm", value=action.id)
+    reply = _confirm(deps, request, current)
+    if not reply.replace_original:  # refused or too late: say it where they are
+        return {"reason": reply.text}
+    return None
 
 
 def confirm_card(
@@ -424,6 +532,8 @@ def confirm_card(
         body.append(blocks.context(extra))
     if limits == "reading":
         body.append(blocks.context(READING))
+    elif limits == "at-execution":
+        body.append(blocks.context(AT_EXECUTION))
     elif limits == "read" and not notes.unread_n:
         body.append(
             blocks.context(

@@ -30,6 +30,7 @@ __all__ = [
     "Runner",
     "Submit",
     "VerbSpec",
+    "ViewHandler",
 ]
 
 
@@ -103,6 +104,9 @@ class Reply:
     replace_original: bool | None = None
     #: for a click: nothing to post now (the answer follows as its own message)
     silent: bool = False
+    #: for a click: a modal to open with the click's ``trigger_id`` (``views.open``) instead of a
+    #: message; if it cannot be opened, ``text``/``blocks`` are posted as the answer
+    view: dict[str, Any] | None = None
 
     def as_ack(self) -> dict[str, Any]:
         body: dict[str, Any] = {"text": self.text, "response_type": self.response_type}
@@ -117,6 +121,8 @@ class Reply:
 Handler = Callable[[Deps, CommandRequest, Invocation, str | None], Reply]
 #: a button's handler: a reply for the response_url, or None when it queued its own messages
 ActionHandler = Callable[[Deps, ActionRequest], Reply | None]
+#: a submitted modal's handler (deps, user, view): None closes it, {block_id: message} shows errors
+ViewHandler = Callable[[Deps, str, Mapping[str, Any]], dict[str, str] | None]
 #: a verb's background half, run by the command worker after the ack (it calls ThingSpace)
 Runner = Callable[[Deps, Job], None]
 #: the ThingSpace call of a confirmed action: (client, devices, the action's options) -> request

@@ -8,11 +8,11 @@ Help, the manifest, the role checks, the router, the metrics and the command wor
 from __future__ import annotations
 
 from commands import actions, browse, lookup, nidd, retry, sms_history, usage, watch
-from commands.context import ActionHandler, CommandRequest, Deps, Reply, VerbSpec
+from commands.context import ActionHandler, CommandRequest, Deps, Reply, VerbSpec, ViewHandler
 from commands.grammar import TARGETS_AND_TEXT, TEXT, Invocation
 from commands.help import help_reply
 
-__all__ = ["BUTTONS", "VERBS"]
+__all__ = ["BUTTONS", "VERBS", "VIEWS"]
 
 _ACTION_OPTIONS = ("reason", "dry-run")
 
@@ -218,4 +218,9 @@ BUTTONS: dict[str, ActionHandler] = {
     "history-more": browse.history_more,
     "share": lookup.on_share,
     **watch.alert_buttons(),
+}
+
+#: ``ts:<kind>`` callback ids of the modals the bot opens -> their submission handler
+VIEWS: dict[str, ViewHandler] = {
+    actions.MODAL: actions.on_modal,
 }

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from bot.core.redact import mask_text
 from commands import audit
-from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply, VerbSpec
+from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply, VerbSpec, ViewHandler
 from commands.grammar import Invocation, UnknownVerb, UsageError, parse
 from commands.help import role_line, unknown_verb_text
 from commands.policy import may_run, user_role
@@ -33,9 +34,15 @@ class Router:
     """Dispatches slash commands through the verb table and clicks through the button table
     (the part of ``action_id`` after ``ts:``, e.g. ``ts:confirm`` -> ``confirm``)."""
 
-    def __init__(self, verbs: Mapping[str, VerbSpec], buttons: Mapping[str, ActionHandler]) -> None:
+    def __init__(
+        self,
+        verbs: Mapping[str, VerbSpec],
+        buttons: Mapping[str, ActionHandler],
+        views: Mapping[str, ViewHandler] | None = None,
+    ) -> None:
         self.verbs = verbs
         self.buttons = buttons
+        self.views = dict(views or {})
 
     def handle_command(self, deps: Deps, req: CommandRequest) -> Reply:
         """Answer a ``/ts`` command from local work only; every command leaves one audit entry."""
@@ -107,6 +114,15 @@ class Router:
             return handler(deps, req)
         log.info("ignored unknown action %s", kind)
         return Reply("That button belongs to an older version of the bot; run the command again.")
+
+    def handle_view(self, deps: Deps, user: str, view: Mapping[str, Any]) -> dict[str, str] | None:
+        """A submitted modal, by its ``callback_id`` (``ts:<kind>``, looked up in the button table
+        as ``view:<kind>``): None closes it, ``{block_id: message}`` shows errors in it."""
+        kind = str(view.get("callback_id", "")).removeprefix("ts:")
+        handler = self.views.get(kind)
+        if handler is None:
+            return {"reason": "This form belongs to an older version of the bot; run the command again."}
+        return handler(deps, user, view)
 
     def _invalid(self, deps: Deps, req: CommandRequest, exc: UsageError, inv: Invocation | None) -> Reply:
         db = deps.db()

@@ -18,7 +18,17 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["PendingAction", "cancel", "claim", "create", "device_digest", "get", "migrations", "set_state"]
+__all__ = [
+    "PendingAction",
+    "cancel",
+    "claim",
+    "create",
+    "device_digest",
+    "get",
+    "migrations",
+    "set_reason",
+    "set_state",
+]
 
 migrations = Migrations("tsbot.pending")
 
@@ -174,6 +184,13 @@ def claim(
         [to_state, by, now, action_id, from_state, now],
     ).fetchone()
     return _row(row) if row else None
+
+
+def set_reason(db: Database, action_id: str, reason: str) -> None:
+    """The reason given when the action was confirmed (in a modal), while it is still pending."""
+    db.execute(
+        "UPDATE pending_actions SET reason = ? WHERE id = ? AND state = 'pending'", [reason, action_id]
+    )
 
 
 def set_state(db: Database, action_id: str, state: str, *, expires_at: float | None = None) -> None:

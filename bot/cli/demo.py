@@ -4,6 +4,7 @@ Console lines:
 
 ``/ts …``            run a slash command as the current user in the current channel
 ``click LABEL``      press the newest button with that label visible to the current user
+``submit [REASON]``  submit the modal a button opened (its reason field set to REASON)
 ``as USER_ID``       switch identity (``U012ADMIN`` admin, ``U0OPS1``/``U0OPS2`` on-call operators,
                      ``U0NOC1`` NOC analyst)
 ``in CHANNEL_ID``    switch channel (``C0OPS`` ops, ``C0NOC`` the NOC channel: viewer)
@@ -126,6 +127,23 @@ class Console:
             if response.status_code != 200:
                 self.errors += 1
                 self.print(f"  ! click answered HTTP {response.status_code}")
+            self._show_modals()
+            return True
+        if word == "submit":
+            reason = rest.strip().strip('"')
+            try:
+                response = self.stack.driver.submit_modal(  # type: ignore[union-attr]
+                    user=self.user, values={"reason": reason} if reason else None
+                )
+            except LookupError as exc:
+                self.errors += 1
+                self.print(f"  ! {exc}")
+                return True
+            if response.content.strip():
+                for block_id, message in (response.json().get("errors") or {}).items():
+                    self.print(f"  ! {block_id}: {message}")
+            else:
+                self.print("  (modal submitted)")
             return True
         if word == "as":
             self.user = rest.strip() or self.user
@@ -192,6 +210,18 @@ class Console:
             return True
         self.print(f"  sandbox: {by} made the change {change} on {device} in ThingSpace's portal")
         return True
+
+    def _show_modals(self) -> None:
+        """A modal the click opened, as the person would see it."""
+        from bot.console.render import render_blocks
+
+        for view in self.stack.standin.open_modals(self.user)[-1:]:
+            title = (view.get("title") or {}).get("text", "")
+            self.print(f"  ┌ modal for {self.user}: {title}")
+            for line in render_blocks(view.get("blocks", [])):
+                self.print(f"  │ {line}")
+            submit = (view.get("submit") or {}).get("text", "Submit")
+            self.print(f"  └ [ {submit} ]  [ Cancel ]   (submit [REASON] to send it)")
 
     def run_lines(self, lines: Iterable[str]) -> None:
         for line in lines:

@@ -9,6 +9,7 @@ signed ``v0`` with HMAC-SHA256 over ``v0:{timestamp}:{body}``. Response URLs com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -97,7 +98,7 @@ class SlackDriver:
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": self.standin.new_response_url(channel, user),
-            "trigger_id": self._trigger_id(),
+            "trigger_id": self.standin.new_trigger(user),
         }
         response = self._post_signed(urlencode(form).encode())
         if response.status_code == 200 and response.headers.get("content-type", "").startswith(
@@ -166,7 +167,7 @@ class SlackDriver:
             "api_app_id": APP_ID,
             "token": VERIFICATION_TOKEN,
             "container": container,
-            "trigger_id": self._trigger_id(),
+            "trigger_id": self.standin.new_trigger(user),
             "team": {"id": self.team_id, "domain": TEAM_DOMAIN},
             "enterprise": None,
             "is_enterprise_install": False,
@@ -190,6 +191,53 @@ class SlackDriver:
                 body["thread_ts"] = message.thread_ts
             payload["message"] = body
         return payload
+
+    def submit_modal(self, *, user: str, values: Mapping[str, str] | None = None) -> httpx.Response:
+        """Submit the newest modal open for ``user``, its inputs filled from ``values`` (block_id ->
+        text; an input not given keeps its initial value), as Slack's ``view_submission``. The modal
+        closes unless the bot answers ``response_action: errors``. Raises ``LookupError`` if none is open."""
+        modals = self.standin.open_modals(user)
+        if not modals:
+            raise LookupError(f"no modal is open for {user}")
+        view = modals[-1]
+        given = dict(values or {})
+        state: dict[str, Any] = {}
+        for block in view.get("blocks", []):
+            element = block.get("element") if block.get("type") == "input" else None
+            if not isinstance(element, Mapping):
+                continue
+            block_id = str(block.get("block_id", ""))
+            value = given.get(block_id, element.get("initial_value"))
+            state[block_id] = {
+                str(element.get("action_id", "")): {"type": element.get("type"), "value": value}
+            }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": TEAM_DOMAIN},
+            "user": {"id": user, "username": self.standin.user_name(user), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "trigger_id": self.standin.new_trigger(user),
+            "view": {
+                "id": view["id"],
+                "type": "modal",
+                "team_id": self.team_id,
+                "callback_id": view.get("callback_id", ""),
+                "private_metadata": view.get("private_metadata", ""),
+                "title": view.get("title"),
+                "blocks": view.get("blocks", []),
+                "state": {"values": state},
+                "app_id": APP_ID,
+            },
+        }
+        response = self._post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+        errors = False
+        if response.status_code == 200 and response.content.strip():
+            with contextlib.suppress(ValueError):
+                errors = response.json().get("response_action") == "errors"
+        if response.status_code == 200 and not errors:
+            self.standin.close_modal(str(view["id"]))
+        return response
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 import weakref
@@ -169,6 +170,10 @@ class SlackStandIn:
         }
         self._channels: dict[str, str] = dict(DEFAULT_CHANNELS if channels is None else channels)
         self._home_views: dict[str, dict[str, Any]] = {}
+        #: trigger_id -> (user, issued at, used): a modal opens once per trigger, within 3 s
+        self._triggers: dict[str, tuple[str, float, bool]] = {}
+        #: open modals, oldest first: view id -> view (with "user")
+        self._modals: dict[str, dict[str, Any]] = {}
         self._store = MessageStore(self._clock)
         #: ``metadata`` a post carried, by (channel, ts): returned by conversations.history and
         #: .replies with ``include_all_metadata``
@@ -197,6 +202,7 @@ class SlackStandIn:
             "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "views.open": self._views_open,
         }
         self.app = Starlette(
             routes=[
@@ -272,6 +278,25 @@ class SlackStandIn:
         with self._directory_lock:
             view = self._home_views.get(user_id)
             return json.loads(json.dumps(view)) if view is not None else None
+
+    def new_trigger(self, user: str) -> str:
+        """A ``trigger_id`` for an interaction of *user*: it opens one modal within 3 s."""
+        trigger = f"{int(self._clock())}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+        with self._directory_lock:
+            self._triggers[trigger] = (user, self._clock(), False)
+        return trigger
+
+    def open_modals(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The modals open now (of *user*), oldest first."""
+        with self._directory_lock:
+            return [
+                json.loads(json.dumps(v)) for v in self._modals.values() if user is None or v["user"] == user
+            ]
+
+    def close_modal(self, view_id: str) -> None:
+        """The person submitted or closed the modal."""
+        with self._directory_lock:
+            self._modals.pop(view_id, None)
 
     def new_response_url(self, channel: str, user: str, *, message_ts: str | None = None) -> str:
         """A fresh ``response_url`` for ``user`` in ``channel`` (5 uses, 30 minutes).
@@ -428,6 +453,8 @@ class SlackStandIn:
         self._response_urls.clear()
         with self._directory_lock:
             self._home_views.clear()
+            self._triggers.clear()
+            self._modals.clear()
 
     def limit_problems(self) -> list[str]:
         """Every Block Kit limit broken by a payload received so far (``bot.console.limits``), oldest
@@ -863,6 +890,52 @@ class SlackStandIn:
         with self._directory_lock:
             self._home_views[user] = stored
         return {"ok": True, "view": stored}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``views.open``: a modal for the person whose interaction gave the ``trigger_id``."""
+        self._check_limits("views.open", params)
+        trigger = str(params.get("trigger_id") or "")
+        with self._directory_lock:
+            found = self._triggers.get(trigger)
+            if found is None:
+                raise _ApiError("invalid_trigger_id")
+            user, issued, used = found
+            if used:
+                raise _ApiError("exchanged_trigger_id")
+            if self._clock() - issued > 3.0:
+                raise _ApiError("expired_trigger_id")
+            self._triggers[trigger] = (user, issued, True)
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                raise _ApiError("invalid_arguments", ["[ERROR] view is not valid JSON"]) from None
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise _ApiError(
+                "invalid_arguments", ["[ERROR] must be a view of type modal [json-pointer:/view/type]"]
+            )
+        try:
+            blocks = parse_blocks(view.get("blocks", []))
+        except BlocksFormatError as exc:
+            raise _ApiError("invalid_arguments", [f"[ERROR] {exc} [json-pointer:/view/blocks]"]) from None
+        problems = validate_blocks(blocks, limit=MAX_BLOCKS_HOME)
+        if problems:
+            raise _ApiError(
+                "invalid_arguments", [p.replace("json-pointer:/", "json-pointer:/view/") for p in problems]
+            )
+        view_id = "V" + secrets.token_hex(5).upper()
+        stored = {
+            **view,
+            "id": view_id,
+            "team_id": self.team_id,
+            "app_id": APP_ID,
+            "user": user,
+            "blocks": blocks,
+        }
+        with self._directory_lock:
+            self._modals[view_id] = stored
+        return {"ok": True, "view": {k: v for k, v in stored.items() if k != "user"}}
 
     # -- HTTP: response_url -------------------------------------------------------------------
 

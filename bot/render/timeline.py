@@ -126,6 +126,8 @@ def fold(rows: Sequence[AuditRow]) -> list[TimelineEntry]:
                 owner.outcome = {"confirm": "confirmed", "approve": "approved", "reject": "rejected"}.get(
                     row.verb, "cancelled"
                 )
+            if row.reason and "— _" not in owner.title:  # a reason given when confirming (a modal)
+                owner.title += f" — _{blocks.escape(row.reason)}_"
             continue
         entry = TimelineEntry(
             at=row.at, actor=row.actor, title=_title(row), first_row=row.id, pending=pending_id
@@ -142,6 +144,7 @@ def fold(rows: Sequence[AuditRow]) -> list[TimelineEntry]:
     for entry in entries:
         if entry.outcome:
             entry.title = re.sub(r"→ [^—·]*", f"→ {entry.outcome} ", entry.title, count=1).replace("  ", " ")
+            entry.title = entry.title.rstrip()
         if entry.calls:
             failed = [op for op, outcome in entry.calls if outcome not in ("ok", "accepted")]
             names = list(dict.fromkeys(op for op, _ in entry.calls))

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, BoltResponse
+from slack_sdk.errors import SlackApiError
 
 from bot.render.wording import something_went_wrong
 from bot.slack.workspace import WorkspaceGuard, team_of
@@ -33,6 +34,21 @@ def _oops() -> Reply:
     ref = secrets.token_hex(4)
     log.exception("listener failed, ref %s", ref)
     return Reply(something_went_wrong(ref))
+
+
+def _open_modal(app: App, trigger_id: str, view: dict[str, Any]) -> bool:
+    """Open *view* for the click's trigger (valid once, for 3 s); False if Slack would not."""
+    if not trigger_id:
+        return False
+    try:
+        app.client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.warning("could not open the modal: %s", exc.response.get("error"))
+        return False
+    except OSError as exc:
+        log.warning("could not open the modal: %s", type(exc).__name__)
+        return False
+    return True
 
 
 def build_bolt_app(
@@ -102,6 +118,9 @@ def build_bolt_app(
             reply = router.handle_action(deps, request)
         except Exception:  # noqa: BLE001 - the user gets a reference, the log the traceback
             reply = _oops()
+        if reply is not None and reply.view is not None and _open_modal(app, request.trigger_id, reply.view):
+            ack()
+            return
         if reply is not None and not reply.silent and request.response_url:
             db = deps.db()
             key = f"click:{request.action_id}:{request.value}:{request.user}:{time.time_ns()}"
@@ -116,6 +135,22 @@ def build_bolt_app(
                 )
             deps.wake()
         ack()
+
+    @app.view(re.compile(r"^ts:"))
+    def on_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """A modal submitted (the confirmation of a button-started action): errors keep it open."""
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            errors = router.handle_view(deps, user, view)
+        except Exception:  # the person is told in the modal, the log has the traceback
+            ref = secrets.token_hex(4)
+            log.exception("view listener failed, ref %s", ref)
+            errors = {"reason": f"Something went wrong on our side (ref {ref}); nothing was changed."}
+        if errors:
+            ack(response_action="errors", errors=errors)
+        else:
+            ack()
+        deps.wake()
 
     @app.event("app_home_opened")
     def on_home_opened(event: dict[str, Any], body: dict[str, Any]) -> None:

@@ -137,3 +137,35 @@ def test_fewer_ephemerals_buttons_by_role_and_share_to_channel(stack: LocalStack
     changing = [b for b in diag.buttons() if b.text not in ("Share to channel", "Retry", "Request status")]
     assert changing and all(b.has_confirm for b in changing), [(b.text, b.has_confirm) for b in changing]
     print(render_message(answer))
+
+
+def test_a_button_started_action_opens_one_modal_and_its_reason_reaches_post_and_audit(
+    stack: LocalStack,
+) -> None:
+    """Point 2: Suspend… on a status card opens one confirmation (a modal with a reason field), posts
+    no second card and never overwrites the status card; the reason reaches the post and the log."""
+    from storage.audit.log import AuditLog
+
+    key = _key(stack, "demo-no-traffic")
+    stack.command(f"status {key}")
+    status = _wait(
+        stack, lambda m: m.ephemeral and "demo-no-traffic" in str(m.blocks) and "Suspend…" in str(m.blocks)
+    )
+    before = len(stack.standin.messages())
+    assert stack.driver is not None
+    stack.driver.click("Suspend…", user="U012ADMIN", ts=status.ts)
+    (modal,) = stack.standin.open_modals("U012ADMIN")
+    assert modal["title"]["text"] == "Suspend?" and any(b["type"] == "input" for b in modal["blocks"])
+    assert len(stack.standin.messages()) == before  # no second card
+    too_long = stack.driver.submit_modal(user="U012ADMIN", values={"reason": "x" * 301})
+    assert too_long.json()["response_action"] == "errors" and stack.standin.open_modals("U012ADMIN")
+    done = stack.driver.submit_modal(user="U012ADMIN", values={"reason": "owner’s report"})
+    assert done.status_code == 200 and not stack.standin.open_modals("U012ADMIN")
+    root = _wait(
+        stack, lambda m: m.thread_ts is None and "demo-no-traffic" in m.text and "owner’s report" in m.text
+    )
+    assert not root.ephemeral
+    assert stack.standin.message(status.channel, status.ts).versions[-1].text == status.versions[-1].text
+    assert stack.runtime is not None
+    rows = AuditLog(stack.runtime.pool.get()).query(target=key, verb="confirm", limit=1)
+    assert rows and rows[0].reason == "owner’s report"
