@@ -31,7 +31,16 @@ from storage.pool import ConnectionPool
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 HOUR = 3600.0
-ICCIDS = [f"891480000000{i:08d}" for i in range(1, 41)]
+
+
+def _with_check_digit(body: str) -> str:
+    from bot.thingspace.ids import luhn_digit
+
+    return body + str(luhn_digit(body))
+
+
+#: 20-digit ICCIDs with a valid check digit (a wrong one is refused before ThingSpace is asked)
+ICCIDS = [_with_check_digit(f"8914800000000{i:06d}") for i in range(1, 41)]
 
 
 def diagnostics_payload(

@@ -11,7 +11,7 @@ import pytest
 
 from bot.cli.main import main
 from bot.cli.serve import listen
-from bot.core.config import ConfigError, Settings
+from bot.core.config import ConfigError, Settings, load_config_file
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -247,3 +247,14 @@ def test_serve_listens_on_a_tcp_socket_asyncio_turns_nagle_off_for() -> None:
                 assert accepted.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_approver_mention_is_a_user_group_id(tmp_path: Path) -> None:
+    """[limits] approver_mention takes a user group ID (S…); anything else is refused with how to find one."""
+    good = tmp_path / "good.toml"
+    good.write_text('[limits]\napprover_mention = "S0ONCALL"\n', encoding="utf-8")
+    assert load_config_file(str(good))["approver_mention"] == "S0ONCALL"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[limits]\napprover_mention = "@oncall"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="user group ID like S0ONCALL"):
+        load_config_file(str(bad))

@@ -25,6 +25,7 @@ TOML_KEYS = {
     "max_targets": "max_targets",
     "confirm_ttl": "confirm_ttl",
     "approval_ttl": "approval_ttl",
+    "approver_mention": "approver_mention",
     "no_result_after": "no_result_after",
     "directory_sync_every": "sync_every",
     "directory_full_sync_every": "full_sync_every",
