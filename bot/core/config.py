@@ -180,6 +180,9 @@ class Settings:
     #: group_window are grouped into one card
     alert_group_threshold: int = 5
     alert_group_window: timedelta = timedelta(minutes=10)
+    #: [alerts] group_delay: a due alert waits until its channel has had no new one this long, so
+    #: a burst is posted once, as one grouped card
+    alert_group_delay: timedelta = timedelta(seconds=5)
     #: [alerts] recover_after: a device must stay reachable this long to count as recovered
     alert_recover_after: timedelta = timedelta(minutes=15)
     #: [alerts] realert_after: the shortest time between two alerts for one device
@@ -507,6 +510,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> dict[str
         out["watch_missed_wakes"] = _positive_int(alerts, "missed_wakes", "alerts")
     for key, name in (
         ("group_window", "alert_group_window"),
+        ("group_delay", "alert_group_delay"),
         ("recover_after", "alert_recover_after"),
         ("realert_after", "alert_realert_after"),
         ("evaluate_every", "alert_evaluate_every"),

@@ -255,6 +255,8 @@ class Tick:
     grouped: int = 0
     groups_opened: int = 0
     messages: int = 0
+    #: due alerts held back this tick: their channel's burst has not been quiet for group_delay yet
+    held: int = 0
 
     @property
     def changed(self) -> bool:
@@ -328,6 +330,22 @@ class _Context:
             )
             self.update(alert.card_key, alert.channel, text, body)
 
+    def _list_all(self, group: AlertGroup, members: Sequence[Alert]) -> None:
+        """ "Show all": when the card cannot list every device, its thread does, kept current (one
+        message per 2,900 characters, at most 10)."""
+        down = [m for m in members if m.state != "resolved"]
+        if len(down) <= alert_cards.GROUP_LIST:
+            return
+        self.prefetch([m.device for m in down])
+        for i, text in enumerate(
+            alert_cards.group_listing(down, labels=self._labels, tz=self.tz, now=self.now)[:10]
+        ):
+            key = f"{group.card_key}:all:{i}"
+            if outbox.get(self.db, key) is None:
+                self.reply(group.card_key, group.channel, key, text)
+            else:
+                self.update(key, group.channel, text, [blocks.section(text)])
+
     def flush(self) -> None:
         for group_id in sorted(self.dirty_groups):
             group = alerts.get_group(self.db, group_id)
@@ -344,6 +362,7 @@ class _Context:
                 group = alerts.get_group(self.db, group_id) or group  # its card may have been re-posted
             for key, reply in self.group_replies.get(group_id, []):
                 self.reply(group.card_key, group.channel, key, reply)
+            self._list_all(group, members)
             if group_id in self.recovered_groups and all(m.state == "resolved" for m in members):
                 key = f"{group.card_key}:all-recovered:{len(members)}:{int(self.now)}"
                 self.reply(group.card_key, group.channel, key, text)
@@ -484,7 +503,7 @@ def _raise_due(ctx: _Context) -> None:
     suspended = _suspended(db, devices)
     open_by_device = alerts.open_for_devices(db, devices)
     realert = ctx.settings.alert_realert_after.total_seconds()
-    fresh: dict[str, list[tuple[Watch, float]]] = {}
+    candidates: dict[str, list[tuple[Watch, float, float]]] = {}
     for watch in due:
         ctx._watches[watch.device] = watch
         if any(a.condition == watch.condition for a in open_by_device.get(watch.device, [])):
@@ -503,23 +522,34 @@ def _raise_due(ctx: _Context) -> None:
         if rule is None or rule[0] > now:  # the state moved on since due_at was set
             watches.set_due(db, watch.device, None if rule is None else rule[0])
             continue
-        down_since = rule[1]
-        watches.set_due(db, watch.device, None)
-        last = alerts.last_alert(db, watch.device, watch.condition)
-        if (
-            last is not None
-            and last.state == "resolved"
-            and last.resolved_how == "recovered"
-            and last.card_key
-            and last.raised_at > now - realert
-        ):
-            reopened = alerts.reopen(db, last.id, down_since=down_since, now=now)
-            if reopened is not None:
-                _reopened(ctx, reopened)
-                continue
-        fresh.setdefault(watch.channel, []).append((watch, down_since))
-    for channel, items in fresh.items():
-        _raise_in_channel(ctx, channel, items)
+        candidates.setdefault(watch.channel, []).append((watch, rule[1], rule[0]))
+    delay = ctx.settings.alert_group_delay.total_seconds()
+    window = ctx.settings.alert_group_window.total_seconds()
+    fresh: dict[str, list[tuple[Watch, float]]] = {}
+    for channel, items in candidates.items():
+        newest, oldest = max(i[2] for i in items), min(i[2] for i in items)
+        if now - newest < delay and now - oldest < window:
+            # a burst may still be arriving: wait until it has been quiet for group_delay, so it
+            # is posted once, grouped, rather than as single cards first (they stay due)
+            ctx.tick.held += len(items)
+            continue
+        for watch, down_since, _due in items:
+            watches.set_due(db, watch.device, None)
+            last = alerts.last_alert(db, watch.device, watch.condition)
+            if (
+                last is not None
+                and last.state == "resolved"
+                and last.resolved_how == "recovered"
+                and last.card_key
+                and last.raised_at > now - realert
+            ):
+                reopened = alerts.reopen(db, last.id, down_since=down_since, now=now)
+                if reopened is not None:
+                    _reopened(ctx, reopened)
+                    continue
+            fresh.setdefault(channel, []).append((watch, down_since))
+    for channel, raising in fresh.items():
+        _raise_in_channel(ctx, channel, raising)
 
 
 def _suspended(db: Database, devices: Sequence[str]) -> set[str]:

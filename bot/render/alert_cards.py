@@ -34,6 +34,7 @@ __all__ = [
     "down_again_reply",
     "event_line",
     "group_card",
+    "group_listing",
     "moved_to_group_card",
     "recovered_reply",
     "snooze_ended_reply",
@@ -256,7 +257,7 @@ def group_card(
             f"• {blocks.escape(labels.get(m.device, m.device))} — {what} since {_clock(m.down_since, tz)}{extra}"
         )
     if len(open_members) > GROUP_LIST:
-        lines.append(f"…and {len(open_members) - GROUP_LIST:,} more")
+        lines.append(f"…and {len(open_members) - GROUP_LIST:,} more — every device is listed in the thread")
     body = [
         blocks.section(
             f":red_circle: *{total:,} devices went down together* in this channel "
@@ -272,6 +273,31 @@ def group_card(
         ),
     ]
     return text, body
+
+
+def group_listing(
+    members: Sequence[Alert], *, labels: Mapping[str, str], tz: tzinfo, now: float
+) -> list[str]:
+    """ "Show all": every device of a grouped card still down, for its thread, in messages of at
+    most 2,900 characters (labels escaped here)."""
+    lines = []
+    for m in members:
+        if m.state == "resolved":
+            continue
+        what = "missed wakes" if m.condition == "missed-wakes" else "unreachable"
+        lines.append(
+            f"• {blocks.escape(labels.get(m.device, m.device))} — {what} since {times.at(m.down_since, tz, now=now)}"
+        )
+    chunks: list[str] = []
+    current = f"*All {len(lines):,} devices still down:*"
+    for line in lines:
+        if len(current) + len(line) + 1 > 2900:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if lines:
+        chunks.append(current)
+    return chunks
 
 
 def recovered_reply(alert: Alert, *, label: str) -> str:

@@ -517,3 +517,35 @@ def test_a_line_suspended_through_the_bot_closes_its_alert_and_is_not_paged_agai
     _down(bench, [d2])
     assert bench.advance(2 * HOUR).raised == 0
     assert alerts.open_for_devices(bench.db, [d2]) == {}
+
+
+def test_a_burst_waits_for_the_grouping_delay_and_is_posted_once_grouped_with_every_device_in_the_thread(
+    tmp_path: Path,
+) -> None:
+    """[alerts] group_delay: devices coming due a few seconds apart are not posted as single cards
+    first: the channel waits until its burst has been quiet for the delay, then posts one grouped
+    card; with more devices than the card lists, its thread lists every one ("Show all")."""
+    from datetime import timedelta
+
+    benches = alert_bench(tmp_path, alert_group_delay=timedelta(seconds=10))
+    bench = next(benches)
+    try:
+        twenty = DEVICES[:20]
+        bench.command(f"watch {' '.join(twenty)} --alert-after 30m")
+        for i, device in enumerate(twenty):  # going dark one second apart
+            bench.callback(device, True, at=bench.now - 1)
+            bench.callback(device, False, at=bench.now + i)
+        bench.now += 30 * MIN
+        held = bench.advance(5)  # the first ones are due, the burst is still arriving
+        assert held.raised == 0 and held.held > 0 and bench.cards() == []
+        tick = bench.advance(30)
+        assert tick.raised == 20 and tick.groups_opened == 1
+        assert [c.key for c in bench.cards()] == ["alert-group:1"]
+        assert "every device is listed in the thread" in bench.card_text("alert-group:1")
+        (listing,) = [
+            r for r in bench.replies("alert-group:1") if r.startswith("*All 20 devices still down:*")
+        ]
+        assert listing.count("• ") == 20
+
+    finally:
+        benches.close()

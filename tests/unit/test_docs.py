@@ -37,6 +37,7 @@ TOML_KEYS = {
     "digest_time": "digest_time",
     "alert_group_threshold": "group_threshold",
     "alert_group_window": "group_window",
+    "alert_group_delay": "group_delay",
     "alert_recover_after": "recover_after",
     "alert_realert_after": "realert_after",
     "alert_evaluate_every": "evaluate_every",
