@@ -52,7 +52,10 @@ def _wait(stack: LocalStack, predicate: object, timeout: float = 15) -> Message:
 def test_a_bulk_suspend_that_stalls_names_the_line_then_finishes_out_loud(stack: LocalStack) -> None:
     """Point 1: the progress line names the outstanding line; the settle message is a NEW thread
     message naming requester and approver and the line without a result; the headline is past tense."""
-    keys = [_key(stack, label) for label in ("demo-pending", "demo-healthy", "demo-hung", "demo-no-traffic")]
+    keys = [
+        _key(stack, label)
+        for label in ("demo-pending", "demo-reconnect-loop", "demo-imei-mismatch", "demo-over-plan")
+    ]
     stack.command(f"suspend {' '.join(keys)} --reason depot closed")
     _wait(stack, lambda m: "Provisioning limits read" in str(m.blocks))
     stack.click("Confirm")
@@ -101,7 +104,10 @@ def test_approvals_reach_the_approvers_and_the_requester_hears_back(stack: Local
     listing = _wait(stack, lambda m: m.thread_ts == card.ts and "All 12 devices" in m.text)
     assert listing.text.count("• ") == 12
     stack.click("Approve", user="U0OPS2", channel="C0OPS")
-    told = _wait(stack, lambda m: m.ephemeral and m.user == "U012ADMIN" and "approved your suspend" in m.text)
+    told = _wait(
+        stack,
+        lambda m: m.ephemeral and m.user == "U012ADMIN" and "approved your suspend of 12 devices" in m.text,
+    )
     assert "<@U0OPS2>" in told.text
     print(render_message(card))
 
