@@ -367,6 +367,9 @@ def settle_message(
 #: how a failed device is named in the settle message
 _UNFINISHED_WORD = {outcomes.NO_RESULT: "no result", outcomes.EXPIRED: "expired", outcomes.FAILED: "failed"}
 
+#: the verbs whose one-device channel message is rewritten to its outcome
+REWRITTEN = frozenset({"suspend", "resume", "cancel-location", "sms"})
+
 _ROOT_ICON = {
     "suspend": ":double_vertical_bar:",
     "resume": ":arrow_forward:",
@@ -392,6 +395,8 @@ def single_root(
     """The in-channel message of a one-device request, rewritten to its outcome (label and reason
     as stored; escaped here): ``⏸ Suspended demo-usage-spike … · auto-resumes Sun 7 Mar 2027``.
     An SMS keeps its *headline* (it carries the text sent) with the outcome added."""
+    if verb not in REWRITTEN:
+        return ""  # only the actions' own messages are rewritten (reach, sms-history, nidd… keep theirs)
     label = blocks.escape(label)
     tail = f" — by <@{actor}>" + (f", reason: _{blocks.escape(reason)}_" if reason else "")
     at = parse_when(detail.get("at")) or now
