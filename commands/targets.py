@@ -160,9 +160,10 @@ def resolve(
                 continue
         entry = directory.lookup(db, device_id.kind, device_id.id)
         if entry is None:
-            # a line the account does not list: a wrong check digit is a typo, said before ThingSpace is asked
+            # a line the synced account does not list: a wrong check digit is a typo, said before
+            # ThingSpace is asked (before the first directory sync the bot cannot tell, and asks)
             problem = check_digit_problem(device_id)
-            if problem:
+            if problem and directory.count(db) > 0:
                 raise UsageError(escape(problem), verb=verb)
         key = entry.key if entry else str(device_id)
         if entry:

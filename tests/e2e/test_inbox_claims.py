@@ -122,7 +122,9 @@ def test_two_processes_process_each_callback_once_and_send_each_message_once(
 
     posts = [c for c in standin.calls("chat.postMessage") if c.ok]
     sent = first.query("SELECT count(*) FROM outbox WHERE kind = 'post' AND state = 'sent'")[0][0]
-    assert len(posts) == sent == 2 * SINGLES + 1, "each root and each reply once, the bulk root once"
+    assert len(posts) == sent == 2 * SINGLES + 2, (
+        "each root and each reply once, the bulk root and its settle message once"
+    )
     assert not any("ref " in str(c.params.get("text", "")) for c in posts)
     for i in range(SINGLES):
         texts = [str(c.params["text"]) for c in posts if c.channel == f"C0S{i:02d}"]
