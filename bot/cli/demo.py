@@ -12,6 +12,7 @@ Console lines:
 ``reach ID up|down`` flip a sandbox device's reachability
 ``portal ID CHANGE [BY]`` change a sandbox line outside the bot, as in ThingSpace's portal (CHANGE:
                      Suspend, Resume, Activate, Deactivate, ChangeMdn; BY: who, default "portal")
+``lose N``           the sandbox loses the next N callbacks (the bot asks ThingSpace after a while)
 ``help``, ``quit``
 
 Every Slack message is printed as it is posted or updated, prefixed with channel and thread.
@@ -160,6 +161,15 @@ class Console:
                 self.print("  ! wait takes a number of seconds, e.g. wait 5")
                 return True
             time.sleep(max(0.0, min(seconds, 3600.0)))
+            return True
+        if word == "lose":
+            try:
+                count = int(rest.strip() or "1")
+                self.stack.sandbox.drop_callbacks(count)
+            except ValueError:
+                self.print("  ! usage: lose N (a number of callbacks, at least 1)")
+                return True
+            self.print(f"  sandbox: the next {count} callback(s) will be lost")
             return True
         if word == "reach":
             try:

@@ -85,7 +85,9 @@ DEMO_SETTINGS: dict[str, timedelta] = {
     "alert_recover_after": timedelta(seconds=20),
     "alert_group_window": timedelta(minutes=2),
     "alert_realert_after": timedelta(minutes=3),
-    # a bulk action whose line never answers settles within a minute in the demo
+    # a request whose callback was lost (console: lose 1) is asked about after 15 s, and one
+    # ThingSpace still works on is said to be pending after 30 s
+    "reconcile_after": timedelta(seconds=15),
     "no_result_after": timedelta(seconds=30),
 }
 #: After ThingSpace refused a monitor, wait this long before asking again.
