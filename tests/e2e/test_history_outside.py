@@ -104,7 +104,8 @@ def test_a_portal_change_is_in_history_and_on_the_status_card(stack: LocalStack)
     assert outside in shown
     assert "could not be read" not in shown
     # in time order with the bot's own rows, newest first: after the second status, before the first
-    rows = [row for row in _lines(page) if row.startswith("`")]
+    # timeline entries start with their time ("*11:00 UTC (just now)* · …")
+    rows = [row for row in _lines(page) if row.startswith("*") and " · " in row]
     ours = [i for i, row in enumerate(rows) if "*status*" in row]
     theirs = [i for i, row in enumerate(rows) if outside in row]
     assert len(ours) >= 2 and len(theirs) == 1, rows
