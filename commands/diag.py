@@ -50,7 +50,7 @@ from typing import Any, Final
 from sqlite_utils import Database
 
 from bot.core.redact import mask_id
-from bot.render import blocks
+from bot.render import blocks, times
 from bot.thingspace import shapes
 from bot.thingspace.errors import DeviceNotFound, ThingSpaceError
 from bot.thingspace.ids import DeviceId
@@ -274,6 +274,7 @@ def _mismatches(
     ids: Mapping[str, str],
     entry: DirectoryDevice | None,
     changes: Sequence[directory.ImeiChange],
+    now: datetime | None = None,
 ) -> list[Mismatch] | None:
     """What the hardware check found, most authoritative first; ``None`` when nothing is known.
 
@@ -295,7 +296,7 @@ def _mismatches(
     imei_now = ids.get("imei")
     if known_imei and imei_now and known_imei != imei_now:
         synced = entry.synced_at if entry else None
-        since = f" of {datetime.fromtimestamp(synced, UTC):%Y-%m-%d %H:%M} UTC" if synced else ""
+        since = f" of {times.at(synced, UTC, now=now)}" if synced else ""
         source = f"since the bot's directory sync{since}{unreported}"
         out.append(Mismatch(before=known_imei, after=imei_now, source=source))
     for change in changes:
@@ -520,7 +521,7 @@ def diagnose(
         session_window=SESSION_WINDOW,
         usage=usage,
         cycle_start=_cycle_start(device, now),
-        mismatches=_mismatches(found, ids, entry, changes),
+        mismatches=_mismatches(found, ids, entry, changes, now),
         watched=watch is not None,
         wake_every=timedelta(seconds=watch.wake_every) if watch and watch.wake_every else None,
         reachable=reach.reachable if reach else None,
@@ -608,7 +609,7 @@ def card(
         body.append(blocks.context(f"Shared by <@{shared_by}>"))
     ran = checks - len(verdict.failed)
     took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-    footer = f"{ran} of {checks} ThingSpace checks answered in {took} · {now:%Y-%m-%d %H:%M} UTC"
+    footer = f"{ran} of {checks} ThingSpace checks answered in {took} · {times.at(now, UTC, now=now)}"
     body.append(blocks.context(footer))
     return blocks.limit_blocks(body)
 

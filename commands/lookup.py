@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bot.core.directory_sync import device_row
-from bot.render import blocks
+from bot.render import blocks, times
 from bot.render.blocks import escape
+from bot.render.results import zone
 from bot.render.wording import line_state
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
@@ -159,18 +160,24 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
     return Reply(f":hourglass_flowing_sand: Checking request `{request_id}`…")
 
 
-def _when(moment: datetime | None) -> str:
+def _when(moment: datetime | None, now: datetime, tz: tzinfo) -> str:
+    """``<!date^…>`` token (the reader's own zone; *tz* for the fallback) and how long ago."""
     if moment is None:
         return "never"
-    ago = datetime.now(UTC) - moment.astimezone(UTC)
-    from bot.core.durations import format_duration
-
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({format_duration(ago)} ago)"
+    return f"{times.at(moment, tz, now=now)} ({times.ago(moment, now)})"
 
 
-def device_card(device: Device, *, role: str | None = "admin", shared_by: str = "") -> list[dict[str, Any]]:
+def device_card(
+    device: Device,
+    *,
+    role: str | None = "admin",
+    shared_by: str = "",
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> list[dict[str, Any]]:
     """The status card: state, plan, last connection, identifiers, and what to do next — only the
     buttons *role* may use; **Share to channel** unless it is the shared copy (*shared_by*)."""
+    now = now or datetime.now(UTC)
     esc = blocks.escape  # everything below but the ids' kinds came from ThingSpace
     label = esc(device.label or str(device.device_id))
     state = device.state or "unknown"
@@ -183,7 +190,7 @@ def device_card(device: Device, *, role: str | None = "admin", shared_by: str = 
             [
                 ("Plan", esc(device.service_plan) or "—"),
                 ("Connected", {True: "yes", False: "no", None: "unknown"}[device.connected]),
-                ("Last connection", _when(device.last_connection)),
+                ("Last connection", _when(device.last_connection, now, tz)),
                 ("Groups", esc(", ".join(device.groups)) or "—"),
             ]
         ),
@@ -264,8 +271,11 @@ def run_status(deps: Deps, job: Job) -> None:
     device_id = _job_device(job)
     device = deps.thingspace.get_device(device_id)
     shared_by = str(job.payload["user"]) if job.payload.get("share") else ""
-    card = device_card(device, role=viewer_role(deps, job), shared_by=shared_by)
-    outside = provisioning.last_outside_change(deps, device_id, now=datetime.now(UTC))
+    now = datetime.fromtimestamp(deps.clock(), UTC)
+    card = device_card(
+        device, role=viewer_role(deps, job), shared_by=shared_by, now=now, tz=zone(deps.settings.timezone)
+    )
+    outside = provisioning.last_outside_change(deps, device_id, now=now)
     if outside:
         card.insert(len(card) - 1, blocks.context(outside))  # above the buttons
     with audit.transaction(db):
@@ -350,8 +360,9 @@ def _run_request(deps: Deps, job: Job) -> None:
             counts[status] = counts.get(status, 0) + 1
         summary = ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items()))
         started = datetime.fromtimestamp(tracked.created_at, UTC)
+        now = datetime.fromtimestamp(deps.clock(), UTC)
         lines.append(
-            f"*{tracked.verb}* of {tracked.device_count:,} device(s) by <@{tracked.actor}> at {started:%Y-%m-%d %H:%M} UTC"
+            f"*{tracked.verb}* of {tracked.device_count:,} device(s) by <@{tracked.actor}> at {times.at(started, UTC, now=now)}"
             + (f" — {tracked.reason}" if tracked.reason else "")
         )
         lines.append(f"Results so far: {summary or 'none yet'} · state: {tracked.state}")

@@ -47,6 +47,7 @@ from typing import Final, Literal
 
 from bot.core.durations import format_duration
 from bot.core.redact import mask_id
+from bot.render import times
 from bot.thingspace.models import ConnectionEvent, UsageRecord
 
 __all__ = [
@@ -289,12 +290,14 @@ def _ago(delta: timedelta) -> str:
     return f"{_span(delta)} ago"
 
 
-def _at(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def _at(moment: datetime, now: datetime) -> str:
+    """A ``<!date^…>`` token: the reader's own zone in Slack, UTC (dated unless today) as fallback."""
+    return times.at(moment, UTC, now=now)
 
 
 def _day(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d}"
+    """A date token (the reader's zone), ``Sun 7 Mar 2027`` as its fallback."""
+    return times.day(moment, UTC)
 
 
 def _compact(delta: timedelta) -> str:
@@ -603,7 +606,9 @@ class _Judge:
         if s is not None:
             parts.append("data session open" if s.open_since is not None else "no data session open")
         if f.last_connection is not None:
-            parts.append(f"last connection {_at(f.last_connection)} ({_ago(f.now - f.last_connection)})")
+            parts.append(
+                f"last connection {_at(f.last_connection, self.f.now)} ({_ago(f.now - f.last_connection)})"
+            )
         if f.ip_address:
             parts.append(f"IP {f.ip_address}")
         radio = " · ".join(x for x in (f.rat, f"APN `{f.apn}`" if f.apn else "") if x)
@@ -626,9 +631,11 @@ class _Judge:
         else:
             text = f"{s.sessions} session(s) in the last {_span(f.session_window)}"
             if s.open_since is not None:
-                text += f"; one open since {_at(s.open_since)} ({_ago(f.now - s.open_since)})"
+                text += f"; one open since {_at(s.open_since, self.f.now)} ({_ago(f.now - s.open_since)})"
             elif s.last_activity is not None:
-                text += f"; last activity {_at(s.last_activity)} ({_ago(f.now - s.last_activity)})"
+                text += (
+                    f"; last activity {_at(s.last_activity, self.f.now)} ({_ago(f.now - s.last_activity)})"
+                )
             text += f"; {s.starts_last_hour} start(s) in the last hour"
             level = "bad" if s.starts_last_hour > MAX_SESSIONS_PER_HOUR else self.quiet_level()
             self.add("Sessions", text, level)
@@ -637,10 +644,12 @@ class _Judge:
         elif s.peak_per_hour > MAX_SESSIONS_PER_HOUR and s.peak_hour is not None:
             self.add(
                 "Sessions",
-                f"{s.peak_per_hour} sessions in the hour from {_at(s.peak_hour)}",
+                f"{s.peak_per_hour} sessions in the hour from {_at(s.peak_hour, self.f.now)}",
                 "warn",
             )
-            self.many_sessions(s.peak_per_hour, s.peak_bytes, f"in the hour from {_at(s.peak_hour)}", 41)
+            self.many_sessions(
+                s.peak_per_hour, s.peak_bytes, f"in the hour from {_at(s.peak_hour, self.f.now)}", 41
+            )
 
     def many_sessions(self, count: int, nbytes: int, when: str, order: int) -> None:
         """Too many sessions in an hour: a reconnect loop (little data each) or a chatty device."""
@@ -690,7 +699,7 @@ class _Judge:
         if f.reachable is None:
             return
         since = (
-            f" since {_at(f.reachable_since)} ({_ago(f.now - f.reachable_since)})"
+            f" since {_at(f.reachable_since, self.f.now)} ({_ago(f.now - f.reachable_since)})"
             if f.reachable_since
             else ""
         )
@@ -774,7 +783,9 @@ class _Judge:
         if since <= wake * LATE_FACTOR:
             self.asleep = True
             due = last_start + wake
-            next_wake = f"next wake expected around {_at(due)}" if due > f.now else "next wake due now"
+            next_wake = (
+                f"next wake expected around {_at(due, self.f.now)}" if due > f.now else "next wake due now"
+            )
             self.add(
                 "Reachability",
                 f"asleep by design: wakes every ~{cycle} ({source}); last seen {_ago(since)}; {next_wake}",

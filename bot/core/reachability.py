@@ -425,13 +425,13 @@ def _expire_snoozes(ctx: _Context) -> None:
         down, back = sort([alert])
         if alert.card_key and (down or back):
             key = f"{alert.card_key}:snooze-end:{int(alert.snoozed_until or 0)}"
-            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz)
+            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz, now=ctx.now)
             ctx.reply(alert.card_key, alert.channel, key, text)
     for group_id, members in by_group.items():
         down, back = sort(members)
         if down or back:
             key = f"alert-group:{group_id}:snooze-end:{int(ctx.now)}"
-            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz)
+            text = alert_cards.snooze_ended_reply(down, back=back, recover_after=wait, tz=ctx.tz, now=ctx.now)
             ctx.group_replies.setdefault(group_id, []).append((key, text))
     by_channel: dict[str, list[Alert]] = {}
     for alert in ended:
@@ -565,7 +565,7 @@ def _reopened(ctx: _Context, alert: Alert) -> None:
     """Down again soon after recovering: the same card fires again (rate-limited re-alert)."""
     ctx.tick.reopened += 1
     ctx.card_changed(alert)
-    reply = alert_cards.down_again_reply(alert, label=ctx.label(alert.device), tz=ctx.tz)
+    reply = alert_cards.down_again_reply(alert, label=ctx.label(alert.device), tz=ctx.tz, now=ctx.now)
     key = f"alert:{alert.id}:down-again:{alert.reopened}"
     if alert.group_id is not None:
         ctx.group_replies.setdefault(alert.group_id, []).append((key, reply))
@@ -595,7 +595,7 @@ def _raise_in_channel(ctx: _Context, channel: str, items: list[tuple[Watch, floa
             for alert in recent:  # their own cards shrink to a pointer at the group
                 if alert.card_key:
                     text, body = alert_cards.moved_to_group_card(
-                        alert, label=ctx.label(alert.device), tz=ctx.tz
+                        alert, label=ctx.label(alert.device), tz=ctx.tz, now=now
                     )
                     ctx.update(alert.card_key, alert.channel, text, body)
     raised: list[Alert] = []

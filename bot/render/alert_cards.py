@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, timedelta, tzinfo
 from typing import Any
 
 from bot.core.durations import format_duration
@@ -49,10 +49,10 @@ SNOOZE_CHOICES: dict[str, int] = {"1h": 1, "4h": 4, "24h": 24}
 GROUP_LIST = 15
 
 
-def _clock(at: float, tz: tzinfo) -> str:
-    moment = datetime.fromtimestamp(at, UTC).astimezone(tz)
-    name = moment.tzname() or ""
-    return f"{moment:%Y-%m-%d %H:%M} {name}".strip()
+def _clock(at: float, tz: tzinfo, now: float | None = None) -> str:
+    """A ``<!date^…>`` token: each reader's own zone in Slack, ``08:35 UTC`` (with the date when it
+    is not today) in the configured zone as the fallback."""
+    return times.at(at, tz, now=now)
 
 
 def _span(seconds: float) -> str:
@@ -73,23 +73,23 @@ def _problem(alert: Alert, watch: Watch | None, now: float, tz: tzinfo) -> str:
         missed = int((now - alert.down_since) // watch.wake_every)
         return (
             f"missed {max(missed, watch.missed_wakes + 1)} expected wakes — last seen "
-            f"{_clock(alert.down_since, tz)} ({_span(now - alert.down_since)} ago)"
+            f"{_clock(alert.down_since, tz, now)} ({_span(now - alert.down_since)} ago)"
         )
-    return f"not reachable since {_clock(alert.down_since, tz)} ({_span(now - alert.down_since)})"
+    return f"not reachable since {_clock(alert.down_since, tz, now)} ({_span(now - alert.down_since)})"
 
 
-def _status_line(alert: Alert, tz: tzinfo) -> str:
+def _status_line(alert: Alert, tz: tzinfo, now: float | None = None) -> str:
     if alert.state == "acknowledged":
-        return f":eyes: Acknowledged by <@{alert.acked_by}> at {_clock(alert.acked_at or 0, tz)}"
+        return f":eyes: Acknowledged by <@{alert.acked_by}> at {_clock(alert.acked_at or 0, tz, now)}"
     if alert.state == "snoozed":
-        return f":zzz: Snoozed by <@{alert.snoozed_by}> until {_clock(alert.snoozed_until or 0, tz)}"
+        return f":zzz: Snoozed by <@{alert.snoozed_by}> until {_clock(alert.snoozed_until or 0, tz, now)}"
     if alert.state == "resolved":
         if alert.resolved_how == "recovered":
-            return f":white_check_mark: Recovered at {_clock(alert.resolved_at or 0, tz)}"
+            return f":white_check_mark: Recovered at {_clock(alert.resolved_at or 0, tz, now)}"
         if alert.resolved_how == "suspended":
             by = next((e.get("by") for e in reversed(alert.events) if e.get("kind") == "suspended"), None)
             who = f" by <@{by}>" if by else ""
-            return f":double_vertical_bar: Closed: the line was suspended{who} at {_clock(alert.resolved_at or 0, tz)}"
+            return f":double_vertical_bar: Closed: the line was suspended{who} at {_clock(alert.resolved_at or 0, tz, now)}"
         if alert.resolved_how == "rule-changed":
             return ":heavy_minus_sign: Closed: the watch's rule was changed"
         return ":heavy_minus_sign: Closed: the device is no longer watched"
@@ -168,8 +168,8 @@ def alert_card(
             body = [
                 blocks.section(
                     f":large_green_circle: *Recovered* · *{label}*\n"
-                    f"Recovered after *{took}* (down {_clock(alert.down_since, tz)} → "
-                    f"{_clock(alert.resolved_at or now, tz)})."
+                    f"Recovered after *{took}* (down {_clock(alert.down_since, tz, now)} → "
+                    f"{_clock(alert.resolved_at or now, tz, now)})."
                 ),
                 blocks.context(f"{title} · {_rule(watch)} · alert #{alert.id}"),
             ]
@@ -178,8 +178,8 @@ def alert_card(
             return text, body
         text = f"{label}: alert closed"
         closed = [
-            blocks.section(f":white_circle: *{title}* · *{label}*\n{_status_line(alert, tz)}."),
-            blocks.context(f"Raised {_clock(alert.raised_at, tz)} · alert #{alert.id}"),
+            blocks.section(f":white_circle: *{title}* · *{label}*\n{_status_line(alert, tz, now)}."),
+            blocks.context(f"Raised {_clock(alert.raised_at, tz, now)} · alert #{alert.id}"),
         ]
         if alert.events:
             closed.append(blocks.context(event_line(alert, tz, now)))
@@ -187,7 +187,7 @@ def alert_card(
     icon = ":crescent_moon:" if alert.condition == "missed-wakes" else ":red_circle:"
     problem = _problem(alert, watch, now, tz)
     text = f"{icon} {label}: {problem}"
-    facts = [_status_line(alert, tz), _rule(watch), f"raised {_clock(alert.raised_at, tz)}"]
+    facts = [_status_line(alert, tz, now), _rule(watch), f"raised {_clock(alert.raised_at, tz, now)}"]
     if alert.reopened:
         facts.append(f"down again ×{alert.reopened}")
     facts.append(f"`{alert.device}` · alert #{alert.id}")
@@ -201,13 +201,15 @@ def alert_card(
     return text, body
 
 
-def moved_to_group_card(alert: Alert, *, label: str, tz: tzinfo) -> tuple[str, list[Block]]:
+def moved_to_group_card(
+    alert: Alert, *, label: str, tz: tzinfo, now: float | None = None
+) -> tuple[str, list[Block]]:
     """What an individual card shrinks to when its alert joins a grouped card."""
     label = blocks.escape(label)
     text = f"{label}: now part of a grouped alert"
     return text, [
         blocks.context(
-            f":red_circle: *{label}* not reachable since {_clock(alert.down_since, tz)} — "
+            f":red_circle: *{label}* not reachable since {_clock(alert.down_since, tz, now)} — "
             "more devices in this channel went down together; see the grouped alert."
         )
     ]
@@ -240,7 +242,7 @@ def group_card(
         return text, [
             blocks.section(
                 f":large_green_circle: *All {total:,} devices recovered*{longest}.\n"
-                f"They went down from {_clock(first, tz)}."
+                f"They went down from {_clock(first, tz, now)}."
             ),
             blocks.context(f"Grouped alert #{group.id} · {summary}"),
         ]
@@ -252,16 +254,16 @@ def group_card(
         if m.state == "acknowledged":
             extra = f" · ack <@{m.acked_by}>"
         elif m.state == "snoozed":
-            extra = f" · snoozed until {_clock(m.snoozed_until or 0, tz)}"
+            extra = f" · snoozed until {_clock(m.snoozed_until or 0, tz, now)}"
         lines.append(
-            f"• {blocks.escape(labels.get(m.device, m.device))} — {what} since {_clock(m.down_since, tz)}{extra}"
+            f"• {blocks.escape(labels.get(m.device, m.device))} — {what} since {_clock(m.down_since, tz, now)}{extra}"
         )
     if len(open_members) > GROUP_LIST:
         lines.append(f"…and {len(open_members) - GROUP_LIST:,} more — every device is listed in the thread")
     body = [
         blocks.section(
             f":red_circle: *{total:,} devices went down together* in this channel "
-            f"(first at {_clock(first, tz)}); {len(open_members):,} still down."
+            f"(first at {_clock(first, tz, now)}); {len(open_members):,} still down."
         ),
         blocks.section("\n".join(lines)),
         blocks.context(f"Grouped alert #{group.id} · {summary}"),
@@ -304,9 +306,9 @@ def recovered_reply(alert: Alert, *, label: str) -> str:
     return f":large_green_circle: {blocks.escape(label)} recovered after {_span(alert.recovered_after or 0)}."
 
 
-def down_again_reply(alert: Alert, *, label: str, tz: tzinfo) -> str:
+def down_again_reply(alert: Alert, *, label: str, tz: tzinfo, now: float | None = None) -> str:
     return (
-        f":red_circle: {blocks.escape(label)} is down again since {_clock(alert.down_since, tz)} "
+        f":red_circle: {blocks.escape(label)} is down again since {_clock(alert.down_since, tz, now)} "
         f"(×{alert.reopened}); the alert is firing again on this card."
     )
 
@@ -317,6 +319,7 @@ def snooze_ended_reply(
     back: Sequence[tuple[str, float]] = (),
     recover_after: float = 0.0,
     tz: tzinfo = UTC,
+    now: float | None = None,
 ) -> str:
     """The thread reply when a snooze ends. *labels*: devices still down (their alert fires again);
     *back*: ``(label, reachable since)`` of devices up again but not for ``recover_after`` yet (flap
@@ -333,7 +336,7 @@ def snooze_ended_reply(
         label, since = back[0]
         return (
             f":alarm_clock: Snooze ended: {blocks.escape(label)} is reachable again since "
-            f"{_clock(since, tz)}; the alert resolves at {_clock(since + recover_after, tz)} if it stays "
+            f"{_clock(since, tz, now)}; the alert resolves at {_clock(since + recover_after, tz, now)} if it stays "
             f"reachable ({wait} without a drop), and fires again if it drops."
         )
     if not labels:
@@ -395,4 +398,4 @@ def state_line(state: ReachState | None, tz: tzinfo, now: float) -> str:
     if state is None:
         return "not heard from yet"
     word = "reachable" if state.reachable else "unreachable"
-    return f"{word} since {_clock(state.since, tz)} ({_span(now - state.since)})"
+    return f"{word} since {_clock(state.since, tz, now)} ({_span(now - state.since)})"

@@ -123,7 +123,7 @@ def single_reply(
     """The thread reply for one device's outcome (*label* as stored; escaped here)."""
     label = blocks.escape(label)
     at = parse_when(detail.get("at")) or now
-    when = _clock(at, tz)
+    when = times.at(at, tz, now=now)
     source = {
         "request-status": " (from ThingSpace's request status; no callback arrived)",
         "provisioning-history": " (from the line's provisioning history; ThingSpace never confirmed the request)",
@@ -144,7 +144,7 @@ def single_reply(
         if resume is not None:
             days = max((resume - at).days, 0)
             text = (
-                f":double_vertical_bar: {label} is suspended until {_day(resume, tz)} — ThingSpace confirmed at "
+                f":double_vertical_bar: {label} is suspended until {times.day(resume, tz)} — ThingSpace confirmed at "
                 f"{when}{source}; it auto-resumes then ({days} days)."
             )
     elif verb == "resume":
@@ -168,7 +168,7 @@ def single_reply(
         )
     elif status == outcomes.REACHABLE:
         until = parse_when(detail.get("reachable_until"))
-        tail = f" until about {_clock(until, tz)}" if until else ""
+        tail = f" until about {times.at(until, tz, now=now)}" if until else ""
         text = f":large_green_circle: {label} is reachable for data{tail} (ThingSpace, {when})."
     elif status == outcomes.UNREACHABLE:
         text = f":red_circle: {label} is not reachable right now (ThingSpace, {when})."

@@ -8,11 +8,14 @@ carries its date (https://docs.slack.dev/messaging/formatting-message-text#date-
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.core.durations import format_duration
 
-__all__ = ["ago", "at", "day", "local_clock"]
+__all__ = ["ago", "at", "day", "fallback", "local_clock"]
+
+_TOKEN = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 
 
 def _moment(when: datetime | float) -> datetime:
@@ -55,3 +58,8 @@ def ago(when: datetime | float, now: datetime | float) -> str:
     if seconds < 60:
         return "just now"
     return f"{format_duration(timedelta(seconds=seconds))} ago"
+
+
+def fallback(text: str) -> str:
+    """*text* with each date token replaced by its fallback, as a reader without Slack sees it."""
+    return _TOKEN.sub(lambda m: m.group(1), text)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from bot.core import outcome_status as outcomes
 from bot.inbox.unanswered import INBOX_RETENTION, purge_inbox_task
-from bot.render import blocks, results
+from bot.render import blocks, results, times
 from bot.thingspace.events import parse_callback
 from storage import inbox
 from storage.db import write
@@ -80,6 +80,8 @@ def test_single_replies_say_what_happened() -> None:
     now = datetime(2026, 1, 10, 8, 12, tzinfo=UTC)
     detail = {"at": "2026-01-10T08:12:00+00:00", "resume_date": "2026-04-10T00:00:00+00:00"}
     text, body = results.single_reply("suspend", "ok", detail, "tracker-1", tz=tz, request_id="r", now=now)
+    assert "<!date^" in text  # each reader's own zone in Slack; the fallback in the configured zone
+    text = times.fallback(text)
     assert "suspended until Thu 9 Apr 2026" in text and "03:12 EST" in text and "(89 days)" in text
     assert len(body) == 1
     text, body = results.single_reply(

@@ -282,7 +282,8 @@ def test_imei_change_outlives_the_next_directory_sync(stack: LocalStack) -> None
 
     sync_directory(stack.runtime.thingspace, stack.runtime.pool.get())
     card = _diag_line(stack, line.iccid, line.label)
-    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    moment = datetime.now(UTC)
+    today = f"{moment:%a} {moment.day} {moment:%b %Y}"  # a date token's fallback
     assert grade(card) == "degraded", text(card)
     assert f"{change} on {today} (recorded by the bot's directory sync; not in ThingSpace's" in text(card)
     assert buttons(card) == ["Suspend…", "Watch"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.render import times
 from bot.thingspace.models import Account, ConnectionEvent, UsageRecord
 from commands.grammar import parse
 from commands.registry import VERBS
@@ -152,7 +153,7 @@ CASES = [
             events=[],
         ),
         "down",
-        "auto-resumes on 2025-06-09",
+        "auto-resumes on Mon 9 Jun 2025",
         "40 of 180 days in the last 12 months",
         ["Resume"],
     ),
@@ -278,14 +279,14 @@ CASES = [
         ),
         "down",
         "data session open for 4 d 3 h but no traffic for 5 days",
-        "one open since 2025-03-10 09:00 UTC",
+        "one open since Mon 10 Mar 09:00 UTC",
         ["Send reboot SMS", "Watch"],
     ),
     Case(
         "IMEI-ICCID mismatch",
         lambda: base(mismatches=[Mismatch("356938035643809", "490154203237518", NOW - timedelta(days=1))]),
         "degraded",
-        "the SIM is in other hardware than expected (IMEI changed from …3809 to …7518 on 2025-03-13)",
+        "the SIM is in other hardware than expected (IMEI changed from …3809 to …7518 on Thu 13 Mar 2025)",
         "SIM in other hardware",
         ["Suspend…", "Watch"],
     ),
@@ -294,7 +295,7 @@ CASES = [
         _asleep,
         "healthy",
         "asleep by design: it wakes every ~12 h and was last seen 4 h ago",
-        "next wake expected around 2025-03-14 19:00 UTC",
+        "next wake expected around 19:00 UTC",
         ["Watch"],
     ),
     Case(
@@ -348,8 +349,8 @@ CASES = [
             ]
         ),
         "degraded",
-        "(IMEI changed from …3809 to …7518 on 2025-03-12)",
-        "SIM in other hardware: IMEI changed from …3809 to …7518 on 2025-03-12 (recorded by the bot's",
+        "(IMEI changed from …3809 to …7518 on Wed 12 Mar 2025)",
+        "SIM in other hardware: IMEI changed from …3809 to …7518 on Wed 12 Mar 2025 (recorded by the bot's",
         ["Suspend…", "Watch"],
     ),
     Case(
@@ -386,8 +387,8 @@ def test_verdicts(case: Case) -> None:
     """Each condition gets its grade, its sentence, the evidence behind it and its next steps."""
     verdict = judge(case.facts())
     assert verdict.grade == case.grade, verdict.summary
-    assert case.summary in verdict.summary
-    assert case.evidence in evidence_text(verdict)
+    assert case.summary in times.fallback(verdict.summary)
+    assert case.evidence in times.fallback(evidence_text(verdict))
     assert labels(verdict) == case.steps
 
 
@@ -557,7 +558,7 @@ def test_the_monitors_last_report_is_evidence() -> None:
             reachable_since=since,
         )
     )
-    assert "Monitor: unreachable since 2025-03-13 10:00 UTC (26 h ago)" in evidence_text(down)
+    assert "Monitor: unreachable since Thu 13 Mar 10:00 UTC (26 h ago)" in times.fallback(evidence_text(down))
     assert [e.level for e in down.evidence if e.topic == "Monitor"] == ["warn"]
     asleep = judge(replace(_asleep(), reachable=False, reachable_since=NOW - timedelta(hours=4)))
     assert [e.level for e in asleep.evidence if e.topic == "Monitor"] == ["ok"]

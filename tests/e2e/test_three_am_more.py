@@ -1,0 +1,98 @@
+"""The 3 a.m. experience, continued: times in the reader's zone, cards that change state instead of
+piling up ephemerals, grouped cards that the earlier cards link to, confirm dialogs on alert cards.
+
+A real bot, the sandbox behind the real client and the Slack stand-in; every payload is also
+checked against Slack's limits by the e2e conftest.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot.console.records import Message
+from bot.local_stack import LocalStack
+from bot.render import times
+from bot.scheduler.reachability_tasks import evaluate_task
+from storage import directory, watches
+
+_TOKEN = re.compile(r"<!date\^\d+\^[^|>]*\|[^>]*>")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(tmp_path_factory.mktemp("3am-more"), devices=80, scheduler=False)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def _key(stack: LocalStack, label: str) -> str:
+    assert stack.runtime is not None
+    found, _ = directory.find(stack.runtime.pool.get(), label, limit=1)
+    assert found, label
+    return found[0].key
+
+
+def _wait(stack: LocalStack, predicate: object, timeout: float = 15) -> Message:
+    return stack.standin.wait_for(predicate, timeout=timeout)  # type: ignore[arg-type]
+
+
+def _until(predicate: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)
+
+
+def _no_raw_utc(text: str) -> None:
+    """Every time is a date token: nothing outside the tokens says UTC."""
+    assert "UTC" not in _TOKEN.sub("", text), text
+
+
+def test_times_are_date_tokens_in_the_readers_zone(stack: LocalStack) -> None:
+    """Point 8: the status card's last connection, the diag card's footer and evidence, the
+    one-device reply's "confirmed at" and the alert card's facts are ``<!date^…>`` tokens with a
+    fallback, never raw UTC."""
+    assert stack.runtime is not None
+    key = _key(stack, "demo-healthy")
+    stack.command(f"status {key}")
+    card = _wait(stack, lambda m: m.ephemeral and "Last connection" in str(m.blocks) and "active" in m.text)
+    (last,) = [f for b in card.blocks for f in b.get("fields", []) if "Last connection" in f["text"]]
+    assert "<!date^" in last["text"] and " ago)" in last["text"]
+    _no_raw_utc(str(card.blocks))
+
+    stack.command(f"diag {_key(stack, 'demo-hung')}")
+    diag = _wait(
+        stack, lambda m: m.ephemeral and "Diagnosis" in str(m.blocks) and "demo-hung" in str(m.blocks)
+    )
+    footer = diag.blocks[-1]["elements"][0]["text"]
+    assert "checks answered" in footer and "<!date^" in footer
+    _no_raw_utc(str(diag.blocks))
+
+    stack.command(f"suspend {_key(stack, 'demo-usage-spike')} --reason stolen")
+    _wait(stack, lambda m: "Provisioning limits read" in str(m.blocks))
+    stack.click("Confirm")
+    reply = _wait(stack, lambda m: m.thread_ts is not None and "ThingSpace confirmed at" in m.text)
+    assert "confirmed at <!date^" in reply.text
+    assert "UTC" in times.fallback(reply.text)  # the fallback is written in the configured zone
+    _no_raw_utc(reply.text)
+
+    db = stack.runtime.pool.get()
+    device = directory.group_members(db, "trackers")[0].key
+    stack.sandbox.set_reachability(device.split(":", 1)[1], True)
+    stack.command(f"watch {device} --alert-after 10m")
+    _until(lambda: (s := watches.get_state(db, device)) is not None and s.reachable is True)
+    stack.sandbox.set_reachability(device.split(":", 1)[1], False)
+    _until(lambda: (s := watches.get_state(db, device)) is not None and s.reachable is False)
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 10 * 60 + 5).raised == 1
+    alert = _wait(stack, lambda m: m.thread_ts is None and m.user is None and "Unreachable" in str(m.blocks))
+    facts = alert.blocks[1]["elements"][0]["text"]
+    assert "raised <!date^" in facts
+    _no_raw_utc(str(alert.blocks))
