@@ -352,7 +352,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
             channel=req.channel,
             devices=[d.key for d in listed],
             reason=reason,
-            options=options,
+            options={**options, VIA_BUTTON: True} if req.via_button else options,
             needs_approval=len(listed) > settings.approval_size,
             ttl=ttl,
             response_url=req.response_url,
@@ -570,12 +570,35 @@ def confirm_card(
 # -- telling the requester ------------------------------------------------------------------------
 
 
-def tell_requester(db: Database, action: pending.PendingAction, key: str, text: str, *, now: float) -> None:
+#: the option that marks an action a button started: its response_url's original is the card the
+#: button was on (a status or diag card), which is never overwritten
+VIA_BUTTON = "via_button"
+
+
+def tell_requester(
+    db: Database,
+    action: pending.PendingAction,
+    key: str,
+    text: str,
+    *,
+    now: float,
+    card_state: bool = False,
+) -> None:
     """Tell the requester privately: through their response_url while Slack still takes it
-    (30 minutes), else with chat.postEphemeral in the action's channel."""
+    (30 minutes), else with chat.postEphemeral in the action's channel.
+
+    *card_state*: *text* is the confirmation card's next state ("ThingSpace accepted …"), so it
+    replaces the card (``replace_original``) instead of adding an ephemeral under it — unless a
+    button started the action (its response_url's original is the card the button was on)."""
     if action.response_url and now - action.created_at < RESPONSE_URL_LIFETIME:
+        replace = card_state and not action.options.get(VIA_BUTTON)
         outbox.enqueue_respond(
-            db, key=key, response_url=action.response_url, text=text, replace_original=False
+            db,
+            key=key,
+            response_url=action.response_url,
+            text=text,
+            blocks=[blocks.section(text)] if replace else None,
+            replace_original=replace,
         )
     else:
         outbox.enqueue_ephemeral(db, key=key, channel=action.channel, user=action.actor, text=text)

@@ -336,9 +336,10 @@ def _execute(deps: Deps, job: Job) -> None:
             db,
             action,
             reply_key,
-            f"ThingSpace accepted {ACCEPTED[verb]} {_subject(checked.ok)} (request `{request_id}`). "
-            "Results will appear in the channel thread.",
+            f":white_check_mark: ThingSpace accepted {ACCEPTED[verb]} {_subject(checked.ok)} "
+            f"(request `{request_id}`). Results will land in the thread of its post in <#{action.channel}>.",
             now=deps.clock(),
+            card_state=True,
         )
         jobs.finish(db, job.id)
     deps.hook("thingspace_ok", verb, latency)
@@ -513,9 +514,11 @@ def _execute_in_parts(
             db,
             action,
             f"execute:{action.id}",
-            f"ThingSpace accepted {ACCEPTED[verb]} {total:,} devices in {len(parts)} requests "
-            f"(`{request_ids[0]}` … `{request_ids[-1]}`). Results will appear in the channel thread.",
+            f":white_check_mark: ThingSpace accepted {ACCEPTED[verb]} {total:,} devices in {len(parts)} requests "
+            f"(`{request_ids[0]}` … `{request_ids[-1]}`). Results will land in the thread of its post "
+            f"in <#{action.channel}>.",
             now=deps.clock(),
+            card_state=True,
         )
         jobs.finish(db, job.id)
     deps.wake()

@@ -144,6 +144,7 @@ def start_request(deps: Deps, req: CommandRequest, inv: Invocation, role: str | 
         "user": req.user,
         "channel": req.channel,
         "response_url": req.response_url,
+        "replace": not req.via_button,  # the answer replaces the "⏳" ack
     }
     db = deps.db()
     with audit.transaction(db):
@@ -346,6 +347,12 @@ def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
                 "latency_ms": round((time.monotonic() - started) * 1000),
             },
         )
+        if job.payload.get("replace"):  # the "⏳" ack becomes the answer's state, not one more ephemeral
+            text = (
+                f":satellite_antenna: ThingSpace is checking whether {escape(device_id.masked())} is reachable "
+                f"(request `{request_id}`); the answer lands in the thread of its post in <#{channel}>."
+            )
+            _respond(db, job, text, [blocks.section(text)])
 
 
 def _run_request(deps: Deps, job: Job) -> None:

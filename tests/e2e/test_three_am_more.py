@@ -96,3 +96,29 @@ def test_times_are_date_tokens_in_the_readers_zone(stack: LocalStack) -> None:
     facts = alert.blocks[1]["elements"][0]["text"]
     assert "raised <!date^" in facts
     _no_raw_utc(str(alert.blocks))
+
+
+def test_accepted_is_a_state_of_the_confirmation_card_and_answers_replace_their_ack(
+    stack: LocalStack,
+) -> None:
+    """Point 6: once ThingSpace accepts, the confirmation card itself says so (request id, where
+    results land) instead of a third ephemeral; the "⏳" of `request` and `reach` becomes the answer."""
+    key = _key(stack, "demo-over-plan")
+    stack.command(f"suspend {key} --reason depot closed")
+    card = _wait(stack, lambda m: m.ephemeral and "Provisioning limits read" in str(m.blocks))
+    stack.click("Confirm")
+    accepted = _wait(stack, lambda m: m.ts == card.ts and "ThingSpace accepted" in m.text)
+    request_id = re.search(r"request `([0-9a-f-]{36})`", accepted.text)
+    assert request_id and "<#C0OPS>" in accepted.text and "thread" in accepted.text
+    assert [m for m in stack.standin.messages() if "ThingSpace accepted" in m.versions[0].text] == []
+    assert accepted.blocks[0]["text"]["text"] == accepted.text
+
+    stack.command(f"request {request_id.group(1)}")
+    answer = _wait(stack, lambda m: m.ephemeral and "Checking request" in m.versions[0].text and m.updated)
+    assert answer.text == f"Request {request_id.group(1)}" and "Results so far" in str(answer.blocks)
+
+    stack.command(f"reach {_key(stack, 'demo-healthy')}")
+    reach = _wait(
+        stack, lambda m: m.ephemeral and "Asking ThingSpace whether" in m.versions[0].text and m.updated
+    )
+    assert "ThingSpace is checking whether" in reach.text and "<#C0OPS>" in reach.text
