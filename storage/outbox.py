@@ -365,18 +365,33 @@ def enqueue_file(
     return key
 
 
+#: where a message links to another post (``link_key``): replaced by that post's permalink when sent
+LINK_SLOT = "{permalink}"
+
+
 def enqueue_update(
-    db: Database, *, target_key: str, text: str, blocks: Sequence[Mapping[str, Any]] | None = None
+    db: Database,
+    *,
+    target_key: str,
+    text: str,
+    blocks: Sequence[Mapping[str, Any]] | None = None,
+    link_key: str | None = None,
 ) -> str:
     """Queue a ``chat.update`` of the post enqueued under *target_key*; newest state wins.
 
     While the post itself is still pending, its content is replaced instead (no update call at
     all). Otherwise at most one update per target is pending: a newer enqueue replaces its
     payload. Returns the key of the row that now carries this content.
+
+    *link_key*: the content links to the post queued under that key — the relay waits until it is
+    sent and puts its permalink (``chat.getPermalink``) where the content says :data:`LINK_SLOT`.
     """
     _check_key(target_key, "target_key")
     checked = _check_content(text, blocks)
-    content = {"text": text, "blocks": checked}
+    content: dict[str, Any] = {"text": text, "blocks": checked}
+    if link_key is not None:
+        _check_key(link_key, "link_key")
+        content["link_key"] = link_key
     with write(db):
         target = _post_row(db, target_key, "target_key")
         if target.state == "pending":

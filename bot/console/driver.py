@@ -149,8 +149,40 @@ class SlackDriver:
         payload = self.block_actions_payload(message, button, user=user)
         return self._post_signed(urlencode({"payload": json.dumps(payload)}).encode())
 
+    def choose(
+        self, option: str, *, user: str, channel: str | None = None, ts: str | None = None
+    ) -> httpx.Response:
+        """Pick ``option`` (its text) in the newest menu (``static_select``) ``user`` can see that
+        offers it; returns the bot's answer. Raises ``LookupError`` if no menu offers it."""
+        candidates = [
+            m for m in self.standin.messages(channel) if m.visible_to(user) and (ts is None or m.ts == ts)
+        ]
+        for message in sorted(candidates, key=lambda m: m.seq, reverse=True):
+            for block in message.blocks:
+                element = block.get("accessory") if block.get("type") == "section" else None
+                elements = [element] if isinstance(element, dict) else list(block.get("elements") or [])
+                for item in elements:
+                    if not isinstance(item, dict) or item.get("type") != "static_select":
+                        continue
+                    for choice in item.get("options") or []:
+                        if choice["text"]["text"] == option:
+                            action = {
+                                "type": "static_select",
+                                "action_id": item["action_id"],
+                                "block_id": block.get("block_id", ""),
+                                "selected_option": choice,
+                                "placeholder": item.get("placeholder"),
+                                "action_ts": self._action_ts(),
+                            }
+                            payload = self._block_actions(message, action, user=user)
+                            return self._post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+        raise LookupError(f"no menu offering {option!r} visible to {user}")
+
     def block_actions_payload(self, message: Message, button: Button, *, user: str) -> dict[str, Any]:
         """The ``block_actions`` payload Slack would send when ``user`` presses ``button``."""
+        return self._block_actions(message, button.payload_action(self._action_ts()), user=user)
+
+    def _block_actions(self, message: Message, action: dict[str, Any], *, user: str) -> dict[str, Any]:
         self._ensure_present(user, message.channel)
         container: dict[str, Any] = {
             "type": "message",
@@ -174,7 +206,7 @@ class SlackDriver:
             "channel": {"id": message.channel, "name": self.standin.channel_name(message.channel)},
             "state": {"values": {}},
             "response_url": self.standin.new_response_url(message.channel, user, message_ts=message.ts),
-            "actions": [button.payload_action(self._action_ts())],
+            "actions": [action],
         }
         if not message.ephemeral:
             body: dict[str, Any] = {

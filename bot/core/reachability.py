@@ -301,11 +301,15 @@ class _Context:
         outbox.enqueue_post(self.db, key=key, channel=channel, text=text, blocks=body)
         self.tick.messages += 1
 
-    def update(self, key: str, channel: str, text: str, body: list[dict[str, object]]) -> None:
+    def update(
+        self, key: str, channel: str, text: str, body: list[dict[str, object]], *, link_key: str | None = None
+    ) -> None:
         try:
-            outbox.enqueue_update(self.db, target_key=key, text=text, blocks=body)
+            outbox.enqueue_update(self.db, target_key=key, text=text, blocks=body, link_key=link_key)
         except outbox.UnknownMessage:
             # the card's message is no longer in the outbox (purged): post it afresh
+            if link_key is not None:
+                text, body = alert_cards.without_link(text, body)
             fresh = f"{key}:re:{int(self.now * 1000)}"
             outbox.enqueue_post(self.db, key=fresh, channel=channel, text=text, blocks=body)
             alerts.replace_card_key(self.db, key, fresh)
@@ -597,7 +601,7 @@ def _raise_in_channel(ctx: _Context, channel: str, items: list[tuple[Watch, floa
                     text, body = alert_cards.moved_to_group_card(
                         alert, label=ctx.label(alert.device), tz=ctx.tz, now=now
                     )
-                    ctx.update(alert.card_key, alert.channel, text, body)
+                    ctx.update(alert.card_key, alert.channel, text, body, link_key=group.card_key)
     raised: list[Alert] = []
     for watch, down_since in items:
         new_alert = alerts.insert_alert(

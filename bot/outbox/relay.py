@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import http.client
 import json
@@ -228,6 +229,7 @@ class _Work:
     channel: str  # where the call goes (for updates: the target's channel id)
     thread_ts: str | None = None
     ts: str | None = None  # the message an update edits
+    link: tuple[str, str] | None = None  # (channel, ts) of the post whose permalink the content carries
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
@@ -614,7 +616,7 @@ class OutboxRelay:
                 continue
             self._reserve(claimed, now)
             assert self._executor is not None
-            self._executor.submit(self._send, _Work(claimed, work.channel, work.thread_ts, work.ts))
+            self._executor.submit(self._send, dataclasses.replace(work, row=claimed))
         return wait
 
     def _block_key(self, row: OutboxRow) -> tuple[str, str]:
@@ -662,6 +664,17 @@ class OutboxRelay:
 
     def _prepare(self, db: Any, row: OutboxRow) -> _Work | None:
         """Resolve what the row depends on; None if it must wait (or was just dead-lettered)."""
+        link: tuple[str, str] | None = None
+        if row.payload.get("link_key") and row.kind in ("update", "post"):
+            linked = outbox.get(db, str(row.payload["link_key"]))
+            if linked is not None and linked.state in outbox.OPEN_STATES:
+                return None  # the post it links to is not sent yet
+            if linked is not None and linked.state == "sent" and linked.slack_ts:
+                link = (linked.slack_channel or linked.channel, linked.slack_ts)
+        work = self._prepare_target(db, row)
+        return None if work is None else dataclasses.replace(work, link=link)
+
+    def _prepare_target(self, db: Any, row: OutboxRow) -> _Work | None:
         if row.kind == "update":
             target = outbox.get(db, row.target_key or "")
             if target is not None and target.state in outbox.OPEN_STATES:
@@ -749,6 +762,8 @@ class OutboxRelay:
             if orphan is not None:  # the first attempt reached Slack: complete it, post nothing new
                 return self._adopt(work, orphan)
         text, blocks = self._content(row)
+        if row.payload.get("link_key"):
+            text, blocks = _linked(text, blocks, self._permalink(work.link))
         if row.kind == "respond":
             return self._respond(row, text, blocks)
         params: dict[str, Any] = {"channel": work.channel, "text": text}
@@ -787,6 +802,21 @@ class OutboxRelay:
             slack_ts=str(data.get("ts") or work.ts or ""),
             thread_ts=work.thread_ts if row.kind == "post" else None,
         )
+
+    def _permalink(self, ref: tuple[str, str] | None) -> str | None:
+        """The permalink of a sent message (``chat.getPermalink``); None if Slack cannot say."""
+        if ref is None:
+            return None
+        try:
+            response = self._slack.api_call(
+                "chat.getPermalink", params={"channel": ref[0], "message_ts": ref[1]}
+            )
+        except (SlackApiError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            logger.info("chat.getPermalink failed (%s); the link is left out", type(exc).__name__)
+            return None
+        data = response.data if isinstance(response.data, Mapping) else {}
+        link = data.get("permalink")
+        return link if isinstance(link, str) and link.startswith("https://") else None
 
     def _upload(self, work: _Work, file: Mapping[str, Any]) -> _Outcome | None:
         """Upload a file row (``files.getUploadURLExternal``, the bytes to its URL,
@@ -1054,3 +1084,25 @@ class OutboxRelay:
             self._on_event(kind, info)
         except Exception:
             logger.exception("outbox on_event hook failed for %s", kind)
+
+
+def _linked(
+    text: str, blocks: list[dict[str, Any]] | None, permalink: str | None
+) -> tuple[str, list[dict[str, Any]] | None]:
+    """*text* and *blocks* with :data:`storage.outbox.LINK_SLOT` as a link to *permalink* (plain
+    words when there is none)."""
+
+    def fill(value: str) -> str:
+        label = "the grouped alert"
+        return value.replace(outbox.LINK_SLOT, f"<{permalink}|{label}>" if permalink else label)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return fill(node)
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        return node
+
+    return fill(text), (walk(blocks) if blocks is not None else None)

@@ -12,6 +12,7 @@ Buttons (action ids under ``ts:``; values are alert or group ids):
 ``alert-snooze-1h|4h|24h``    Snooze for that long (audited; the alert fires again when it ends)
 ``alert-diag``                Diagnose — diagnostics posted in the card's thread
 ``group-ack``, ``group-snooze-1h|4h|24h``  the same for every device of a grouped card
+``alert-diag`` (a menu on the grouped card)  Diagnose the chosen device (value: its alert id)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from bot.core.durations import format_duration
 from bot.render import blocks, times
+from storage import outbox
 from storage.alerts import Alert, AlertGroup, Outage
 from storage.watches import ChannelCounts, ReachState, Watch
 
@@ -39,6 +41,7 @@ __all__ = [
     "recovered_reply",
     "snooze_ended_reply",
     "state_line",
+    "without_link",
 ]
 
 Block = dict[str, Any]
@@ -47,6 +50,8 @@ Block = dict[str, Any]
 SNOOZE_CHOICES: dict[str, int] = {"1h": 1, "4h": 4, "24h": 24}
 #: Members listed on a grouped card before "…and N more".
 GROUP_LIST = 15
+#: Devices in a grouped card's "Diagnose one device" menu (Slack's static_select takes 100).
+DIAGNOSE_MENU = 100
 
 
 def _clock(at: float, tz: tzinfo, now: float | None = None) -> str:
@@ -204,15 +209,31 @@ def alert_card(
 def moved_to_group_card(
     alert: Alert, *, label: str, tz: tzinfo, now: float | None = None
 ) -> tuple[str, list[Block]]:
-    """What an individual card shrinks to when its alert joins a grouped card."""
+    """What an individual card shrinks to when its alert joins a grouped card: it links to the
+    grouped card (:data:`storage.outbox.LINK_SLOT`, filled with its permalink when it is sent)."""
     label = blocks.escape(label)
     text = f"{label}: now part of a grouped alert"
     return text, [
         blocks.context(
             f":red_circle: *{label}* not reachable since {_clock(alert.down_since, tz, now)} — "
-            "more devices in this channel went down together; see the grouped alert."
+            f"more devices in this channel went down together; see {outbox.LINK_SLOT}."
         )
     ]
+
+
+def without_link(text: str, body: list[Block]) -> tuple[str, list[Block]]:
+    """A pointer card whose grouped card cannot be linked: plain words where the link would be."""
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, str):
+            return node.replace(outbox.LINK_SLOT, "the grouped alert")
+        if isinstance(node, list):
+            return [fill(x) for x in node]
+        if isinstance(node, dict):
+            return {k: fill(v) for k, v in node.items()}
+        return node
+
+    return fill(text), fill(body)
 
 
 def group_card(
@@ -266,6 +287,14 @@ def group_card(
             f"(first at {_clock(first, tz, now)}); {len(open_members):,} still down."
         ),
         blocks.section("\n".join(lines)),
+        blocks.section(
+            "Diagnose one device:",
+            accessory=blocks.static_select(
+                "Choose a device…",
+                "ts:alert-diag",
+                [(labels.get(m.device, m.device), str(m.id)) for m in open_members[:DIAGNOSE_MENU]],
+            ),
+        ),
         blocks.context(f"Grouped alert #{group.id} · {summary}"),
         _buttons(
             "group",

@@ -159,6 +159,20 @@ def button(
     return element
 
 
+def static_select(placeholder: str, action_id: str, options: Sequence[tuple[str, str]]) -> Block:
+    """A menu of ``(text, value)`` options (at most 100; text 75, value 150 characters), with the
+    same serial action id as :func:`button`."""
+    return {
+        "type": "static_select",
+        "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150), "emoji": True},
+        "action_id": f"{action_id}:{next(_serial)}",
+        "options": [
+            {"text": {"type": "plain_text", "text": truncate(text, 75), "emoji": True}, "value": value[:150]}
+            for text, value in options[:100]
+        ],
+    }
+
+
 def actions(*elements: Block, block_id: str | None = None) -> Block:
     block: Block = {"type": "actions", "elements": list(elements[:25])}
     if block_id:

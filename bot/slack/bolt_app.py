@@ -109,7 +109,8 @@ def build_bolt_app(
             user=str((body.get("user") or {}).get("id", "")),
             channel=str(channel),
             action_id=str(action.get("action_id", "")),
-            value=str(action.get("value", "")),
+            # a button's value, or the chosen option of a menu (static_select)
+            value=str(action.get("value") or (action.get("selected_option") or {}).get("value", "")),
             response_url=str(body.get("response_url", "")),
             message_ts=str((body.get("container") or {}).get("message_ts", "")),
             trigger_id=str(body.get("trigger_id", "")),

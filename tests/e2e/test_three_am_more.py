@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.console.records import Message
+from bot.core.reachability import labels_for
 from bot.local_stack import LocalStack
 from bot.render import times
 from bot.scheduler.reachability_tasks import evaluate_task
@@ -122,3 +123,54 @@ def test_accepted_is_a_state_of_the_confirmation_card_and_answers_replace_their_
         stack, lambda m: m.ephemeral and "Asking ThingSpace whether" in m.versions[0].text and m.updated
     )
     assert "ThingSpace is checking whether" in reach.text and "<#C0OPS>" in reach.text
+
+
+def _watched_down(stack: LocalStack, devices: list[str], channel: str) -> None:
+    assert stack.runtime is not None
+    db = stack.runtime.pool.get()
+    for key in devices:
+        stack.sandbox.set_reachability(key.split(":", 1)[1], False)
+    _until(lambda: all((s := watches.get_state(db, k)) is not None and s.reachable is False for k in devices))
+
+
+def test_earlier_cards_link_to_the_grouped_card_which_diagnoses_one_device(stack: LocalStack) -> None:
+    """Point 4: two single-device cards are up when four more devices go down; the grouped card is
+    posted and the two earlier cards link to its permalink (chat.getPermalink); its menu diagnoses
+    one chosen device in the grouped card's thread."""
+    assert stack.runtime is not None and stack.driver is not None
+    db = stack.runtime.pool.get()
+    members = [d.key for d in directory.group_members(db, "trackers") if d.state == "active"][1:7]
+    assert len(members) == 6
+    stack.standin.add_channel("C0FEED2", "feeder-2")
+    for key in members:
+        stack.sandbox.set_reachability(key.split(":", 1)[1], True)
+    stack.command(f"watch {' '.join(members)} --alert-after 5m --channel #C0FEED2")
+    _until(lambda: all(watches.is_monitored(db, k) for k in members))
+    _until(lambda: all((s := watches.get_state(db, k)) is not None and s.reachable is True for k in members))
+    _watched_down(stack, members[:2], "C0FEED2")
+    assert evaluate_task(stack.runtime.deps, now=time.time() + 5 * 60 + 10).raised == 2
+    _until(lambda: len([m for m in stack.standin.messages("C0FEED2") if m.thread_ts is None]) == 2)
+    _watched_down(stack, members[2:], "C0FEED2")
+    tick = evaluate_task(stack.runtime.deps, now=time.time() + 5 * 60 + 10)
+    assert (tick.raised, tick.groups_opened) == (4, 1)
+    group = _wait(stack, lambda m: m.channel == "C0FEED2" and "6 devices went down together" in str(m.blocks))
+    link = f"<https://{'[^|>]+'}/archives/C0FEED2/p{group.ts.replace('.', '')}|the grouped alert>"
+    _until(
+        lambda: (
+            sum(
+                1
+                for m in stack.standin.messages("C0FEED2")
+                if m.ts != group.ts and m.thread_ts is None and re.search(link, str(m.blocks))
+            )
+            == 2
+        )
+    )
+    assert stack.standin.calls("chat.getPermalink")
+    shown = labels_for(db, [members[3]])[members[3]]
+    menu = [b for b in group.blocks if b.get("accessory", {}).get("type") == "static_select"]
+    assert len(menu) == 1 and len(menu[0]["accessory"]["options"]) == 6
+    option = next(o["text"]["text"] for o in menu[0]["accessory"]["options"] if o["text"]["text"] == shown)
+    assert stack.driver.choose(option, user="U0OPS2", channel="C0FEED2").status_code == 200
+    _wait(
+        stack, lambda m: m.thread_ts == group.ts and "<@U0OPS2> asked for diagnostics" in m.text, timeout=20
+    )
