@@ -148,11 +148,36 @@ def _acknowledged(alert: Alert) -> bool:
 
 
 def _buttons(prefix: str, value: str, *, diagnose: bool, acknowledge: bool = True) -> Block:
+    """Acknowledge and Snooze change the alert, so each asks first (Slack's confirm dialog)."""
+    what = "every device on this card" if prefix == "group" else "this alert"
     elements = (
-        [blocks.button("Acknowledge", f"ts:{prefix}-ack", value, style="primary")] if acknowledge else []
+        [
+            blocks.button(
+                "Acknowledge",
+                f"ts:{prefix}-ack",
+                value,
+                style="primary",
+                confirm=(
+                    "Acknowledge?",
+                    f"You take {what}: the card and its thread name you as the owner.",
+                    "Acknowledge",
+                ),
+            )
+        ]
+        if acknowledge
+        else []
     )
     elements += [
-        blocks.button(f"Snooze {hours} h", f"ts:{prefix}-snooze-{key}", value)
+        blocks.button(
+            f"Snooze {hours} h",
+            f"ts:{prefix}-snooze-{key}",
+            value,
+            confirm=(
+                f"Snooze for {hours} h?",
+                f"No page for {what} for {hours} h; it fires again then if the device is still down.",
+                "Snooze",
+            ),
+        )
         for key, hours in SNOOZE_CHOICES.items()
     ]
     if diagnose:

@@ -97,6 +97,15 @@ def test_times_are_date_tokens_in_the_readers_zone(stack: LocalStack) -> None:
     facts = alert.blocks[1]["elements"][0]["text"]
     assert "raised <!date^" in facts
     _no_raw_utc(str(alert.blocks))
+    # point 9: Acknowledge and Snooze change the alert, so each asks first; Diagnose does not
+    asks = {b.text: b.has_confirm for b in alert.buttons()}
+    assert asks == {
+        "Acknowledge": True,
+        "Snooze 1 h": True,
+        "Snooze 4 h": True,
+        "Snooze 24 h": True,
+        "Diagnose": False,
+    }
 
 
 def test_accepted_is_a_state_of_the_confirmation_card_and_answers_replace_their_ack(
@@ -166,6 +175,7 @@ def test_earlier_cards_link_to_the_grouped_card_which_diagnoses_one_device(stack
         )
     )
     assert stack.standin.calls("chat.getPermalink")
+    assert all(b.has_confirm for b in group.buttons()), [(b.text, b.has_confirm) for b in group.buttons()]
     shown = labels_for(db, [members[3]])[members[3]]
     menu = [b for b in group.blocks if b.get("accessory", {}).get("type") == "static_select"]
     assert len(menu) == 1 and len(menu[0]["accessory"]["options"]) == 6
