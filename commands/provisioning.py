@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from bot.render import blocks
+from bot.render import blocks, times
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import ProvisioningEvent
@@ -82,6 +82,4 @@ def last_outside_change(deps: Deps, device: DeviceId, *, now: datetime) -> str |
     at = newest.occurred_at.astimezone(UTC)
     who = blocks.escape(newest.event_by or "ThingSpace")
     what = blocks.escape(newest.event_type or "changed")
-    return (
-        f":globe_with_meridians: Last changed by {who} at {at:%Y-%m-%d %H:%M} UTC (outside the bot): {what}."
-    )
+    return f":globe_with_meridians: Last changed by {who} at {times.at(at, UTC, now=now)} (outside the bot): {what}."

@@ -7,13 +7,13 @@ Published with ``views.publish`` when the user opens the tab (``app_home_opened`
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.core.durations import format_duration
-from bot.render import blocks
+from bot.render import blocks, times
 from commands.context import Deps
 from commands.help import role_line
 from commands.policy import user_role, verbs_for
@@ -80,7 +80,7 @@ def _watch_sections(deps: Deps, user: str) -> list[dict[str, Any]]:
     firing = [a for found in open_by_device.values() for a in found]
     if firing:
         lines = [
-            f"• `{a.device}` {a.condition} since {datetime.fromtimestamp(a.down_since, UTC):%Y-%m-%d %H:%M} UTC · {a.state}"
+            f"• `{a.device}` {a.condition} since {times.at(a.down_since, UTC, now=deps.clock())} · {a.state}"
             for a in firing[:ALERTS_SHOWN]
         ]
         out.append(

@@ -90,6 +90,7 @@ def test_a_portal_change_is_in_history_and_on_the_status_card(stack: LocalStack)
     card = _wait_for(stack, "the status card", lambda m: "Last changed by" in _text(m), before)
     shown = _text(card)
     assert f"Last changed by {_WHO} at " in shown and "(outside the bot): Suspend." in shown
+    assert f"Last changed by {_WHO} at <!date^" in str(card.blocks)  # in each reader's own zone
 
     # history: answered at once from the audit log, then redrawn with ThingSpace's events
     before = len(stack.standin.messages(_OPS, include_ephemeral=True))
