@@ -51,6 +51,7 @@ class LocalStack:
         sync_directory: bool = True,
         scheduler: bool = True,
         db_path: str | Path | None = None,
+        sync_wait: float = 60.0,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ class LocalStack:
         self._grants = grants
         self._overrides = settings_overrides or {}
         self._sync = sync_directory
+        self._sync_wait = sync_wait  # how long start() waits for the first directory sync
         self._scheduler = scheduler
         self.db_path = Path(db_path) if db_path else self.workdir / "tsbot.db"
         self.runtime: Runtime | None = None
@@ -106,7 +108,7 @@ class LocalStack:
         if not settings.poll_results:  # polled results: no listener, nothing is called back
             self.register_callbacks()
         if self._sync:
-            runtime.directory_synced.wait(60)
+            runtime.directory_synced.wait(self._sync_wait)
         self.driver = SlackDriver(self.bot_url + "/slack/events", SIGNING_SECRET, self.standin)
         return runtime
 

@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--script", metavar="FILE", help="run console lines from FILE ('-' for stdin), then exit"
     )
-    parser.add_argument("--devices", type=int, default=200, help="sandbox fleet size (default 200)")
+    parser.add_argument(
+        "--devices", type=_devices, default=200, help="sandbox fleet size, 1 to 1,000,000 (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="sandbox fleet seed (default 1)")
     parser.add_argument(
         "--db", metavar="PATH", help="keep the bot's database here (default: a temporary folder)"
@@ -47,6 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settle-timeout", type=float, default=60.0, help="how long --script waits for requests"
     )
+
+
+#: Above this many lines the demo does not wait for the bot's first directory sync: it says so and
+#: gives the prompt at once (a million lines take minutes to read; commands work meanwhile).
+SYNC_IN_BACKGROUND_ABOVE = 20_000
+#: lines per second the bot's directory sync reads from the sandbox on an ordinary machine
+SYNC_RATE = 3_000
+
+
+def _devices(text: str) -> int:
+    from bot.sandbox.fleet import MAX_DEVICES
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= value <= MAX_DEVICES:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_DEVICES:,}")
+    return value
 
 
 class Console:
@@ -268,9 +289,16 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     from bot.core.reachability import DEMO_SETTINGS
 
+    background = args.devices > SYNC_IN_BACKGROUND_ABOVE
     stack = LocalStack(
-        workdir, devices=args.devices, seed=args.seed, db_path=args.db, settings_overrides=dict(DEMO_SETTINGS)
+        workdir,
+        devices=args.devices,
+        seed=args.seed,
+        db_path=args.db,
+        settings_overrides=dict(DEMO_SETTINGS),
+        sync_wait=0.0 if background else 60.0,
     )
+    started = time.monotonic()
     stack.start()
     console = Console(stack, out)
     console.attach()
@@ -278,6 +306,16 @@ def run(args: argparse.Namespace) -> int:
         f"Ready. Sandbox {stack.sandbox_server.url} · Slack stand-in {stack.standin.base_url} · bot {stack.bot_url}\n"
         "You are U012ADMIN (admin) in #C0OPS. Try: /ts find 9708   /ts help   help\n"
     )
+    if background:
+        minutes = max(1, round(args.devices / SYNC_RATE / 60))
+        out.write(
+            f"The bot is reading the sandbox's {args.devices:,} lines into its directory in the background "
+            f"(about {minutes} min); commands work meanwhile, and find, group: and label targets see "
+            "the lines read so far. A line below says when it is done.\n"
+        )
+        threading.Thread(
+            target=_say_when_synced, args=(stack, console, started), name="demo-sync-notice", daemon=True
+        ).start()
     out.flush()
     try:
         if args.script:
@@ -297,3 +335,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         stack.stop()
+
+
+def _say_when_synced(stack: object, console: Console, started: float) -> None:
+    """Print one line when the bot's first directory sync has finished (large demo fleets)."""
+    from bot.local_stack import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    runtime = stack.runtime
+    if runtime is None:
+        return
+    runtime.directory_synced.wait()
+    console.print(f"\n(directory sync finished after {time.monotonic() - started:.0f} s)")

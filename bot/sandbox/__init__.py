@@ -41,7 +41,7 @@ from bot.sandbox.auth import Credentials
 from bot.sandbox.clock import Clock, ManualClock, system_clock
 from bot.sandbox.conditions import CONDITIONS
 from bot.sandbox.core import Sandbox
-from bot.sandbox.fleet import EXAMPLE_ICCID
+from bot.sandbox.fleet import EXAMPLE_ICCID, MAX_DEVICES
 from bot.sandbox.state import SandboxConfig
 
 __all__ = [
@@ -76,8 +76,8 @@ def create_sandbox(
     Raises ``ValueError`` for an impossible setting (device count, account format, negative
     intervals).
     """
-    if not 1 <= devices <= 100_000:
-        raise ValueError(f"devices must be between 1 and 100000, got {devices}")
+    if not 1 <= devices <= MAX_DEVICES:
+        raise ValueError(f"devices must be between 1 and {MAX_DEVICES}, got {devices}")
     if len(account) != 16 or account[10] != "-" or not (account[:10] + account[11:]).isdigit():
         raise ValueError(f"account must look like 0000123456-00001, got {account!r}")
     if callback_retry_interval < 0 or default_latency < 0:

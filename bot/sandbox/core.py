@@ -158,7 +158,9 @@ class Sandbox:
     def demo_devices(self) -> dict[str, dict[str, str]]:
         """condition -> {label, iccid, mdn} of the demo devices present in this fleet."""
         with self.state.lock:
-            shown = self.state.devices[: len(DEMO_CONDITIONS)]
+            shown = [
+                self.state.devices.peek(i) for i in range(min(len(DEMO_CONDITIONS), len(self.state.devices)))
+            ]
             return {d.base_condition: {"label": d.label, "iccid": d.iccid, "mdn": d.mdn} for d in shown}
 
     def device(self, ref: str) -> dict[str, Any]:

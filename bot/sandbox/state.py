@@ -13,7 +13,7 @@ import re
 import threading
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -32,7 +32,7 @@ from bot.sandbox.errors import (
     field_null,
     thingspace_error,
 )
-from bot.sandbox.fleet import DEMO_CONDITIONS, Device, build_fleet
+from bot.sandbox.fleet import DEMO_CONDITIONS, Device, Fleet
 from bot.sandbox.ids import ALL_KINDS, check_device_id, device_entries, normalize
 from bot.sandbox.rules import RESUME_NOTICE, resume_line
 from bot.sandbox.timers import Timers
@@ -49,6 +49,8 @@ MAX_DEVICES_PER_REQUEST: Final = 10_000
 MAX_REQUESTS_KEPT: Final = 50_000  # asynchronous requests remembered for status queries
 _ACCOUNT_FORMAT: Final = re.compile(r"\d{10}-\d{5}")
 _CUSTOM_FIELD: Final = re.compile(r"CustomField[1-5]")
+#: seeded conditions that leave a line suspended at the start (its resume timers are set then)
+_STARTS_SUSPENDED: Final = frozenset({"suspended"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +109,20 @@ class SandboxState:
 
     # -- building and indexing -----------------------------------------------------------------
     def build(self) -> None:
-        """(Re)create the fleet from ``(devices, seed)`` as of now; forget requests and monitors."""
+        """(Re)create the fleet from ``(devices, seed)`` as of now; forget requests and monitors.
+
+        Lines are made on demand (:class:`bot.sandbox.fleet.Fleet`); only the ones looked up by
+        identifier or changed are kept, and only those are in :attr:`index`. Building costs the
+        seed bytes and one pass for the lines suspended at the start (their resume timers).
+        """
         with self.lock:
             now = self.clock()
             self.anchor = now
             self.timers.clear()
-            self.devices: list[Device] = build_fleet(self.config.devices, self.config.seed, now)
-            demo = len(DEMO_CONDITIONS)
-            for device in self.devices:
-                spread = None if device.index < demo else device.variant
-                apply_condition(device, device.base_condition, now, spread=spread)
+            self.devices: Fleet = Fleet(self.config.devices, self.config.seed, now, prepare=self._prepare)
             self.index: dict[tuple[str, str], Device] = {}
             self._keys: dict[int, list[tuple[str, str]]] = {}
             self.by_label: dict[str, Device] = {}
-            self.groups: dict[str, list[Device]] = defaultdict(list)
-            for device in self.devices:
-                self.reindex(device)
-                for group in device.groups:
-                    self.groups[group].append(device)
-            self.by_created = sorted(self.devices, key=lambda d: d.created)
             self.requests: dict[str, AsyncRequest] = {}
             # device-originated SMS waiting for GET /sms/{account}/history (bot.sandbox.mo_sms)
             self.mo_queue: deque[dict[str, Any]] = deque()
@@ -137,12 +134,28 @@ class SandboxState:
             # populated by bot.sandbox.reachability
             self.monitors: dict[str, Any] = {}
             self.device_monitors: dict[int, list[Any]] = defaultdict(list)
-            for device in self.devices:
+            for index in range(self.devices.demo_count):  # the demo lines are always kept
+                self.keep(self.devices.peek(index))
+            for index in self.devices.indexes_with(_STARTS_SUSPENDED):
+                device = self.devices.peek(index)
                 if device.state == "suspend":
                     self.schedule_suspension(device)
 
+    def _prepare(self, device: Device) -> None:
+        """Give a freshly made line its seeded condition as of the sandbox's start."""
+        spread = None if device.index < len(DEMO_CONDITIONS) else device.variant
+        apply_condition(device, device.base_condition, self.anchor, spread=spread)
+
+    def keep(self, device: Device) -> Device:
+        """Keep ``device`` (and index its identifiers) from now on; returns the kept line."""
+        kept = self.devices.live.get(device.index, device)
+        if kept.index not in self._keys:
+            self.reindex(kept)
+        return kept
+
     def reindex(self, device: Device) -> None:
         """(Re)register every identifier and the label of ``device`` (e.g. after an IMEI change)."""
+        self.devices.live[device.index] = device
         for key in self._keys.pop(device.index, ()):
             if self.index.get(key) is device:
                 del self.index[key]
@@ -154,7 +167,31 @@ class SandboxState:
 
     # -- lookups ---------------------------------------------------------------------------------
     def find(self, kind: str, value: str) -> Device | None:
-        return self.index.get(normalize(kind, value))
+        """The line with this identifier (kept from now on), or None."""
+        key = normalize(kind, value)
+        found = self.index.get(key)
+        if found is not None:
+            return found
+        index = self.devices.lookup(*key)
+        if index is None:
+            return None
+        device = self.keep(self.devices.peek(index))  # a kept line is checked as it is now
+        return device if key in self._keys[index] else None
+
+    def by_label_text(self, text: str) -> Device | None:
+        """The line labelled ``text`` (case-insensitive), kept from now on, or None."""
+        found = self.by_label.get(text.lower())
+        if found is not None and found.label.lower() == text.lower():
+            return found
+        index = self.devices.label_index(text)
+        if index is None:
+            return None
+        device = self.keep(self.devices.peek(index))
+        return device if device.label.lower() == text.lower() else None
+
+    def group_members(self, group: str) -> Iterator[Device]:
+        """The lines in ``group`` (kept ones as they are, others made afresh), by index."""
+        return (self.devices.peek(i) for i in range(len(self.devices)) if self.devices.in_group(i, group))
 
     def resolve_text(self, text: str) -> Device:
         """``kind:id``, a bare id of any kind, or a label such as ``demo-hung``; LookupError if none."""
@@ -166,8 +203,9 @@ class SandboxState:
                 if found is None:
                     raise LookupError(f"no device with {kind.strip().lower()} {value.strip()}")
                 return found
-            if text.lower() in self.by_label:
-                return self.by_label[text.lower()]
+            labelled = self.by_label_text(text)
+            if labelled is not None:
+                return labelled
             for candidate in sorted(ALL_KINDS):
                 found = self.find(candidate, text)
                 if found is not None:
@@ -254,11 +292,11 @@ class SandboxState:
             raise field_invalid("groupName", "groupName must be a string.")
         if plan is not None and not isinstance(plan, str):
             raise field_invalid("servicePlan", "servicePlan must be a string.")
-        pool = self.groups.get(group, []) if group else self.devices
-        if group and not pool:
+        if group and group not in self.devices.group_names():
             raise thingspace_error("REQUEST_FAILED.GroupNotFound", f"Device group {group!r} does not exist.")
+        pool = self.group_members(group) if group else iter(self.devices)
         chosen = [
-            d
+            self.keep(d)
             for d in pool
             if (not plan or d.plan == plan) and all(d.custom.get(k) == v for k, v in custom.items())
         ]
@@ -322,10 +360,12 @@ class SandboxState:
         if resume is None:
             return
         now = self.clock()
-        self.timers.at(max(resume - RESUME_NOTICE, now), lambda: self._resume_notice(device, resume))
-        self.timers.at(resume, lambda: self._auto_resume(device, resume))
+        index = device.index
+        self.timers.at(max(resume - RESUME_NOTICE, now), lambda: self._resume_notice(index, resume))
+        self.timers.at(resume, lambda: self._auto_resume(index, resume))
 
-    def _resume_notice(self, device: Device, resume: datetime) -> None:
+    def _resume_notice(self, index: int, resume: datetime) -> None:
+        device = self.devices.peek(index)
         if device.state == "suspend" and device.resume_date == resume:
             comment = f"Device will be auto resumed on - {resume:%m/%d/%Y %I:%M:%S %p}"
             self.emit(
@@ -339,9 +379,11 @@ class SandboxState:
                 ]
             )
 
-    def _auto_resume(self, device: Device, resume: datetime) -> None:
+    def _auto_resume(self, index: int, resume: datetime) -> None:
+        device = self.devices.peek(index)
         if device.state != "suspend" or device.resume_date != resume:
             return
+        device = self.keep(device)
         resume_line(device, resume, count_action=False, by="auto-resume")
         change = {
             "changeType": "Resume",

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -85,6 +84,7 @@ __all__ = [
 MAX_PAGE: Final = 2000
 MAX_HISTORY: Final = 500
 USAGE_RETENTION: Final = timedelta(days=365)
+_IMEI_CHANGED: Final = frozenset({"imei-mismatch"})
 
 
 def parse_time(raw: object, field: str, *, required: bool = True) -> datetime | None:
@@ -236,15 +236,16 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
         id_filters = _id_filters(body.get("filter"))
         # both orders are sorted, so a page starts where the cursor points instead of rescanning
         # the fleet from its first line (a 1,000,000-line listing is 500 pages)
+        fleet = state.devices
         if largest is not None:
-            pool: Sequence[Device] = state.devices
-            first = bisect_right(pool, largest, key=lambda d: d.number)
+            order: Iterable[int] = range(fleet.first_numbered_after(largest), len(fleet))
         else:
-            pool = state.by_created
-            first = 0 if earliest is None else bisect_right(pool, earliest, key=lambda d: d.created)
-        members = {d.index for d in state.groups.get(str(group), [])} if group is not None else set()
+            order = fleet.created_order(earliest)
         found: list[Device] = []
-        for device in itertools.islice(pool, first, None):
+        for index in order:
+            if group is not None and not fleet.in_group(index, str(group)):
+                continue
+            device = fleet.peek(index)
             if largest is not None and device.number <= largest:
                 continue
             if earliest is not None and device.created <= earliest:
@@ -252,8 +253,6 @@ def list_devices(state: SandboxState, body: dict[str, Any]) -> tuple[int, dict[s
             if latest is not None and device.created > latest:
                 continue
             if state_filter and device.state != state_filter.strip().lower():
-                continue
-            if group is not None and device.index not in members:
                 continue
             if plan and device.plan != plan:
                 continue
@@ -477,7 +476,11 @@ def _abroad_share(device: Device, day_start: int) -> float:
 
 def _by_label(state: SandboxState, label: dict[str, Any]) -> Device:
     name, value = label.get("name"), label.get("value")
-    matches = [d for d in state.devices if isinstance(name, str) and d.custom.get(name) == value]
+    if name == "CustomField1" and isinstance(value, str):  # the label: found without a scan
+        labelled = state.by_label_text(value)
+        matches = [labelled] if labelled is not None and labelled.label == value else []
+    else:
+        matches = [d for d in state.devices if isinstance(name, str) and d.custom.get(name) == value]
     if len(matches) != 1:
         raise thingspace_error(
             DEVICE_NOT_FOUND,
@@ -497,14 +500,23 @@ def mismatch_list(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
             raise field_invalid("filter", 'filter must be {"earliest": ISO, "latest": ISO}.')
         earliest = parse_time(window.get("earliest"), "filter.earliest")
         latest = parse_time(window.get("latest"), "filter.latest")
-        pool = state.devices
+        # a line's IMEI changes only by its seeded condition or once it is kept: no fleet scan
+        pool: Iterable[Device] = itertools.chain(
+            (d for d in state.devices.live.values()),
+            (
+                state.devices.peek(i)
+                for i in state.devices.indexes_with(_IMEI_CHANGED)
+                if i not in state.devices.live
+            ),
+        )
         if body.get("devices") is not None:
-            pool = []
+            chosen: list[Device] = []
+            pool = chosen
             for position, raw in enumerate(device_entries(body["devices"])):
                 kind, value = check_device_id(raw, allowed={"iccid", "mdn"}, field=f"devices[{position}]")
                 found = state.find(kind, value)
                 if found is not None:
-                    pool.append(found)
+                    chosen.append(found)
         group = body.get("groupName")
         rows = []
         for device in pool:

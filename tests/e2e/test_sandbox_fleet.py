@@ -372,7 +372,8 @@ def test_conditions_can_be_set_on_any_device() -> None:
     clock = ManualClock(START)
     sandbox = create_sandbox(devices=40, clock=clock)
     try:
-        label = sandbox.state.devices[30].label
+        # an always-on line: a healthy sleepy meter is connected only while it is awake
+        label = next(d.label for d in sandbox.state.devices if d.index >= 20 and not d.type.sleepy)
         sandbox.set_condition(label, "hung")
         assert sandbox.device(label)["profile"] == "hung"
         clock.advance(hours=2)
