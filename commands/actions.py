@@ -137,6 +137,9 @@ class Notes:
     unknown_n: int = 0
     #: listed lines whose limits ThingSpace did not give (ThingSpace judges them)
     unread_n: int = 0
+    #: of those, the lines not reached within the reads' time budget (``budget`` seconds)
+    late_n: int = 0
+    budget: float = 0.0
 
     @classmethod
     def of(cls, result: guards.GuardResult) -> Notes:
@@ -147,6 +150,8 @@ class Notes:
             refused_n=len(result.refused),
             unknown_n=len(result.unknown),
             unread_n=len(result.unread),
+            late_n=result.unread_late,
+            budget=result.read_budget,
         )
 
     def then(self, later: guards.GuardResult) -> Notes:
@@ -160,6 +165,8 @@ class Notes:
             refused_n=self.refused_n + more.refused_n,
             unknown_n=more.unknown_n,
             unread_n=more.unread_n,
+            late_n=more.late_n,
+            budget=more.budget,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -170,6 +177,8 @@ class Notes:
             "refused_n": self.refused_n,
             "unknown_n": self.unknown_n,
             "unread_n": self.unread_n,
+            "late_n": self.late_n,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -183,6 +192,8 @@ class Notes:
             refused_n=int(data.get("refused_n", 0)),
             unknown_n=int(data.get("unknown_n", 0)),
             unread_n=int(data.get("unread_n", 0)),
+            late_n=int(data.get("late_n", 0)),
+            budget=float(data.get("budget", 0.0)),
         )
 
     def lines(self) -> list[str]:
@@ -201,12 +212,26 @@ class Notes:
                 f"{_count(self.unknown_n)} not in the device directory: their state is unknown, ThingSpace will judge."
             )
         if self.unread_n:
-            out.append(
-                f":grey_question: Could not read the limits of {_count(self.unread_n)}: ThingSpace's "
-                "provisioning history did not answer, so only the bot's own requests today were counted; "
-                "ThingSpace will judge them when asked to act."
-            )
+            out.append(f":grey_question: {unread_sentence(self.unread_n, self.late_n, self.budget)}")
         return out
+
+
+def unread_sentence(unread: int, late: int, budget: float) -> str:
+    """What a card says of the lines whose limits were not read: how many failed, how many were
+    not reached in time, and what that means."""
+    failed = unread - late
+    why = []
+    if failed:
+        why.append(f"ThingSpace's provisioning history did not answer for {_count(failed)}")
+    if late:
+        verb = "was" if late == 1 else "were"
+        why.append(f"{_count(late)} {verb} not reached within the {budget:.0f} s the bot gives these reads")
+    return (
+        f"Could not read the limits of {_count(unread)}: "
+        + " and ".join(why)
+        + ". Only the bot's own requests today were counted for them; ThingSpace will judge them when "
+        "asked to act."
+    )
 
 
 def _allowance_line(devices: list[ResolvedDevice], allowance: dict[str, int]) -> str | None:

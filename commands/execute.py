@@ -285,9 +285,7 @@ def _execute(deps: Deps, job: Job) -> None:
     if checked.unread:
         body.append(
             blocks.context(
-                f"Could not read the limits of {len(checked.unread):,} line(s) from their provisioning "
-                "history (only the bot's own requests were counted); "
-                "it judges them itself."
+                actions.unread_sentence(len(checked.unread), checked.unread_late, checked.read_budget)
             )
         )
     if verb == "cancel-location":
@@ -464,8 +462,9 @@ def _execute_in_parts(
                 if checked.unread:
                     body.append(
                         blocks.context(
-                            f"ThingSpace did not give the limits of {len(checked.unread):,} line(s) in time; "
-                            "it judges them itself."
+                            actions.unread_sentence(
+                                len(checked.unread), checked.unread_late, checked.read_budget
+                            )
                         )
                     )
                 outbox.enqueue_post(db, key=root, channel=action.channel, text=headline, blocks=body)

@@ -41,6 +41,7 @@ __all__ = [
     "SUSPEND_DAYS_CONTINUOUS",
     "SUSPEND_DAYS_YEAR",
     "GuardResult",
+    "LimitReads",
     "LineLimits",
     "check",
     "day_start",
@@ -63,6 +64,9 @@ READ_FAILURES_MAX = 20
 #: under the worker's job lease (120 s, storage.jobs.claim), past which another worker thread
 #: would take the same job — for an execute job, a second submission.
 READ_BUDGET = 90.0
+#: lines handed to the readers at a time; between batches the budget is checked, so a set of
+#: 100,000 lines holds at most one batch of reads in flight and stops starting reads on time
+READ_BATCH = 256
 
 
 #: how far back a line's provisioning history is read (the 12-month suspension limit)
@@ -138,6 +142,22 @@ def limits_from_history(events: Sequence[ProvisioningEvent], now: datetime) -> L
     )
 
 
+class LimitReads(dict[str, LineLimits]):
+    """What :func:`read_limits` read: line key -> limits, and why the other lines were not read.
+
+    ``failed``: ThingSpace answered an error for the line's history (or the reads stopped after
+    :data:`READ_FAILURES_MAX` errors: ThingSpace down), a count; ``late``: the keys of the lines
+    not reached within the reads' time budget (``budget`` seconds)."""
+
+    def __init__(self, read: Mapping[str, LineLimits] | None = None, *, budget: float = READ_BUDGET) -> None:
+        super().__init__(read or {})
+        self.failed = 0
+        #: keys of the lines not reached within the budget
+        self.late: set[str] = set()
+        self.budget = budget
+        self.seconds = 0.0
+
+
 @dataclass
 class GuardResult:
     ok: list[ResolvedDevice] = field(default_factory=list)
@@ -149,6 +169,10 @@ class GuardResult:
     allowance: dict[str, int] = field(default_factory=dict)
     #: suspend/resume devices in ``ok`` whose limits were asked of ThingSpace and not read
     unread: list[ResolvedDevice] = field(default_factory=list)
+    #: of the lines asked about, how many were not reached within the reads' time budget
+    #: (the rest of ``unread`` failed), and that budget in seconds
+    unread_late: int = 0
+    read_budget: float = READ_BUDGET
 
 
 def suspend_allowance(limits: LineLimits) -> int | None:
@@ -181,33 +205,54 @@ def read_limits(
     *,
     budget: float = READ_BUDGET,
     now: datetime | None = None,
-) -> dict[str, LineLimits]:
+) -> LimitReads:
     """Each line's limits and state from its provisioning history of the last 365 days (worker
-    side, never before the ack), :data:`READ_CONCURRENCY` at a time. Only lines read are in the
+    side, never before the ack), :data:`READ_CONCURRENCY` at a time, in batches of
+    :data:`READ_BATCH` so that no read starts after *budget* seconds. Only lines read are in the
     answer: one whose history fails, any after :data:`READ_FAILURES_MAX` failures (ThingSpace
-    down) and any not reached within *budget* seconds are left out (:attr:`GuardResult.unread`)."""
+    down) and any not reached within *budget* seconds are left out, and counted
+    (:class:`LimitReads`, :attr:`GuardResult.unread`)."""
     failures = 0
     lock = threading.Lock()
-    deadline = time.monotonic() + budget
+    began = time.monotonic()
+    deadline = began + budget
     moment = now or datetime.now(UTC)
+    answer = LimitReads(budget=budget)
 
-    def one(device: ResolvedDevice) -> tuple[str, LineLimits | None]:
+    def one(device: ResolvedDevice) -> tuple[str, LineLimits | None, str]:
         nonlocal failures
         with lock:
-            if failures >= READ_FAILURES_MAX or time.monotonic() > deadline:
-                return device.key, None
+            if failures >= READ_FAILURES_MAX:
+                return device.key, None, "failed"
+            if time.monotonic() > deadline:
+                return device.key, None, "late"
         try:
             events = list(client.provisioning_history(device.device_id, moment - HISTORY_SPAN, moment))
         except ThingSpaceError:
             with lock:
                 failures += 1
-            return device.key, None
-        return device.key, limits_from_history(events, moment)
+            return device.key, None, "failed"
+        return device.key, limits_from_history(events, moment), ""
 
     if not devices:
-        return {}
+        return answer
     with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(devices))) as pool:
-        return {key: limits for key, limits in pool.map(one, devices) if limits is not None}
+        for start in range(0, len(devices), READ_BATCH):
+            if failures >= READ_FAILURES_MAX or time.monotonic() > deadline:
+                if failures >= READ_FAILURES_MAX:
+                    answer.failed += len(devices) - start
+                else:
+                    answer.late.update(d.key for d in devices[start:])
+                break
+            for key, limits, why in pool.map(one, devices[start : start + READ_BATCH]):
+                if limits is not None:
+                    answer[key] = limits
+                elif why == "late":
+                    answer.late.add(key)
+                else:
+                    answer.failed += 1
+    answer.seconds = time.monotonic() - began
+    return answer
 
 
 def day_start(now: float) -> float:
@@ -253,6 +298,9 @@ def check(
     :func:`read_limits` answered (None: not asked, as before the ack)."""
     result = GuardResult()
     asked = limits is not None
+    late: set[str] = set()
+    if isinstance(limits, LimitReads):
+        result.read_budget, late = limits.budget, limits.late
     limits = limits or {}
     for device in devices:
         known = limits.get(device.key, _NOT_READ)
@@ -309,4 +357,5 @@ def check(
             if asked and device.key not in limits:
                 result.unread.append(device)
         result.ok.append(device)
+    result.unread_late = sum(device.key in late for device in result.unread)
     return result

@@ -12,7 +12,9 @@ import pytest
 from bot.sandbox.rules import actions_today, suspended_days_continuous, suspended_days_year
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import ProvisioningEvent
+from commands import actions, guards
 from commands.guards import HISTORY_SPAN, limits_from_history
+from commands.targets import ResolvedDevice
 from tests.helpers.thingspace import START, Running, client_for, running_sandbox
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -88,3 +90,24 @@ def test_the_history_gives_what_the_sandbox_rules_say(sandbox: Running, conditio
         limits.suspended_days_year,
         limits.state,
     ) == expected
+
+
+def test_limit_reads_stop_on_time_and_say_why_each_line_was_not_read(sandbox: Running) -> None:
+    """Reads go in batches within a time budget; a line ThingSpace refuses is counted as failed,
+    lines not reached in time as late, and the card's sentence gives both numbers."""
+    demo = sandbox.sandbox.demo_devices()
+    ids = [DeviceId("iccid", demo[c]["iccid"]) for c in ("healthy", "suspended")]
+    ids.append(DeviceId("iccid", "89148000000000000001"))  # not in the account
+    devices = [ResolvedDevice(i, f"iccid:{i.id}", None) for i in ids]
+    with client_for(sandbox.url) as client:
+        read = guards.read_limits(client, devices, budget=30, now=START)
+        too_late = guards.read_limits(client, devices * 200, budget=0.0, now=START)
+    assert set(read) == {d.key for d in devices[:2]} and read.failed == 1 and not read.late
+    checked = guards.check("resume", devices, bot_actions_today={}, limits=read)
+    assert [d.key for d in checked.unread] == [devices[2].key] and checked.unread_late == 0
+    assert not too_late and too_late.late == {d.key for d in devices} and too_late.failed == 0
+    late = guards.check("resume", devices[1:], bot_actions_today={}, limits=too_late)
+    assert len(late.unread) == late.unread_late == 2
+    sentence = actions.unread_sentence(3, 2, 90)
+    assert "did not answer for 1 device" in sentence
+    assert "2 devices were not reached within the 90 s" in sentence
