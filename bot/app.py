@@ -230,6 +230,8 @@ class Runtime:
         self._start_scheduler = start_scheduler
         self._started = False
         self.directory_synced = threading.Event()
+        self._stopping = threading.Event()
+        self._sync_thread: threading.Thread | None = None
 
     def build_scheduler(self) -> BackgroundScheduler:
         """The scheduler (not started) with every task of :func:`scheduled_tasks` and this
@@ -255,7 +257,10 @@ class Runtime:
         for part in self.parts:
             part.start()
         if self._sync_at_start:
-            threading.Thread(target=self._initial_sync, name="directory-sync", daemon=True).start()
+            self._sync_thread = threading.Thread(
+                target=self._initial_sync, name="directory-sync", daemon=True
+            )
+            self._sync_thread.start()
         else:
             self.directory_synced.set()
         if self._start_scheduler:
@@ -265,6 +270,9 @@ class Runtime:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # a running start-up sync stops at its next batch
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=10)
         self.workspace.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -278,6 +286,8 @@ class Runtime:
         self.pool.close()
 
     def _sync_progress(self, progress: SyncProgress) -> None:
+        if self._stopping.is_set():
+            raise _SyncStopped
         self.metrics.observe_directory_sync(
             progress.lines, progress.seconds, done=progress.done, complete=progress.complete
         )
@@ -285,6 +295,8 @@ class Runtime:
     def _initial_sync(self) -> None:
         try:
             sync_directory(self.thingspace, self.pool.get(), on_progress=self._sync_progress)
+        except _SyncStopped:
+            log.info("the start-up directory sync stopped with the bot; the next start syncs again")
         except Exception:
             log.exception("initial directory sync failed; find and group targets use what is stored")
         finally:
@@ -331,3 +343,7 @@ class Runtime:
             self.metrics.count_dead_letter()
         elif kind == "retry":
             self.metrics.count_slack_call(method, "retry")
+
+
+class _SyncStopped(Exception):
+    """Raised from the sync's progress report when the bot is stopping."""

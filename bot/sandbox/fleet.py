@@ -354,7 +354,7 @@ class Fleet:
         self._spacing = max(2, _SPAN // self._ranks)
         self._rank_offset = int(unit(seed, 5) * self._ranks)
         self._rank_inverse = pow(_RANK_MULTIPLIER % self._ranks, -1, self._ranks) if self._ranks > 1 else 0
-        self._first_plant = next((i for i in range(demo, count) if self._site(i) == "plant-7"), None)
+        self._first_plant = next((i for i in range(demo, count) if self.site(i) == "plant-7"), None)
 
     # -- a line's seeded attributes --------------------------------------------------------------
     def _roll(self, index: int, at: int, width: int = 2) -> int:
@@ -366,7 +366,7 @@ class Fleet:
             return self._demo[index][0].type.name
         return _weighted(_TYPE_WEIGHTS, self._roll(index, 0), 65536)
 
-    def _site(self, index: int) -> str:
+    def site(self, index: int) -> str:
         if index < self.demo_count:
             return self._demo[index][0].site
         return _weighted(_SITES, self._roll(index, 2), 65536)
@@ -375,12 +375,12 @@ class Fleet:
         if index < self.demo_count:
             return self._demo[index][0].base_condition
         condition = _weighted(_RANDOM_CONDITIONS, self._roll(index, 4), 65536)
-        if condition == "suspended" and self._site(index) == "plant-7":
+        if condition == "suspended" and self.site(index) == "plant-7":
             return "healthy"  # the bulk-suspend story starts from active lines
         return condition
 
     def static_groups(self, index: int) -> list[str]:
-        return [DEVICE_TYPES[self._type(index)].group, self._site(index)]
+        return [DEVICE_TYPES[self._type(index)].group, self.site(index)]
 
     def created(self, index: int) -> datetime:
         if index < self.demo_count:
@@ -409,7 +409,7 @@ class Fleet:
             raise IndexError(index)
         if index < self.demo_count:
             return _copy(self._demo[index][0])
-        type_name, site = self._type(index), self._site(index)
+        type_name, site = self._type(index), self.site(index)
         kind = DEVICE_TYPES[type_name]
         made = self.serials.make(index * _STRIDE, _AREA[site], kind.tac)
         for attempt in range(1, _STRIDE):

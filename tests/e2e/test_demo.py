@@ -67,3 +67,42 @@ def test_demo_with_a_missing_script_says_so_before_starting_anything(tmp_path: P
     assert result.returncode == 2
     assert f"tsbot demo: cannot read the script {missing}: No such file or directory" in result.stderr
     assert "Starting" not in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_million_line_demo_gives_the_prompt_at_once_and_syncs_in_the_background(tmp_path: Path) -> None:
+    """--devices 1000000: the sandbox starts in seconds, the demo says the directory is being read
+    in the background instead of blocking the prompt, commands answer meanwhile, and it quits
+    cleanly mid-sync; above the limit is a clear usage error."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "demo",
+            "--script",
+            "-",
+            "--devices",
+            "1000000",
+            "--db",
+            str(tmp_path / "d.db"),
+        ],
+        input="/ts help\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "Starting the ThingSpace sandbox (1000000 lines)" in out
+    assert "reading the sandbox's 1,000,000 lines into its directory in the background" in out
+    assert "/ts find" in out  # the help card answered while the sync runs
+    assert "Traceback" not in out + result.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--devices", "1000001"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2 and "must be between 1 and 1,000,000" in refused.stderr
