@@ -245,13 +245,6 @@ def test_sync_and_acks_against_the_sandbox(tmp_path: Path) -> None:
         rss = _peak_rss_mb(bot.proc.pid)
         with ThreadPoolExecutor(20) as pool:
             after = list(pool.map(one, range(400)))
-        dry = []
-        for _ in range(10):
-            begun = time.perf_counter()
-            answer = driver.command("suspend group:plant-7 --dry-run", user="U012ADMIN", channel="C0OPS")
-            dry.append((time.perf_counter() - begun) * 1000)
-            assert answer.status_code == 200 and "Dry run" in answer.json()["text"]
-        plant = int(re.sub(r"\D", "", answer.json()["text"].split(" for ")[1].split(" device")[0]))
         print(
             f"\nsandbox of {SANDBOX_LINES:,} lines up in {sandbox_up:.1f} s; tsbot serve "
             + (
@@ -263,9 +256,24 @@ def test_sync_and_acks_against_the_sandbox(tmp_path: Path) -> None:
             f"peak RSS {max(rss, rss_seen):.0f} MB (goal < 500 MB)\n"
             f"find acks at concurrency 20 while syncing: {len(during)} commands, p50 {_p(during, 0.5):.0f} ms, "
             f"p99 {_p(during, 0.99):.0f} ms; after: p50 {_p(after, 0.5):.0f} ms, p99 {_p(after, 0.99):.0f} ms, "
-            f"max {max(after):.0f} ms (goal < 150 ms)\n"
+            f"max {max(after):.0f} ms (goal < 150 ms)",
+            flush=True,
+        )
+        dry: list[float] = []
+        plant = 0
+        for _ in range(5):
+            begun = time.perf_counter()
+            try:
+                answer = driver.command("suspend group:plant-7 --dry-run", user="U012ADMIN", channel="C0OPS")
+            except httpx.TimeoutException:
+                dry.append(float("inf"))
+                continue
+            dry.append((time.perf_counter() - begun) * 1000)
+            assert answer.status_code == 200 and "Dry run" in answer.json()["text"]
+            plant = int(re.sub(r"\D", "", answer.json()["text"].split(" for ")[1].split(" device")[0]))
+        print(
             f"`suspend group:plant-7 --dry-run` ({plant:,} lines would be called): ack median "
-            f"{statistics.median(dry):.0f} ms, max {max(dry):.0f} ms"
+            f"{statistics.median(dry):.0f} ms, max {max(dry):.0f} ms (inf: no answer within the driver's timeout)"
         )
         driver.close()
     finally:
