@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: gives the prompt at once (a million lines take minutes to read; commands work meanwhile).
 SYNC_IN_BACKGROUND_ABOVE = 20_000
 #: lines per second the bot's directory sync reads from the sandbox on an ordinary machine
-SYNC_RATE = 1_500
+SYNC_RATE = 1_300
 
 
 def _devices(text: str) -> int:
