@@ -354,7 +354,10 @@ class Fleet:
         self._spacing = max(2, _SPAN // self._ranks)
         self._rank_offset = int(unit(seed, 5) * self._ranks)
         self._rank_inverse = pow(_RANK_MULTIPLIER % self._ranks, -1, self._ranks) if self._ranks > 1 else 0
-        self._first_plant = next((i for i in range(demo, count) if self.site(i) == "plant-7"), None)
+        # at least one plant-7 line is flaky: of the first 200 non-demo plant-7 lines, the one with
+        # the highest ICCID (so not the lines a test picks first when it sorts by key)
+        plant = [i for i in range(demo, min(count, demo + 500)) if self.site(i) == "plant-7"][:200]
+        self._first_plant = max(plant, key=lambda i: self._iccid(i)) if plant else None
 
     # -- a line's seeded attributes --------------------------------------------------------------
     def _roll(self, index: int, at: int, width: int = 2) -> int:
@@ -403,6 +406,20 @@ class Fleet:
             offset += 1
         return offset
 
+    def _iccid(self, index: int) -> str:
+        kind = DEVICE_TYPES[self._type(index)]
+        return self._serials_for(index, _AREA[self.site(index)], kind.tac)["iccid"]
+
+    def _serials_for(self, index: int, area: str, tac: str) -> dict[str, str]:
+        """A non-demo line's identifiers: the first of its serial numbers with no "9708" in them."""
+        made = self.serials.make(index * _STRIDE, area, tac)
+        for attempt in range(1, _STRIDE):
+            checked = [v for key, v in made.items() if key not in ("ip",)]
+            if not any("9708" in value for value in checked):
+                break
+            made = self.serials.make(index * _STRIDE + attempt, area, tac)
+        return made
+
     def static(self, index: int) -> Device:
         """Line ``index`` as seeded, before its condition is applied (a new object each time)."""
         if not 0 <= index < self.count:
@@ -411,12 +428,7 @@ class Fleet:
             return _copy(self._demo[index][0])
         type_name, site = self._type(index), self.site(index)
         kind = DEVICE_TYPES[type_name]
-        made = self.serials.make(index * _STRIDE, _AREA[site], kind.tac)
-        for attempt in range(1, _STRIDE):
-            checked = [v for key, v in made.items() if key not in ("ip",)]
-            if not any("9708" in value for value in checked):
-                break
-            made = self.serials.make(index * _STRIDE + attempt, _AREA[site], kind.tac)
+        made = self._serials_for(index, _AREA[site], kind.tac)
         created = self.created(index)
         custom = {
             "CustomField1": f"{type_name}-{index:04d}",
