@@ -85,7 +85,7 @@ def test_a_100000_line_suspend_end_to_end(tmp_path: Path) -> None:
             )
             card_s = time.monotonic() - asked
             driver.click("Confirm", user="U012ADMIN")
-        summary = standin.wait_for(lambda m: "is suspending" in m.text and "done:" in m.text, timeout=LIMIT)
+        summary = standin.wait_for(lambda m: "> suspended " in m.text and "done:" in m.text, timeout=LIMIT)
         bot.settled(timeout=LIMIT)
         rows = bot.query(
             "SELECT request_id, device_count FROM ts_requests WHERE verb = 'suspend' ORDER BY created_at"
