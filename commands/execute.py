@@ -335,7 +335,7 @@ def _execute(deps: Deps, job: Job) -> None:
             action,
             reply_key,
             f":white_check_mark: ThingSpace accepted {ACCEPTED[verb]} {_subject(checked.ok)} "
-            f"(request `{request_id}`). Results will land in the thread of its post in <#{action.channel}>.",
+            f"(request `{request_id}`). Results will land in the thread of its post in {blocks.channel_ref(action.channel)}.",
             now=deps.clock(),
             card_state=True,
         )
@@ -515,7 +515,7 @@ def _execute_in_parts(
             f"execute:{action.id}",
             f":white_check_mark: ThingSpace accepted {ACCEPTED[verb]} {total:,} devices in {len(parts)} requests "
             f"(`{request_ids[0]}` … `{request_ids[-1]}`). Results will land in the thread of its post "
-            f"in <#{action.channel}>.",
+            f"in {blocks.channel_ref(action.channel)}.",
             now=deps.clock(),
             card_state=True,
         )

@@ -350,7 +350,7 @@ def _run_reach(deps: Deps, job: Job, device_id: DeviceId) -> None:
         if job.payload.get("replace"):  # the "⏳" ack becomes the answer's state, not one more ephemeral
             text = (
                 f":satellite_antenna: ThingSpace is checking whether {escape(device_id.masked())} is reachable "
-                f"(request `{request_id}`); the answer lands in the thread of its post in <#{channel}>."
+                f"(request `{request_id}`); the answer lands in the thread of its post in {blocks.channel_ref(channel)}."
             )
             _respond(db, job, text, [blocks.section(text)])
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 from bot.core import outcome_status as outcomes
 from bot.core.durations import format_duration
 from bot.inbox.worker import post_result, render_progress, settle_single_root
-from bot.render import blocks, results
+from bot.render import blocks, results, times
 from bot.scheduler.tasks import ScheduledTask
 from bot.thingspace import shapes
 from bot.thingspace.errors import (
@@ -342,8 +342,8 @@ def _still_pending(
     settings = deps.settings
     request_id = tracked.request_id
     zone = results.zone(settings.timezone)
-    at = datetime.fromtimestamp(now, UTC).astimezone(zone).strftime("%H:%M")
-    next_at = datetime.fromtimestamp(due, UTC).astimezone(zone).strftime("%H:%M")
+    at = times.at(now, zone, now=now)
+    next_at = times.at(due, zone, now=now)
     hours = int(_window(tracked).total_seconds() // 3600)
     waited = format_duration(timedelta(seconds=max(now - tracked.created_at, 0)))
     seen = (

@@ -87,7 +87,7 @@ from slack_sdk.web import WebClient
 from bot.core.durations import format_duration
 from bot.core.logs import request_context
 from bot.core.redact import mask_text
-from bot.render.blocks import MAX_BLOCKS
+from bot.render.blocks import MAX_BLOCKS, channel_ref
 from storage import lease as lease_store
 from storage import outbox, pending, requests
 from storage.db import write
@@ -288,11 +288,6 @@ def _labelled(blocks: list[dict[str, Any]], ref: str) -> list[dict[str, Any]] | 
     return None
 
 
-def _where(channel: str) -> str:
-    """A channel as Slack renders a link to it; a DM or an unknown id as words."""
-    return f"<#{channel}>" if channel[:1] in ("C", "G") else "that conversation"
-
-
 def requester_notice(db: Any, row: OutboxRow, error: str, *, now: float) -> str | None:
     """Tell the requester that the root message of their request, or their approval card, could
     not be posted (the bot is not in that conversation), and what to do about it.
@@ -304,7 +299,7 @@ def requester_notice(db: Any, row: OutboxRow, error: str, *, now: float) -> str 
     if row.kind != "post" or error not in CHANNEL_ERRORS or not row.key.startswith(_REQUESTER_PREFIXES):
         return None
     prefix, _, ident = row.key.partition(":")
-    where = _where(row.channel)
+    where = channel_ref(row.channel)
     why = (
         f"I am not a member of {where}"
         if error == "not_in_channel"

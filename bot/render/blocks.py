@@ -93,6 +93,12 @@ def from_slack(text: str) -> str:
     return converted.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def channel_ref(channel: str) -> str:
+    """A channel as Slack renders a link to it (``<#C…>``); a DM or an unknown id as words, since
+    ``<#D…>`` is no channel mention."""
+    return f"<#{channel}>" if channel[:1] in ("C", "G") else "that conversation"
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

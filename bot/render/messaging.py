@@ -8,11 +8,11 @@ through :func:`bot.render.blocks.escape`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bot.core.redact import mask_id
-from bot.render import blocks
+from bot.render import blocks, times
 from bot.render.blocks import Block
 
 __all__ = [
@@ -28,8 +28,8 @@ _HEX_SHOWN = 512
 
 
 def when(moment: datetime, tz: tzinfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".strip()
+    """A date token: the reader's own zone in Slack, the configured zone as the fallback."""
+    return times.at(moment, tz, now=datetime.now(UTC))
 
 
 def payload_text(data: bytes) -> tuple[str, bool]:

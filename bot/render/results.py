@@ -89,18 +89,6 @@ def parse_when(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _clock(moment: datetime | None, tz: tzinfo) -> str:
-    if moment is None:
-        return ""
-    local = moment.astimezone(tz)
-    return f"{local:%H:%M} {local.tzname() or ''}".strip()
-
-
-def _day(moment: datetime, tz: tzinfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local:%a} {local.day} {local:%b %Y}"
-
-
 def device_label(entry: DirectoryDevice | None, key: str) -> str:
     """``tracker-0042 (iccid …9708)`` from the directory, else the masked id."""
     if entry is not None:
@@ -441,7 +429,7 @@ def external_change_notice(
     if changed_by:
         parts.append(f" by {blocks.escape(changed_by)}")
     if at is not None:
-        parts.append(f" at {_clock(at, tz)} on {_day(at, tz)}")
+        parts.append(f" at {times.at(at, tz)}")
     text = "".join(parts) + "."
     body = [
         blocks.section(text),
@@ -454,7 +442,7 @@ def resume_warning_notice(
     label: str, *, resume_date: datetime | None, comment: str, tz: tzinfo, request_id: str
 ) -> tuple[str, list[Block]]:
     """A suspended line resumes in 7 days (ThingSpace ResumeTrackingNotification)."""
-    when = f" on {_day(resume_date, tz)}" if resume_date else ""
+    when = f" on {times.day(resume_date, tz)}" if resume_date else ""
     text = (
         f":alarm_clock: {blocks.escape(label)} resumes in 7 days: ThingSpace will auto-resume the suspended "
         f"line{when}."

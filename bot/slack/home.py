@@ -41,12 +41,12 @@ def home_view(deps: Deps, user: str) -> dict[str, Any]:
     if rows:
         lines = []
         for row in rows:
-            when = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            when = times.at(row.at, UTC, now=deps.clock())
             targets = ", ".join(row.targets[:2]) + (
                 f" +{len(row.targets) - 2}" if len(row.targets) > 2 else ""
             )
             # targets are what was typed (an invalid command's included): shown literally
-            lines.append(f"`{when}` *{row.verb}* {blocks.escape(targets)} → {row.outcome}")
+            lines.append(f"{when} *{row.verb}* {blocks.escape(targets)} → {row.outcome}")
         body.append(blocks.section("*Your recent actions*\n" + "\n".join(lines)))
     else:
         body.append(blocks.section("*Your recent actions*\nNone yet. Try `/ts help` in a channel."))

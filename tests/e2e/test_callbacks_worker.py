@@ -10,6 +10,7 @@ import time
 
 from bot.console.records import Message
 from bot.inbox.unanswered import check_unanswered
+from bot.render import times
 from storage import directory, inbox, requests
 from storage.audit.log import AuditLog
 from tests.helpers.callbacks import (
@@ -48,7 +49,7 @@ def test_a_single_suspend_lands_in_its_thread(cb_bot: CallbackBot) -> None:
     replies = cb_bot.thread(request_id)
     assert len(replies) == 1
     assert "tracker-0001" in replies[0].text
-    assert "is suspended until Sun 15 Mar 2026" in replies[0].text
+    assert "is suspended until Sun 15 Mar 2026" in times.fallback(replies[0].text)
     entry = directory.lookup(cb_bot.db, "iccid", "89148000000800139708")
     assert entry is not None and entry.state == "suspend"
     assert entry.resume_date is not None and entry.resume_date.startswith("2026-03-15")
