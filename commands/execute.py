@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.core.redact import mask_text
 from bot.render import blocks
+from bot.render.blocks import Block
 from bot.thingspace.errors import (
     ServerError,
     ThingSpaceConnectError,
@@ -275,19 +276,7 @@ def _execute(deps: Deps, job: Job) -> None:
         blocks.section(headline),
         blocks.context(f"Request `{request_id}`{approved} · results will land in this thread"),
     ]
-    notes = [f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]]
-    if notes:
-        body.append(
-            blocks.context(
-                f"Not sent ({len(notes)}): " + "; ".join(notes[:10]) + (" …" if len(notes) > 10 else "")
-            )
-        )
-    if checked.unread:
-        body.append(
-            blocks.context(
-                actions.unread_sentence(len(checked.unread), checked.unread_late, checked.read_budget)
-            )
-        )
+    body.extend(_left_out(checked))
     if verb == "cancel-location":
         body.append(
             blocks.context(
@@ -448,25 +437,7 @@ def _execute_in_parts(
                         f"first `{request_id}`{approved} · results will land in this thread"
                     ),
                 ]
-                notes = [
-                    f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]
-                ]
-                if notes:
-                    body.append(
-                        blocks.context(
-                            f"Not sent ({len(notes):,}): "
-                            + "; ".join(notes[:10])
-                            + (" …" if len(notes) > 10 else "")
-                        )
-                    )
-                if checked.unread:
-                    body.append(
-                        blocks.context(
-                            actions.unread_sentence(
-                                len(checked.unread), checked.unread_late, checked.read_budget
-                            )
-                        )
-                    )
+                body.extend(_left_out(checked))
                 outbox.enqueue_post(db, key=root, channel=action.channel, text=headline, blocks=body)
             requests.add_request(
                 db,
@@ -568,6 +539,23 @@ def _part_refused(
         jobs.finish(db, job.id, ok=False, error=type(exc).__name__)
     deps.hook("thingspace_error", verb, type(exc).__name__)
     deps.wake()
+
+
+def _left_out(checked: guards.GuardResult) -> list[Block]:
+    """The results message's lines about what was not sent: lines skipped or refused by the guard
+    rails (with why), and lines whose limits ThingSpace did not give in time."""
+    out: list[Block] = []
+    notes = [f"{d.shown}: {blocks.escape(why)}" for d, why in [*checked.skipped, *checked.refused]]
+    if notes:
+        more = " …" if len(notes) > 10 else ""
+        out.append(blocks.context(f"Not sent ({len(notes):,}): " + "; ".join(notes[:10]) + more))
+    if checked.unread:
+        out.append(
+            blocks.context(
+                actions.unread_sentence(len(checked.unread), checked.unread_late, checked.read_budget)
+            )
+        )
+    return out
 
 
 def _subject(devices: list[ResolvedDevice]) -> str:

@@ -855,18 +855,18 @@ class SlackStandIn:
         channel = self._resolve_channel(self._require_user(users[0]))
         return {"ok": True, "channel": {"id": channel}}
 
-    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._check_limits("views.publish", params)
-        user = self._require_user(params.get("user_id"))
+    def _view(self, params: dict[str, Any], kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The ``view`` argument of a views.* call: JSON of a view of type *kind* whose blocks are
+        valid and within the limit of views (100 blocks); otherwise the error Slack gives."""
         view = params.get("view")
         if isinstance(view, str):
             try:
                 view = json.loads(view)
             except ValueError:
                 raise _ApiError("invalid_arguments", ["[ERROR] view is not valid JSON"]) from None
-        if not isinstance(view, dict) or view.get("type") != "home":
+        if not isinstance(view, dict) or view.get("type") != kind:
             raise _ApiError(
-                "invalid_arguments", ["[ERROR] must be a view of type home [json-pointer:/view/type]"]
+                "invalid_arguments", [f"[ERROR] must be a view of type {kind} [json-pointer:/view/type]"]
             )
         try:
             blocks = parse_blocks(view.get("blocks", []))
@@ -877,6 +877,12 @@ class SlackStandIn:
             raise _ApiError(
                 "invalid_arguments", [p.replace("json-pointer:/", "json-pointer:/view/") for p in problems]
             )
+        return view, blocks
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_limits("views.publish", params)
+        user = self._require_user(params.get("user_id"))
+        view, blocks = self._view(params, "home")
         view_id = "V" + hashlib.sha256(f"{self.team_id}:{user}".encode()).hexdigest()[:10].upper()
         stored = {
             **view,
@@ -905,25 +911,7 @@ class SlackStandIn:
             if self._clock() - issued > 3.0:
                 raise _ApiError("expired_trigger_id")
             self._triggers[trigger] = (user, issued, True)
-        view = params.get("view")
-        if isinstance(view, str):
-            try:
-                view = json.loads(view)
-            except ValueError:
-                raise _ApiError("invalid_arguments", ["[ERROR] view is not valid JSON"]) from None
-        if not isinstance(view, dict) or view.get("type") != "modal":
-            raise _ApiError(
-                "invalid_arguments", ["[ERROR] must be a view of type modal [json-pointer:/view/type]"]
-            )
-        try:
-            blocks = parse_blocks(view.get("blocks", []))
-        except BlocksFormatError as exc:
-            raise _ApiError("invalid_arguments", [f"[ERROR] {exc} [json-pointer:/view/blocks]"]) from None
-        problems = validate_blocks(blocks, limit=MAX_BLOCKS_HOME)
-        if problems:
-            raise _ApiError(
-                "invalid_arguments", [p.replace("json-pointer:/", "json-pointer:/view/") for p in problems]
-            )
+        view, blocks = self._view(params, "modal")
         view_id = "V" + secrets.token_hex(5).upper()
         stored = {
             **view,
