@@ -56,7 +56,7 @@ from bot.slack.web import create_web_app
 from bot.slack.workspace import WorkspaceGuard
 from bot.thingspace.client import ThingSpaceClient
 from bot.worker.command_worker import CommandWorker
-from commands import execute, lookup, registry
+from commands import execute, lookup, prepare, registry
 from commands.context import Deps, Runner
 from commands.router import Router
 from storage import alerts, directory, inbox, jobs, outbox
@@ -77,6 +77,7 @@ def job_runners() -> dict[str, Runner]:
     return {
         "lookup": lookup.run,
         "execute": execute.run,
+        prepare.JOB_KIND: prepare.run,
         "home": publish_home,
         "watch-monitors": reachability_tasks.run_monitor_job,
         "alert-diag": reachability_tasks.run_alert_diag,

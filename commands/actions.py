@@ -41,12 +41,12 @@ from bot.render import blocks
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.ids import DeviceId
 from bot.thingspace.models import RequestAccepted
-from commands import audit, guards, nidd
+from commands import audit, guards, nidd, prepare
 from commands.context import ActionHandler, ActionRequest, CommandRequest, Deps, Reply
 from commands.grammar import MAX_REASON, Invocation, UsageError
 from commands.policy import may_run, user_role
 from commands.smstext import check_sms
-from commands.targets import ResolvedDevice, audit_targets, resolve, resolve_keys
+from commands.targets import ResolvedDevice, audit_targets, resolve, resolve_keys, targeted_size
 from storage import jobs, outbox, pending, requests
 from storage.audit.events import SYSTEM_ACTOR
 
@@ -299,21 +299,45 @@ def nothing_to_do(notes: Notes) -> Reply:
     )
 
 
+def _options(inv: Invocation) -> dict[str, Any]:
+    """What an SMS or NIDD action sends besides its devices, checked (a :class:`UsageError` if wrong)."""
+    if inv.verb == "sms":
+        check = check_sms(inv.text)
+        if not check.ok:
+            raise UsageError(check.message, verb=inv.verb)
+        return {"text": inv.text, "encoding": check.encoding}
+    if inv.verb == "nidd":
+        return nidd.options_for(inv)
+    return {}
+
+
+def _answer_prepared(db: Database, req: CommandRequest, reply: Reply) -> Reply:
+    """For a command the worker prepared after the ack, queue *reply* to replace the placeholder,
+    in the caller's transaction (so a job it queues for the card cannot overtake it)."""
+    if req.prepared and req.response_url:
+        outbox.enqueue_respond(
+            db,
+            key=f"prepared:{secrets.token_urlsafe(12)}",
+            response_url=req.response_url,
+            text=reply.text,
+            blocks=reply.blocks,
+            replace_original=True,
+        )
+    return reply
+
+
 def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) -> Reply:
     verb = inv.verb
     db = deps.db()
     settings = deps.settings
+    options = _options(inv)
+    if not (req.prepared or req.via_button) and req.response_url and verb != "cancel-location":
+        size = targeted_size(db, inv.targets, verb=verb, max_targets=settings.max_targets)
+        if size > prepare.AFTER_ACK:
+            return prepare.later(deps, req, inv, role, size)
     devices = resolve(
         db, inv.targets, verb=verb, max_targets=settings.max_targets, single=verb == "cancel-location"
     )
-    options: dict[str, Any] = {}
-    if verb == "sms":
-        check = check_sms(inv.text)
-        if not check.ok:
-            raise UsageError(check.message, verb=verb)
-        options = {"text": inv.text, "encoding": check.encoding}
-    elif verb == "nidd":
-        options = nidd.options_for(inv)
     now = deps.clock()
     keys = [d.key for d in devices]
     #: the ack's audit entries name a group as typed (``group:plant-7``) and the lines named one
@@ -330,6 +354,7 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
     limited = verb in LIMITED and bool(listed) and bool(req.response_url) and not req.via_button
     reason = inv.reason
     if inv.dry_run:
+        reply = dry_run_reply(deps, verb, listed, notes, options, limits="reading" if limited else "none")
         with audit.transaction(db):
             audit.record(
                 db,
@@ -351,9 +376,10 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                     "response_url": req.response_url,
                 }
                 jobs.enqueue(db, key=f"dry-run:{secrets.token_urlsafe(12)}", kind="execute", payload=payload)
-        if limited:
+            _answer_prepared(db, req, reply)
+        if limited or req.prepared:
             deps.wake()
-        return dry_run_reply(deps, verb, listed, notes, options, limits="reading" if limited else "none")
+        return reply
     if not listed:
         with audit.transaction(db):
             audit.record(
@@ -366,7 +392,10 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 reason=reason,
                 detail={"skipped": len(preview.skipped), "refused": len(preview.refused)},
             )
-        return nothing_to_do(notes)
+            reply = _answer_prepared(db, req, nothing_to_do(notes))
+        if req.prepared:
+            deps.wake()
+        return reply
     direct = verb in MESSAGES and len(devices) == 1
     ttl = settings.confirm_ttl.total_seconds()
     with audit.transaction(db):
@@ -410,7 +439,13 @@ def start(deps: Deps, req: CommandRequest, inv: Invocation, role: str | None) ->
                 # response_url: where the worker says so if the job fails (bot.worker)
                 payload={"limits": action.id, "notes": notes.to_json(), "response_url": req.response_url},
             )
+        prepared = None
+        if req.prepared:
+            card = confirm_card(deps, action, listed, notes, limits="reading" if limited else "none")
+            prepared = _answer_prepared(db, req, card)
     deps.wake()
+    if prepared is not None:
+        return prepared
     if direct and verb == "nidd":
         return Reply(
             f"Sending NIDD data to {listed[0].shown}… its delivery (Queued, then Delivered) will follow in a "

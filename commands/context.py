@@ -81,6 +81,9 @@ class CommandRequest:
     #: run by a button on a card (``ts:run``): the response_url's "original" is that card, which
     #: an answer must never overwrite
     via_button: bool = False
+    #: run by the worker after the ack (:mod:`commands.prepare`): its targets were too many to
+    #: check inside Slack's 3 s, so the answer replaces the ack's placeholder via the response_url
+    prepared: bool = False
 
 
 @dataclass(frozen=True)

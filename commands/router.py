@@ -21,7 +21,7 @@ from commands.grammar import Invocation, UnknownVerb, UsageError, parse
 from commands.help import role_line, unknown_verb_text
 from commands.policy import may_run, user_role
 
-__all__ = ["RUN_BUTTON", "Router"]
+__all__ = ["RUN_BUTTON", "Router", "invalid"]
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +125,27 @@ class Router:
         return handler(deps, user, view)
 
     def _invalid(self, deps: Deps, req: CommandRequest, exc: UsageError, inv: Invocation | None) -> Reply:
-        db = deps.db()
-        verb = inv.verb if inv else exc.verb or "unknown"
-        with audit.transaction(db):
-            audit.record(
-                db,
-                actor=req.user,
-                channel=req.channel,
-                verb=verb,
-                outcome=audit.Outcome.INVALID,
-                targets=[t.text for t in inv.targets] if inv else [],
-                detail={"error": mask_text(exc.message)},
-            )
-        deps.hook("command", verb, "invalid")
-        text = f":warning: {exc.message}"
-        if exc.verb and exc.verb in self.verbs:
-            text += f"\nUsage: `/ts {self.verbs[exc.verb].usage}`"
-        return Reply(text)
+        return invalid(deps, self.verbs, req, exc, inv)
+
+
+def invalid(
+    deps: Deps, verbs: Mapping[str, VerbSpec], req: CommandRequest, exc: UsageError, inv: Invocation | None
+) -> Reply:
+    """The answer to a command that is wrong (its usage line included), with its audit entry."""
+    db = deps.db()
+    verb = inv.verb if inv else exc.verb or "unknown"
+    with audit.transaction(db):
+        audit.record(
+            db,
+            actor=req.user,
+            channel=req.channel,
+            verb=verb,
+            outcome=audit.Outcome.INVALID,
+            targets=[t.text for t in inv.targets] if inv else [],
+            detail={"error": mask_text(exc.message)},
+        )
+    deps.hook("command", verb, "invalid")
+    text = f":warning: {exc.message}"
+    if exc.verb and exc.verb in verbs:
+        text += f"\nUsage: `/ts {verbs[exc.verb].usage}`"
+    return Reply(text)

@@ -7,6 +7,7 @@ guard rails then know less about it, and the confirmation card says so.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from sqlite_utils import Database
@@ -17,7 +18,7 @@ from commands.grammar import TargetToken, UsageError
 from storage import directory
 from storage.directory import DirectoryDevice
 
-__all__ = ["ResolvedDevice", "audit_targets", "resolve", "resolve_keys"]
+__all__ = ["ResolvedDevice", "audit_targets", "group_size", "resolve", "resolve_keys", "targeted_size"]
 
 
 class ResolvedDevice:
@@ -101,14 +102,16 @@ class ResolvedDevice:
         return f"ResolvedDevice({self.key!r})"
 
 
-def _group(db: Database, name: str, verb: str, max_targets: int) -> list[ResolvedDevice]:
-    """The lines of group *name*, through the membership index: counted first (a group larger
-    than *max_targets* is refused before any line is read), then read as key, label, state and
-    auto-resume date only — what the guard rails and the card need; the worker reads whole rows."""
+def group_size(db: Database, name: str, *, verb: str, max_targets: int) -> int:
+    """How many lines group *name* holds, from the membership index alone; a group that does not
+    exist, or is larger than *max_targets*, is a :class:`UsageError`."""
     size = directory.group_count(db, name)
     if size == 0:
-        known = ", ".join(f"{g} ({n})" for g, n in directory.groups(db)[:15]) or "none synced yet"
-        raise UsageError(escape(f"There is no device group `{name}`. Groups: {known}."), verb=verb)
+        names = directory.group_names(db)
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+        known = ", ".join(names[:15]) + (", …" if len(names) > 15 else "") or "none synced yet"
+        hint = f" Did you mean {' or '.join(f'`group:{c}`' for c in close)}?" if close else ""
+        raise UsageError(escape(f"There is no device group `{name}`.{hint} Groups: {known}."), verb=verb)
     if size > max_targets:
         raise UsageError(
             escape(
@@ -117,6 +120,23 @@ def _group(db: Database, name: str, verb: str, max_targets: int) -> list[Resolve
             ),
             verb=verb,
         )
+    return size
+
+
+def targeted_size(db: Database, tokens: Sequence[TargetToken], *, verb: str, max_targets: int) -> int:
+    """An upper bound of how many lines *tokens* name, read from indexes only (each group's
+    count, one per other target): what decides whether a command is prepared after the ack."""
+    return sum(
+        group_size(db, t.group.strip(), verb=verb, max_targets=max_targets) if t.is_group else 1
+        for t in tokens
+    )
+
+
+def _group(db: Database, name: str, verb: str, max_targets: int) -> list[ResolvedDevice]:
+    """The lines of group *name*, through the membership index: counted first (a group larger
+    than *max_targets* is refused before any line is read), then read as key, label, state and
+    auto-resume date only — what the guard rails and the card need; the worker reads whole rows."""
+    group_size(db, name, verb=verb, max_targets=max_targets)
     return [ResolvedDevice(None, row[0], None, row) for row in directory.group_member_rows(db, name)]
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "group_count",
     "group_member_rows",
     "group_members",
+    "group_names",
     "groups",
     "imei_changes",
     "lookup",
@@ -709,8 +710,27 @@ def group_member_rows(db: Database, name: str) -> list[tuple[str, str, str, str 
 
 
 def groups(db: Database) -> list[tuple[str, int]]:
+    """Every group and its size (reads the whole membership index: not for the ack path)."""
     rows = db.execute("SELECT name, count(*) FROM device_groups GROUP BY name ORDER BY name").fetchall()
     return [(r[0], int(r[1])) for r in rows]
+
+
+def group_names(db: Database, *, limit: int = 1000) -> list[str]:
+    """The first *limit* group names in order, one index seek each (a loose index scan), so the
+    cost follows the number of groups, not of lines."""
+    rows = db.execute(
+        """
+        WITH RECURSIVE named(name) AS (
+            SELECT min(name) FROM device_groups
+            UNION ALL
+            SELECT (SELECT min(name) FROM device_groups WHERE name > named.name) FROM named
+            WHERE named.name IS NOT NULL
+        )
+        SELECT name FROM named WHERE name IS NOT NULL LIMIT ?
+        """,
+        [limit],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def set_state(db: Database, key: str, state: str, *, resume_date: str | None = None) -> None:

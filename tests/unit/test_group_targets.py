@@ -60,7 +60,7 @@ def test_a_group_resolves_to_its_lines_with_their_state_and_labels(db: Database)
 def test_a_group_over_the_limit_is_refused_by_its_count(db: Database) -> None:
     with pytest.raises(UsageError, match=r"group:plant-7 has 60 devices; one command may name at most 50"):
         resolve(db, tokens("group:plant-7"), verb="suspend", max_targets=50)
-    with pytest.raises(UsageError, match=r"There is no device group `nowhere`. Groups: depot \(20\)"):
+    with pytest.raises(UsageError, match=r"There is no device group `nowhere`. Groups: depot, "):
         resolve(db, tokens("group:nowhere"), verb="suspend", max_targets=50)
 
 
