@@ -61,7 +61,7 @@ def _find_page(
     if not page.devices:
         if after is not None:
             return Reply(f"No more devices match `{typed}`.", replace_original=False)
-        synced = directory.count(db)
+        synced = directory.size(db)
         searched = f" (searched as `{blocks.escape(query)}`)" if query != text else ""
         return Reply(
             f"No device matches `{typed}`{searched} among {synced:,} in the directory. "

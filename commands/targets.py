@@ -183,7 +183,7 @@ def resolve(
             # a line the synced account does not list: a wrong check digit is a typo, said before
             # ThingSpace is asked (before the first directory sync the bot cannot tell, and asks)
             problem = check_digit_problem(device_id)
-            if problem and directory.count(db) > 0:
+            if problem and directory.size(db) > 0:
                 raise UsageError(escape(problem), verb=verb)
         key = entry.key if entry else str(device_id)
         if entry:

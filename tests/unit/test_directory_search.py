@@ -186,3 +186,21 @@ def test_an_existing_directory_is_indexed_by_the_migration(tmp_path: Path) -> No
         assert members == [("iccid:89148000000000000011", "legacy-7", "active", None, "")]
     finally:
         db.conn.close()
+
+
+def test_the_size_read_from_one_seek_is_the_count_through_updates_and_lines_that_left(db: Database) -> None:
+    assert directory.size(db) == directory.count(db) == 0
+    put(db, *(line(n, f"pump-{n}") for n in range(1, 6)), now=1.0)
+    put(db, line(2, "pump-two", groups=["south"]), line(9, "pump-nine"), now=2.0)
+    with write(db):
+        directory.set_state(db, "iccid:89148000000000000011", "suspend")
+        directory.mark_missing(db, synced_before=2.0)
+
+    assert directory.size(db) == directory.count(db) == 6
+
+
+def test_group_names_come_in_order_from_a_loose_index_scan(db: Database) -> None:
+    put(db, *(line(n, f"pump-{n}", groups=[f"site-{n % 4}", "pumps"]) for n in range(40)))
+
+    assert directory.group_names(db) == ["pumps", "site-0", "site-1", "site-2", "site-3"]
+    assert directory.group_names(db, limit=2) == ["pumps", "site-0"]

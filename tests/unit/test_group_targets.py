@@ -62,6 +62,8 @@ def test_a_group_over_the_limit_is_refused_by_its_count(db: Database) -> None:
         resolve(db, tokens("group:plant-7"), verb="suspend", max_targets=50)
     with pytest.raises(UsageError, match=r"There is no device group `nowhere`. Groups: depot, "):
         resolve(db, tokens("group:nowhere"), verb="suspend", max_targets=50)
+    with pytest.raises(UsageError, match=r"no device group `plant7`. Did you mean `group:plant-7`\?"):
+        resolve(db, tokens("group:plant7"), verb="suspend", max_targets=50)
 
 
 def test_audit_entries_on_the_ack_path_name_the_group_as_typed(db: Database) -> None:
