@@ -3,7 +3,9 @@
 The command answers at once with an ephemeral card bound to a pending action that holds exactly
 the devices the card lists to be acted on (their digest is on the card); devices skipped or
 refused are shown but are not part of it, so a click can never reach a device the card did not
-list. The pending action is single use and expires.
+list. The pending action is single use and expires. Targets of more than
+:data:`commands.prepare.AFTER_ACK` lines are acked with a placeholder and go through the same
+steps in the worker (:mod:`commands.prepare`), whose card replaces it.
 
 Suspend and resume also depend on limits that only ThingSpace knows (five provisioning actions
 per line per day, 90 suspended days in a row and 180 a year), and ThingSpace is not called before
