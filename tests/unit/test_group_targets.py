@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,38 @@ def test_todays_actions_for_a_long_list_come_from_one_read(db: Database) -> None
 
     assert requests.actions_today(db, many, day_start=0) == dict.fromkeys(keys[:3], 1)
     assert requests.actions_today(db, keys[:5], day_start=0) == dict.fromkeys(keys[:3], 1)
+
+
+def test_todays_actions_and_a_batchs_parts_are_read_through_indexes(db: Database) -> None:
+    """A year of requests holds millions of request lines: today's actions start from today's
+    requests (by time), and the parts of a bulk action from their thread."""
+    with write(db):
+        requests.add_request(
+            db,
+            request_id="req-1",
+            verb="suspend",
+            actor="U1",
+            channel="C1",
+            devices=["iccid:1"],
+            thread_key="t",
+        )
+    tracked = requests.get_request(db, "req-1")
+    assert tracked is not None
+    ran: list[str] = []
+    db.conn.set_trace_callback(ran.append)
+    try:
+        requests.actions_today(db, [f"iccid:{n}" for n in range(3000)], day_start=0)
+        today = ran[-1]
+        requests.batch(db, replace(tracked, detail={"batch": "b"}))
+        batch = ran[-1]
+    finally:
+        db.conn.set_trace_callback(None)
+
+    def plan(sql: str) -> str:
+        return " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql))
+
+    assert plan(today).startswith("SEARCH r USING INDEX ts_requests_created") and "SCAN" not in plan(today)
+    assert "SEARCH ts_requests USING INDEX ts_requests_thread" in plan(batch)
 
 
 def test_the_membership_index_follows_label_state_and_resume_date(db: Database) -> None:
