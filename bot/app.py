@@ -36,7 +36,7 @@ from bot.audit.calls import audit_call
 from bot.audit.config_load import record_config_load
 from bot.core import reachability
 from bot.core.config import Settings
-from bot.core.directory_sync import SyncProgress, sync_directory
+from bot.core.directory_sync import SyncProgress
 from bot.core.logs import register_secrets
 from bot.core.metrics import Metrics
 from bot.inbox import unanswered
@@ -48,7 +48,8 @@ from bot.parts import Part
 from bot.scheduler import poll_tasks, reachability_tasks
 from bot.scheduler.build import build_scheduler
 from bot.scheduler.lease import SchedulerLease
-from bot.scheduler.tasks import ScheduledTask, upkeep_tasks
+from bot.scheduler.sync_process import DirectorySync, SyncFailed, SyncStopped, log_failure
+from bot.scheduler.tasks import ScheduledTask, SyncRun, upkeep_tasks
 from bot.slack.bolt_app import build_bolt_app
 from bot.slack.home import publish_home
 from bot.slack.socket_mode import SocketModeRunner
@@ -84,12 +85,12 @@ def job_runners() -> dict[str, Runner]:
     }
 
 
-def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
-    """Everything the scheduler runs: upkeep, unanswered requests, reachability. When results are
-    polled (no callback listener) reachability monitors give way to status queries, and the
-    device-SMS inbox is read."""
+def scheduled_tasks(settings: Settings, *, sync_run: SyncRun | None = None) -> list[ScheduledTask]:
+    """Everything the scheduler runs: upkeep (its directory sync run by *sync_run*), unanswered
+    requests, reachability. When results are polled (no callback listener) reachability monitors
+    give way to status queries, and the device-SMS inbox is read."""
     tasks = [
-        *upkeep_tasks(settings),
+        *upkeep_tasks(settings, sync_run=sync_run),
         *unanswered.scheduled_tasks(),
         *reachability_tasks.scheduled_tasks(settings),
     ]
@@ -227,11 +228,22 @@ class Runtime:
             self.pool, ttl=settings.scheduler_lease_ttl.total_seconds(), clock=clock
         )
         self.scheduler: BackgroundScheduler | None = None
+        #: the directory sync, at start and scheduled: one at a time, in a process of its own so
+        #: its CPU work stays off this process's GIL — unless ThingSpace is reached through a
+        #: test transport or the database is in memory, which only this process can use
+        self.directory_sync = DirectorySync(
+            settings,
+            pool=self.pool,
+            thingspace=self.thingspace,
+            on_progress=self._sync_progress,
+            on_call=self._observe_thingspace,
+            in_child=thingspace_transport is None and settings.db_path != ":memory:",
+        )
         self._sync_at_start = sync_directory_at_start
         self._start_scheduler = start_scheduler
         self._started = False
+        #: set when the start-up sync has ended (or at start, without one), whatever its outcome
         self.directory_synced = threading.Event()
-        self._stopping = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
     def build_scheduler(self) -> BackgroundScheduler:
@@ -240,7 +252,7 @@ class Runtime:
         lease = self.scheduler_lease
         return build_scheduler(
             self.deps,
-            scheduled_tasks(self.settings),
+            scheduled_tasks(self.settings, sync_run=self.directory_sync.run),
             lease,
             renew_every=min(timedelta(seconds=lease.ttl / 3), self.settings.alert_evaluate_every),
             on_run=self.metrics.count_job_run,
@@ -271,7 +283,7 @@ class Runtime:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()  # a running start-up sync stops at its next batch
+        self.directory_sync.stop()  # a running sync's process leaves now, and no other starts
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=10)
         self.workspace.stop()
@@ -287,17 +299,19 @@ class Runtime:
         self.pool.close()
 
     def _sync_progress(self, progress: SyncProgress) -> None:
-        if self._stopping.is_set():
-            raise _SyncStopped
         self.metrics.observe_directory_sync(
             progress.lines, progress.seconds, done=progress.done, complete=progress.complete
         )
 
     def _initial_sync(self) -> None:
         try:
-            sync_directory(self.thingspace, self.pool.get(), on_progress=self._sync_progress)
-        except _SyncStopped:
+            self.directory_sync.run(complete=True)
+        except SyncStopped:
             log.info("the start-up directory sync stopped with the bot; the next start syncs again")
+        except SyncFailed as failure:
+            log_failure(
+                log, "initial directory sync failed; find and group targets use what is stored", failure
+            )
         except Exception:
             log.exception("initial directory sync failed; find and group targets use what is stored")
         finally:
@@ -344,7 +358,3 @@ class Runtime:
             self.metrics.count_dead_letter()
         elif kind == "retry":
             self.metrics.count_slack_call(method, "retry")
-
-
-class _SyncStopped(Exception):
-    """Raised from the sync's progress report when the bot is stopping."""

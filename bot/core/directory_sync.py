@@ -1,28 +1,34 @@
 """Refreshing the local device directory from ThingSpace (at start and on a schedule).
 
 The listing is read page by page (ThingSpace sends at most 2,000 lines per page) and written in
-short transactions of :data:`BATCH` lines, so memory stays one page whatever the fleet, and a
-slash command never waits long for the database while a million-line sync runs.
+short transactions, so memory stays one page whatever the fleet, and a slash command never waits
+long for the database while a million-line sync runs: each transaction is sized to take about
+:data:`WRITE_SECONDS` (between :data:`MIN_BATCH` and :data:`BATCH` lines).
 
 ThingSpace's device list filters only by when a line was *added* (``earliest``), not by when it
 changed, so there are two kinds of sync:
 
 * **complete** — the whole account; lines it does not list are marked gone. At start, and
-  whenever the last complete sync is older than ``[directory] full_sync_every``.
+  whenever the last complete sync is older than ``[directory] full_sync_every``
+  (:func:`full_sync_due`).
 * **incremental** — only lines added since the newest ``createdAt`` seen (less a minute, for
   clocks that disagree), on every other ``[directory] sync_every`` tick. State changes made
   elsewhere reach the directory through ThingSpace's callbacks in between.
 
-Between batches the sync pauses (:data:`YIELD`), so the acks of slash commands served by the
-same process do not queue behind it. Progress (lines read, pages, lines per second) goes to the log every :data:`LOG_EVERY` lines and
-to *on_progress* after every page (the app points it at ``/metrics``).
+:func:`sync_directory` runs one sync wherever it is called; the bot runs it in a process of its
+own (:mod:`bot.scheduler.sync_process`), which passes *write_turn* (wait for the serving
+process's writers before each transaction) and *read_ahead* (fetch the next page while this one
+is written). Progress (lines read, pages, lines per second) goes to the log every
+:data:`LOG_EVERY` lines and to *on_progress* after every page (the app points it at
+``/metrics``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,19 +36,20 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.thingspace.client import ThingSpaceClient
-from bot.thingspace.models import Device
+from bot.thingspace.models import Device, DevicePage
 from storage import directory
 from storage.db import write
 
-__all__ = ["BATCH", "SyncProgress", "device_row", "sync_directory"]
+__all__ = ["BATCH", "SyncProgress", "device_row", "full_sync_due", "sync_directory"]
 
 log = logging.getLogger(__name__)
 
-#: lines per write transaction: short enough that a command's write never waits long
+#: the most lines per write transaction
 BATCH = 500
-#: after each batch the sync pauses for this share of the time the batch took (a long sync
-#: gives way to slash commands; 0.5 makes it about half again as long)
-YIELD = 0.5
+#: the fewest lines per write transaction
+MIN_BATCH = 50
+#: a write transaction is sized to take about this long, so a command's write never waits long
+WRITE_SECONDS = 0.05
 #: a progress line in the log every this many lines
 LOG_EVERY = 50_000
 #: an incremental sync asks for lines added this long before the newest one it saw
@@ -85,15 +92,27 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def full_sync_due(db: Database, every: timedelta, now: float) -> bool:
+    """Whether the next sync should be complete: none has been yet, or the last one is older than
+    *every* (``[directory] full_sync_every``)."""
+    last_full = directory.sync_marks(db).last_full_at
+    return last_full is None or now - last_full >= every.total_seconds()
+
+
 def sync_directory(
     client: ThingSpaceClient,
     db: Database,
     *,
     complete: bool = True,
     on_progress: Callable[[SyncProgress], None] | None = None,
+    write_turn: Callable[[], AbstractContextManager[object]] = nullcontext,
+    read_ahead: Callable[[Iterator[DevicePage]], Iterator[DevicePage]] | None = None,
 ) -> int:
     """Page through the account's devices (all of them, or with ``complete=False`` only those
-    added since the last sync saw its newest line) and upsert them; returns how many were read."""
+    added since the last sync saw its newest line) and upsert them; returns how many were read.
+
+    Every write transaction is taken inside ``write_turn()``; *read_ahead*, if given, wraps the
+    page iterator (to fetch the next page while this one is written)."""
     marks = directory.sync_marks(db)
     earliest: datetime | None = None
     if not complete and marks.newest_created:
@@ -103,18 +122,24 @@ def sync_directory(
     sync_started = time.time()  # the clock upsert_devices stamps synced_at with
     newest: datetime | None = None
     logged = 0
-    for page in client.device_pages(earliest=earliest):
+    size = MIN_BATCH  # lines per transaction, adjusted to take about WRITE_SECONDS
+    pages = client.device_pages(earliest=earliest)
+    for page in pages if read_ahead is None else read_ahead(pages):
         rows = [device_row(d) for d in page.devices if d.ids]
         for d in page.devices:
             if d.created_at is not None and (newest is None or d.created_at > newest):
                 newest = d.created_at
-        for i in range(0, len(rows), BATCH):
-            began = time.monotonic()
-            with write(db):
-                progress.lines += directory.upsert_devices(db, rows[i : i + BATCH])
-            # step aside for as long again, times YIELD: slash commands in this process get the
-            # interpreter and the database between batches instead of queueing behind the sync
-            time.sleep((time.monotonic() - began) * YIELD)
+        done = 0
+        while done < len(rows):
+            batch = rows[done : done + size]
+            with write_turn():
+                began = time.monotonic()
+                with write(db):
+                    progress.lines += directory.upsert_devices(db, batch)
+                took = time.monotonic() - began
+            done += len(batch)
+            if len(batch) == size:  # a full batch says how many lines fit in WRITE_SECONDS
+                size = _next_size(size, took)
         progress.pages += 1
         progress.seconds = time.monotonic() - progress.started
         if progress.lines - logged >= LOG_EVERY:
@@ -127,7 +152,7 @@ def sync_directory(
             )
         if on_progress is not None:
             on_progress(progress)
-    with write(db):
+    with write_turn(), write(db):
         if complete:  # the listing was complete: whatever it did not name left the account
             progress.gone = directory.mark_missing(db, synced_before=sync_started)
         directory.save_sync_marks(
@@ -151,3 +176,10 @@ def sync_directory(
         progress.rate,
     )
     return progress.lines
+
+
+def _next_size(size: int, took: float) -> int:
+    """The next transaction's size: *size* lines took *took* seconds; aim at WRITE_SECONDS, at
+    most doubling or halving at a time, within MIN_BATCH..BATCH."""
+    factor = min(2.0, max(0.5, WRITE_SECONDS / max(took, 1e-3)))
+    return max(MIN_BATCH, min(BATCH, int(size * factor)))

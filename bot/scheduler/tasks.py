@@ -10,6 +10,7 @@ queue, :mod:`storage.jobs`; APScheduler's own word for a scheduled function stay
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,10 +21,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.core.config import Settings
-from bot.core.directory_sync import sync_directory
+from bot.core.directory_sync import full_sync_due, sync_directory
+from bot.scheduler.sync_process import SyncFailed, SyncStopped, log_failure
 from commands.actions import expire_approvals
 from commands.context import Deps
-from storage import directory, memberships, seen
+from storage import memberships, seen
 from storage.audit.log import AuditLog, apply_retention, archive_folder, default_archive_path
 from storage.db import write
 
@@ -52,17 +54,34 @@ class ScheduledTask:
     at_start: bool = False
 
 
-def sync_directory_task(deps: Deps, now: float | None = None) -> None:
+#: runs one directory sync, complete or not, and waits for it (the composition root passes
+#: :meth:`bot.scheduler.sync_process.DirectorySync.run`, which runs it in a process of its own)
+SyncRun = Callable[..., int | None]
+
+
+def sync_directory_task(deps: Deps, now: float | None = None, *, run: SyncRun | None = None) -> None:
     """A complete sync when the last one is older than ``[directory] full_sync_every``, else
-    only the lines added since the last sync; progress to the ``directory_sync`` hook."""
+    only the lines added since the last sync. Run by *run* (``run(complete=…)``), or without
+    one here, in this thread, with progress to the ``directory_sync`` hook. A sync that fails is
+    logged once; the next run tries again."""
     db = deps.db()
     now = time.time() if now is None else now
-    last_full = directory.sync_marks(db).last_full_at
-    every = deps.settings.directory_full_sync_every.total_seconds()
-    complete = last_full is None or now - last_full >= every
-    sync_directory(
-        deps.thingspace, db, complete=complete, on_progress=lambda p: deps.hook("directory_sync", p)
-    )
+    complete = full_sync_due(db, deps.settings.directory_full_sync_every, now)
+    if run is None:
+        sync_directory(
+            deps.thingspace, db, complete=complete, on_progress=lambda p: deps.hook("directory_sync", p)
+        )
+        return
+    try:
+        run(complete=complete)
+    except SyncStopped:
+        log.info("the directory sync stopped with the bot")
+    except SyncFailed as failure:
+        log_failure(
+            log,
+            "directory sync failed; find and group targets use what is stored until the next one",
+            failure,
+        )
 
 
 #: Slack errors that answer the question "who is in this group": the group does not exist (any
@@ -139,12 +158,14 @@ def audit_retention_task(deps: Deps, now: datetime | None = None) -> None:
     log.info("audit retention: %s", result)
 
 
-def upkeep_tasks(settings: Settings) -> list[ScheduledTask]:
-    """The bot's own upkeep: directory sync, user-group members, housekeeping, the audit head file
-    and retention, and approvals nobody decided."""
+def upkeep_tasks(settings: Settings, *, sync_run: SyncRun | None = None) -> list[ScheduledTask]:
+    """The bot's own upkeep: directory sync (run by *sync_run*, else in the scheduler's thread),
+    user-group members, housekeeping, the audit head file and retention, and approvals nobody
+    decided."""
     approval_every = max(1, min(60, int(settings.approval_ttl.total_seconds() // 4)))
+    sync = sync_directory_task if sync_run is None else functools.partial(sync_directory_task, run=sync_run)
     return [
-        ScheduledTask("directory-sync", sync_directory_task, settings.directory_sync_every),
+        ScheduledTask("directory-sync", sync, settings.directory_sync_every),
         # at start too: until the first answer, grants naming user groups match nobody
         ScheduledTask("memberships-refresh", refresh_memberships_task, timedelta(minutes=10), at_start=True),
         ScheduledTask("housekeeping", housekeeping_task, timedelta(minutes=10)),
