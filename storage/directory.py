@@ -132,11 +132,16 @@ def search_text(ids: Iterable[str], label: str, custom: Iterable[str], groups: I
     """What the search index holds for one line: every identifier, the label, each custom field
     value and group, each marked as a whole value, plus each later word of the label marked as a
     start (so ``0042`` *starts* a word of ``gateway-0042``)."""
-    label = _CONTROL.sub("", label)
-    values = dict.fromkeys(_CONTROL.sub("", v).strip() for v in [*ids, label, *custom, *groups])
+    label = _printable(label)
+    values = dict.fromkeys(_printable(v).strip() for v in [*ids, label, *custom, *groups])
     out = [f"{_START}{v}{_END}" for v in values if v]
     out += [f"{_START}{w}" for w in dict.fromkeys(_WORD_BREAK.split(label)[1:]) if w]
     return "".join(out)
+
+
+def _printable(value: str) -> str:
+    """*value* without control characters (most values have none: no regex for them)."""
+    return value if value.isprintable() else _CONTROL.sub("", value)
 
 
 _BACKFILL_BATCH = 5000
