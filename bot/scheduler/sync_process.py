@@ -50,9 +50,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -73,6 +74,11 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 2.0
 #: how often a child checks that its parent is still alive (besides the end of its input)
 PARENT_CHECK = 1.0
+#: while the bot's own writers are busy, a turn to write starts this many times the last
+#: transaction's length after it ended (1.0: the sync takes at most half of the database's time)
+YIELD = 1.0
+#: how long after a turn found the bot's writers busy they count as busy
+BUSY_MEMORY = 1.0
 #: what the child's ``-c`` runs (the code root is put first on its path: the parent's code)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bot.scheduler.sync_process import main; main()"
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -231,10 +237,9 @@ class DirectorySync:
     def _follow(self, child: subprocess.Popen[bytes]) -> tuple[int | None, SyncFailed | None]:
         """Read the child's messages until it closes its output; answer its turns."""
         assert child.stdout is not None
-        writers: Any = _writers_lock(self._pool)
+        turns = _Turns(_writers_lock(self._pool))
         lines: int | None = None
         failure: SyncFailed | None = None
-        holding = False
         try:
             while True:
                 try:
@@ -243,13 +248,10 @@ class DirectorySync:
                     return lines, failure
                 kind = message[0]
                 if kind == "turn":
-                    writers.acquire()
-                    holding = True
+                    turns.take()
                     _send(child, _GO)
                 elif kind == "end":
-                    if holding:
-                        holding = False
-                        writers.release()
+                    turns.give_back()
                 elif kind == "progress":
                     self._on_progress(message[1])
                 elif kind == "call":
@@ -261,14 +263,46 @@ class DirectorySync:
                 elif kind == "failed":
                     failure = SyncFailed(str(message[1]), str(message[2]) or None)
         finally:
-            if holding:
-                writers.release()
+            turns.give_back()
 
 
-def _writers_lock(pool: ConnectionPool) -> Any:
+class _Turns:
+    """The child's turns to write, taken under this process's writers' lock. While this process's
+    own writers are busy (a turn found the lock taken within the last :data:`BUSY_MEMORY` s), a
+    turn starts only :data:`YIELD` times the last transaction's length after it ended: the
+    commands' writes come first, and the sync uses what is left."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._held = False
+        self._began = 0.0
+        self._next = 0.0  # monotonic time before which no turn starts
+        self._busy_until = 0.0
+
+    def take(self) -> None:
+        wait = self._next - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if not self._lock.acquire(blocking=False):
+            self._busy_until = time.monotonic() + BUSY_MEMORY
+            self._lock.acquire()
+        self._held = True
+        self._began = time.monotonic()
+
+    def give_back(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        self._lock.release()
+        now = time.monotonic()
+        self._next = now + (now - self._began) * YIELD if now < self._busy_until else now
+
+
+def _writers_lock(pool: ConnectionPool) -> threading.Lock:
     """The lock this process's writers take before ``BEGIN IMMEDIATE`` (see
-    :func:`storage.db.write`), or a lock of no effect if the connection has none."""
-    return getattr(pool.get(), "_tsbot_write_lock", None) or nullcontext()
+    :func:`storage.db.write`), or a lock of this sync's own if the connection has none."""
+    lock = getattr(pool.get(), "_tsbot_write_lock", None)
+    return lock if isinstance(lock, type(threading.Lock())) else threading.Lock()
 
 
 def _send(child: subprocess.Popen[bytes], data: bytes) -> None:

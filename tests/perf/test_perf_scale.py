@@ -205,11 +205,14 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
-    """The processes *pid* started (the bot's directory sync process, while it runs)."""
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The processes *pid*'s threads started (the bot's directory sync process, while it runs)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread has just ended
+            continue
+    return found
 
 
 @pytest.mark.timeout(1800)
