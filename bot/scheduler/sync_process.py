@@ -77,6 +77,8 @@ PARENT_CHECK = 1.0
 #: while the bot's own writers are busy, a turn to write starts this many times the last
 #: transaction's length after it ended (1.0: the sync takes at most half of the database's time)
 YIELD = 1.0
+#: the sync process's CPU priority below the bot's (``nice``): commands get the CPU first
+NICE = 10
 #: how long after a turn found the bot's writers busy they count as busy
 BUSY_MEMORY = 1.0
 #: what the child's ``-c`` runs (the code root is put first on its path: the parent's code)
@@ -264,6 +266,19 @@ class DirectorySync:
                     failure = SyncFailed(str(message[1]), str(message[2]) or None)
         finally:
             turns.give_back()
+            if turns.held:
+                log.info(
+                    "directory sync: %d write turns, each holding the database p50 %.0f ms, p99 %.0f ms, "
+                    "max %.0f ms; %.0f s waiting for a turn",
+                    len(turns.held),
+                    *(1000 * _quantile(turns.held, q) for q in (0.5, 0.99, 1.0)),
+                    turns.waited,
+                )
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 class _Turns:
@@ -278,9 +293,13 @@ class _Turns:
         self._began = 0.0
         self._next = 0.0  # monotonic time before which no turn starts
         self._busy_until = 0.0
+        #: how long each turn held the database, and how long turns waited in all (seconds)
+        self.held: list[float] = []
+        self.waited = 0.0
 
     def take(self) -> None:
-        wait = self._next - time.monotonic()
+        asked = time.monotonic()
+        wait = self._next - asked
         if wait > 0:
             time.sleep(wait)
         if not self._lock.acquire(blocking=False):
@@ -288,6 +307,7 @@ class _Turns:
             self._lock.acquire()
         self._held = True
         self._began = time.monotonic()
+        self.waited += self._began - asked
 
     def give_back(self) -> None:
         if not self._held:
@@ -295,6 +315,7 @@ class _Turns:
         self._held = False
         self._lock.release()
         now = time.monotonic()
+        self.held.append(now - self._began)
         self._next = now + (now - self._began) * YIELD if now < self._busy_until else now
 
 
@@ -478,6 +499,7 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # the channel to the parent ...
     os.dup2(2, 1)  # ... and anything printed goes to stderr instead
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
+    os.nice(NICE)  # the bot's own threads get the CPU first
     channel = _Channel(out)
     try:
         job: _Job = pickle.load(sys.stdin.buffer)  # noqa: S301 - our parent, on a private pipe
@@ -495,12 +517,12 @@ def main() -> None:
     threading.Thread(
         target=_watch_parent, args=(sys.stdin.fileno(), job.parent, turns), name="parent-watch", daemon=True
     ).start()
+    # each message is flushed as it is sent; the output closes as the process ends (closing it
+    # first would let the parent close our input, and the watcher leave with EXIT_STOPPED)
     try:
         lines = _sync(job, channel, turns)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it once
         channel.send("failed", redact(_reason(exc)), redact(traceback.format_exc()))
-        out.close()
         os._exit(EXIT_FAILED)
     channel.send("done", lines)
-    out.close()
     os._exit(0)

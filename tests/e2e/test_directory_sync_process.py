@@ -88,6 +88,7 @@ def test_the_start_up_sync_runs_in_a_child_and_reports_back(
     [done] = [r for r in caplog.records if r.getMessage().startswith("directory synced (complete)")]
     assert done.name == "bot.core.directory_sync" and done.process == pid
     assert f"{DEVICES} lines" in done.getMessage()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     _wait_for(lambda: not _alive(pid), 5, "the sync process to exit")
     assert runtime.directory_sync.pid is None
 
@@ -253,3 +254,14 @@ def test_the_sync_process_never_outlives_the_bot(tmp_path: Path) -> None:
             parent.wait()
             if parent.stdout is not None:
                 parent.stdout.close()
+
+
+def test_back_to_back_syncs_each_report_their_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A finished sync is a success however fast its process ends (its end of input closing as
+    it leaves is no stop)."""
+    with LocalStack(tmp_path, devices=30, sync_directory=False, scheduler=False) as stack:
+        runtime = stack.runtime
+        assert runtime is not None
+        caplog.set_level(logging.INFO)
+        assert [runtime.directory_sync.run(complete=True) for _ in range(5)] == [30] * 5
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
