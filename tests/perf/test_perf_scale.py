@@ -21,6 +21,7 @@ figures are printed for the lines synced so far.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -224,6 +225,7 @@ def test_sync_and_acks_against_the_sandbox(tmp_path: Path) -> None:
     server = ServerThread(sandbox.app).start()
     standin = SlackStandIn().start()
     bot = BotProcess(tmp_path, standin=standin, thingspace_url=server.url)
+    bot.env["TSBOT_LOG_LEVEL"] = "INFO"  # the sync process's summary of its write turns
     config = tmp_path / "tsbot.toml"
     config.write_text(config.read_text() + "max_targets = 1000000\n", encoding="utf-8")
     client = httpx.Client(timeout=30)
@@ -288,6 +290,10 @@ def test_sync_and_acks_against_the_sandbox(tmp_path: Path) -> None:
             f"p99 {_p(alone, 0.99):.0f} ms, max {max(alone):.0f} ms (goal at 300,000 lines: every one within 100 ms)",
             flush=True,
         )
+        for log in sorted(tmp_path.glob("bot-*.log")):  # the sync process's write turns
+            for line in log.read_text(errors="replace").splitlines():
+                if "write turns" in line:
+                    print(json.loads(line)["message"], flush=True)
         dry: list[float] = []
         answered: list[float] = []
         plant = 0
