@@ -44,11 +44,12 @@ __all__ = ["BATCH", "SyncProgress", "device_row", "full_sync_due", "sync_directo
 
 log = logging.getLogger(__name__)
 
-#: the most lines per write transaction
-BATCH = 500
+#: the most lines per write transaction (a page)
+BATCH = 2000
 #: the fewest lines per write transaction
 MIN_BATCH = 50
-#: a write transaction is sized to take about this long, so a command's write never waits long
+#: a write transaction is sized to take about this long (unless its turn gives it another
+#: budget), so a command's write never waits long
 WRITE_SECONDS = 0.05
 #: a progress line in the log every this many lines
 LOG_EVERY = 50_000
@@ -105,14 +106,15 @@ def sync_directory(
     *,
     complete: bool = True,
     on_progress: Callable[[SyncProgress], None] | None = None,
-    write_turn: Callable[[], AbstractContextManager[object]] = nullcontext,
+    write_turn: Callable[[], AbstractContextManager[float | None]] = nullcontext,
     read_ahead: Callable[[Iterator[DevicePage]], Iterator[DevicePage]] | None = None,
 ) -> int:
     """Page through the account's devices (all of them, or with ``complete=False`` only those
     added since the last sync saw its newest line) and upsert them; returns how many were read.
 
-    Every write transaction is taken inside ``write_turn()``; *read_ahead*, if given, wraps the
-    page iterator (to fetch the next page while this one is written)."""
+    Every write transaction is taken inside ``write_turn()``, which gives the seconds it may
+    take (None: :data:`WRITE_SECONDS`); *read_ahead*, if given, wraps the page iterator (to fetch
+    the next page while this one is written)."""
     marks = directory.sync_marks(db)
     earliest: datetime | None = None
     if not complete and marks.newest_created:
@@ -122,7 +124,7 @@ def sync_directory(
     sync_started = time.time()  # the clock upsert_devices stamps synced_at with
     newest: datetime | None = None
     logged = 0
-    size = MIN_BATCH  # lines per transaction, adjusted to take about WRITE_SECONDS
+    pace = _Pace()
     pages = client.device_pages(earliest=earliest)
     for page in pages if read_ahead is None else read_ahead(pages):
         rows = [device_row(d) for d in page.devices if d.ids]
@@ -131,15 +133,13 @@ def sync_directory(
                 newest = d.created_at
         done = 0
         while done < len(rows):
-            batch = rows[done : done + size]
-            with write_turn():
+            with write_turn() as budget:
+                batch = rows[done : done + pace.lines_for(WRITE_SECONDS if budget is None else budget)]
                 began = time.monotonic()
                 with write(db):
                     progress.lines += directory.upsert_devices(db, batch)
-                took = time.monotonic() - began
+                pace.observe(len(batch), time.monotonic() - began)
             done += len(batch)
-            if len(batch) == size:  # a full batch says how many lines fit in WRITE_SECONDS
-                size = _next_size(size, took)
         progress.pages += 1
         progress.seconds = time.monotonic() - progress.started
         if progress.lines - logged >= LOG_EVERY:
@@ -178,8 +178,20 @@ def sync_directory(
     return progress.lines
 
 
-def _next_size(size: int, took: float) -> int:
-    """The next transaction's size: *size* lines took *took* seconds; aim at WRITE_SECONDS, at
-    most doubling or halving at a time, within MIN_BATCH..BATCH."""
-    factor = min(2.0, max(0.5, WRITE_SECONDS / max(took, 1e-3)))
-    return max(MIN_BATCH, min(BATCH, int(size * factor)))
+class _Pace:
+    """How many lines a write transaction can take in a given time: seconds per line, averaged
+    over the last transactions of at least :data:`MIN_BATCH` lines."""
+
+    def __init__(self) -> None:
+        self.per_line: float | None = None
+
+    def lines_for(self, seconds: float) -> int:
+        if self.per_line is None:
+            return MIN_BATCH
+        return max(MIN_BATCH, min(BATCH, int(seconds / self.per_line)))
+
+    def observe(self, lines: int, took: float) -> None:
+        if lines < MIN_BATCH:
+            return
+        now = max(took, 1e-4) / lines
+        self.per_line = now if self.per_line is None else 0.7 * self.per_line + 0.3 * now

@@ -16,7 +16,8 @@ it). :class:`DirectorySync` runs each sync, the one at start and the scheduled o
 What goes between them, pickled, one message at a time:
 
 * parent → child on the child's standard input: the job (settings, complete or not, the
-  parent's pid), then one byte ``g`` each time the child may take its turn to write. End of file
+  parent's pid), then one byte each time the child may take its turn to write: ``g`` for a
+  short transaction, ``G`` for a long one (the parent's writers are idle). End of file
   means "stop": the parent has asked it to, or has died — either way the child leaves at once.
   It also leaves when its parent's pid changes (it was orphaned).
 * child → parent on the child's standard output (anything the child prints goes to its stderr):
@@ -33,7 +34,11 @@ acks' writes (the replay table, audit rows) for seconds. So the child asks for a
 each transaction, the parent takes its own writers' lock on the child's behalf, and gives it
 back when the child's transaction has ended: the child's writes queue with the parent's exactly
 as if they were made in the parent, and each is sized to take about
-:data:`bot.core.directory_sync.WRITE_SECONDS`.
+:data:`bot.core.directory_sync.WRITE_SECONDS`. While the parent's own writers are busy (slash
+commands coming in), the next turn waits :data:`YIELD` times as long as the last one held the
+database, so the commands keep at least half of it; the child also runs at a lower CPU priority
+(:data:`NICE`). With no commands coming in, the sync writes as fast as SQLite takes it, in
+longer transactions (:data:`IDLE_WRITE_SECONDS`), which write fewer pages per line.
 
 A child that dies (killed, out of memory, ThingSpace failing) is reported as a failed sync
 (:class:`SyncFailed`), and the next scheduled run starts a new one.
@@ -59,7 +64,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot.core.config import Settings
-from bot.core.directory_sync import SyncProgress, sync_directory
+from bot.core.directory_sync import WRITE_SECONDS, SyncProgress, sync_directory
 from bot.core.logs import NOISY_LOGGERS, RedactionFilter, redact, register_secrets
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.models import DevicePage
@@ -77,6 +82,8 @@ PARENT_CHECK = 1.0
 #: while the bot's own writers are busy, a turn to write starts this many times the last
 #: transaction's length after it ended (1.0: the sync takes at most half of the database's time)
 YIELD = 1.0
+#: how long a write transaction may take while the bot's own writers are idle
+IDLE_WRITE_SECONDS = 0.25
 #: the sync process's CPU priority below the bot's (``nice``): commands get the CPU first
 NICE = 10
 #: how long after a turn found the bot's writers busy they count as busy
@@ -84,8 +91,10 @@ BUSY_MEMORY = 1.0
 #: what the child's ``-c`` runs (the code root is put first on its path: the parent's code)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bot.scheduler.sync_process import main; main()"
 _ROOT = str(Path(__file__).resolve().parents[2])
-#: the byte that gives the child its turn to write
+#: the bytes that give the child its turn to write: a short one (the bot's writers are busy) or
+#: a long one of IDLE_WRITE_SECONDS (they are not: fewer, larger transactions write faster)
 _GO = b"g"
+_GO_LONG = b"G"
 #: a child's exit statuses
 EXIT_FAILED = 1
 EXIT_STOPPED = 3
@@ -250,8 +259,7 @@ class DirectorySync:
                     return lines, failure
                 kind = message[0]
                 if kind == "turn":
-                    turns.take()
-                    _send(child, _GO)
+                    _send(child, _GO if turns.take() else _GO_LONG)
                 elif kind == "end":
                     turns.give_back()
                 elif kind == "progress":
@@ -297,7 +305,8 @@ class _Turns:
         self.held: list[float] = []
         self.waited = 0.0
 
-    def take(self) -> None:
+    def take(self) -> bool:
+        """Wait for the next turn and take it; True if this process's writers are busy."""
         asked = time.monotonic()
         wait = self._next - asked
         if wait > 0:
@@ -308,6 +317,7 @@ class _Turns:
         self._held = True
         self._began = time.monotonic()
         self.waited += self._began - asked
+        return self._began < self._busy_until
 
     def give_back(self) -> None:
         if not self._held:
@@ -417,9 +427,9 @@ class _Forward(logging.Handler):
             self.handleError(record)
 
 
-def _watch_parent(fd: int, parent: int, turns: queue.SimpleQueue[bool]) -> None:
-    """Hand each ``g`` from the parent to :func:`_turn`; leave at once at the end of the input
-    (the parent stops us, or has died) or when the parent's pid is no longer ours."""
+def _watch_parent(fd: int, parent: int, turns: queue.SimpleQueue[float]) -> None:
+    """Hand each turn the parent gives (its time budget) to the writer; leave at once at the end
+    of the input (the parent stops us, or has died) or when the parent's pid is no longer ours."""
     while True:
         ready, _, _ = select.select([fd], [], [], PARENT_CHECK)
         if os.getppid() != parent:
@@ -432,8 +442,11 @@ def _watch_parent(fd: int, parent: int, turns: queue.SimpleQueue[bool]) -> None:
             data = b""
         if not data:
             os._exit(EXIT_STOPPED)
-        for _ in range(data.count(_GO)):
-            turns.put(True)
+        for byte in data:
+            if byte == _GO_LONG[0]:
+                turns.put(IDLE_WRITE_SECONDS)
+            elif byte == _GO[0]:
+                turns.put(WRITE_SECONDS)
 
 
 def _read_ahead(pages: Iterator[DevicePage]) -> Iterator[DevicePage]:
@@ -459,7 +472,7 @@ def _read_ahead(pages: Iterator[DevicePage]) -> Iterator[DevicePage]:
         yield item
 
 
-def _sync(job: _Job, channel: _Channel, turns: queue.SimpleQueue[bool]) -> int:
+def _sync(job: _Job, channel: _Channel, turns: queue.SimpleQueue[float]) -> int:
     settings = job.settings
     # one connection per thread: the pages are read (and a login may write the login gate) on
     # the read-ahead thread while this one writes the directory
@@ -467,11 +480,11 @@ def _sync(job: _Job, channel: _Channel, turns: queue.SimpleQueue[bool]) -> int:
     db = pool.get()
 
     @contextmanager
-    def turn() -> Iterator[None]:
+    def turn() -> Iterator[float]:
         channel.send("turn")
-        turns.get()
+        budget = turns.get()
         try:
-            yield
+            yield budget
         finally:
             channel.send("end")
 
@@ -513,7 +526,7 @@ def main() -> None:
     root.setLevel(job.settings.log_level.upper())
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    turns: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    turns: queue.SimpleQueue[float] = queue.SimpleQueue()
     threading.Thread(
         target=_watch_parent, args=(sys.stdin.fileno(), job.parent, turns), name="parent-watch", daemon=True
     ).start()

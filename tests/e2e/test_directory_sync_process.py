@@ -16,12 +16,14 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bot.core.directory_sync import SyncProgress
 from bot.local_stack import LocalStack
-from bot.scheduler.sync_process import SyncStopped
+from bot.scheduler.sync_process import DirectorySync, SyncStopped
 from bot.scheduler.tasks import sync_directory_task
 from storage import directory
 from tests.helpers.stacks import served_sandbox
@@ -265,3 +267,27 @@ def test_back_to_back_syncs_each_report_their_lines(tmp_path: Path, caplog: pyte
         caplog.set_level(logging.INFO)
         assert [runtime.directory_sync.run(complete=True) for _ in range(5)] == [30] * 5
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_where_no_other_process_could_reach_thingspace_the_sync_runs_in_the_calling_thread(
+    tmp_path: Path,
+) -> None:
+    """The same runner, in this thread (a test transport or an in-memory database): it reads the
+    lines, reports progress, and once stopped starts no other sync."""
+    with LocalStack(tmp_path, devices=30, sync_directory=False, scheduler=False) as stack:
+        runtime = stack.runtime
+        assert runtime is not None
+        seen: list[SyncProgress] = []
+        here = DirectorySync(
+            runtime.settings,
+            pool=runtime.pool,
+            thingspace=runtime.thingspace,
+            on_progress=lambda p: seen.append(replace(p)),
+            on_call=lambda *call: None,
+            in_child=False,
+        )
+        assert here.run(complete=True) == 30
+        assert here.pid is None and seen[-1].done and seen[-1].lines == 30
+        here.stop()
+        with pytest.raises(SyncStopped):
+            here.run(complete=True)
