@@ -21,7 +21,7 @@ No identifier other than device #0's ICCID contains ``9708``, so ``find 9708`` h
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -441,30 +441,19 @@ class Fleet:
         elif type_name == "tracker":
             custom["CustomField4"] = f"route-{self._roll(index, 10, 1) % 39 + 1:02d}"
         flaky = site == "plant-7" and (index == self._first_plant or self._roll(index, 15) < _FLAKY_IN_65536)
-        return Device(
-            index=index,
-            number=70_000_000 + index * 37,
-            type=kind,
-            iccid=made["iccid"],
-            mdn=made["mdn"],
-            imsi=made["imsi"],
-            imei=made["imei"],
-            meid=made["meid"] if kind.meid else None,
-            eid=made["eid"] if kind.eid else None,
-            original_imei=made["imei"],
-            spare_imei=made["spare_imei"],
-            site=site,
-            groups=[kind.group, site],
-            custom=custom,
-            created=created,
-            activated=created + timedelta(hours=self._roll(index, 11, 1) % 47 + 1),
+        return _device(
+            index,
+            kind,
+            made,
+            site,
+            custom,
+            created,
+            activated_hours=self._roll(index, 11, 1) % 47 + 1,
             activated_by=_ACTIVATORS[self._roll(index, 12, 1) % len(_ACTIVATORS)],
-            ip_address=made["ip"],
             phase=self._roll(index, 13) % (WAKE_EVERY if kind.sleepy else 3600),
             base_condition=self.base_condition(index),
             variant=unit(self.seed, index, 77),
             flaky=int(flaky),
-            plan=kind.plan,
         )
 
     # -- reading lines ----------------------------------------------------------------------------
@@ -625,32 +614,65 @@ def _demo_lines(count: int, seed: int, day: datetime, serials: _Serials) -> list
             meter_ordinal += 1
         elif type_name == "tracker":
             custom["CustomField4"] = f"route-{rng.randrange(1, 40):02d}"
-        device = Device(
-            index=index,
-            number=70_000_000 + index * 37,
-            type=kind,
-            iccid=made["iccid"],
-            mdn=made["mdn"],
-            imsi=made["imsi"],
-            imei=made["imei"],
-            meid=made["meid"] if kind.meid else None,
-            eid=made["eid"] if kind.eid else None,
-            original_imei=made["imei"],
-            spare_imei=made["spare_imei"],
-            site=site,
-            groups=[kind.group, site],
-            custom=custom,
-            created=created,
-            activated=created + timedelta(hours=rng.randrange(1, 48)),
+        device = _device(
+            index,
+            kind,
+            made,
+            site,
+            custom,
+            created,
+            activated_hours=rng.randrange(1, 48),
             activated_by=_ACTIVATORS[rng.randrange(len(_ACTIVATORS))],
-            ip_address=made["ip"],
             phase=rng.randrange(0, WAKE_EVERY if kind.sleepy else 3600),
             base_condition=condition,
             variant=unit(seed, index, 77),
-            plan=kind.plan,
         )
         lines.append((device, used))
     return lines
+
+
+def _device(
+    index: int,
+    kind: DeviceType,
+    made: Mapping[str, str],
+    site: str,
+    custom: dict[str, str],
+    created: datetime,
+    *,
+    activated_hours: int,
+    activated_by: str,
+    phase: int,
+    base_condition: str,
+    variant: float,
+    flaky: int = 0,
+) -> Device:
+    """One line from its identifiers (*made*) and what its generator drew for it; the large fleet
+    (derived per index) and the small one (drawn in order) share it."""
+    return Device(
+        index=index,
+        number=70_000_000 + index * 37,
+        type=kind,
+        iccid=made["iccid"],
+        mdn=made["mdn"],
+        imsi=made["imsi"],
+        imei=made["imei"],
+        meid=made["meid"] if kind.meid else None,
+        eid=made["eid"] if kind.eid else None,
+        original_imei=made["imei"],
+        spare_imei=made["spare_imei"],
+        site=site,
+        groups=[kind.group, site],
+        custom=custom,
+        created=created,
+        activated=created + timedelta(hours=activated_hours),
+        activated_by=activated_by,
+        ip_address=made["ip"],
+        phase=phase,
+        base_condition=base_condition,
+        variant=variant,
+        flaky=flaky,
+        plan=kind.plan,
+    )
 
 
 def build_fleet(count: int, seed: int, anchor: datetime) -> list[Device]:
