@@ -42,6 +42,7 @@ from bot.core.config import Settings
 from bot.local_stack import DEMO_GRANTS
 from bot.serving import ServerThread
 from bot.thingspace import shapes
+from bot.thingspace.client import ThingSpaceClient
 from storage import directory, outbox, requests
 from storage.db import write
 
@@ -399,6 +400,21 @@ class BotProcess:
 
     def driver(self) -> SlackDriver:
         return SlackDriver(self.url + "/slack/events", SIGNING_SECRET, self.standin)
+
+    def register_callbacks(self) -> None:
+        """Register this bot's callback URL with ThingSpace (the sandbox), as ``tsbot callbacks
+        register`` would, with the credentials the bot checks."""
+        with ThingSpaceClient(
+            self.env["THINGSPACE_BASE_URL"],
+            client_id=self.env["THINGSPACE_CLIENT_ID"],
+            client_secret=self.env["THINGSPACE_CLIENT_SECRET"],
+            username=self.env["THINGSPACE_USERNAME"],
+            password=self.env["THINGSPACE_PASSWORD"],
+            account=self.env["THINGSPACE_ACCOUNT"],
+        ) as thingspace:
+            thingspace.register_callback(
+                shapes.CARRIER_SERVICE, self.callback_url, CALLBACK_USER, CALLBACK_PASSWORD
+            )
 
     def start(self, timeout: float = 30.0) -> None:
         """Start on a fresh port and wait until ``/healthz`` answers."""

@@ -27,9 +27,7 @@ from bot.console.standin import SlackStandIn
 from bot.sandbox import create_sandbox
 from bot.sandbox.fleet import Fleet
 from bot.serving import ServerThread
-from bot.thingspace import shapes
-from bot.thingspace.client import ThingSpaceClient
-from tests.helpers.callbacks import CALLBACK_PASSWORD, CALLBACK_USER, BotProcess
+from tests.helpers.callbacks import BotProcess
 
 pytestmark = pytest.mark.perf
 
@@ -63,17 +61,7 @@ def test_a_100000_line_suspend_end_to_end(tmp_path: Path) -> None:
         bot.start()
         bot.wait_until("SELECT count(*) FROM devices", lambda n: n == fleet, timeout=LIMIT)
         synced = time.monotonic() - began
-        with ThingSpaceClient(
-            bot.env["THINGSPACE_BASE_URL"],
-            client_id="sandbox-client",
-            client_secret="sandbox-secret",
-            username="sandbox-user",
-            password="sandbox-pass",
-            account="0000123456-00001",
-        ) as thingspace:
-            thingspace.register_callback(
-                shapes.CARRIER_SERVICE, bot.callback_url, CALLBACK_USER, CALLBACK_PASSWORD
-            )
+        bot.register_callbacks()
         calls_before = len(standin.calls())
         suspends_before = len(sandbox.requests_received("*/devices/actions/suspend"))
         with bot.driver() as driver:

@@ -27,9 +27,7 @@ from bot.console.standin import SlackStandIn
 from bot.sandbox import create_sandbox
 from bot.sandbox.fleet import build_fleet
 from bot.serving import ServerThread
-from bot.thingspace import shapes
-from bot.thingspace.client import ThingSpaceClient
-from tests.helpers.callbacks import CALLBACK_PASSWORD, CALLBACK_USER, BotProcess
+from tests.helpers.callbacks import BotProcess
 
 DEVICES = 10_000
 SEED = 1
@@ -71,23 +69,15 @@ def test_bulk_suspend_of_10000_devices_answered_by_callbacks(
     bot, standin, fleet = world
     bot.start()
     bot.wait_until("SELECT count(*) FROM devices", lambda n: n == fleet, timeout=60)
-    with ThingSpaceClient(
-        bot.env["THINGSPACE_BASE_URL"],
-        client_id="sandbox-client",
-        client_secret="sandbox-secret",
-        username="sandbox-user",
-        password="sandbox-pass",
-        account="0000123456-00001",
-    ) as thingspace:
-        thingspace.register_callback(
-            shapes.CARRIER_SERVICE, bot.callback_url, CALLBACK_USER, CALLBACK_PASSWORD
-        )
+    bot.register_callbacks()
     calls_before = len(standin.calls())
     with bot.driver() as driver:
         answer = driver.command(
             "suspend group:plant-7 --reason decommissioned", user="U012ADMIN", channel="C0OPS"
         )
-        assert f"Suspend {DEVICES:,} devices?" in answer.text
+        # more lines than the ack checks: it says so, and the worker's card replaces it
+        assert f"Checking {DEVICES:,} lines for suspend" in answer.json()["text"]
+        standin.wait_for(lambda m: m.ephemeral and f"Suspend {DEVICES:,} devices?" in m.text, timeout=120)
         # the card is redrawn once every line's limits are read: the line at its daily limit leaves it
         standin.wait_for(
             lambda m: m.ephemeral and m.updated and "provisioning actions today" in str(m.blocks), timeout=120
