@@ -24,7 +24,7 @@ from sqlite_utils import Database
 
 from storage.files import ensure_private_file
 
-__all__ = ["connect", "select_in", "write"]
+__all__ = ["connect", "select_in", "write", "writers_lock"]
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -71,6 +71,13 @@ def _write_lock(path: str | Path) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
+def writers_lock(db: Database) -> threading.Lock | None:
+    """The lock this process's writers to *db*'s file take before ``BEGIN IMMEDIATE`` (see
+    :func:`write`); None for a connection not opened by :func:`connect`."""
+    lock: threading.Lock | None = getattr(db, "_tsbot_write_lock", None)
+    return lock
+
+
 @contextlib.contextmanager
 def write(db: Database) -> Iterator[Database]:
     """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
@@ -89,7 +96,7 @@ def write(db: Database) -> Iterator[Database]:
         with db.atomic():
             yield db
         return
-    lock: threading.Lock | None = getattr(db, "_tsbot_write_lock", None)
+    lock = writers_lock(db)
     if lock is not None:
         lock.acquire()
     try:

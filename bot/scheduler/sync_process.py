@@ -68,6 +68,7 @@ from bot.core.directory_sync import WRITE_SECONDS, SyncProgress, sync_directory
 from bot.core.logs import NOISY_LOGGERS, RedactionFilter, redact, register_secrets
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.models import DevicePage
+from storage.db import writers_lock
 from storage.login_gate import SqliteLoginGate
 from storage.pool import ConnectionPool
 
@@ -332,8 +333,7 @@ class _Turns:
 def _writers_lock(pool: ConnectionPool) -> threading.Lock:
     """The lock this process's writers take before ``BEGIN IMMEDIATE`` (see
     :func:`storage.db.write`), or a lock of this sync's own if the connection has none."""
-    lock = getattr(pool.get(), "_tsbot_write_lock", None)
-    return lock if isinstance(lock, type(threading.Lock())) else threading.Lock()
+    return writers_lock(pool.get()) or threading.Lock()
 
 
 def _send(child: subprocess.Popen[bytes], data: bytes) -> None:
